@@ -1,0 +1,65 @@
+# ---------------------------------------------------------------------------
+# Variables
+# ---------------------------------------------------------------------------
+
+# Pinned tool versions. Bumping one of these makes `make tools` reinstall it.
+BUF_VERSION                ?= v1.75.0
+PROTOC_GEN_GO_VERSION      ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+
+GO        ?= go
+BIN       := $(CURDIR)/.bin
+PROTO_DIR := proto
+
+# One stamp file per tool and version: the tool is (re)installed only when the
+# stamp for the pinned version is missing, so `make tools` is cheap on re-runs.
+BUF_STAMP                := $(BIN)/.buf-$(BUF_VERSION).stamp
+PROTOC_GEN_GO_STAMP      := $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp
+PROTOC_GEN_GO_GRPC_STAMP := $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp
+
+# The buf recipes find protoc-gen-go and protoc-gen-go-grpc on PATH.
+TOOLS_PATH := PATH="$(BIN):$$PATH"
+
+.PHONY: tools generate check-generated
+
+# ---------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------
+
+tools: $(BUF_STAMP) $(PROTOC_GEN_GO_STAMP) $(PROTOC_GEN_GO_GRPC_STAMP)
+
+# $(call go-install,<name>,<package@version>)
+# Installs into $(BIN), then replaces any stamp of an older version of <name>.
+define go-install
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) GOFLAGS= GOWORK=off $(GO) install $(2)
+	@rm -f $(BIN)/.$(1)-v*.stamp
+	@touch $@
+endef
+
+$(BUF_STAMP):
+	$(call go-install,buf,github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION))
+
+$(PROTOC_GEN_GO_STAMP):
+	$(call go-install,protoc-gen-go,google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION))
+
+$(PROTOC_GEN_GO_GRPC_STAMP):
+	$(call go-install,protoc-gen-go-grpc,google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION))
+
+# ---------------------------------------------------------------------------
+# Code generation
+# ---------------------------------------------------------------------------
+
+generate: tools
+	cd $(PROTO_DIR) && $(TOOLS_PATH) buf lint
+	cd $(PROTO_DIR) && $(TOOLS_PATH) buf generate
+
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- $(PROTO_DIR)/)" ]; then \
+		echo "ERROR: generated code under $(PROTO_DIR)/ is out of date or uncommitted." >&2; \
+		echo "Run 'make generate' and commit the result. Changes:" >&2; \
+		git status --porcelain -- $(PROTO_DIR)/ >&2; \
+		git --no-pager diff --stat -- $(PROTO_DIR)/ >&2; \
+		exit 1; \
+	fi
+	@echo "Generated code under $(PROTO_DIR)/ is up to date."

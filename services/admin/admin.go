@@ -1,0 +1,155 @@
+// Package admin is the admin service: organisations and keys over gRPC
+// (kurier.admin.v1.AdminService), with server reflection and grpc health.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/tenant"
+)
+
+// Config holds the admin service's settings.
+type Config struct {
+	Token  string // the bearer token every call must carry
+	Limits bus.Limits
+}
+
+// Service is the admin service.
+type Service struct {
+	adminv1.UnimplementedAdminServiceServer
+	cfg       Config
+	conn      *bus.Conn
+	tenants   *tenant.Store
+	log       *slog.Logger
+	tokenHash [sha256.Size]byte
+	calls     *prometheus.CounterVec
+	now       func() time.Time
+}
+
+// New makes the service; the streams and buckets must exist (bus.Ensure).
+func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if len(cfg.Token) < 16 {
+		return nil, errors.New("admin: an admin token of at least 16 characters is required (KURIER_ADMIN_TOKEN)")
+	}
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:       cfg,
+		conn:      conn,
+		tenants:   tenants,
+		log:       log,
+		tokenHash: sha256.Sum256([]byte(cfg.Token)),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kurier_admin_calls_total", Help: "Admin RPCs by method and status code.",
+		}, []string{"method", "code"}),
+		now: time.Now,
+	}
+	if err := reg.Register(s.calls); err != nil {
+		return nil, fmt.Errorf("admin metrics: %w", err)
+	}
+	return s, nil
+}
+
+// Serve answers gRPC on lis until ctx ends, then lets calls in flight
+// finish for up to grace.
+func (s *Service) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.observe, s.authUnary),
+		grpc.ChainStreamInterceptor(s.authStream),
+	)
+	adminv1.RegisterAdminServiceServer(srv, s)
+	hs := health.NewServer()
+	hs.SetServingStatus(adminv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("grpc server: %w", err)
+	case <-ctx.Done():
+	}
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		srv.Stop()
+	}
+	return nil
+}
+
+// open lists the services anyone may call: health probes and reflection
+// carry nothing secret, and probes and grpcurl must work without a token.
+func open(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+func (s *Service) authorize(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
+			h := sha256.Sum256([]byte(tok))
+			if subtle.ConstantTimeCompare(h[:], s.tokenHash[:]) == 1 {
+				return nil
+			}
+		}
+	}
+	return status.Error(codes.Unauthenticated, "missing or wrong admin token (metadata authorization: Bearer <token>)")
+}
+
+func (s *Service) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !open(info.FullMethod) {
+		if err := s.authorize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return h(ctx, req)
+}
+
+func (s *Service) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !open(info.FullMethod) {
+		if err := s.authorize(ss.Context()); err != nil {
+			return err
+		}
+	}
+	return h(srv, ss)
+}
+
+// observe counts calls and turns unexpected errors into Internal without
+// their text, which may name internals; the text goes to the log instead.
+func (s *Service) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if err != nil {
+		if _, ok := status.FromError(err); !ok {
+			s.log.Error("admin call failed", "method", info.FullMethod, "err", err)
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}
+	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	s.calls.WithLabelValues(method, status.Code(err).String()).Inc()
+	return resp, err
+}

@@ -1,0 +1,218 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/tenant"
+)
+
+const maxText = 200 // display names and descriptions
+
+// invalid is InvalidArgument naming the field, in the message and as a
+// BadRequest detail that clients can read.
+func invalid(field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	st := status.New(codes.InvalidArgument, field+": "+msg)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func checkOrgID(id string) error {
+	if !tenant.ValidOrgID(id) {
+		return invalid("org_id", "must match [a-z0-9][a-z0-9-]{1,31}")
+	}
+	return nil
+}
+
+func checkText(field, v string) error {
+	if utf8.RuneCountInString(v) > maxText || !utf8.ValidString(v) {
+		return invalid(field, "must be valid UTF-8 of at most %d characters", maxText)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// notFound answers a missing resource. It reads the same whether the
+// resource never existed or was deleted.
+func notFound(what, id string) error {
+	return status.Errorf(codes.NotFound, "%s %q not found", what, id)
+}
+
+func orgPB(o tenant.Org) *adminv1.Org {
+	return &adminv1.Org{OrgId: o.ID, DisplayName: o.DisplayName, CreateTime: timestamppb.New(o.Created)}
+}
+
+// org reads an org, answering NotFound when it is absent.
+func (s *Service) org(ctx context.Context, id string) (tenant.Org, error) {
+	if err := checkOrgID(id); err != nil {
+		return tenant.Org{}, err
+	}
+	o, err := s.tenants.Org(ctx, id)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return o, notFound("org", id)
+	}
+	return o, err
+}
+
+func (s *Service) CreateOrg(ctx context.Context, req *adminv1.CreateOrgRequest) (*adminv1.Org, error) {
+	if err := checkOrgID(req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := checkText("display_name", req.GetDisplayName()); err != nil {
+		return nil, err
+	}
+	o := tenant.Org{ID: req.GetOrgId(), DisplayName: req.GetDisplayName(), Created: s.now().UTC()}
+	err := s.tenants.CreateOrg(ctx, o)
+	if errors.Is(err, tenant.ErrExists) {
+		return nil, status.Errorf(codes.AlreadyExists, "org %q already exists", o.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("org created", "org", o.ID)
+	return orgPB(o), nil
+}
+
+func (s *Service) GetOrg(ctx context.Context, req *adminv1.GetOrgRequest) (*adminv1.Org, error) {
+	o, err := s.org(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, err
+	}
+	return orgPB(o), nil
+}
+
+func (s *Service) ListOrgs(ctx context.Context, _ *adminv1.ListOrgsRequest) (*adminv1.ListOrgsResponse, error) {
+	orgs, err := s.tenants.Orgs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.ListOrgsResponse{Orgs: make([]*adminv1.Org, len(orgs))}
+	for i, o := range orgs {
+		resp.Orgs[i] = orgPB(o)
+	}
+	return resp, nil
+}
+
+func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) (*adminv1.DeleteOrgResponse, error) {
+	id := req.GetOrgId()
+	if _, err := s.org(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := s.tenants.DeleteOrg(ctx, id); err != nil {
+		if errors.Is(err, tenant.ErrNotFound) {
+			return nil, notFound("org", id)
+		}
+		return nil, err
+	}
+	events, err := s.conn.JS.Stream(ctx, bus.StreamEvents)
+	if err == nil {
+		err = events.Purge(ctx, jetstream.WithPurgeSubject(bus.EventsOrgFilter(id)))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("purge events of %s: %w", id, err)
+	}
+	s.log.Info("org deleted", "org", id)
+	return &adminv1.DeleteOrgResponse{}, nil
+}
+
+var scopes = map[adminv1.KeyScope]tenant.Scope{
+	adminv1.KeyScope_KEY_SCOPE_INGEST:      tenant.ScopeIngest,
+	adminv1.KeyScope_KEY_SCOPE_CHANGES:     tenant.ScopeChanges,
+	adminv1.KeyScope_KEY_SCOPE_PARTNER:     tenant.ScopePartner,
+	adminv1.KeyScope_KEY_SCOPE_ADDRESSBOOK: tenant.ScopeAddressbook,
+}
+
+func keyPB(k tenant.Key) *adminv1.Key {
+	pb := &adminv1.Key{KeyId: k.ID, OrgId: k.Org, Description: k.Description, CreateTime: timestamppb.New(k.Created)}
+	for _, sc := range k.Scopes {
+		for e, name := range scopes {
+			if name == sc {
+				pb.Scopes = append(pb.Scopes, e)
+			}
+		}
+	}
+	slices.Sort(pb.Scopes)
+	if k.Revoked != nil {
+		pb.RevokeTime = timestamppb.New(*k.Revoked)
+	}
+	return pb
+}
+
+func (s *Service) CreateKey(ctx context.Context, req *adminv1.CreateKeyRequest) (*adminv1.CreateKeyResponse, error) {
+	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetScopes()) == 0 {
+		return nil, invalid("scopes", "at least one scope is required")
+	}
+	var granted []tenant.Scope
+	for _, sc := range req.GetScopes() {
+		name, ok := scopes[sc]
+		if !ok {
+			return nil, invalid("scopes", "unknown scope %v", sc)
+		}
+		if !slices.Contains(granted, name) {
+			granted = append(granted, name)
+		}
+	}
+	if err := checkText("description", req.GetDescription()); err != nil {
+		return nil, err
+	}
+	id, secret := tenant.NewSecret()
+	k := tenant.Key{ID: id, Org: req.GetOrgId(), Scopes: granted, Description: req.GetDescription(),
+		Hash: tenant.HashSecret(secret), Created: s.now().UTC()}
+	if err := s.tenants.CreateKey(ctx, k); err != nil {
+		return nil, err
+	}
+	s.log.Info("key created", "org", k.Org, "key_id", k.ID)
+	return &adminv1.CreateKeyResponse{Key: keyPB(k), Secret: secret}, nil
+}
+
+func (s *Service) ListKeys(ctx context.Context, req *adminv1.ListKeysRequest) (*adminv1.ListKeysResponse, error) {
+	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	keys, err := s.tenants.Keys(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.ListKeysResponse{Keys: make([]*adminv1.Key, len(keys))}
+	for i, k := range keys {
+		resp.Keys[i] = keyPB(k)
+	}
+	return resp, nil
+}
+
+func (s *Service) RevokeKey(ctx context.Context, req *adminv1.RevokeKeyRequest) (*adminv1.Key, error) {
+	id := req.GetKeyId()
+	if !tenant.ValidKeyID(id) {
+		return nil, invalid("key_id", "must be the 16 hex characters CreateKey answered")
+	}
+	k, err := s.tenants.RevokeKey(ctx, id, s.now().UTC())
+	if errors.Is(err, tenant.ErrNotFound) {
+		return nil, notFound("key", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("key revoked", "org", k.Org, "key_id", k.ID)
+	return keyPB(k), nil
+}

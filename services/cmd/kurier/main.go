@@ -1,0 +1,55 @@
+// Command kurier runs Kurier's services: all of them in one process on an
+// embedded JetStream server (`kurier all`), or one of them against a NATS
+// cluster (`kurier ingest`, `kurier admin`).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `kurier runs Kurier, the change-notification and webhook platform.
+
+Usage:
+  kurier all          every service in one process, on an embedded JetStream server
+  kurier ingest       the ingest service (POST /v1/events, NATS kurier.ingest.<org>)
+  kurier admin        the admin gRPC service
+  kurier bench ingest measure ingest throughput and latency on an embedded server
+  kurier version      print the version
+
+Run "kurier <command> -h" for a command's settings. Every setting can also be
+given as the environment variable named in its help.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "all", "ingest", "admin":
+		err = serve(ctx, role(cmd), args)
+	case "bench":
+		err = bench(ctx, args)
+	case "version", "--version", "-v":
+		fmt.Println("kurier", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "kurier: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kurier:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"kurier.dev/services/admin"
+	"kurier.dev/services/ingest"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/config"
+	"kurier.dev/services/internal/natsd"
+	"kurier.dev/services/internal/telemetry"
+	"kurier.dev/services/internal/web"
+)
+
+// role is the command a process was started as.
+type role string
+
+func (r role) runs(service string) bool { return r == "all" || string(r) == service }
+
+type settings struct {
+	httpListen, grpcListen string
+	natsURL                string
+	dataDir, natsListen    string
+	adminToken             string
+	logLevel               string
+	grace                  time.Duration
+	limits                 bus.Limits
+	ingest                 ingest.Config
+}
+
+func bind(r role, set *config.Set, s *settings) {
+	s.limits = bus.DefaultLimits()
+	s.ingest = ingest.DefaultConfig()
+	set.String(&s.httpListen, "http-listen", "KURIER_HTTP_LISTEN", ":8080", "HTTP address of the APIs, health and metrics")
+	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
+	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
+	if r == "all" {
+		set.String(&s.dataDir, "data-dir", "KURIER_DATA_DIR", "./kurier-data", "where the embedded JetStream server keeps its data")
+		set.String(&s.natsListen, "nats-listen", "KURIER_NATS_LISTEN", "127.0.0.1:4222", `client address of the embedded server, for the nats CLI; "off" for none`)
+	} else {
+		set.String(&s.natsURL, "nats-url", "KURIER_NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
+	}
+	set.Int(&s.limits.Replicas, "replicas", "KURIER_REPLICAS", s.limits.Replicas, "replicas of every stream and bucket (1, 3 or 5)")
+	set.Duration(&s.limits.EventsMaxAge, "events-max-age", "KURIER_EVENTS_MAX_AGE", s.limits.EventsMaxAge, "how long events are kept")
+	set.Duration(&s.limits.DedupeWindow, "dedupe-window", "KURIER_DEDUPE_WINDOW", s.limits.DedupeWindow, "how long a resent event id is recognised as a duplicate")
+	if r.runs("admin") {
+		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
+		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
+	}
+	if r.runs("ingest") {
+		set.Int(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, "bytes of data one event may carry")
+	}
+}
+
+// serve runs the services of a role until ctx ends, then stops them in
+// order: stop taking requests, finish those in flight, flush to NATS, stop
+// the embedded server.
+func serve(ctx context.Context, r role, args []string) error {
+	var s settings
+	set := config.New("kurier " + string(r))
+	bind(r, set, &s)
+	if err := set.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log := telemetry.Logger(os.Stderr, s.logLevel).With("role", string(r))
+	slog.SetDefault(log)
+
+	url, opts := s.natsURL, []nats.Option(nil)
+	if r == "all" {
+		srv, err := startEmbedded(s, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+		url, opts = "", []nats.Option{nats.InProcessServer(srv)}
+	}
+	conn, err := bus.Connect(url, "kurier-"+string(r), log, opts...)
+	if err != nil {
+		return err
+	}
+	defer conn.NC.Close()
+	if err := ensure(ctx, conn, s.limits, log); err != nil {
+		return err
+	}
+
+	reg := telemetry.Registry()
+	mux := http.NewServeMux()
+	ready := func(ctx context.Context) error { return bus.Check(ctx, conn.NC, conn.JS, s.limits) }
+	web.Health(mux, ready)
+	mux.Handle("GET /metrics", telemetry.Handler(reg))
+
+	var runs []func(context.Context) error
+	if r.runs("ingest") {
+		svc, err := ingest.New(ctx, s.ingest, conn, log.With("service", "ingest"), reg)
+		if err != nil {
+			return err
+		}
+		svc.Routes(mux)
+		runs = append(runs, svc.Run)
+	}
+	if r.runs("admin") {
+		if s.adminToken == "" && r == "all" {
+			if s.adminToken, err = adminToken(s.dataDir); err != nil {
+				return err
+			}
+		}
+		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits}, conn, log.With("service", "admin"), reg)
+		if err != nil {
+			return err
+		}
+		lis, err := net.Listen("tcp", s.grpcListen)
+		if err != nil {
+			return fmt.Errorf("grpc listen: %w", err)
+		}
+		log.Info("grpc listening", "addr", lis.Addr().String())
+		runs = append(runs, func(ctx context.Context) error { return svc.Serve(ctx, lis, s.grace) })
+	}
+	lis, err := net.Listen("tcp", s.httpListen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	log.Info("http listening", "addr", lis.Addr().String())
+	runs = append(runs, func(ctx context.Context) error { return web.Serve(ctx, lis, mux, s.grace, log) })
+
+	err = runAll(ctx, runs)
+	// Everything taken in has been answered: flush what is still buffered.
+	if derr := drain(conn.NC, s.grace); derr != nil {
+		log.Warn("nats drain", "err", derr)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// runAll runs every function until ctx ends or one fails, which stops the rest.
+func runAll(ctx context.Context, runs []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(runs))
+	for i, run := range runs {
+		wg.Go(func() {
+			if errs[i] = run(ctx); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func startEmbedded(s settings, log *slog.Logger) (*server.Server, error) {
+	if err := os.MkdirAll(s.dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	srv, err := natsd.Start(natsd.Options{DataDir: filepath.Join(s.dataDir, "jetstream"), Listen: s.natsListen})
+	if err != nil {
+		return nil, err
+	}
+	if srv.Addr() != nil {
+		log.Info("nats listening", "addr", srv.Addr().String(), "data_dir", s.dataDir)
+	}
+	return srv, nil
+}
+
+// ensure lays down the streams and buckets, waiting for a cluster that is
+// still forming its JetStream meta group.
+func ensure(ctx context.Context, conn *bus.Conn, l bus.Limits, log *slog.Logger) error {
+	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		err := bus.Ensure(ctx, conn.JS, l)
+		if err == nil {
+			return nil
+		}
+		log.Warn("streams not ready, retrying", "err", err, "in", delay.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("streams: %w", err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+func drain(nc *nats.Conn, grace time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(grace):
+		return errors.New("timed out")
+	}
+}
+
+// adminToken reads the token `kurier all` keeps in its data dir, making
+// and printing it on first start.
+func adminToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "admin-token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	tok := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	fmt.Printf("Generated the admin token (kept in %s, shown only now):\n\n    %s\n\n", path, tok)
+	return tok, nil
+}

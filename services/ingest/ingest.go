@@ -1,0 +1,191 @@
+// Package ingest is the intake of change events: CloudEvents over HTTP
+// (POST /v1/events) and over NATS request/reply (kurier.ingest.<org>),
+// stored durably in the EVENTS stream before they are acknowledged.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/internal/web"
+)
+
+// Config holds the ingest service's settings.
+type Config struct {
+	MaxData        int // bytes of data per event
+	MaxBatchEvents int
+	MaxBatchBytes  int
+	// MaxInflight bounds the bytes of request bodies held at once; past it
+	// requests are answered 503 with Retry-After instead of using more memory.
+	MaxInflight int64
+	// PublishTimeout bounds the wait for the stream's acknowledgement.
+	PublishTimeout time.Duration
+	// Workers is how many NATS ingest requests are handled at once.
+	Workers int
+}
+
+// DefaultConfig is what Kurier runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		MaxData:        64 << 10,
+		MaxBatchEvents: 1000,
+		MaxBatchBytes:  4 << 20,
+		MaxInflight:    64 << 20,
+		PublishTimeout: 10 * time.Second,
+		Workers:        64,
+	}
+}
+
+// envelope is the room a structured event may take beside its data.
+const envelope = 16 << 10
+
+// Service is the ingest service.
+type Service struct {
+	cfg      Config
+	conn     *bus.Conn
+	tenants  *tenant.Store
+	log      *slog.Logger
+	inflight *semaphore.Weighted
+	m        metrics
+}
+
+type metrics struct {
+	events   *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New makes the service; the streams and buckets must exist (bus.Ensure).
+func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxInflight < int64(cfg.MaxBatchBytes) {
+		return nil, fmt.Errorf("ingest: in-flight limit %d is below the batch size limit %d", cfg.MaxInflight, cfg.MaxBatchBytes)
+	}
+	s := &Service{
+		cfg:      cfg,
+		conn:     conn,
+		tenants:  tenants,
+		log:      log,
+		inflight: semaphore.NewWeighted(cfg.MaxInflight),
+		m: metrics{
+			events: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_ingest_events_total", Help: "Events taken in, by result (accepted, duplicate).",
+			}, []string{"result"}),
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_ingest_requests_total", Help: "Ingest requests by transport and status code.",
+			}, []string{"transport", "status"}),
+			latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "kurier_ingest_request_seconds", Help: "Ingest request duration by transport.",
+				Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+			}, []string{"transport"}),
+		},
+	}
+	for _, c := range []prometheus.Collector{s.m.events, s.m.requests, s.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ingest metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Result is the answer to an accepted request.
+type Result struct {
+	Accepted   []string `json:"accepted"`
+	Duplicates []string `json:"duplicates"`
+}
+
+// store publishes the events of an org and waits until the stream has them
+// all. A failure part-way may leave some stored; the sender retries the
+// whole request and those come back as duplicates.
+func (s *Service) store(ctx context.Context, org string, events []event.Event) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	res := Result{Accepted: make([]string, 0, len(events)), Duplicates: []string{}}
+	record := func(e event.Event, dup bool) {
+		if dup {
+			res.Duplicates = append(res.Duplicates, e.ID)
+		} else {
+			res.Accepted = append(res.Accepted, e.ID)
+		}
+	}
+	if len(events) == 1 {
+		msg, err := message(org, events[0])
+		if err != nil {
+			return Result{}, err
+		}
+		ack, err := s.conn.JS.PublishMsg(ctx, msg)
+		if err != nil && !bus.IsDuplicate(err) {
+			return Result{}, publishErr(err)
+		}
+		record(events[0], err != nil || ack.Duplicate)
+		s.count(res)
+		return res, nil
+	}
+	futures := make([]jetstream.PubAckFuture, len(events))
+	for i, e := range events {
+		msg, err := message(org, e)
+		if err != nil {
+			return Result{}, err
+		}
+		futures[i], err = s.conn.JS.PublishMsgAsync(msg, jetstream.WithStallWait(time.Second))
+		if err != nil {
+			return Result{}, publishErr(err)
+		}
+	}
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			record(events[i], ack.Duplicate)
+		case err := <-f.Err():
+			if !bus.IsDuplicate(err) {
+				return Result{}, publishErr(err)
+			}
+			record(events[i], true)
+		case <-ctx.Done():
+			return Result{}, publishErr(ctx.Err())
+		}
+	}
+	s.count(res)
+	return res, nil
+}
+
+func (s *Service) count(r Result) {
+	s.m.events.WithLabelValues("accepted").Add(float64(len(r.Accepted)))
+	s.m.events.WithLabelValues("duplicate").Add(float64(len(r.Duplicates)))
+}
+
+func message(org string, e event.Event) (*nats.Msg, error) {
+	b, err := e.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(bus.EventsSubject(org, e.Type))
+	m.Data = b
+	m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(org, e.ID))
+	return m, nil
+}
+
+// publishErr turns a failure to store into what the sender is told: the
+// store is busy or unreachable, try again shortly.
+func publishErr(err error) error {
+	e := &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the event store did not confirm in time, retry later", RetryAfter: 1}
+	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		e = web.ErrOverloaded
+	}
+	return fmt.Errorf("%w (%w)", e, err)
+}

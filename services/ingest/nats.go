@@ -1,0 +1,120 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/web"
+)
+
+// Over NATS, a request on kurier.ingest.<org> carries the key in KeyHeader
+// and one structured event or a batch (a JSON array) as its body. The
+// answer is the HTTP answer's JSON, with its status code in StatusHeader.
+const (
+	KeyHeader    = "Kurier-Key"
+	StatusHeader = "Kurier-Status"
+	queueGroup   = "kurier-ingest"
+)
+
+// Run serves NATS ingest requests until ctx ends, then finishes the
+// requests it has taken before returning.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, s.cfg.Workers)
+	sub, err := s.conn.NC.QueueSubscribe(bus.IngestWildcard, queueGroup, func(m *nats.Msg) {
+		// Waiting for a slot here holds back the subscription, so a burst
+		// queues in the client's bounded pending buffer, not in goroutines.
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.serveMsg(ctx, m)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", bus.IngestWildcard, err)
+	}
+	<-ctx.Done()
+	// Drain delivers what is already buffered and stops taking more.
+	if err := sub.Drain(); err != nil {
+		s.log.Warn("drain ingest subscription", "err", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); sub.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
+	start := time.Now()
+	// Requests taken before shutdown are finished even as ctx ends.
+	ctx = context.WithoutCancel(ctx)
+	status := http.StatusAccepted
+	var body []byte
+	res, err := s.ingestMsg(ctx, m)
+	if err == nil {
+		body, _ = json.Marshal(res)
+	} else {
+		var we *web.Error
+		if !errors.As(err, &we) {
+			we = &web.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+		}
+		if we.Status >= 500 {
+			s.log.Warn("nats ingest failed", "subject", m.Subject, "err", err)
+		}
+		status, body = we.Status, we.Body()
+	}
+	s.m.requests.WithLabelValues("nats", strconv.Itoa(status)).Inc()
+	s.m.latency.WithLabelValues("nats").Observe(time.Since(start).Seconds())
+	if m.Reply == "" {
+		return
+	}
+	reply := nats.NewMsg(m.Reply)
+	reply.Header.Set(StatusHeader, strconv.Itoa(status))
+	reply.Data = body
+	if err := m.RespondMsg(reply); err != nil {
+		s.log.Warn("nats ingest reply", "err", err)
+	}
+}
+
+func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
+	org := strings.TrimPrefix(m.Subject, "kurier.ingest.")
+	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader))
+	if err != nil {
+		return Result{}, err
+	}
+	if key.Org != org {
+		return Result{}, web.ErrForbidden
+	}
+	lim := event.Limits{MaxData: s.cfg.MaxData}
+	var events []event.Event
+	if b := bytes.TrimLeft(m.Data, " \t\r\n"); len(b) > 0 && b[0] == '[' {
+		if len(m.Data) > s.cfg.MaxBatchBytes {
+			return Result{}, tooLarge(s.cfg.MaxBatchBytes)
+		}
+		events, err = event.DecodeBatch(m.Data, s.cfg.MaxBatchEvents, lim)
+	} else {
+		if len(m.Data) > s.cfg.MaxData+envelope {
+			return Result{}, tooLarge(s.cfg.MaxData + envelope)
+		}
+		var e event.Event
+		e, err = event.Decode(m.Data, lim)
+		events = []event.Event{e}
+	}
+	if err != nil {
+		return Result{}, invalid(err)
+	}
+	return s.store(ctx, org, events)
+}

@@ -1,0 +1,132 @@
+// Package bus holds the one definition of every JetStream subject, stream and
+// key-value bucket that Kurier's services meet on. Services never talk to
+// each other directly: they publish and read here.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and bucket names.
+const (
+	StreamEvents = "EVENTS"
+	BucketOrgs   = "orgs"
+	BucketKeys   = "keys"
+)
+
+// EventsSubject is where an org's event of the given type is stored. Types
+// are dotted names, so each dot adds a subject token and subscribers can
+// filter on prefixes (kurier.events.acme.invoice.>).
+func EventsSubject(org, typ string) string { return "kurier.events." + org + "." + typ }
+
+// EventsOrgFilter matches every event of an org.
+func EventsOrgFilter(org string) string { return "kurier.events." + org + ".>" }
+
+// IngestSubject is where events are requested over NATS for an org;
+// IngestWildcard is what the ingest service listens on.
+func IngestSubject(org string) string { return "kurier.ingest." + org }
+
+const IngestWildcard = "kurier.ingest.*"
+
+// EventMsgID is the Nats-Msg-Id that makes a resent event a duplicate.
+func EventMsgID(org, id string) string { return org + ":" + id }
+
+// Limits configures the stream definitions.
+type Limits struct {
+	Replicas       int           // 1, 3 or 5
+	EventsMaxAge   time.Duration // how long events are kept
+	DedupeWindow   time.Duration // how long a resent event id is recognised
+	MaxMsgBytes    int32         // largest message a stream takes
+	OperationLimit time.Duration // timeout for each create-or-update call
+}
+
+// DefaultLimits are what a fresh installation uses.
+func DefaultLimits() Limits {
+	return Limits{
+		Replicas:       1,
+		EventsMaxAge:   30 * 24 * time.Hour,
+		DedupeWindow:   time.Hour,
+		MaxMsgBytes:    1 << 20,
+		OperationLimit: 30 * time.Second,
+	}
+}
+
+// Streams gives the stream definitions for the limits.
+func Streams(l Limits) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{{
+		Name:        StreamEvents,
+		Description: "Document-change events, one subject per org and type",
+		Subjects:    []string{"kurier.events.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		MaxAge:      l.EventsMaxAge,
+		Duplicates:  l.DedupeWindow,
+		MaxMsgSize:  l.MaxMsgBytes,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}}
+}
+
+// Buckets gives the key-value bucket definitions for the limits.
+func Buckets(l Limits) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketOrgs, Description: "Organisations by org id", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketKeys, Description: "API keys by key id; secrets only as hashes", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+	}
+}
+
+// Ensure creates or updates every stream and bucket, so whichever service
+// starts first lays them down and a changed replica count is applied.
+func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
+	for _, cfg := range Streams(l) {
+		cctx, cancel := context.WithTimeout(ctx, l.OperationLimit)
+		_, err := js.CreateOrUpdateStream(cctx, cfg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range Buckets(l) {
+		cctx, cancel := context.WithTimeout(ctx, l.OperationLimit)
+		_, err := js.CreateOrUpdateKeyValue(cctx, cfg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// Check reports whether the connection is up and every stream and bucket
+// exists, for readiness probes.
+func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, l Limits) error {
+	if !nc.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	for _, cfg := range Streams(l) {
+		if _, err := js.Stream(ctx, cfg.Name); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range Buckets(l) {
+		if _, err := js.KeyValue(ctx, cfg.Bucket); err != nil {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// IsDuplicate tells whether a publish error means the message was already
+// stored: on replicated streams a resend that races the original's
+// replication fails with 10158 instead of answering PubAck.Duplicate.
+func IsDuplicate(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10158
+}

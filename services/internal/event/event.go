@@ -1,0 +1,350 @@
+// Package event is Kurier's CloudEvents 1.0 model: parsing the structured,
+// batched and binary HTTP modes, the checks every accepted event passes, and
+// the JSON form events are stored in.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"kurier.dev/services/internal/catalog"
+)
+
+// Media types of the three HTTP modes' bodies.
+const (
+	MediaStructured = "application/cloudevents+json"
+	MediaBatch      = "application/cloudevents-batch+json"
+)
+
+// Event is one change event. Attributes Kurier does not know are kept as
+// extensions and stored unchanged.
+type Event struct {
+	ID              string
+	Source          string
+	Type            string
+	Subject         string // the document id
+	Time            string // RFC 3339, empty when the producer gave none
+	DataContentType string
+	DataSchema      string
+	Data            json.RawMessage // JSON; nil when absent
+	Extensions      map[string]json.RawMessage
+}
+
+// Limits bound what an event may hold.
+type Limits struct {
+	MaxData int // bytes of data per event
+}
+
+// Error is a rejected event: the field at fault and, in a batch, its index.
+type Error struct {
+	Index   int // -1 outside a batch
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("event %d: %s: %s", e.Index, e.Field, e.Message)
+	}
+	return e.Field + ": " + e.Message
+}
+
+func fieldErr(field, format string, args ...any) *Error {
+	return &Error{Index: -1, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Bounds on attribute lengths; ids and subjects travel in NATS headers and
+// HTTP queries, so they stay short and printable.
+const (
+	maxID      = 256
+	maxSubject = 256
+	maxSource  = 1024
+	maxExtName = 20
+)
+
+var extName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
+
+// Decode parses and checks one event in structured mode.
+func Decode(b []byte, l Limits) (Event, error) {
+	if !utf8.Valid(b) {
+		return Event{}, fieldErr("body", "is not valid UTF-8")
+	}
+	var e Event
+	if err := e.decode(b); err != nil {
+		return Event{}, err
+	}
+	return e, e.Check(l)
+}
+
+// DecodeBatch parses and checks a batch: a JSON array of structured events,
+// at most max of them. One bad event fails the whole batch.
+func DecodeBatch(b []byte, max int, l Limits) ([]Event, error) {
+	if !utf8.Valid(b) {
+		return nil, fieldErr("body", "is not valid UTF-8")
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(b, &raws); err != nil {
+		return nil, fieldErr("body", "is not a JSON array of events: %s", jsonReason(err))
+	}
+	switch {
+	case len(raws) == 0:
+		return nil, fieldErr("body", "the batch is empty")
+	case len(raws) > max:
+		return nil, fieldErr("body", "the batch holds %d events, at most %d are allowed", len(raws), max)
+	}
+	events := make([]Event, len(raws))
+	for i, raw := range raws {
+		err := events[i].decode(raw)
+		if err == nil {
+			err = events[i].Check(l)
+		}
+		if err != nil {
+			e := err.(*Error)
+			e.Index = i
+			return nil, e
+		}
+	}
+	return events, nil
+}
+
+// FromBinary builds an event from binary mode: attributes in ce-* headers
+// (values percent-encoded, as the HTTP binding says), the body as data.
+func FromBinary(h http.Header, body []byte, l Limits) (Event, error) {
+	var e Event
+	var spec string
+	for name, vals := range h {
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(lower, "ce-") || len(vals) == 0 {
+			continue
+		}
+		attr := lower[3:]
+		v, err := url.PathUnescape(vals[0])
+		if err != nil || !utf8.ValidString(v) {
+			return Event{}, fieldErr(attr, "header %s is not a valid percent-encoded UTF-8 value", name)
+		}
+		switch attr {
+		case "specversion":
+			spec = v
+		case "id":
+			e.ID = v
+		case "source":
+			e.Source = v
+		case "type":
+			e.Type = v
+		case "subject":
+			e.Subject = v
+		case "time":
+			e.Time = v
+		case "dataschema":
+			e.DataSchema = v
+		case "datacontenttype":
+			return Event{}, fieldErr(attr, "binary mode takes the data content type from Content-Type")
+		default:
+			if e.Extensions == nil {
+				e.Extensions = map[string]json.RawMessage{}
+			}
+			q, _ := json.Marshal(v)
+			e.Extensions[attr] = q
+		}
+	}
+	if spec != "1.0" {
+		return Event{}, fieldErr("specversion", "must be \"1.0\"")
+	}
+	e.DataContentType = h.Get("Content-Type")
+	if len(bytes.TrimSpace(body)) > 0 {
+		if !utf8.Valid(body) || !json.Valid(body) {
+			return Event{}, fieldErr("data", "the body is not valid JSON")
+		}
+		e.Data = json.RawMessage(body)
+	}
+	return e, e.Check(l)
+}
+
+// decode fills e from a structured-mode JSON object. It checks that each
+// attribute has the right JSON type; Check does the rest.
+func (e *Event) decode(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fieldErr("body", "is not a JSON object: %s", jsonReason(err))
+	}
+	if m == nil {
+		return fieldErr("body", "is not a JSON object")
+	}
+	str := func(name string, dst *string) error {
+		raw, ok := m[name]
+		if !ok {
+			return nil
+		}
+		delete(m, name)
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return fieldErr(name, "must be a string")
+		}
+		return nil
+	}
+	var spec string
+	for _, a := range []struct {
+		name string
+		dst  *string
+	}{
+		{"specversion", &spec}, {"id", &e.ID}, {"source", &e.Source}, {"type", &e.Type},
+		{"subject", &e.Subject}, {"time", &e.Time}, {"datacontenttype", &e.DataContentType},
+		{"dataschema", &e.DataSchema},
+	} {
+		if err := str(a.name, a.dst); err != nil {
+			return err
+		}
+	}
+	if spec != "1.0" {
+		return fieldErr("specversion", "must be \"1.0\"")
+	}
+	if _, ok := m["data_base64"]; ok {
+		return fieldErr("data_base64", "binary data is not accepted: send JSON in data")
+	}
+	if raw, ok := m["data"]; ok {
+		delete(m, "data")
+		if string(raw) != "null" {
+			e.Data = raw
+		}
+	}
+	for name, raw := range m {
+		if len(raw) == 0 || raw[0] == '{' || raw[0] == '[' || string(raw) == "null" {
+			return fieldErr(name, "an extension attribute must be a string, number or boolean")
+		}
+		if e.Extensions == nil {
+			e.Extensions = map[string]json.RawMessage{}
+		}
+		e.Extensions[name] = raw
+	}
+	return nil
+}
+
+// Check applies the rules every accepted event follows.
+func (e *Event) Check(l Limits) error {
+	switch {
+	case e.ID == "":
+		return fieldErr("id", "is required")
+	case len(e.ID) > maxID || !printable(e.ID):
+		return fieldErr("id", "must be at most %d printable characters", maxID)
+	case e.Source == "":
+		return fieldErr("source", "is required")
+	case len(e.Source) > maxSource || !printable(e.Source):
+		return fieldErr("source", "must be a URI-reference of at most %d characters", maxSource)
+	case e.Type == "":
+		return fieldErr("type", "is required")
+	case !catalog.ValidType(e.Type):
+		return fieldErr("type", "must be a dotted lower-case name such as invoice.changed (2-8 segments of a-z, 0-9, _ or -, each starting with a letter, at most %d characters)", catalog.MaxTypeLen)
+	case e.Subject == "":
+		return fieldErr("subject", "is required: it is the id of the changed document")
+	case len(e.Subject) > maxSubject || !printable(e.Subject):
+		return fieldErr("subject", "must be at most %d printable characters", maxSubject)
+	case len(e.Data) > l.MaxData:
+		return fieldErr("data", "is %d bytes, at most %d are allowed", len(e.Data), l.MaxData)
+	}
+	for name := range e.Extensions {
+		if !extName.MatchString(name) {
+			return fieldErr(name, "is not a CloudEvents attribute: extension names are 1-%d lower-case letters or digits", maxExtName)
+		}
+	}
+	if _, err := url.Parse(e.Source); err != nil {
+		return fieldErr("source", "is not a URI-reference")
+	}
+	if e.Time != "" {
+		if _, err := time.Parse(time.RFC3339Nano, e.Time); err != nil {
+			return fieldErr("time", "must be an RFC 3339 timestamp")
+		}
+	}
+	if e.DataContentType != "" && !IsJSON(e.DataContentType) {
+		return fieldErr("datacontenttype", "must be application/json or another JSON media type: data is JSON")
+	}
+	if e.DataSchema != "" {
+		if u, err := url.Parse(e.DataSchema); err != nil || !u.IsAbs() || !printable(e.DataSchema) {
+			return fieldErr("dataschema", "must be an absolute URI")
+		}
+	}
+	return nil
+}
+
+// IsJSON tells whether a media type is JSON (application/json or a +json type).
+func IsJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonReason(err error) string {
+	if se, ok := err.(*json.SyntaxError); ok {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	return err.Error()
+}
+
+// MarshalJSON writes the event in structured mode: the stored form.
+func (e Event) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"specversion":"1.0"`)
+	put := func(name, v string) {
+		if v == "" {
+			return
+		}
+		q, _ := json.Marshal(v)
+		b.WriteString(`,"` + name + `":`)
+		b.Write(q)
+	}
+	put("id", e.ID)
+	put("source", e.Source)
+	put("type", e.Type)
+	put("subject", e.Subject)
+	put("time", e.Time)
+	put("datacontenttype", e.DataContentType)
+	put("dataschema", e.DataSchema)
+	names := make([]string, 0, len(e.Extensions))
+	for n := range e.Extensions {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		b.WriteString(`,"` + n + `":`)
+		b.Write(e.Extensions[n])
+	}
+	if e.Data != nil {
+		var c bytes.Buffer
+		if err := json.Compact(&c, e.Data); err != nil {
+			return nil, fmt.Errorf("event %s: data: %w", e.ID, err)
+		}
+		b.WriteString(`,"data":`)
+		b.Write(c.Bytes())
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON reads an event in structured mode without the acceptance
+// checks, for events read back from the stream.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var d Event
+	if err := d.decode(b); err != nil {
+		return err
+	}
+	*e = d
+	return nil
+}

@@ -1,0 +1,292 @@
+// Package tenant holds organisations and their API keys as they are stored
+// in JetStream key-value buckets, and checks a presented key.
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+)
+
+// Scope is what a key may be used for.
+type Scope string
+
+const (
+	ScopeIngest      Scope = "ingest"
+	ScopeChanges     Scope = "changes"
+	ScopePartner     Scope = "partner"
+	ScopeAddressbook Scope = "addressbook"
+)
+
+// Org is an organisation.
+type Org struct {
+	ID          string    `json:"org_id"`
+	DisplayName string    `json:"display_name"`
+	Created     time.Time `json:"created"`
+}
+
+// Key is an API key. The secret itself is never stored: only its hash.
+type Key struct {
+	ID          string     `json:"key_id"`
+	Org         string     `json:"org_id"`
+	Scopes      []Scope    `json:"scopes"`
+	Description string     `json:"description,omitempty"`
+	Hash        string     `json:"hash"` // hex SHA-256 of the whole secret
+	Created     time.Time  `json:"created"`
+	Revoked     *time.Time `json:"revoked,omitempty"`
+}
+
+// Has tells whether the key carries the scope.
+func (k Key) Has(s Scope) bool { return slices.Contains(k.Scopes, s) }
+
+var orgIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,31}$`)
+
+// ValidOrgID tells whether id can name an org. Org ids become NATS subject
+// tokens and KV keys, so the pattern keeps out dots, wildcards and spaces.
+func ValidOrgID(id string) bool { return orgIDPattern.MatchString(id) }
+
+// Errors of Authenticate; both carry no detail on purpose, so an answer
+// never tells whether a key exists.
+var (
+	ErrUnauthenticated = errors.New("missing, unknown or revoked key")
+	ErrForbidden       = errors.New("key lacks the scope")
+	ErrNotFound        = errors.New("not found")
+	ErrExists          = errors.New("already exists")
+)
+
+// Secrets look like kur_<16 hex key id>_<43 base64url chars>: the key id
+// finds the record without a scan, the random rest is the secret.
+const (
+	secretPrefix = "kur_"
+	keyIDLen     = 16
+)
+
+// NewSecret makes a key id and the secret that embeds it.
+func NewSecret() (id, secret string) {
+	var idb [keyIDLen / 2]byte
+	var sb [32]byte
+	_, _ = rand.Read(idb[:]) // crypto/rand.Read never fails
+	_, _ = rand.Read(sb[:])
+	id = hex.EncodeToString(idb[:])
+	return id, secretPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(sb[:])
+}
+
+// HashSecret is the stored form of a secret. The secret is 256 random bits,
+// so a plain SHA-256 cannot be brute-forced and needs no slow KDF.
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+func keyIDOf(secret string) (string, bool) {
+	if len(secret) != len(secretPrefix)+keyIDLen+1+43 || !strings.HasPrefix(secret, secretPrefix) {
+		return "", false
+	}
+	id := secret[len(secretPrefix) : len(secretPrefix)+keyIDLen]
+	if secret[len(secretPrefix)+keyIDLen] != '_' {
+		return "", false
+	}
+	return id, ValidKeyID(id)
+}
+
+// ValidKeyID tells whether id has the form of a key id.
+func ValidKeyID(id string) bool {
+	if len(id) != keyIDLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Store reads and writes orgs and keys.
+type Store struct {
+	orgs jetstream.KeyValue
+	keys jetstream.KeyValue
+}
+
+// Open binds the store to the buckets, which bus.Ensure has created.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	orgs, err := js.KeyValue(ctx, bus.BucketOrgs)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bus.BucketOrgs, err)
+	}
+	keys, err := js.KeyValue(ctx, bus.BucketKeys)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bus.BucketKeys, err)
+	}
+	return &Store{orgs: orgs, keys: keys}, nil
+}
+
+// Authenticate finds the key a secret belongs to and checks that it is live
+// and carries the scope.
+func (s *Store) Authenticate(ctx context.Context, secret string, scope Scope) (Key, error) {
+	id, ok := keyIDOf(secret)
+	if !ok {
+		return Key{}, ErrUnauthenticated
+	}
+	k, err := s.Key(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Key{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Key{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(k.Hash)) != 1 || k.Revoked != nil {
+		return Key{}, ErrUnauthenticated
+	}
+	if !k.Has(scope) {
+		return Key{}, ErrForbidden
+	}
+	return k, nil
+}
+
+// CreateOrg stores a new org; ErrExists if the id is taken.
+func (s *Store) CreateOrg(ctx context.Context, o Org) error {
+	return create(ctx, s.orgs, o.ID, o)
+}
+
+// Org reads one org.
+func (s *Store) Org(ctx context.Context, id string) (Org, error) {
+	var o Org
+	return o, get(ctx, s.orgs, id, &o)
+}
+
+// Orgs lists every org, ordered by id.
+func (s *Store) Orgs(ctx context.Context) ([]Org, error) {
+	return list[Org](ctx, s.orgs, func(o Org) string { return o.ID }, nil)
+}
+
+// DeleteOrg removes an org and every key it has.
+func (s *Store) DeleteOrg(ctx context.Context, id string) error {
+	if _, err := s.Org(ctx, id); err != nil {
+		return err
+	}
+	keys, err := s.Keys(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.keys.Purge(ctx, k.ID); err != nil {
+			return fmt.Errorf("delete key %s: %w", k.ID, err)
+		}
+	}
+	if err := s.orgs.Purge(ctx, id); err != nil {
+		return fmt.Errorf("delete org %s: %w", id, err)
+	}
+	return nil
+}
+
+// CreateKey stores a new key.
+func (s *Store) CreateKey(ctx context.Context, k Key) error {
+	return create(ctx, s.keys, k.ID, k)
+}
+
+// Key reads one key.
+func (s *Store) Key(ctx context.Context, id string) (Key, error) {
+	var k Key
+	return k, get(ctx, s.keys, id, &k)
+}
+
+// Keys lists an org's keys, ordered by id.
+func (s *Store) Keys(ctx context.Context, org string) ([]Key, error) {
+	return list[Key](ctx, s.keys, func(k Key) string { return k.ID }, func(k Key) bool { return k.Org == org })
+}
+
+// RevokeKey marks a key revoked; revoking twice keeps the first time.
+func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) (Key, error) {
+	for {
+		e, err := s.keys.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Key{}, ErrNotFound
+		}
+		if err != nil {
+			return Key{}, fmt.Errorf("read key %s: %w", id, err)
+		}
+		var k Key
+		if err := json.Unmarshal(e.Value(), &k); err != nil {
+			return Key{}, fmt.Errorf("decode key %s: %w", id, err)
+		}
+		if k.Revoked != nil {
+			return k, nil
+		}
+		k.Revoked = &now
+		b, _ := json.Marshal(k)
+		_, err = s.keys.Update(ctx, id, b, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue // changed under us: read again
+		}
+		if err != nil {
+			return Key{}, fmt.Errorf("revoke key %s: %w", id, err)
+		}
+		return k, nil
+	}
+}
+
+func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, err := kv.Create(ctx, key, b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrExists
+		}
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
+}
+
+func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
+
+func list[T any](ctx context.Context, kv jetstream.KeyValue, id func(T) string, keep func(T) bool) ([]T, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
+	}
+	defer w.Stop()
+	var out []T
+	for e := range w.Updates() {
+		if e == nil {
+			break // the initial values are all delivered
+		}
+		var v T
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)
+		}
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b T) int { return strings.Compare(id(a), id(b)) })
+	return out, nil
+}
