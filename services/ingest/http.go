@@ -64,8 +64,12 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	case "binary":
 		limit = s.cfg.MaxData
 	}
+	field := "body"
+	if mode == "binary" {
+		field = "data" // the body is the event's data
+	}
 	if r.ContentLength > int64(limit) {
-		return 0, tooLarge(limit)
+		return 0, tooLarge(field, limit)
 	}
 	wctx, cancel := context.WithTimeout(ctx, inflightWait)
 	err = s.inflight.Acquire(wctx, int64(limit))
@@ -78,7 +82,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return 0, tooLarge(limit)
+			return 0, tooLarge(field, limit)
 		}
 		return 0, web.Errf(http.StatusBadRequest, "invalid_body", "body", "the body could not be read: %v", err)
 	}
@@ -140,8 +144,8 @@ func modeOf(h http.Header) (string, error) {
 		"send %s, %s, or JSON data with ce-* headers (binary mode)", event.MediaStructured, event.MediaBatch)
 }
 
-func tooLarge(limit int) error {
-	return web.Errf(http.StatusRequestEntityTooLarge, "too_large", "body", "the body is larger than %d bytes", limit)
+func tooLarge(field string, limit int) error {
+	return web.Errf(http.StatusRequestEntityTooLarge, "too_large", field, "is larger than %d bytes", limit)
 }
 
 // invalid turns a rejected event into a 400 naming the field and, in a
@@ -152,6 +156,9 @@ func invalid(err error) error {
 		return err
 	}
 	we := &web.Error{Status: http.StatusBadRequest, Code: "invalid_event", Field: ee.Field, Message: ee.Message}
+	if ee.TooLarge {
+		we.Status, we.Code = http.StatusRequestEntityTooLarge, "too_large"
+	}
 	if ee.Index >= 0 {
 		i := ee.Index
 		we.Index = &i

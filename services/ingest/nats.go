@@ -102,12 +102,12 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	var events []event.Event
 	if b := bytes.TrimLeft(m.Data, " \t\r\n"); len(b) > 0 && b[0] == '[' {
 		if len(m.Data) > s.cfg.MaxBatchBytes {
-			return Result{}, tooLarge(s.cfg.MaxBatchBytes)
+			return Result{}, tooLarge("body", s.cfg.MaxBatchBytes)
 		}
 		events, err = event.DecodeBatch(m.Data, s.cfg.MaxBatchEvents, lim)
 	} else {
 		if len(m.Data) > s.cfg.MaxData+envelope {
-			return Result{}, tooLarge(s.cfg.MaxData + envelope)
+			return Result{}, tooLarge("body", s.cfg.MaxData + envelope)
 		}
 		var e event.Event
 		e, err = event.Decode(m.Data, lim)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -43,11 +44,23 @@ func bench(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 32, "concurrent senders")
 	size := fs.Int("size", 256, "bytes of data per event")
 	batch := fs.Int("batch", 100, "events per batch request")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	dir, err := os.MkdirTemp("", "kurier-bench-")
 	if err != nil {
@@ -95,10 +108,27 @@ func bench(ctx context.Context, args []string) error {
 	go func() { _ = web.Serve(sctx, lis, mux, time.Second, log) }()
 	go func() { _ = svc.Run(sctx) }()
 
+	// Every payload is built before any clock runs, so each path measures
+	// the server's work and not the sender's JSON encoding.
 	data, _ := json.Marshal(map[string]string{"fill": string(bytes.Repeat([]byte("x"), max(*size-11, 0)))})
-	mk := func(prefix string, i int) event.Event {
-		return event.Event{ID: prefix + strconv.Itoa(i), Source: "/bench", Type: "invoice.changed", Subject: "INV-" + strconv.Itoa(i%1000), Data: data}
+	payloads := func(prefix string) [][]byte {
+		out := make([][]byte, *events)
+		for i := range out {
+			e := event.Event{ID: prefix + strconv.Itoa(i), Source: "/bench", Type: "invoice.changed", Subject: "INV-" + strconv.Itoa(i%1000), Data: data}
+			out[i], _ = e.MarshalJSON()
+		}
+		return out
 	}
+	batches := func(evs [][]byte) [][]byte {
+		var out [][]byte
+		for i := 0; i < len(evs); i += *batch {
+			out = append(out, append(append([]byte("["), bytes.Join(evs[i:min(i+*batch, len(evs))], []byte(","))...), ']'))
+		}
+		return out
+	}
+	rawEvents, batchBodies := payloads("raw-"), batches(payloads("batch-"))
+	singles, natsSingles := payloads("single-"), payloads("nats-")
+	subject := bus.EventsSubject("bench", "invoice.changed")
 	url := "http://" + lis.Addr().String() + "/v1/events"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc}, Timeout: 30 * time.Second}
 	post := func(ctx context.Context, ct string, body []byte) error {
@@ -135,11 +165,9 @@ func bench(ctx context.Context, args []string) error {
 	r, err := run(ctx, *events / *batch, *conc, *batch, func(ctx context.Context, i int) error {
 		futures := make([]jetstream.PubAckFuture, *batch)
 		for j := range futures {
-			e := mk("raw-", i**batch+j)
-			b, _ := e.MarshalJSON()
-			m := nats.NewMsg(bus.EventsSubject("bench", e.Type))
-			m.Data = b
-			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID("bench", e.ID))
+			m := nats.NewMsg(subject)
+			m.Data = rawEvents[i**batch+j]
+			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID("bench", "raw-"+strconv.Itoa(i**batch+j)))
 			f, err := conn.JS.PublishMsgAsync(m, jetstream.WithStallWait(5*time.Second))
 			if err != nil {
 				return err
@@ -160,13 +188,8 @@ func bench(ctx context.Context, args []string) error {
 	}
 	report("raw jetstream async", r)
 
-	r, err = run(ctx, *events / *batch, *conc, *batch, func(ctx context.Context, i int) error {
-		b := make([]event.Event, *batch)
-		for j := range b {
-			b[j] = mk("batch-", i**batch+j)
-		}
-		body, _ := json.Marshal(b)
-		return post(ctx, event.MediaBatch, body)
+	r, err = run(ctx, len(batchBodies), *conc, *batch, func(ctx context.Context, i int) error {
+		return post(ctx, event.MediaBatch, batchBodies[i])
 	})
 	if err != nil {
 		return fmt.Errorf("http batch: %w", err)
@@ -174,8 +197,7 @@ func bench(ctx context.Context, args []string) error {
 	report(fmt.Sprintf("http batch of %d", *batch), r)
 
 	r, err = run(ctx, *events, *conc, 1, func(ctx context.Context, i int) error {
-		body, _ := mk("single-", i).MarshalJSON()
-		return post(ctx, event.MediaStructured, body)
+		return post(ctx, event.MediaStructured, singles[i])
 	})
 	if err != nil {
 		return fmt.Errorf("http single: %w", err)
@@ -183,9 +205,8 @@ func bench(ctx context.Context, args []string) error {
 	report("http single", r)
 
 	r, err = run(ctx, *events, *conc, 1, func(ctx context.Context, i int) error {
-		body, _ := mk("nats-", i).MarshalJSON()
 		m := nats.NewMsg(bus.IngestSubject("bench"))
-		m.Data = body
+		m.Data = natsSingles[i]
 		m.Header.Set(ingest.KeyHeader, secret)
 		resp, err := conn.NC.RequestMsgWithContext(ctx, m)
 		if err != nil {

@@ -49,6 +49,8 @@ type Error struct {
 	Index   int // -1 outside a batch
 	Field   string
 	Message string
+	// TooLarge marks a size limit, which HTTP answers with 413.
+	TooLarge bool
 }
 
 func (e *Error) Error() string {
@@ -73,6 +75,13 @@ const (
 
 var extName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
 
+// reserved names cannot be extensions; binary mode could otherwise smuggle
+// a second "data" in through a ce-data header.
+var reserved = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true, "time": true,
+	"datacontenttype": true, "dataschema": true, "data": true, "data_base64": true,
+}
+
 // Decode parses and checks one event in structured mode.
 func Decode(b []byte, l Limits) (Event, error) {
 	if !utf8.Valid(b) {
@@ -91,19 +100,20 @@ func DecodeBatch(b []byte, max int, l Limits) ([]Event, error) {
 	if !utf8.Valid(b) {
 		return nil, fieldErr("body", "is not valid UTF-8")
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(b, &raws); err != nil {
-		return nil, fieldErr("body", "is not a JSON array of events: %s", jsonReason(err))
+	// One pass decodes the array and every object's attributes.
+	var objs []map[string]json.RawMessage
+	if err := json.Unmarshal(b, &objs); err != nil {
+		return nil, batchErr(b, err)
 	}
 	switch {
-	case len(raws) == 0:
+	case len(objs) == 0:
 		return nil, fieldErr("body", "the batch is empty")
-	case len(raws) > max:
-		return nil, fieldErr("body", "the batch holds %d events, at most %d are allowed", len(raws), max)
+	case len(objs) > max:
+		return nil, fieldErr("body", "the batch holds %d events, at most %d are allowed", len(objs), max)
 	}
-	events := make([]Event, len(raws))
-	for i, raw := range raws {
-		err := events[i].decode(raw)
+	events := make([]Event, len(objs))
+	for i, m := range objs {
+		err := events[i].fill(m)
 		if err == nil {
 			err = events[i].Check(l)
 		}
@@ -114,6 +124,20 @@ func DecodeBatch(b []byte, max int, l Limits) ([]Event, error) {
 		}
 	}
 	return events, nil
+}
+
+// batchErr explains why a batch did not decode, naming the element that is
+// not an object where that is the reason.
+func batchErr(b []byte, err error) error {
+	var raws []json.RawMessage
+	if _, ok := err.(*json.UnmarshalTypeError); ok && json.Unmarshal(b, &raws) == nil {
+		for i, raw := range raws {
+			if raw[0] != '{' {
+				return &Error{Index: i, Field: "body", Message: "is not a JSON object"}
+			}
+		}
+	}
+	return fieldErr("body", "is not a JSON array of event objects: %s", jsonReason(err))
 }
 
 // FromBinary builds an event from binary mode: attributes in ce-* headers
@@ -160,7 +184,8 @@ func FromBinary(h http.Header, body []byte, l Limits) (Event, error) {
 		return Event{}, fieldErr("specversion", "must be \"1.0\"")
 	}
 	e.DataContentType = h.Get("Content-Type")
-	if len(bytes.TrimSpace(body)) > 0 {
+	// An empty body and a JSON null both mean no data, as in structured mode.
+	if t := bytes.TrimSpace(body); len(t) > 0 && string(t) != "null" {
 		if !utf8.Valid(body) || !json.Valid(body) {
 			return Event{}, fieldErr("data", "the body is not valid JSON")
 		}
@@ -176,6 +201,11 @@ func (e *Event) decode(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fieldErr("body", "is not a JSON object: %s", jsonReason(err))
 	}
+	return e.fill(m)
+}
+
+// fill takes the attributes out of a decoded JSON object.
+func (e *Event) fill(m map[string]json.RawMessage) error {
 	if m == nil {
 		return fieldErr("body", "is not a JSON object")
 	}
@@ -185,6 +215,12 @@ func (e *Event) decode(b []byte) error {
 			return nil
 		}
 		delete(m, name)
+		// Most attributes hold no escapes: the text between the quotes is
+		// the value, and the decoder has already checked it is valid JSON.
+		if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+			*dst = string(raw[1 : len(raw)-1])
+			return nil
+		}
 		if err := json.Unmarshal(raw, dst); err != nil {
 			return fieldErr(name, "must be a string")
 		}
@@ -247,9 +283,14 @@ func (e *Event) Check(l Limits) error {
 	case len(e.Subject) > maxSubject || !printable(e.Subject):
 		return fieldErr("subject", "must be at most %d printable characters", maxSubject)
 	case len(e.Data) > l.MaxData:
-		return fieldErr("data", "is %d bytes, at most %d are allowed", len(e.Data), l.MaxData)
+		err := fieldErr("data", "is %d bytes, at most %d are allowed", len(e.Data), l.MaxData)
+		err.TooLarge = true
+		return err
 	}
 	for name := range e.Extensions {
+		if reserved[name] {
+			return fieldErr(name, "is a CloudEvents context attribute and cannot be an extension")
+		}
 		if !extName.MatchString(name) {
 			return fieldErr(name, "is not a CloudEvents attribute: extension names are 1-%d lower-case letters or digits", maxExtName)
 		}
@@ -306,8 +347,14 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		if v == "" {
 			return
 		}
-		q, _ := json.Marshal(v)
 		b.WriteString(`,"` + name + `":`)
+		if plain(v) {
+			b.WriteByte('"')
+			b.WriteString(v)
+			b.WriteByte('"')
+			return
+		}
+		q, _ := json.Marshal(v)
 		b.Write(q)
 	}
 	put("id", e.ID)
@@ -327,15 +374,24 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		b.Write(e.Extensions[n])
 	}
 	if e.Data != nil {
-		var c bytes.Buffer
-		if err := json.Compact(&c, e.Data); err != nil {
+		b.WriteString(`,"data":`)
+		// Compacting also checks data built elsewhere than by Decode.
+		if err := json.Compact(&b, e.Data); err != nil {
 			return nil, fmt.Errorf("event %s: data: %w", e.ID, err)
 		}
-		b.WriteString(`,"data":`)
-		b.Write(c.Bytes())
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// plain tells whether s can be written between quotes as it is.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // UnmarshalJSON reads an event in structured mode without the acceptance
