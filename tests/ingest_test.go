@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -547,5 +548,41 @@ func TestGeneratedAdminTokenAndProbes(t *testing.T) {
 	k2 := harness.Start(t, harness.Options{DataDir: dir, Token: "-"})
 	if k2.Token != k.Token || strings.Contains(k2.Stdout(), k.Token) {
 		t.Fatalf("second start: token %q, stdout %q", k2.Token, k2.Stdout())
+	}
+}
+
+// TestSeparateServices runs ingest and admin as their own processes
+// against the NATS server of a `kurier all`, as a cluster deployment does.
+func TestSeparateServices(t *testing.T) {
+	base := harness.Start(t, harness.Options{})
+	adm := harness.Start(t, harness.Options{Role: "admin", NATSURL: base.NATS})
+	ing := harness.Start(t, harness.Options{Role: "ingest", NATSURL: base.NATS})
+	_, secret := setup(t, adm, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	if a := post(t, ing, secret, "application/cloudevents+json", mustJSON(t, ev("s1", "invoice.changed", "I", nil)), nil); a.Status != 202 {
+		t.Fatalf("post to the ingest service: %+v", a)
+	}
+	if got := ids(stored(t, base, "acme")); !slices.Equal(got, []string{"s1"}) {
+		t.Fatalf("stored %v", got)
+	}
+	if code := ing.Stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("ingest exit %d", code)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	bin := harness.Binary(t)
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "kurier ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+	cmd := exec.Command(bin, "admin")
+	cmd.Env = append(os.Environ(), "KURIER_ADMIN_TOKEN=", "KURIER_NATS_URL=nats://127.0.0.1:1")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "KURIER_ADMIN_TOKEN") {
+		t.Fatalf("admin without a token: %q %v", out, err)
+	}
+	out, err = exec.Command(bin, "nonsense").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "unknown command") {
+		t.Fatalf("unknown command: %q %v", out, err)
 	}
 }

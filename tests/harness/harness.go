@@ -76,18 +76,32 @@ type Kurier struct {
 
 // Options tune a started kurier.
 type Options struct {
+	// Role is the command: "all" (the default) or one service, which
+	// then needs NATSURL.
+	Role    string
+	NATSURL string
 	DataDir string   // default: a new temporary folder
 	Token   string   // default: a fixed test token; "-" lets kurier make one
 	Env     []string // extra KEY=value settings
 }
 
+// listeners names what each role logs as listening.
+var listeners = map[string][]string{
+	"all":    {"http", "grpc", "nats"},
+	"admin":  {"http", "grpc"},
+	"ingest": {"http"},
+}
+
 // TestToken is the admin token tests use unless told otherwise.
 const TestToken = "test-admin-token-0123456789"
 
-// Start starts `kurier all` and waits until its listeners are up. It is
-// stopped when the test ends, if the test has not stopped it.
+// Start starts kurier and waits until its listeners are up. It is stopped
+// when the test ends, if the test has not stopped it.
 func Start(t testing.TB, o Options) *Kurier {
 	t.Helper()
+	if o.Role == "" {
+		o.Role = "all"
+	}
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
@@ -95,11 +109,12 @@ func Start(t testing.TB, o Options) *Kurier {
 		o.Token = TestToken
 	}
 	k := &Kurier{DataDir: o.DataDir, exited: make(chan struct{})}
-	k.cmd = exec.Command(Binary(t), "all")
+	k.cmd = exec.Command(Binary(t), o.Role)
 	k.cmd.Env = append(os.Environ(),
 		"KURIER_HTTP_LISTEN=127.0.0.1:0",
 		"KURIER_GRPC_LISTEN=127.0.0.1:0",
 		"KURIER_NATS_LISTEN=127.0.0.1:0",
+		"KURIER_NATS_URL="+o.NATSURL,
 		"KURIER_DATA_DIR="+o.DataDir,
 		"KURIER_LOG_LEVEL=debug",
 	)
@@ -117,7 +132,7 @@ func Start(t testing.TB, o Options) *Kurier {
 		t.Fatal(err)
 	}
 	addrs := make(chan map[string]string, 1)
-	go k.readLogs(stderr, addrs)
+	go k.readLogs(stderr, listeners[o.Role], addrs)
 	go func() {
 		err := k.cmd.Wait()
 		k.mu.Lock()
@@ -134,6 +149,9 @@ func Start(t testing.TB, o Options) *Kurier {
 	select {
 	case a := <-addrs:
 		k.HTTP, k.GRPC, k.NATS = "http://"+a["http"], a["grpc"], "nats://"+a["nats"]
+		if o.Role != "all" {
+			k.NATS = o.NATSURL
+		}
 	case <-k.exited:
 		t.Fatalf("kurier exited at start: %v\n%s", k.err, k.Logs())
 	case <-time.After(60 * time.Second):
@@ -149,9 +167,9 @@ func Start(t testing.TB, o Options) *Kurier {
 	return k
 }
 
-// readLogs keeps stderr and reports the listeners' addresses once all three
-// have been logged.
-func (k *Kurier) readLogs(r io.Reader, addrs chan<- map[string]string) {
+// readLogs keeps stderr and reports the listeners' addresses once all the
+// wanted ones have been logged.
+func (k *Kurier) readLogs(r io.Reader, want []string, addrs chan<- map[string]string) {
 	found := map[string]string{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -168,7 +186,7 @@ func (k *Kurier) readLogs(r io.Reader, addrs chan<- map[string]string) {
 		if name, ok := strings.CutSuffix(rec.Msg, " listening"); ok {
 			found[name] = rec.Addr
 		}
-		if len(found) == 3 {
+		if len(found) == len(want) {
 			addrs <- found
 			found = nil
 		}

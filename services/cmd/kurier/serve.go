@@ -81,6 +81,9 @@ func serve(ctx context.Context, r role, args []string) error {
 		}
 		return err
 	}
+	if r == "admin" && s.adminToken == "" {
+		return errors.New("kurier admin needs an admin token: set KURIER_ADMIN_TOKEN or --admin-token")
+	}
 	log := telemetry.Logger(os.Stderr, s.logLevel).With("role", string(r))
 	slog.SetDefault(log)
 

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -20,7 +17,7 @@ import (
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/natsd"
+	"kurier.dev/services/internal/bustest"
 )
 
 const testToken = "test-admin-token-0123456789"
@@ -34,22 +31,8 @@ func startAdmin(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	srv, err := natsd.Start(natsd.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", "test", log, nats.InProcessServer(srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.NC.Close)
-	if err := bus.Ensure(ctx, conn.JS, bus.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits()}, conn, log, prometheus.NewRegistry())
+	conn := bustest.Start(t, bus.DefaultLimits())
+	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits()}, conn, bustest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,148 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/internal/tenant"
+)
+
+// start runs the ingest service on a real listener and answers its URL, the
+// service and an ingest key.
+func start(t *testing.T, cfg Config) (string, *Service, *bus.Conn, string) {
+	t.Helper()
+	ctx := context.Background()
+	conn := bustest.Start(t, bus.DefaultLimits())
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenants.CreateOrg(ctx, tenant.Org{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := tenant.NewSecret()
+	if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: "acme", Scopes: []tenant.Scope{tenant.ScopeIngest}, Hash: tenant.HashSecret(secret)}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, svc, conn, secret
+}
+
+const oneEvent = `{"specversion":"1.0","id":"e1","source":"/s","type":"invoice.changed","subject":"I-1"}`
+
+func postOne(t *testing.T, url, secret string) (int, string, map[string]map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", strings.NewReader(oneEvent))
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var body map[string]map[string]any
+	_ = json.Unmarshal(b, &body)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), body
+}
+
+// With every in-flight byte taken, a request is turned away with 503 and
+// Retry-After instead of holding more memory, and stores nothing.
+func TestOverloadAnswers503(t *testing.T) {
+	url, svc, conn, secret := start(t, DefaultConfig())
+	if !svc.inflight.TryAcquire(svc.cfg.MaxInflight) {
+		t.Fatal("in-flight budget not free at start")
+	}
+	status, retry, body := postOne(t, url, secret)
+	if status != http.StatusServiceUnavailable || retry != "1" || body["error"]["code"] != "overloaded" {
+		t.Fatalf("got %d Retry-After %q %v", status, retry, body)
+	}
+	svc.inflight.Release(svc.cfg.MaxInflight)
+	info, err := conn.JS.Stream(context.Background(), bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("%d events stored by a refused request", n)
+	}
+	if status, _, _ := postOne(t, url, secret); status != http.StatusAccepted {
+		t.Fatalf("after the load is gone: %d", status)
+	}
+}
+
+// When the stream does not answer, the sender is told to retry later.
+func TestStoreUnavailableAnswers503(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PublishTimeout = time.Second
+	url, _, conn, secret := start(t, cfg)
+	if err := conn.JS.DeleteStream(context.Background(), bus.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	status, retry, body := postOne(t, url, secret)
+	if status != http.StatusServiceUnavailable || retry == "" || body["error"]["code"] != "unavailable" {
+		t.Fatalf("got %d Retry-After %q %v", status, retry, body)
+	}
+	if msg, _ := body["error"]["message"].(string); strings.Contains(msg, "no responders") {
+		t.Fatalf("internal detail leaked: %q", msg)
+	}
+}
+
+// A NATS request taken before shutdown is still answered.
+func TestRunAnswersUntilStopped(t *testing.T) {
+	_, svc, conn, secret := start(t, DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	// Wait until the subscription is live.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := newRequest(secret, oneEvent)
+		resp, err := conn.NC.RequestMsg(m, time.Second)
+		if err == nil {
+			if st := resp.Header.Get(StatusHeader); st != "202" {
+				t.Fatalf("status %s: %s", st, resp.Data)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer: %v", err)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if _, err := conn.NC.RequestMsg(newRequest(secret, oneEvent), 200*time.Millisecond); err == nil {
+		t.Fatal("answered after Run returned")
+	}
+}
+
+func newRequest(secret, body string) *nats.Msg {
+	m := nats.NewMsg(bus.IngestSubject("acme"))
+	m.Header.Set(KeyHeader, secret)
+	m.Data = []byte(body)
+	return m
+}
