@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +25,7 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -39,10 +41,15 @@ type Service struct {
 	cfg       Config
 	conn      *bus.Conn
 	tenants   *tenant.Store
+	subs      *subs.Store
+	notify    jetstream.Stream
 	log       *slog.Logger
 	tokenHash [sha256.Size]byte
 	calls     *prometheus.CounterVec
 	now       func() time.Time
+	// stopping closes when Serve begins to stop, ending tails that would
+	// otherwise hold a graceful stop open.
+	stopping chan struct{}
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
@@ -54,16 +61,27 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	subStore, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	notify, err := conn.JS.Stream(ctx, bus.StreamNotify)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", bus.StreamNotify, err)
+	}
 	s := &Service{
 		cfg:       cfg,
 		conn:      conn,
 		tenants:   tenants,
+		subs:      subStore,
+		notify:    notify,
 		log:       log,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kurier_admin_calls_total", Help: "Admin RPCs by method and status code.",
 		}, []string{"method", "code"}),
-		now: time.Now,
+		now:      time.Now,
+		stopping: make(chan struct{}),
 	}
 	if err := reg.Register(s.calls); err != nil {
 		return nil, fmt.Errorf("admin metrics: %w", err)
@@ -92,6 +110,7 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener, grace time.Durati
 	case <-ctx.Done():
 	}
 	hs.Shutdown()
+	close(s.stopping)
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {

@@ -15,6 +15,7 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -116,18 +117,32 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	if _, err := s.org(ctx, id); err != nil {
 		return nil, err
 	}
+	subList, err := s.subs.List(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range subList {
+		if _, err := s.subs.Delete(ctx, sub.ID); err != nil && !errors.Is(err, subs.ErrNotFound) {
+			return nil, err
+		}
+		if err := s.dropTimer(ctx, sub.ID); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.tenants.DeleteOrg(ctx, id); err != nil {
 		if errors.Is(err, tenant.ErrNotFound) {
 			return nil, notFound("org", id)
 		}
 		return nil, err
 	}
-	events, err := s.conn.JS.Stream(ctx, bus.StreamEvents)
-	if err == nil {
-		err = events.Purge(ctx, jetstream.WithPurgeSubject(bus.EventsOrgFilter(id)))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("purge events of %s: %w", id, err)
+	for stream, filter := range map[string]string{bus.StreamEvents: bus.EventsOrgFilter(id), bus.StreamDeliveryLog: bus.DeliveryLogFilter(id, "")} {
+		st, err := s.conn.JS.Stream(ctx, stream)
+		if err == nil {
+			err = st.Purge(ctx, jetstream.WithPurgeSubject(filter))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("purge %s of %s: %w", stream, id, err)
+		}
 	}
 	s.log.Info("org deleted", "org", id)
 	return &adminv1.DeleteOrgResponse{}, nil

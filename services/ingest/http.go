@@ -18,6 +18,7 @@ import (
 // Routes adds the ingest API to mux.
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/events", s.postEvents)
+	mux.HandleFunc("GET /v1/changes", s.getChanges)
 }
 
 // inflightWait is how long a request waits for room among the bodies in
@@ -48,7 +49,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if !ok {
 		return 0, web.ErrUnauthenticated
 	}
-	key, err := s.authenticate(ctx, secret)
+	key, err := s.authenticate(ctx, secret, tenant.ScopeIngest)
 	if err != nil {
 		return 0, err
 	}
@@ -112,8 +113,8 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	return http.StatusAccepted, nil
 }
 
-func (s *Service) authenticate(ctx context.Context, secret string) (tenant.Key, error) {
-	key, err := s.tenants.Authenticate(ctx, secret, tenant.ScopeIngest)
+func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope) (tenant.Key, error) {
+	key, err := s.tenants.Authenticate(ctx, secret, scope)
 	switch {
 	case errors.Is(err, tenant.ErrUnauthenticated):
 		return key, web.ErrUnauthenticated

@@ -18,6 +18,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -56,6 +57,9 @@ type Service struct {
 	cfg      Config
 	conn     *bus.Conn
 	tenants  *tenant.Store
+	subs     *subs.Store
+	feeds    jetstream.KeyValue
+	events   jetstream.Stream
 	log      *slog.Logger
 	inflight *semaphore.Weighted
 	m        metrics
@@ -73,6 +77,18 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	subStore, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	feeds, err := conn.JS.KeyValue(ctx, bus.BucketFeeds)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bus.BucketFeeds, err)
+	}
+	events, err := conn.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", bus.StreamEvents, err)
+	}
 	if cfg.MaxInflight < int64(cfg.MaxBatchBytes) {
 		return nil, fmt.Errorf("ingest: in-flight limit %d is below the batch size limit %d", cfg.MaxInflight, cfg.MaxBatchBytes)
 	}
@@ -80,6 +96,9 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		cfg:      cfg,
 		conn:     conn,
 		tenants:  tenants,
+		subs:     subStore,
+		feeds:    feeds,
+		events:   events,
 		log:      log,
 		inflight: semaphore.NewWeighted(cfg.MaxInflight),
 		m: metrics{

@@ -16,6 +16,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
 
@@ -91,7 +92,7 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 
 func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	org := strings.TrimPrefix(m.Subject, "kurier.ingest.")
-	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader))
+	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader), tenant.ScopeIngest)
 	if err != nil {
 		return Result{}, err
 	}

@@ -87,9 +87,10 @@ type Options struct {
 
 // listeners names what each role logs as listening.
 var listeners = map[string][]string{
-	"all":    {"http", "grpc", "nats"},
-	"admin":  {"http", "grpc"},
-	"ingest": {"http"},
+	"all":        {"http", "grpc", "nats"},
+	"admin":      {"http", "grpc"},
+	"ingest":     {"http"},
+	"dispatcher": {"http"},
 }
 
 // TestToken is the admin token tests use unless told otherwise.

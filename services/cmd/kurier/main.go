@@ -19,6 +19,7 @@ const usage = `kurier runs Kurier, the change-notification and webhook platform.
 Usage:
   kurier all          every service in one process, on an embedded JetStream server
   kurier ingest       the ingest service (POST /v1/events, NATS kurier.ingest.<org>)
+  kurier dispatcher   the dispatcher: ping timers and pings
   kurier admin        the admin gRPC service
   kurier bench ingest measure ingest throughput and latency on an embedded server
   kurier version      print the version
@@ -36,7 +37,7 @@ func main() {
 	defer stop()
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "all", "ingest", "admin":
+	case "all", "ingest", "dispatcher", "admin":
 		err = serve(ctx, role(cmd), args)
 	case "bench":
 		err = bench(ctx, args)

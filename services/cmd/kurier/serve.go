@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kurier.dev/services/admin"
+	"kurier.dev/services/dispatcher"
 	"kurier.dev/services/ingest"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/config"
@@ -42,11 +43,14 @@ type settings struct {
 	grace                  time.Duration
 	limits                 bus.Limits
 	ingest                 ingest.Config
+	dispatcher             dispatcher.Config
 }
 
 func bind(r role, set *config.Set, s *settings) {
 	s.limits = bus.DefaultLimits()
 	s.ingest = ingest.DefaultConfig()
+	s.dispatcher = dispatcher.DefaultConfig()
+	s.dispatcher.UserAgent = "kurier/" + version
 	set.String(&s.httpListen, "http-listen", "KURIER_HTTP_LISTEN", ":8080", "HTTP address of the APIs, health and metrics")
 	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
@@ -59,9 +63,15 @@ func bind(r role, set *config.Set, s *settings) {
 	set.Int(&s.limits.Replicas, "replicas", "KURIER_REPLICAS", s.limits.Replicas, "replicas of every stream and bucket (1, 3 or 5)")
 	set.Duration(&s.limits.EventsMaxAge, "events-max-age", "KURIER_EVENTS_MAX_AGE", s.limits.EventsMaxAge, "how long events are kept")
 	set.Duration(&s.limits.DedupeWindow, "dedupe-window", "KURIER_DEDUPE_WINDOW", s.limits.DedupeWindow, "how long a resent event id is recognised as a duplicate")
+	set.Duration(&s.limits.LogMaxAge, "log-max-age", "KURIER_LOG_MAX_AGE", s.limits.LogMaxAge, "how long delivery attempts are kept")
 	if r.runs("admin") {
 		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
 		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
+	}
+	if r.runs("dispatcher") {
+		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
+		set.Int(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
+		set.Duration(&s.dispatcher.PingTimeout, "ping-timeout", "KURIER_PING_TIMEOUT", s.dispatcher.PingTimeout, "how long a ping may take")
 	}
 	if r.runs("ingest") {
 		set.Int(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, "bytes of data one event may carry")
@@ -121,6 +131,13 @@ func serve(ctx context.Context, r role, args []string) error {
 			return err
 		}
 		svc.Routes(mux)
+		runs = append(runs, svc.Run)
+	}
+	if r.runs("dispatcher") {
+		svc, err := dispatcher.New(ctx, s.dispatcher, conn, log.With("service", "dispatcher"), reg)
+		if err != nil {
+			return err
+		}
 		runs = append(runs, svc.Run)
 	}
 	if r.runs("admin") {

@@ -15,9 +15,14 @@ import (
 
 // Stream and bucket names.
 const (
-	StreamEvents = "EVENTS"
-	BucketOrgs   = "orgs"
-	BucketKeys   = "keys"
+	StreamEvents      = "EVENTS"
+	StreamNotify      = "NOTIFY"
+	StreamDeliveryLog = "DELIVERY_LOG"
+	BucketOrgs        = "orgs"
+	BucketKeys        = "keys"
+	BucketSubs        = "subscriptions"
+	BucketNotifyState = "notify-state"
+	BucketFeeds       = "feeds"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -34,6 +39,27 @@ func IngestSubject(org string) string { return "kurier.ingest." + org }
 
 const IngestWildcard = "kurier.ingest.*"
 
+// The coalescing timer of a ping subscription lives on two subjects: a
+// scheduled message on NotifySched that the server turns into one on
+// NotifyDue at its time. NotifyAll matches both, so the last message on it
+// tells whether a ping is pending.
+func NotifySched(sub string) string { return "kurier.notify.sched." + sub }
+func NotifyDue(sub string) string   { return "kurier.notify.due." + sub }
+func NotifyAll(sub string) string   { return "kurier.notify.*." + sub }
+
+const NotifyDueWildcard = "kurier.notify.due.>"
+
+// DeliveryLogSubject is where a subscription's delivery attempts are logged.
+func DeliveryLogSubject(org, sub string) string { return "kurier.log." + org + "." + sub }
+
+// DeliveryLogFilter matches an org's attempts, or one subscription's.
+func DeliveryLogFilter(org, sub string) string {
+	if sub == "" {
+		return "kurier.log." + org + ".*"
+	}
+	return DeliveryLogSubject(org, sub)
+}
+
 // EventMsgID is the Nats-Msg-Id that makes a resent event a duplicate.
 func EventMsgID(org, id string) string { return org + ":" + id }
 
@@ -41,6 +67,7 @@ func EventMsgID(org, id string) string { return org + ":" + id }
 type Limits struct {
 	Replicas       int           // 1, 3 or 5
 	EventsMaxAge   time.Duration // how long events are kept
+	LogMaxAge      time.Duration // how long delivery attempts are kept
 	DedupeWindow   time.Duration // how long a resent event id is recognised
 	MaxMsgBytes    int32         // largest message a stream takes
 	OperationLimit time.Duration // timeout for each create-or-update call
@@ -51,6 +78,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		Replicas:       1,
 		EventsMaxAge:   30 * 24 * time.Hour,
+		LogMaxAge:      30 * 24 * time.Hour,
 		DedupeWindow:   time.Hour,
 		MaxMsgBytes:    1 << 20,
 		OperationLimit: 30 * time.Second,
@@ -71,6 +99,27 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		MaxMsgSize:  l.MaxMsgBytes,
 		Discard:     jetstream.DiscardOld,
 		AllowDirect: true,
+	}, {
+		Name:        StreamNotify,
+		Description: "Ping timers: a scheduled message per pending ping, the due message it becomes",
+		Subjects:    []string{"kurier.notify.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		// Only the last state of each timer matters; an unprocessed due
+		// replaced by a newer one is coalesced into it.
+		MaxMsgsPerSubject: 1,
+		AllowMsgSchedules: true,
+		AllowDirect:       true,
+	}, {
+		Name:        StreamDeliveryLog,
+		Description: "One JSON record per delivery attempt",
+		Subjects:    []string{"kurier.log.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		MaxAge:      l.LogMaxAge,
+		Discard:     jetstream.DiscardOld,
 	}}
 }
 
@@ -79,6 +128,9 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketOrgs, Description: "Organisations by org id", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketKeys, Description: "API keys by key id; secrets only as hashes", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketSubs, Description: "Subscriptions (sub.<id>) and ping claims (ping.<org>.<system>.<type>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketNotifyState, Description: "Ping state per subscription: unacked count, last ping, claim", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketFeeds, Description: "Change feed positions per org, system and type", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 

@@ -9,6 +9,8 @@ package adminv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -80,6 +82,63 @@ func (x KeyScope) Number() protoreflect.EnumNumber {
 // Deprecated: Use KeyScope.Descriptor instead.
 func (KeyScope) EnumDescriptor() ([]byte, []int) {
 	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// DeliveryMode is how a subscription's system is told of changes.
+type DeliveryMode int32
+
+const (
+	DeliveryMode_DELIVERY_MODE_UNSPECIFIED DeliveryMode = 0
+	// A delayed HTTP GET on the url, after which the system reads the change
+	// feed (Collmex API notifications).
+	DeliveryMode_DELIVERY_MODE_PING DeliveryMode = 1
+	// A signed HTTP POST with the event (profacto, Scopevisio webhooks).
+	DeliveryMode_DELIVERY_MODE_PAYLOAD DeliveryMode = 2
+	// A message in a pull queue (ComNorm).
+	DeliveryMode_DELIVERY_MODE_QUEUE DeliveryMode = 3
+)
+
+// Enum value maps for DeliveryMode.
+var (
+	DeliveryMode_name = map[int32]string{
+		0: "DELIVERY_MODE_UNSPECIFIED",
+		1: "DELIVERY_MODE_PING",
+		2: "DELIVERY_MODE_PAYLOAD",
+		3: "DELIVERY_MODE_QUEUE",
+	}
+	DeliveryMode_value = map[string]int32{
+		"DELIVERY_MODE_UNSPECIFIED": 0,
+		"DELIVERY_MODE_PING":        1,
+		"DELIVERY_MODE_PAYLOAD":     2,
+		"DELIVERY_MODE_QUEUE":       3,
+	}
+)
+
+func (x DeliveryMode) Enum() *DeliveryMode {
+	p := new(DeliveryMode)
+	*p = x
+	return p
+}
+
+func (x DeliveryMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (DeliveryMode) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x DeliveryMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryMode.Descriptor instead.
+func (DeliveryMode) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
 type Org struct {
@@ -730,11 +789,1038 @@ func (x *RevokeKeyRequest) GetKeyId() string {
 	return ""
 }
 
+type Subscription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Made by the server.
+	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	OrgId          string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// The external system's name, 1-20 characters.
+	System string `protobuf:"bytes,3,opt,name=system,proto3" json:"system,omitempty"`
+	Name   string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Event type names; the Collmex codes "1".."9" are accepted on input and
+	// stored as the type they stand for.
+	EventTypes []string     `protobuf:"bytes,5,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	Mode       DeliveryMode `protobuf:"varint,6,opt,name=mode,proto3,enum=kurier.admin.v1.DeliveryMode" json:"mode,omitempty"`
+	// http or https; at most 255 characters for ping.
+	Url    string `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
+	Active bool   `protobuf:"varint,8,opt,name=active,proto3" json:"active,omitempty"`
+	// Read-only state.
+	// Pings made since the system last read the change feed.
+	Unacked        uint32                 `protobuf:"varint,9,opt,name=unacked,proto3" json:"unacked,omitempty"`
+	LastNotifiedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_notified_at,json=lastNotifiedAt,proto3" json:"last_notified_at,omitempty"`
+	// Set while a ping is scheduled: when the first change it covers came.
+	PendingSince  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Subscription) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *Subscription) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Subscription) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *Subscription) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Subscription) GetEventTypes() []string {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *Subscription) GetMode() DeliveryMode {
+	if x != nil {
+		return x.Mode
+	}
+	return DeliveryMode_DELIVERY_MODE_UNSPECIFIED
+}
+
+func (x *Subscription) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Subscription) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *Subscription) GetUnacked() uint32 {
+	if x != nil {
+		return x.Unacked
+	}
+	return 0
+}
+
+func (x *Subscription) GetLastNotifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastNotifiedAt
+	}
+	return nil
+}
+
+func (x *Subscription) GetPendingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PendingSince
+	}
+	return nil
+}
+
+func (x *Subscription) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Subscription) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+type CreateSubscriptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subscription_id and the read-only fields are ignored; active defaults
+	// to false like any proto bool, so set it.
+	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSubscriptionRequest) Reset() {
+	*x = CreateSubscriptionRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSubscriptionRequest) ProtoMessage() {}
+
+func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+type CreateSubscriptionResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subscription *Subscription          `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// The Standard Webhooks secret (whsec_…) requests are signed with.
+	SigningSecret string `protobuf:"bytes,2,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSubscriptionResponse) Reset() {
+	*x = CreateSubscriptionResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSubscriptionResponse) ProtoMessage() {}
+
+func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*CreateSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *CreateSubscriptionResponse) GetSigningSecret() string {
+	if x != nil {
+		return x.SigningSecret
+	}
+	return ""
+}
+
+type GetSubscriptionRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetSubscriptionRequest) Reset() {
+	*x = GetSubscriptionRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubscriptionRequest) ProtoMessage() {}
+
+func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetSubscriptionRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+type ListSubscriptionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscriptionsRequest) Reset() {
+	*x = ListSubscriptionsRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscriptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscriptionsRequest) ProtoMessage() {}
+
+func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListSubscriptionsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type ListSubscriptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscriptions []*Subscription        `protobuf:"bytes,1,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubscriptionsResponse) Reset() {
+	*x = ListSubscriptionsResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubscriptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubscriptionsResponse) ProtoMessage() {}
+
+func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return nil
+}
+
+type UpdateSubscriptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the subscription by subscription_id and holds the new values.
+	Subscription  *Subscription          `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSubscriptionRequest) Reset() {
+	*x = UpdateSubscriptionRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSubscriptionRequest) ProtoMessage() {}
+
+func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *UpdateSubscriptionRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type DeleteSubscriptionRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteSubscriptionRequest) Reset() {
+	*x = DeleteSubscriptionRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSubscriptionRequest) ProtoMessage() {}
+
+func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteSubscriptionRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+type DeleteSubscriptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSubscriptionResponse) Reset() {
+	*x = DeleteSubscriptionResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSubscriptionResponse) ProtoMessage() {}
+
+func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+type SetSubscriptionActiveRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Active         bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetSubscriptionActiveRequest) Reset() {
+	*x = SetSubscriptionActiveRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSubscriptionActiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSubscriptionActiveRequest) ProtoMessage() {}
+
+func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSubscriptionActiveRequest.ProtoReflect.Descriptor instead.
+func (*SetSubscriptionActiveRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetSubscriptionActiveRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *SetSubscriptionActiveRequest) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+type ApplyApiNotificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// One API_NOTIFICATION record per line, semicolon-separated with
+	// Collmex's quoting: API_NOTIFICATION;System;Ereignis;URL;Inaktiv where
+	// Inaktiv is 0 (active), 1 (inactive) or 2 (delete).
+	Records       string `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyApiNotificationRequest) Reset() {
+	*x = ApplyApiNotificationRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyApiNotificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyApiNotificationRequest) ProtoMessage() {}
+
+func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
+func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ApplyApiNotificationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ApplyApiNotificationRequest) GetRecords() string {
+	if x != nil {
+		return x.Records
+	}
+	return ""
+}
+
+type ApplyApiNotificationResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Created   uint32                 `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	Updated   uint32                 `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	Deleted   uint32                 `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Unchanged uint32                 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// The subscriptions the records name, as they are now (deleted ones left out).
+	Subscriptions []*Subscription `protobuf:"bytes,5,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyApiNotificationResponse) Reset() {
+	*x = ApplyApiNotificationResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyApiNotificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyApiNotificationResponse) ProtoMessage() {}
+
+func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
+func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ApplyApiNotificationResponse) GetUpdated() uint32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *ApplyApiNotificationResponse) GetDeleted() uint32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *ApplyApiNotificationResponse) GetUnchanged() uint32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *ApplyApiNotificationResponse) GetSubscriptions() []*Subscription {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return nil
+}
+
+// Delivery is one delivery attempt, as the delivery log holds it.
+type Delivery struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Time           *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	OrgId          string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	SubscriptionId string                 `protobuf:"bytes,3,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	System         string                 `protobuf:"bytes,4,opt,name=system,proto3" json:"system,omitempty"`
+	EventTypes     []string               `protobuf:"bytes,5,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	Mode           DeliveryMode           `protobuf:"varint,6,opt,name=mode,proto3,enum=kurier.admin.v1.DeliveryMode" json:"mode,omitempty"`
+	Url            string                 `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
+	// The HTTP status code, 0 when no answer came.
+	StatusCode int32 `protobuf:"varint,8,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// Why the attempt failed without a status code (timeout, refused, …).
+	Error   string               `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	Latency *durationpb.Duration `protobuf:"bytes,10,opt,name=latency,proto3" json:"latency,omitempty"`
+	// The subscription's unacknowledged pings after this one.
+	Unacked uint32 `protobuf:"varint,11,opt,name=unacked,proto3" json:"unacked,omitempty"`
+	// Position in the log, for paging.
+	Sequence      uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Delivery) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Delivery) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Delivery) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *Delivery) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *Delivery) GetEventTypes() []string {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *Delivery) GetMode() DeliveryMode {
+	if x != nil {
+		return x.Mode
+	}
+	return DeliveryMode_DELIVERY_MODE_UNSPECIFIED
+}
+
+func (x *Delivery) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Delivery) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *Delivery) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Delivery) GetLatency() *durationpb.Duration {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+func (x *Delivery) GetUnacked() uint32 {
+	if x != nil {
+		return x.Unacked
+	}
+	return 0
+}
+
+func (x *Delivery) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type ListDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Only this subscription's attempts, when set.
+	SubscriptionId string `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// Only attempts from this time on, when set.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// At most this many (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous answer's next_page_token.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesRequest) Reset() {
+	*x = ListDeliveriesRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListDeliveriesRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDeliveriesResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Empty when there is nothing more yet.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesResponse) Reset() {
+	*x = ListDeliveriesResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type TailDeliveriesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrgId          string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	SubscriptionId string                 `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// Start from this time; by default only new attempts are sent.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailDeliveriesRequest) Reset() {
+	*x = TailDeliveriesRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailDeliveriesRequest) ProtoMessage() {}
+
+func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TailDeliveriesRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *TailDeliveriesRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *TailDeliveriesRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 var File_kurier_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bkurier/admin/v1/admin.proto\x12\x0fkurier.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n" +
+	"\x1bkurier/admin/v1/admin.proto\x12\x0fkurier.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n" +
 	"\x03Org\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12;\n" +
@@ -772,13 +1858,98 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId*\x84\x01\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x93\x04\n" +
+	"\fSubscription\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x16\n" +
+	"\x06system\x18\x03 \x01(\tR\x06system\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1f\n" +
+	"\vevent_types\x18\x05 \x03(\tR\n" +
+	"eventTypes\x121\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x1d.kurier.admin.v1.DeliveryModeR\x04mode\x12\x10\n" +
+	"\x03url\x18\a \x01(\tR\x03url\x12\x16\n" +
+	"\x06active\x18\b \x01(\bR\x06active\x12\x18\n" +
+	"\aunacked\x18\t \x01(\rR\aunacked\x12D\n" +
+	"\x10last_notified_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0elastNotifiedAt\x12?\n" +
+	"\rpending_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fpendingSince\x12;\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"^\n" +
+	"\x19CreateSubscriptionRequest\x12A\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\"\x86\x01\n" +
+	"\x1aCreateSubscriptionResponse\x12A\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\x12%\n" +
+	"\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret\"A\n" +
+	"\x16GetSubscriptionRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"1\n" +
+	"\x18ListSubscriptionsRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"`\n" +
+	"\x19ListSubscriptionsResponse\x12C\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\"\x9b\x01\n" +
+	"\x19UpdateSubscriptionRequest\x12A\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"D\n" +
+	"\x19DeleteSubscriptionRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x1c\n" +
+	"\x1aDeleteSubscriptionResponse\"_\n" +
+	"\x1cSetSubscriptionActiveRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\"N\n" +
+	"\x1bApplyApiNotificationRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\tR\arecords\"\xcf\x01\n" +
+	"\x1cApplyApiNotificationResponse\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\rR\acreated\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\rR\aupdated\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\rR\adeleted\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\rR\tunchanged\x12C\n" +
+	"\rsubscriptions\x18\x05 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\"\x9a\x03\n" +
+	"\bDelivery\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12'\n" +
+	"\x0fsubscription_id\x18\x03 \x01(\tR\x0esubscriptionId\x12\x16\n" +
+	"\x06system\x18\x04 \x01(\tR\x06system\x12\x1f\n" +
+	"\vevent_types\x18\x05 \x03(\tR\n" +
+	"eventTypes\x121\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x1d.kurier.admin.v1.DeliveryModeR\x04mode\x12\x10\n" +
+	"\x03url\x18\a \x01(\tR\x03url\x12\x1f\n" +
+	"\vstatus_code\x18\b \x01(\x05R\n" +
+	"statusCode\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x123\n" +
+	"\alatency\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x18\n" +
+	"\aunacked\x18\v \x01(\rR\aunacked\x12\x1a\n" +
+	"\bsequence\x18\f \x01(\x04R\bsequence\"\xc5\x01\n" +
+	"\x15ListDeliveriesRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"{\n" +
+	"\x16ListDeliveriesResponse\x129\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x19.kurier.admin.v1.DeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
+	"\x15TailDeliveriesRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since*\x84\x01\n" +
 	"\bKeyScope\x12\x19\n" +
 	"\x15KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_SCOPE_INGEST\x10\x01\x12\x15\n" +
 	"\x11KEY_SCOPE_CHANGES\x10\x02\x12\x15\n" +
 	"\x11KEY_SCOPE_PARTNER\x10\x03\x12\x19\n" +
-	"\x15KEY_SCOPE_ADDRESSBOOK\x10\x042\xa4\x04\n" +
+	"\x15KEY_SCOPE_ADDRESSBOOK\x10\x04*y\n" +
+	"\fDeliveryMode\x12\x1d\n" +
+	"\x19DELIVERY_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12DELIVERY_MODE_PING\x10\x01\x12\x19\n" +
+	"\x15DELIVERY_MODE_PAYLOAD\x10\x02\x12\x17\n" +
+	"\x13DELIVERY_MODE_QUEUE\x10\x032\xc0\v\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -786,7 +1957,16 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\tDeleteOrg\x12!.kurier.admin.v1.DeleteOrgRequest\x1a\".kurier.admin.v1.DeleteOrgResponse\x12R\n" +
 	"\tCreateKey\x12!.kurier.admin.v1.CreateKeyRequest\x1a\".kurier.admin.v1.CreateKeyResponse\x12O\n" +
 	"\bListKeys\x12 .kurier.admin.v1.ListKeysRequest\x1a!.kurier.admin.v1.ListKeysResponse\x12D\n" +
-	"\tRevokeKey\x12!.kurier.admin.v1.RevokeKeyRequest\x1a\x14.kurier.admin.v1.KeyB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
+	"\tRevokeKey\x12!.kurier.admin.v1.RevokeKeyRequest\x1a\x14.kurier.admin.v1.Key\x12m\n" +
+	"\x12CreateSubscription\x12*.kurier.admin.v1.CreateSubscriptionRequest\x1a+.kurier.admin.v1.CreateSubscriptionResponse\x12Y\n" +
+	"\x0fGetSubscription\x12'.kurier.admin.v1.GetSubscriptionRequest\x1a\x1d.kurier.admin.v1.Subscription\x12j\n" +
+	"\x11ListSubscriptions\x12).kurier.admin.v1.ListSubscriptionsRequest\x1a*.kurier.admin.v1.ListSubscriptionsResponse\x12_\n" +
+	"\x12UpdateSubscription\x12*.kurier.admin.v1.UpdateSubscriptionRequest\x1a\x1d.kurier.admin.v1.Subscription\x12m\n" +
+	"\x12DeleteSubscription\x12*.kurier.admin.v1.DeleteSubscriptionRequest\x1a+.kurier.admin.v1.DeleteSubscriptionResponse\x12e\n" +
+	"\x15SetSubscriptionActive\x12-.kurier.admin.v1.SetSubscriptionActiveRequest\x1a\x1d.kurier.admin.v1.Subscription\x12s\n" +
+	"\x14ApplyApiNotification\x12,.kurier.admin.v1.ApplyApiNotificationRequest\x1a-.kurier.admin.v1.ApplyApiNotificationResponse\x12a\n" +
+	"\x0eListDeliveries\x12&.kurier.admin.v1.ListDeliveriesRequest\x1a'.kurier.admin.v1.ListDeliveriesResponse\x12U\n" +
+	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01B*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_kurier_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -800,53 +1980,107 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_kurier_admin_v1_admin_proto_rawDescData
 }
 
-var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
-	(KeyScope)(0),                 // 0: kurier.admin.v1.KeyScope
-	(*Org)(nil),                   // 1: kurier.admin.v1.Org
-	(*CreateOrgRequest)(nil),      // 2: kurier.admin.v1.CreateOrgRequest
-	(*GetOrgRequest)(nil),         // 3: kurier.admin.v1.GetOrgRequest
-	(*ListOrgsRequest)(nil),       // 4: kurier.admin.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),      // 5: kurier.admin.v1.ListOrgsResponse
-	(*DeleteOrgRequest)(nil),      // 6: kurier.admin.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),     // 7: kurier.admin.v1.DeleteOrgResponse
-	(*Key)(nil),                   // 8: kurier.admin.v1.Key
-	(*CreateKeyRequest)(nil),      // 9: kurier.admin.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),     // 10: kurier.admin.v1.CreateKeyResponse
-	(*ListKeysRequest)(nil),       // 11: kurier.admin.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),      // 12: kurier.admin.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),      // 13: kurier.admin.v1.RevokeKeyRequest
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
+	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
+	(*Org)(nil),                          // 2: kurier.admin.v1.Org
+	(*CreateOrgRequest)(nil),             // 3: kurier.admin.v1.CreateOrgRequest
+	(*GetOrgRequest)(nil),                // 4: kurier.admin.v1.GetOrgRequest
+	(*ListOrgsRequest)(nil),              // 5: kurier.admin.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),             // 6: kurier.admin.v1.ListOrgsResponse
+	(*DeleteOrgRequest)(nil),             // 7: kurier.admin.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),            // 8: kurier.admin.v1.DeleteOrgResponse
+	(*Key)(nil),                          // 9: kurier.admin.v1.Key
+	(*CreateKeyRequest)(nil),             // 10: kurier.admin.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),            // 11: kurier.admin.v1.CreateKeyResponse
+	(*ListKeysRequest)(nil),              // 12: kurier.admin.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),             // 13: kurier.admin.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),             // 14: kurier.admin.v1.RevokeKeyRequest
+	(*Subscription)(nil),                 // 15: kurier.admin.v1.Subscription
+	(*CreateSubscriptionRequest)(nil),    // 16: kurier.admin.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),   // 17: kurier.admin.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),       // 18: kurier.admin.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),     // 19: kurier.admin.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),    // 20: kurier.admin.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),    // 21: kurier.admin.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),    // 22: kurier.admin.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),   // 23: kurier.admin.v1.DeleteSubscriptionResponse
+	(*SetSubscriptionActiveRequest)(nil), // 24: kurier.admin.v1.SetSubscriptionActiveRequest
+	(*ApplyApiNotificationRequest)(nil),  // 25: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 26: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 27: kurier.admin.v1.Delivery
+	(*ListDeliveriesRequest)(nil),        // 28: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 29: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 30: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 32: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 33: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	14, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
+	31, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	14, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	14, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	31, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	31, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
-	8,  // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
-	8,  // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
-	2,  // 8: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	3,  // 9: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	4,  // 10: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	6,  // 11: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	9,  // 12: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	11, // 13: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	13, // 14: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	1,  // 15: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	1,  // 16: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	5,  // 17: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	7,  // 18: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	10, // 19: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	12, // 20: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	8,  // 21: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
+	9,  // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
+	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
+	31, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	31, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	31, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	31, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	15, // 13: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	15, // 14: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	15, // 15: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	15, // 16: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	32, // 17: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 18: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	31, // 19: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 20: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	33, // 21: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	31, // 22: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	27, // 23: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	31, // 24: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	3,  // 25: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	4,  // 26: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	5,  // 27: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	7,  // 28: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	10, // 29: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	12, // 30: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	14, // 31: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	16, // 32: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	18, // 33: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	19, // 34: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	21, // 35: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	22, // 36: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	24, // 37: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	25, // 38: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	28, // 39: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	30, // 40: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	2,  // 41: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	2,  // 42: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	6,  // 43: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	8,  // 44: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	11, // 45: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	13, // 46: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	9,  // 47: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	17, // 48: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	15, // 49: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	20, // 50: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	15, // 51: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	23, // 52: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	15, // 53: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	26, // 54: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	29, // 55: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	27, // 56: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -859,8 +2093,8 @@ func file_kurier_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

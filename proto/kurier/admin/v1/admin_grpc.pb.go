@@ -19,13 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateOrg_FullMethodName = "/kurier.admin.v1.AdminService/CreateOrg"
-	AdminService_GetOrg_FullMethodName    = "/kurier.admin.v1.AdminService/GetOrg"
-	AdminService_ListOrgs_FullMethodName  = "/kurier.admin.v1.AdminService/ListOrgs"
-	AdminService_DeleteOrg_FullMethodName = "/kurier.admin.v1.AdminService/DeleteOrg"
-	AdminService_CreateKey_FullMethodName = "/kurier.admin.v1.AdminService/CreateKey"
-	AdminService_ListKeys_FullMethodName  = "/kurier.admin.v1.AdminService/ListKeys"
-	AdminService_RevokeKey_FullMethodName = "/kurier.admin.v1.AdminService/RevokeKey"
+	AdminService_CreateOrg_FullMethodName             = "/kurier.admin.v1.AdminService/CreateOrg"
+	AdminService_GetOrg_FullMethodName                = "/kurier.admin.v1.AdminService/GetOrg"
+	AdminService_ListOrgs_FullMethodName              = "/kurier.admin.v1.AdminService/ListOrgs"
+	AdminService_DeleteOrg_FullMethodName             = "/kurier.admin.v1.AdminService/DeleteOrg"
+	AdminService_CreateKey_FullMethodName             = "/kurier.admin.v1.AdminService/CreateKey"
+	AdminService_ListKeys_FullMethodName              = "/kurier.admin.v1.AdminService/ListKeys"
+	AdminService_RevokeKey_FullMethodName             = "/kurier.admin.v1.AdminService/RevokeKey"
+	AdminService_CreateSubscription_FullMethodName    = "/kurier.admin.v1.AdminService/CreateSubscription"
+	AdminService_GetSubscription_FullMethodName       = "/kurier.admin.v1.AdminService/GetSubscription"
+	AdminService_ListSubscriptions_FullMethodName     = "/kurier.admin.v1.AdminService/ListSubscriptions"
+	AdminService_UpdateSubscription_FullMethodName    = "/kurier.admin.v1.AdminService/UpdateSubscription"
+	AdminService_DeleteSubscription_FullMethodName    = "/kurier.admin.v1.AdminService/DeleteSubscription"
+	AdminService_SetSubscriptionActive_FullMethodName = "/kurier.admin.v1.AdminService/SetSubscriptionActive"
+	AdminService_ApplyApiNotification_FullMethodName  = "/kurier.admin.v1.AdminService/ApplyApiNotification"
+	AdminService_ListDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/ListDeliveries"
+	AdminService_TailDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/TailDeliveries"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -48,6 +57,26 @@ type AdminServiceClient interface {
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
 	// RevokeKey makes a key unusable at once; it stays listed as revoked.
 	RevokeKey(ctx context.Context, in *RevokeKeyRequest, opts ...grpc.CallOption) (*Key, error)
+	// CreateSubscription subscribes an external system to event types. The
+	// answer carries the signing secret, shown only here.
+	CreateSubscription(ctx context.Context, in *CreateSubscriptionRequest, opts ...grpc.CallOption) (*CreateSubscriptionResponse, error)
+	GetSubscription(ctx context.Context, in *GetSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
+	ListSubscriptions(ctx context.Context, in *ListSubscriptionsRequest, opts ...grpc.CallOption) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes the fields named in update_mask (system,
+	// name, event_types, url), or all of them when the mask is empty.
+	UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
+	// DeleteSubscription removes it and any notification still pending.
+	DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*DeleteSubscriptionResponse, error)
+	// SetSubscriptionActive switches delivery on or off; switching on also
+	// resets the unacknowledged ping counter, as in Collmex.
+	SetSubscriptionActive(ctx context.Context, in *SetSubscriptionActiveRequest, opts ...grpc.CallOption) (*Subscription, error)
+	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
+	// them, or none when one is bad.
+	ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error)
+	// ListDeliveries pages through the delivery log, oldest first.
+	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
+	// TailDeliveries streams delivery attempts as they happen.
+	TailDeliveries(ctx context.Context, in *TailDeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
 }
 
 type adminServiceClient struct {
@@ -128,6 +157,105 @@ func (c *adminServiceClient) RevokeKey(ctx context.Context, in *RevokeKeyRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateSubscription(ctx context.Context, in *CreateSubscriptionRequest, opts ...grpc.CallOption) (*CreateSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSubscriptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetSubscription(ctx context.Context, in *GetSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Subscription)
+	err := c.cc.Invoke(ctx, AdminService_GetSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListSubscriptions(ctx context.Context, in *ListSubscriptionsRequest, opts ...grpc.CallOption) (*ListSubscriptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSubscriptionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSubscriptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Subscription)
+	err := c.cc.Invoke(ctx, AdminService_UpdateSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*DeleteSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSubscriptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetSubscriptionActive(ctx context.Context, in *SetSubscriptionActiveRequest, opts ...grpc.CallOption) (*Subscription, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Subscription)
+	err := c.cc.Invoke(ctx, AdminService_SetSubscriptionActive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyApiNotificationResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApplyApiNotification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeliveriesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) TailDeliveries(ctx context.Context, in *TailDeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_TailDeliveries_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TailDeliveriesRequest, Delivery]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_TailDeliveriesClient = grpc.ServerStreamingClient[Delivery]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -148,6 +276,26 @@ type AdminServiceServer interface {
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
 	// RevokeKey makes a key unusable at once; it stays listed as revoked.
 	RevokeKey(context.Context, *RevokeKeyRequest) (*Key, error)
+	// CreateSubscription subscribes an external system to event types. The
+	// answer carries the signing secret, shown only here.
+	CreateSubscription(context.Context, *CreateSubscriptionRequest) (*CreateSubscriptionResponse, error)
+	GetSubscription(context.Context, *GetSubscriptionRequest) (*Subscription, error)
+	ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes the fields named in update_mask (system,
+	// name, event_types, url), or all of them when the mask is empty.
+	UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*Subscription, error)
+	// DeleteSubscription removes it and any notification still pending.
+	DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*DeleteSubscriptionResponse, error)
+	// SetSubscriptionActive switches delivery on or off; switching on also
+	// resets the unacknowledged ping counter, as in Collmex.
+	SetSubscriptionActive(context.Context, *SetSubscriptionActiveRequest) (*Subscription, error)
+	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
+	// them, or none when one is bad.
+	ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error)
+	// ListDeliveries pages through the delivery log, oldest first.
+	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
+	// TailDeliveries streams delivery attempts as they happen.
+	TailDeliveries(*TailDeliveriesRequest, grpc.ServerStreamingServer[Delivery]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -178,6 +326,33 @@ func (UnimplementedAdminServiceServer) ListKeys(context.Context, *ListKeysReques
 }
 func (UnimplementedAdminServiceServer) RevokeKey(context.Context, *RevokeKeyRequest) (*Key, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeKey not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateSubscription(context.Context, *CreateSubscriptionRequest) (*CreateSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSubscription not implemented")
+}
+func (UnimplementedAdminServiceServer) GetSubscription(context.Context, *GetSubscriptionRequest) (*Subscription, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSubscription not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSubscriptions not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*Subscription, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSubscription not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*DeleteSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSubscription not implemented")
+}
+func (UnimplementedAdminServiceServer) SetSubscriptionActive(context.Context, *SetSubscriptionActiveRequest) (*Subscription, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSubscriptionActive not implemented")
+}
+func (UnimplementedAdminServiceServer) ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyApiNotification not implemented")
+}
+func (UnimplementedAdminServiceServer) ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeliveries not implemented")
+}
+func (UnimplementedAdminServiceServer) TailDeliveries(*TailDeliveriesRequest, grpc.ServerStreamingServer[Delivery]) error {
+	return status.Error(codes.Unimplemented, "method TailDeliveries not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -326,6 +501,161 @@ func _AdminService_RevokeKey_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateSubscription(ctx, req.(*CreateSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetSubscription(ctx, req.(*GetSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListSubscriptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSubscriptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSubscriptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSubscriptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSubscriptions(ctx, req.(*ListSubscriptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateSubscription(ctx, req.(*UpdateSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteSubscription(ctx, req.(*DeleteSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetSubscriptionActive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSubscriptionActiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetSubscriptionActive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetSubscriptionActive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetSubscriptionActive(ctx, req.(*SetSubscriptionActiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ApplyApiNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyApiNotificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApplyApiNotification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApplyApiNotification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApplyApiNotification(ctx, req.(*ApplyApiNotificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListDeliveries(ctx, req.(*ListDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_TailDeliveries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TailDeliveriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).TailDeliveries(m, &grpc.GenericServerStream[TailDeliveriesRequest, Delivery]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_TailDeliveriesServer = grpc.ServerStreamingServer[Delivery]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -361,7 +691,45 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RevokeKey",
 			Handler:    _AdminService_RevokeKey_Handler,
 		},
+		{
+			MethodName: "CreateSubscription",
+			Handler:    _AdminService_CreateSubscription_Handler,
+		},
+		{
+			MethodName: "GetSubscription",
+			Handler:    _AdminService_GetSubscription_Handler,
+		},
+		{
+			MethodName: "ListSubscriptions",
+			Handler:    _AdminService_ListSubscriptions_Handler,
+		},
+		{
+			MethodName: "UpdateSubscription",
+			Handler:    _AdminService_UpdateSubscription_Handler,
+		},
+		{
+			MethodName: "DeleteSubscription",
+			Handler:    _AdminService_DeleteSubscription_Handler,
+		},
+		{
+			MethodName: "SetSubscriptionActive",
+			Handler:    _AdminService_SetSubscriptionActive_Handler,
+		},
+		{
+			MethodName: "ApplyApiNotification",
+			Handler:    _AdminService_ApplyApiNotification_Handler,
+		},
+		{
+			MethodName: "ListDeliveries",
+			Handler:    _AdminService_ListDeliveries_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "TailDeliveries",
+			Handler:       _AdminService_TailDeliveries_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "kurier/admin/v1/admin.proto",
 }

@@ -1,0 +1,155 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/subs"
+)
+
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+func deliveryPB(r dlog.Record) *adminv1.Delivery {
+	return &adminv1.Delivery{
+		Time: timestamppb.New(r.Time), OrgId: r.Org, SubscriptionId: r.Subscription, System: r.System,
+		EventTypes: r.EventTypes, Mode: modePB(subs.Mode(r.Mode)), Url: r.URL, StatusCode: int32(r.Status),
+		Error: r.Error, Latency: durationpb.New(time.Duration(r.LatencyMS * float64(time.Millisecond))),
+		Unacked: uint32(r.Unacked), Sequence: r.Sequence,
+	}
+}
+
+// logFilter checks the org (and subscription, when given) and answers the
+// log subject to read.
+func (s *Service) logFilter(ctx context.Context, org, sub string) (string, error) {
+	if _, err := s.org(ctx, org); err != nil {
+		return "", err
+	}
+	if sub != "" {
+		got, err := s.sub(ctx, sub)
+		if err != nil {
+			return "", err
+		}
+		if got.Org != org {
+			return "", storeErr(subs.ErrNotFound)
+		}
+	}
+	return bus.DeliveryLogFilter(org, sub), nil
+}
+
+func (s *Service) ListDeliveries(ctx context.Context, req *adminv1.ListDeliveriesRequest) (*adminv1.ListDeliveriesResponse, error) {
+	filter, err := s.logFilter(ctx, req.GetOrgId(), req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPage:
+		return nil, invalid("page_size", "must be 0 (for %d) to %d", defaultPage, maxPage)
+	case size == 0:
+		size = defaultPage
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	switch {
+	case req.GetPageToken() != "":
+		seq, err := strconv.ParseUint(req.GetPageToken(), 10, 64)
+		if err != nil || seq == 0 {
+			return nil, invalid("page_token", "is not a token from a previous answer")
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	case req.GetSince() != nil:
+		t := req.GetSince().AsTime()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamDeliveryLog, cfg)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.ListDeliveriesResponse{}
+	want := min(int(info.NumPending), size)
+	for len(resp.Deliveries) < want {
+		batch, err := c.Fetch(want-len(resp.Deliveries), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := len(resp.Deliveries)
+		for m := range batch.Messages() {
+			r, err := dlog.Decode(m)
+			if err != nil {
+				return nil, err
+			}
+			resp.Deliveries = append(resp.Deliveries, deliveryPB(r))
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, err
+		}
+		if len(resp.Deliveries) == n {
+			break // nothing came: the log moved under us
+		}
+	}
+	if int(info.NumPending) > len(resp.Deliveries) && len(resp.Deliveries) > 0 {
+		resp.NextPageToken = strconv.FormatUint(resp.Deliveries[len(resp.Deliveries)-1].GetSequence()+1, 10)
+	}
+	return resp, nil
+}
+
+func (s *Service) TailDeliveries(req *adminv1.TailDeliveriesRequest, stream grpc.ServerStreamingServer[adminv1.Delivery]) error {
+	ctx := stream.Context()
+	filter, err := s.logFilter(ctx, req.GetOrgId(), req.GetSubscriptionId())
+	if err != nil {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	if req.GetSince() != nil {
+		t := req.GetSince().AsTime()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamDeliveryLog, cfg)
+	if err != nil {
+		return err
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-s.stopping:
+		}
+		it.Stop()
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		r, err := dlog.Decode(m)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(deliveryPB(r)); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,323 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/catalog"
+	"kurier.dev/services/internal/subs"
+)
+
+const (
+	maxSystem  = 20   // Collmex: System C20
+	maxPingURL = 255  // Collmex: URL C255
+	maxURL     = 2048 // payload and queue receivers
+)
+
+var modes = map[adminv1.DeliveryMode]subs.Mode{
+	adminv1.DeliveryMode_DELIVERY_MODE_PING:    subs.ModePing,
+	adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD: subs.ModePayload,
+	adminv1.DeliveryMode_DELIVERY_MODE_QUEUE:   subs.ModeQueue,
+}
+
+func modePB(m subs.Mode) adminv1.DeliveryMode {
+	for k, v := range modes {
+		if v == m {
+			return k
+		}
+	}
+	return adminv1.DeliveryMode_DELIVERY_MODE_UNSPECIFIED
+}
+
+func checkSystem(v string) error {
+	if n := utf8.RuneCountInString(v); n == 0 || n > maxSystem {
+		return invalid("system", "must be 1-%d characters", maxSystem)
+	}
+	return checkText("system", v)
+}
+
+// eventTypes checks type names, maps Collmex codes to theirs and drops
+// repeats.
+func eventTypes(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, invalid("event_types", "at least one event type is required")
+	}
+	var out []string
+	for _, t := range in {
+		if name, ok := catalog.ByCode(t); ok {
+			t = name
+		}
+		if !catalog.ValidType(t) {
+			return nil, invalid("event_types", "%q is neither a Collmex event code 1-9 nor a dotted lower-case type name such as invoice.changed", t)
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func checkURL(raw string, mode subs.Mode) error {
+	limit := maxURL
+	if mode == subs.ModePing {
+		limit = maxPingURL
+	}
+	if len(raw) > limit {
+		return invalid("url", "must be at most %d characters", limit)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return invalid("url", "must be an http or https URL with a host and no credentials")
+	}
+	for _, r := range raw {
+		if r <= ' ' || r == 0x7f {
+			return invalid("url", "must not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// checkSub checks every field a stored subscription must satisfy.
+func checkSub(sub *subs.Subscription) error {
+	if err := checkSystem(sub.System); err != nil {
+		return err
+	}
+	if err := checkText("name", sub.Name); err != nil {
+		return err
+	}
+	types, err := eventTypes(sub.EventTypes)
+	if err != nil {
+		return err
+	}
+	sub.EventTypes = types
+	return checkURL(sub.URL, sub.Mode)
+}
+
+func storeErr(err error) error {
+	var taken *subs.TakenError
+	switch {
+	case errors.As(err, &taken):
+		return status.Error(codes.AlreadyExists, taken.Error())
+	case errors.Is(err, subs.ErrNotFound):
+		return status.Error(codes.NotFound, "subscription not found")
+	}
+	return err
+}
+
+// sub reads a subscription, answering NotFound for a malformed id too, so
+// ids cannot be probed.
+func (s *Service) sub(ctx context.Context, id string) (subs.Subscription, error) {
+	if !subs.ValidID(id) {
+		return subs.Subscription{}, invalid("subscription_id", "must be the 20 hex characters CreateSubscription answered")
+	}
+	sub, err := s.subs.Get(ctx, id)
+	return sub, storeErr(err)
+}
+
+// subPB answers a subscription with its live ping state.
+func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Subscription, error) {
+	pb := &adminv1.Subscription{
+		SubscriptionId: sub.ID, OrgId: sub.Org, System: sub.System, Name: sub.Name,
+		EventTypes: sub.EventTypes, Mode: modePB(sub.Mode), Url: sub.URL, Active: sub.Active,
+		CreateTime: timestamppb.New(sub.Created), UpdateTime: timestamppb.New(sub.Updated),
+	}
+	if sub.Mode != subs.ModePing {
+		return pb, nil
+	}
+	st, err := s.subs.State(ctx, sub.ID)
+	if err != nil {
+		return nil, err
+	}
+	pb.Unacked = uint32(st.Unacked)
+	if !st.Last.IsZero() {
+		pb.LastNotifiedAt = timestamppb.New(st.Last)
+	}
+	last, err := s.notify.GetLastMsgForSubject(ctx, bus.NotifyAll(sub.ID))
+	switch {
+	case err == nil && last.Subject == bus.NotifySched(sub.ID):
+		pb.PendingSince = timestamppb.New(last.Time)
+	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, fmt.Errorf("read ping timer: %w", err)
+	}
+	return pb, nil
+}
+
+func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSubscriptionRequest) (*adminv1.CreateSubscriptionResponse, error) {
+	in := req.GetSubscription()
+	if in == nil {
+		return nil, invalid("subscription", "is required")
+	}
+	if _, err := s.org(ctx, in.GetOrgId()); err != nil {
+		return nil, err
+	}
+	mode, ok := modes[in.GetMode()]
+	if !ok {
+		return nil, invalid("mode", "must be DELIVERY_MODE_PING, DELIVERY_MODE_PAYLOAD or DELIVERY_MODE_QUEUE")
+	}
+	if mode != subs.ModePing {
+		return nil, status.Errorf(codes.Unimplemented, "mode: %v delivery is not available yet", in.GetMode())
+	}
+	now := s.now().UTC()
+	sub := subs.Subscription{
+		ID: subs.NewID(), Org: in.GetOrgId(), System: in.GetSystem(), Name: in.GetName(),
+		EventTypes: in.GetEventTypes(), Mode: mode, URL: in.GetUrl(), Active: in.GetActive(),
+		Secret: subs.NewSecret(), Created: now, Updated: now,
+	}
+	if err := checkSub(&sub); err != nil {
+		return nil, err
+	}
+	if err := s.subs.Create(ctx, sub); err != nil {
+		return nil, storeErr(err)
+	}
+	s.log.Info("subscription created", "org", sub.Org, "subscription", sub.ID, "mode", sub.Mode)
+	pb, err := s.subPB(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.CreateSubscriptionResponse{Subscription: pb, SigningSecret: sub.Secret}, nil
+}
+
+func (s *Service) GetSubscription(ctx context.Context, req *adminv1.GetSubscriptionRequest) (*adminv1.Subscription, error) {
+	sub, err := s.sub(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	return s.subPB(ctx, sub)
+}
+
+func (s *Service) ListSubscriptions(ctx context.Context, req *adminv1.ListSubscriptionsRequest) (*adminv1.ListSubscriptionsResponse, error) {
+	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	list, err := s.subs.List(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.ListSubscriptionsResponse{}
+	for _, sub := range list {
+		pb, err := s.subPB(ctx, sub)
+		if err != nil {
+			return nil, err
+		}
+		resp.Subscriptions = append(resp.Subscriptions, pb)
+	}
+	return resp, nil
+}
+
+func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSubscriptionRequest) (*adminv1.Subscription, error) {
+	in := req.GetSubscription()
+	if in == nil {
+		return nil, invalid("subscription", "is required")
+	}
+	if _, err := s.sub(ctx, in.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		paths = []string{"system", "name", "event_types", "url"}
+	}
+	for _, p := range paths {
+		if !slices.Contains([]string{"system", "name", "event_types", "url"}, p) {
+			return nil, invalid("update_mask", "%q cannot be updated: system, name, event_types and url can (active through SetSubscriptionActive)", p)
+		}
+	}
+	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
+		for _, p := range paths {
+			switch p {
+			case "system":
+				sub.System = in.GetSystem()
+			case "name":
+				sub.Name = in.GetName()
+			case "event_types":
+				sub.EventTypes = in.GetEventTypes()
+			case "url":
+				sub.URL = in.GetUrl()
+			}
+		}
+		sub.Updated = s.now().UTC()
+		return checkSub(sub)
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	s.log.Info("subscription updated", "org", sub.Org, "subscription", sub.ID)
+	return s.subPB(ctx, sub)
+}
+
+func (s *Service) DeleteSubscription(ctx context.Context, req *adminv1.DeleteSubscriptionRequest) (*adminv1.DeleteSubscriptionResponse, error) {
+	if _, err := s.sub(ctx, req.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	sub, err := s.subs.Delete(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if err := s.dropTimer(ctx, sub.ID); err != nil {
+		return nil, err
+	}
+	s.log.Info("subscription deleted", "org", sub.Org, "subscription", sub.ID)
+	return &adminv1.DeleteSubscriptionResponse{}, nil
+}
+
+// dropTimer removes a pending ping, so a subscription switched off or
+// deleted is not pinged.
+func (s *Service) dropTimer(ctx context.Context, id string) error {
+	if err := s.notify.Purge(ctx, jetstream.WithPurgeSubject(bus.NotifyAll(id))); err != nil {
+		return fmt.Errorf("drop ping timer of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Service) SetSubscriptionActive(ctx context.Context, req *adminv1.SetSubscriptionActiveRequest) (*adminv1.Subscription, error) {
+	sub, err := s.setActive(ctx, req.GetSubscriptionId(), req.GetActive())
+	if err != nil {
+		return nil, err
+	}
+	return s.subPB(ctx, sub)
+}
+
+// setActive switches a subscription. Switching a ping subscription on
+// resets its unacked counter, as Collmex does when a notification is
+// deactivated and activated again; switching it off drops its pending ping.
+func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.Subscription, error) {
+	before, err := s.sub(ctx, id)
+	if err != nil {
+		return before, err
+	}
+	sub, err := s.subs.Update(ctx, id, func(sub *subs.Subscription) error {
+		if sub.Active == active {
+			return nil
+		}
+		sub.Active = active
+		sub.Updated = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return sub, storeErr(err)
+	}
+	if sub.Mode == subs.ModePing {
+		if active {
+			err = s.subs.ResetUnacked(ctx, id)
+		} else {
+			err = s.dropTimer(ctx, id)
+		}
+		if err != nil {
+			return sub, err
+		}
+	}
+	if before.Active != active {
+		s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
+	}
+	return sub, nil
+}

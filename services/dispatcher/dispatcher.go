@@ -1,0 +1,195 @@
+// Package dispatcher matches stored events to subscriptions and notifies
+// their systems. Files follow an event's way through it: index.go keeps
+// the subscriptions, schedule.go coalesces changes into ping timers,
+// ping.go makes the pings and logs them.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/subs"
+)
+
+// Config holds the dispatcher's settings.
+type Config struct {
+	// NotifyDelay is how long after a change its ping comes, and the least
+	// time between two pings of a subscription (Collmex: one minute).
+	NotifyDelay time.Duration
+	// MaxUnacked pings without a change-feed query stop further pings.
+	MaxUnacked  int
+	PingTimeout time.Duration
+	UserAgent   string
+	// Workers handle events at once; Senders make pings at once.
+	Workers int
+	Senders int
+}
+
+// DefaultConfig is what Kurier runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		NotifyDelay: time.Minute,
+		MaxUnacked:  100,
+		PingTimeout: 10 * time.Second,
+		UserAgent:   "kurier/dev",
+		Workers:     32,
+		Senders:     64,
+	}
+}
+
+// Durable consumer names, shared by every replica.
+const (
+	eventsConsumer = "dispatcher"
+	dueConsumer    = "dispatcher-pings"
+)
+
+// Service is the dispatcher.
+type Service struct {
+	cfg    Config
+	conn   *bus.Conn
+	subs   *subs.Store
+	notify jetstream.Stream
+	index  *index
+	client *http.Client
+	log    *slog.Logger
+	m      metrics
+}
+
+type metrics struct {
+	events    prometheus.Counter
+	scheduled prometheus.Counter
+	pings     *prometheus.CounterVec
+	skipped   *prometheus.CounterVec
+	latency   prometheus.Histogram
+}
+
+// New makes the dispatcher; the streams and buckets must exist (bus.Ensure).
+func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 {
+		return nil, errors.New("dispatcher: notify delay, max unacked and ping timeout must be positive")
+	}
+	store, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	notify, err := conn.JS.Stream(ctx, bus.StreamNotify)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", bus.StreamNotify, err)
+	}
+	s := &Service{
+		cfg: cfg, conn: conn, subs: store, notify: notify, log: log,
+		index: newIndex(),
+		client: &http.Client{
+			Timeout: cfg.PingTimeout,
+			// A receiver's redirect is its answer, not a place to follow.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		m: metrics{
+			events:    prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_dispatch_events_total", Help: "Events the dispatcher has handled."}),
+			scheduled: prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_ping_scheduled_total", Help: "Ping timers started."}),
+			pings: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_pings_total", Help: "Pings made, by result (2xx, 3xx, 4xx, 5xx, error).",
+			}, []string{"result"}),
+			skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_pings_skipped_total", Help: "Due pings not made, by reason (capped, covered, inactive).",
+			}, []string{"reason"}),
+			latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "kurier_ping_seconds", Help: "Ping request duration.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+			}),
+		},
+	}
+	for _, c := range []prometheus.Collector{s.m.events, s.m.scheduled, s.m.pings, s.m.skipped, s.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("dispatcher metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Run dispatches until ctx ends, then finishes what it has taken.
+func (s *Service) Run(ctx context.Context) error {
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	if err := s.index.watch(wctx, s.subs, s.log); err != nil {
+		return err
+	}
+	events, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable:       eventsConsumer,
+		Description:   "Matches events to subscriptions",
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	due, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamNotify, jetstream.ConsumerConfig{
+		Durable:       dueConsumer,
+		Description:   "Makes the pings whose time has come",
+		FilterSubject: bus.NotifyDueWildcard,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// Longer than a ping can take, so a ping in flight is not redelivered.
+		AckWait:       s.cfg.PingTimeout + 20*time.Second,
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return fmt.Errorf("due consumer: %w", err)
+	}
+	// Work taken before a stop is finished, so it runs on a context that
+	// the stop does not cancel.
+	work := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	stopEvents, err := consume(work, events, s.cfg.Workers, &wg, s.handleEvent)
+	if err != nil {
+		return err
+	}
+	stopDue, err := consume(work, due, s.cfg.Senders, &wg, s.handleDue)
+	if err != nil {
+		stopEvents()
+		return err
+	}
+	<-ctx.Done()
+	stopEvents()
+	stopDue()
+	wg.Wait()
+	return nil
+}
+
+// consume hands messages to handle on at most n goroutines. Waiting for a
+// free one holds the consumer back, so pending work stays in the stream.
+func consume(ctx context.Context, c jetstream.Consumer, n int, wg *sync.WaitGroup, handle func(context.Context, jetstream.Msg)) (func(), error) {
+	slots := make(chan struct{}, n)
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			handle(ctx, m)
+		})
+	}, jetstream.PullMaxMessages(2*n))
+	if err != nil {
+		return nil, fmt.Errorf("consume: %w", err)
+	}
+	// Drain hands over what is buffered; once Closed, no callback starts
+	// again, so the caller's wg.Wait sees every handler.
+	return func() { cc.Drain(); <-cc.Closed() }, nil
+}
+
+// eventKey parses kurier.events.<org>.<type…>.
+func eventKey(subject string) (org, typ string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "kurier.events.")
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
+}

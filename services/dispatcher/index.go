@@ -1,0 +1,171 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/subs"
+)
+
+// entry is one subscription as this replica knows it.
+type entry struct {
+	sub subs.Subscription
+	// mu serialises scheduling for the subscription within this replica;
+	// across replicas the stream's compare-and-set does.
+	mu sync.Mutex
+	// pendingUntil: a ping timer is known to run until then, so changes
+	// before it are covered without asking the stream. Guarded by mu.
+	pendingUntil time.Time
+}
+
+// index holds the active subscriptions by org and event type, and the
+// unacked counts, kept current by watching their buckets.
+type index struct {
+	mu      sync.RWMutex
+	byID    map[string]*entry
+	byType  map[string][]*entry // "<org> <type>" -> active subscriptions
+	unacked map[string]int      // subscription id -> unacked pings
+}
+
+func newIndex() *index {
+	return &index{byID: map[string]*entry{}, byType: map[string][]*entry{}, unacked: map[string]int{}}
+}
+
+func typeKey(org, typ string) string { return org + " " + typ }
+
+// match answers the active subscriptions an event of org and type goes to.
+func (x *index) match(org, typ string) []*entry {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.byType[typeKey(org, typ)]
+}
+
+func (x *index) get(id string) *entry {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.byID[id]
+}
+
+func (x *index) unackedOf(id string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.unacked[id]
+}
+
+// put replaces what the index knows of a subscription (nil: deleted). A
+// changed subscription gets a fresh entry, so nothing known of its timer
+// outlives a change such as switching it off and on.
+func (x *index) put(id string, sub *subs.Subscription) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old := x.byID[id]; old != nil {
+		for _, t := range old.sub.EventTypes {
+			k := typeKey(old.sub.Org, t)
+			list := x.byType[k]
+			for i, e := range list {
+				if e == old {
+					list = append(list[:i:i], list[i+1:]...)
+					break
+				}
+			}
+			if len(list) == 0 {
+				delete(x.byType, k)
+			} else {
+				x.byType[k] = list
+			}
+		}
+		delete(x.byID, id)
+	}
+	if sub == nil {
+		return
+	}
+	e := &entry{sub: *sub}
+	x.byID[id] = e
+	if !sub.Active {
+		return
+	}
+	for _, t := range sub.EventTypes {
+		k := typeKey(sub.Org, t)
+		x.byType[k] = append(x.byType[k], e)
+	}
+}
+
+func (x *index) setUnacked(id string, n int, ok bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if ok {
+		x.unacked[id] = n
+	} else {
+		delete(x.unacked, id)
+	}
+}
+
+// watch loads both buckets and keeps following them until ctx ends. It
+// returns once the initial contents are in, so no event is matched against
+// an empty index.
+func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) error {
+	sw, err := store.Bucket().Watch(ctx, subs.SubPrefix)
+	if err != nil {
+		return fmt.Errorf("watch subscriptions: %w", err)
+	}
+	stw, err := store.StateBucket().WatchAll(ctx)
+	if err != nil {
+		sw.Stop()
+		return fmt.Errorf("watch ping state: %w", err)
+	}
+	ready := make(chan struct{}, 2)
+	follow := func(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) {
+		defer w.Stop()
+		loaded := false
+		for e := range w.Updates() {
+			if e == nil {
+				if !loaded {
+					loaded = true
+					ready <- struct{}{}
+				}
+				continue
+			}
+			apply(e)
+		}
+	}
+	go follow(sw, func(e jetstream.KeyValueEntry) {
+		id := strings.TrimPrefix(e.Key(), "sub.")
+		if e.Operation() != jetstream.KeyValuePut {
+			x.put(id, nil)
+			return
+		}
+		var sub subs.Subscription
+		if err := json.Unmarshal(e.Value(), &sub); err != nil {
+			log.Error("undecodable subscription", "key", e.Key(), "err", err)
+			return
+		}
+		x.put(id, &sub)
+	})
+	go follow(stw, func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			x.setUnacked(e.Key(), 0, false)
+			return
+		}
+		st, err := subs.ParseState(e.Value())
+		if err != nil {
+			log.Error("undecodable ping state", "key", e.Key(), "err", err)
+			return
+		}
+		x.setUnacked(e.Key(), st.Unacked, true)
+	})
+	for range 2 {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

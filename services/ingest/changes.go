@@ -1,0 +1,307 @@
+package ingest
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/catalog"
+	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/internal/web"
+)
+
+// The change feed (Collmex "Änderungs-Datenabfrage"): what changed of one
+// event type since the system's last query, the latest version per
+// document. Its position per (org, system, type) is kept in the feeds
+// bucket.
+const (
+	defaultChanges = 1000
+	maxSystem      = 20
+	// scanFactor bounds the events one query reads, per change answered,
+	// so a query over a long backlog of one hot document stays short.
+	scanFactor = 10
+	minScan    = 10000
+)
+
+// Change is one changed document in a feed answer.
+type Change struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Subject string          `json:"subject"`
+	Time    string          `json:"time"`
+	Data    json.RawMessage `json:"data,omitempty"`
+
+	seq uint64
+}
+
+// Changes is the feed's answer.
+type Changes struct {
+	Changes []Change `json:"changes"`
+	Cursor  string   `json:"cursor"`
+	More    bool     `json:"more"`
+}
+
+// feedPos is a stored feed position: the last stream sequence the system
+// has been given (without cursors) or has acknowledged (with them).
+type feedPos struct {
+	Seq uint64 `json:"seq"`
+}
+
+func feedKey(org, system, typ string) string {
+	return org + "." + hex.EncodeToString([]byte(system)) + "." + typ
+}
+
+// Cursors are "c" and a stream sequence: opaque to receivers, cheap to check.
+func encodeCursor(seq uint64) string { return "c" + strconv.FormatUint(seq, 10) }
+
+func decodeCursor(c string) (uint64, bool) {
+	digits, ok := strings.CutPrefix(c, "c")
+	if !ok || digits == "" || len(digits) > 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	return n, err == nil
+}
+
+type feedQuery struct {
+	org, system, typ string
+	limit            int
+	withCursor       bool
+	cursor           uint64
+}
+
+func parseFeedQuery(r *http.Request, org string) (feedQuery, error) {
+	q := r.URL.Query()
+	fq := feedQuery{org: org, system: q.Get("system"), typ: q.Get("type"), limit: defaultChanges}
+	if n := utf8.RuneCountInString(fq.system); n == 0 || n > maxSystem || !utf8.ValidString(fq.system) {
+		return fq, web.Errf(http.StatusBadRequest, "invalid_parameter", "system", "must be the system's name, 1-%d characters", maxSystem)
+	}
+	for _, c := range fq.system {
+		if c < 0x20 || c == 0x7f {
+			return fq, web.Errf(http.StatusBadRequest, "invalid_parameter", "system", "must not contain control characters")
+		}
+	}
+	if name, ok := catalog.ByCode(fq.typ); ok {
+		fq.typ = name
+	}
+	if !catalog.ValidType(fq.typ) {
+		return fq, web.Errf(http.StatusBadRequest, "invalid_parameter", "type", "must be an event type name such as invoice.changed or a Collmex event code 1-9")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > defaultChanges {
+			return fq, web.Errf(http.StatusBadRequest, "invalid_parameter", "limit", "must be a whole number from 1 to %d", defaultChanges)
+		}
+		fq.limit = n
+	}
+	if q.Has("cursor") {
+		fq.withCursor = true
+		if c := q.Get("cursor"); c != "" {
+			seq, ok := decodeCursor(c)
+			if !ok {
+				return fq, web.Errf(http.StatusBadRequest, "invalid_parameter", "cursor", "is not a cursor from a previous answer")
+			}
+			fq.cursor = seq
+		}
+	}
+	return fq, nil
+}
+
+func (s *Service) getChanges(w http.ResponseWriter, r *http.Request) {
+	res, err := s.serveChanges(r)
+	if err != nil {
+		var we *web.Error
+		if !errors.As(err, &we) || we.Status >= 500 {
+			s.log.Warn("change feed failed", "err", err)
+		}
+		web.WriteError(w, err)
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, res)
+}
+
+func (s *Service) serveChanges(r *http.Request) (Changes, error) {
+	ctx := r.Context()
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return Changes{}, web.ErrUnauthenticated
+	}
+	key, err := s.authenticate(ctx, secret, tenant.ScopeChanges)
+	if err != nil {
+		return Changes{}, err
+	}
+	fq, err := parseFeedQuery(r, key.Org)
+	if err != nil {
+		return Changes{}, err
+	}
+	var res Changes
+	// Without a cursor, two queries at once must not both be given the
+	// same changes: the position moves by compare-and-set, and the loser
+	// reads again from where the winner left off.
+	for range 5 {
+		res, err = s.queryFeed(ctx, fq)
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			break
+		}
+	}
+	if err != nil {
+		return Changes{}, unavailable(err)
+	}
+	// Reading the feed acknowledges the pings, as in Collmex.
+	if id, ok, err := s.subs.PingSubscription(ctx, fq.org, fq.system, fq.typ); err != nil {
+		s.log.Warn("unacked counter not reset", "err", err)
+	} else if ok {
+		if err := s.subs.ResetUnacked(ctx, id); err != nil {
+			s.log.Warn("unacked counter not reset", "subscription", id, "err", err)
+		}
+	}
+	return res, nil
+}
+
+func unavailable(err error) error {
+	var we *web.Error
+	if errors.As(err, &we) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the change feed cannot be read right now, retry later", RetryAfter: 1}, err)
+}
+
+func (s *Service) queryFeed(ctx context.Context, fq feedQuery) (Changes, error) {
+	key := feedKey(fq.org, fq.system, fq.typ)
+	var pos feedPos
+	var rev uint64
+	e, err := s.feeds.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return Changes{}, err
+	default:
+		rev = e.Revision()
+		if err := json.Unmarshal(e.Value(), &pos); err != nil {
+			return Changes{}, fmt.Errorf("decode feed position %s: %w", key, err)
+		}
+	}
+	start := pos.Seq
+	if fq.withCursor && fq.cursor > start {
+		info, err := s.events.Info(ctx)
+		if err != nil {
+			return Changes{}, err
+		}
+		if fq.cursor > info.State.LastSeq {
+			return Changes{}, web.Errf(http.StatusBadRequest, "invalid_parameter", "cursor", "is not a cursor from a previous answer")
+		}
+		start = fq.cursor // acknowledged up to here
+	}
+	res, last, err := s.readFeed(ctx, fq, start)
+	if err != nil {
+		return Changes{}, err
+	}
+	// Without a cursor the feed moves past what it answered; with one, only
+	// to what the receiver acknowledged.
+	next := start
+	if !fq.withCursor {
+		next = last
+	}
+	if next != pos.Seq {
+		b, _ := json.Marshal(feedPos{Seq: next})
+		if rev == 0 {
+			_, err = s.feeds.Create(ctx, key, b)
+		} else {
+			_, err = s.feeds.Update(ctx, key, b, rev)
+		}
+		if err != nil {
+			return Changes{}, err
+		}
+	}
+	return res, nil
+}
+
+// readFeed reads the type's events after seq and keeps the latest per
+// document, oldest first, stopping before a document beyond the limit.
+// It answers the last sequence the answer covers.
+func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Changes, uint64, error) {
+	res := Changes{Changes: []Change{}}
+	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.EventsSubject(fq.org, fq.typ)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return res, after, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return res, after, err
+	}
+	pending := int(info.NumPending)
+	budget := max(scanFactor*fq.limit, minScan)
+	last := after
+	at := map[string]int{} // document -> index in res.Changes
+	var list []*Change
+	full := false
+	for pending > 0 && budget > 0 && !full {
+		batch, err := c.Fetch(min(pending, budget, 1000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return res, after, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if full {
+				continue // the batch must be drained; these stay for the next query
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return res, after, err
+			}
+			var ev event.Event
+			if err := ev.UnmarshalJSON(m.Data()); err != nil {
+				s.log.Error("undecodable stored event skipped", "seq", md.Sequence.Stream, "err", err)
+				last = md.Sequence.Stream
+				continue
+			}
+			i, seen := at[ev.Subject]
+			if !seen && len(at) == fq.limit {
+				full = true
+				continue
+			}
+			ch := &Change{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, Data: ev.Data, seq: md.Sequence.Stream}
+			if ch.Time == "" {
+				ch.Time = md.Timestamp.UTC().Format(time.RFC3339Nano)
+			}
+			if seen {
+				list[i] = nil // an older version: only the latest is answered
+			}
+			at[ev.Subject] = len(list)
+			list = append(list, ch)
+			last = md.Sequence.Stream
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return res, after, err
+		}
+		if got == 0 {
+			break
+		}
+		pending -= got
+		budget -= got
+	}
+	for _, ch := range list {
+		if ch != nil {
+			res.Changes = append(res.Changes, *ch)
+		}
+	}
+	res.More = full || pending > 0
+	res.Cursor = encodeCursor(last)
+	return res, last, nil
+}

@@ -1,0 +1,55 @@
+// Package dlog is the delivery log: one JSON record per delivery attempt in
+// the DELIVERY_LOG stream, written by the dispatcher and read by admin.
+package dlog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+)
+
+// Record is one delivery attempt. It never holds a secret.
+type Record struct {
+	Time         time.Time `json:"time"`
+	Org          string    `json:"org_id"`
+	Subscription string    `json:"subscription_id"`
+	System       string    `json:"system,omitempty"`
+	EventTypes   []string  `json:"event_types,omitempty"`
+	Mode         string    `json:"mode"`
+	URL          string    `json:"url,omitempty"`
+	Status       int       `json:"status,omitempty"` // HTTP status, 0 when none came
+	Error        string    `json:"error,omitempty"`
+	LatencyMS    float64   `json:"latency_ms"`
+	Unacked      int       `json:"unacked,omitempty"`
+	// Sequence is the record's position in the stream; set when read.
+	Sequence uint64 `json:"-"`
+}
+
+// Append logs an attempt and waits for the stream to have it.
+func Append(ctx context.Context, js jetstream.JetStream, r Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode delivery record: %w", err)
+	}
+	if _, err := js.Publish(ctx, bus.DeliveryLogSubject(r.Org, r.Subscription), b); err != nil {
+		return fmt.Errorf("log delivery: %w", err)
+	}
+	return nil
+}
+
+// Decode reads a record from a stream message.
+func Decode(m jetstream.Msg) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(m.Data(), &r); err != nil {
+		return r, fmt.Errorf("decode delivery record: %w", err)
+	}
+	if md, err := m.Metadata(); err == nil {
+		r.Sequence = md.Sequence.Stream
+	}
+	return r, nil
+}

@@ -1,0 +1,101 @@
+package subs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// PingState is what the dispatcher keeps per ping subscription. Changes go
+// through compare-and-set, so replicas never both claim one ping.
+type PingState struct {
+	// Unacked counts pings since the system last read the change feed.
+	Unacked int `json:"unacked"`
+	// Last is when the last ping ended: the next starts no sooner than
+	// Last plus the notify delay, so the receiver never sees two closer.
+	Last time.Time `json:"last,omitzero"`
+	// Done is the highest due message a ping has gone out for; older ones
+	// are covered by it.
+	Done uint64 `json:"done,omitempty"`
+	// Claim is the due message a ping is being made for, since ClaimAt.
+	Claim   uint64    `json:"claim,omitempty"`
+	ClaimAt time.Time `json:"claim_at,omitzero"`
+}
+
+// ParseState decodes a stored state.
+func ParseState(b []byte) (PingState, error) {
+	var st PingState
+	err := json.Unmarshal(b, &st)
+	return st, err
+}
+
+// State reads a subscription's ping state; none yet is the zero state.
+func (s *Store) State(ctx context.Context, id string) (PingState, error) {
+	st, _, err := s.readState(ctx, id)
+	return st, err
+}
+
+func (s *Store) readState(ctx context.Context, id string) (PingState, uint64, error) {
+	e, err := s.state.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return PingState{}, 0, nil
+	}
+	if err != nil {
+		return PingState{}, 0, fmt.Errorf("read ping state %s: %w", id, err)
+	}
+	st, err := ParseState(e.Value())
+	if err != nil {
+		return PingState{}, 0, fmt.Errorf("decode ping state %s: %w", id, err)
+	}
+	return st, e.Revision(), nil
+}
+
+// ErrSkip, returned by an UpdateState function, leaves the state as it is.
+var ErrSkip = errors.New("no change")
+
+// UpdateState applies fn to the current state and stores the result if
+// nothing changed it meanwhile, else reads again and reapplies fn.
+func (s *Store) UpdateState(ctx context.Context, id string, fn func(*PingState) error) (PingState, error) {
+	for {
+		st, rev, err := s.readState(ctx, id)
+		if err != nil {
+			return PingState{}, err
+		}
+		if err := fn(&st); err != nil {
+			return st, err
+		}
+		b, _ := json.Marshal(st)
+		if rev == 0 {
+			_, err = s.state.Create(ctx, id, b)
+		} else {
+			_, err = s.state.Update(ctx, id, b, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		if err != nil {
+			return PingState{}, fmt.Errorf("write ping state %s: %w", id, err)
+		}
+		return st, nil
+	}
+}
+
+// ResetUnacked sets the unacknowledged ping count to zero, as reading the
+// change feed or switching the subscription on again does.
+func (s *Store) ResetUnacked(ctx context.Context, id string) error {
+	_, err := s.UpdateState(ctx, id, func(st *PingState) error {
+		if st.Unacked == 0 {
+			return ErrSkip
+		}
+		st.Unacked = 0
+		return nil
+	})
+	if errors.Is(err, ErrSkip) {
+		return nil
+	}
+	return err
+}

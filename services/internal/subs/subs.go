@@ -1,0 +1,332 @@
+// Package subs holds subscriptions and their ping state as they are stored
+// in JetStream key-value buckets: what the admin service writes, the
+// dispatcher watches and the change feed resets.
+package subs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+)
+
+// Mode is how a subscription's system is told of changes.
+type Mode string
+
+const (
+	ModePing    Mode = "ping"
+	ModePayload Mode = "payload"
+	ModeQueue   Mode = "queue"
+)
+
+// Subscription is one external system's interest in an org's event types.
+type Subscription struct {
+	ID         string   `json:"subscription_id"`
+	Org        string   `json:"org_id"`
+	System     string   `json:"system"`
+	Name       string   `json:"name,omitempty"`
+	EventTypes []string `json:"event_types"`
+	Mode       Mode     `json:"mode"`
+	URL        string   `json:"url,omitempty"`
+	Active     bool     `json:"active"`
+	// Secret signs requests (Standard Webhooks). It is an HMAC key Kurier
+	// must use, so unlike API keys it cannot be kept as a hash.
+	Secret  string    `json:"secret"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// Errors of the store.
+var (
+	ErrNotFound = errors.New("subscription not found")
+	// ErrTaken: another ping subscription of the org already has the
+	// system and event type.
+	ErrTaken = errors.New("system and event type already taken")
+)
+
+// TakenError names the pair that is taken and by whom.
+type TakenError struct {
+	System, Type, By string
+}
+
+func (e *TakenError) Error() string {
+	return fmt.Sprintf("system %q already has a ping subscription for %s (%s)", e.System, e.Type, e.By)
+}
+
+func (e *TakenError) Is(target error) bool { return target == ErrTaken }
+
+// NewID makes a subscription id.
+func NewID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ValidID tells whether id has the form NewID makes, so it can be put into
+// keys and subjects.
+func ValidID(id string) bool {
+	if len(id) != 20 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+// NewSecret makes a Standard Webhooks signing secret.
+func NewSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return "whsec_" + base64.StdEncoding.EncodeToString(b[:])
+}
+
+// SubKey is a subscription's key; SubPrefix matches them all.
+func SubKey(id string) string { return "sub." + id }
+
+const SubPrefix = "sub.>"
+
+// claimKey is the key a ping subscription holds for each of its types,
+// which makes (org, system, type) unique across every admin replica. The
+// system is hex-encoded: it may hold characters keys cannot.
+func claimKey(org, system, typ string) string {
+	return "ping." + org + "." + hex.EncodeToString([]byte(system)) + "." + typ
+}
+
+// Store reads and writes subscriptions and ping state.
+type Store struct {
+	subs  jetstream.KeyValue
+	state jetstream.KeyValue
+}
+
+// Open binds the store to its buckets, which bus.Ensure has created.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	subs, err := js.KeyValue(ctx, bus.BucketSubs)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bus.BucketSubs, err)
+	}
+	state, err := js.KeyValue(ctx, bus.BucketNotifyState)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bus.BucketNotifyState, err)
+	}
+	return &Store{subs: subs, state: state}, nil
+}
+
+// Bucket is the subscriptions bucket, for watchers.
+func (s *Store) Bucket() jetstream.KeyValue { return s.subs }
+
+// StateBucket is the ping state bucket, for watchers.
+func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
+
+// Get reads a subscription.
+func (s *Store) Get(ctx context.Context, id string) (Subscription, error) {
+	sub, _, err := s.get(ctx, id)
+	return sub, err
+}
+
+func (s *Store) get(ctx context.Context, id string) (Subscription, uint64, error) {
+	e, err := s.subs.Get(ctx, SubKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Subscription{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Subscription{}, 0, fmt.Errorf("read subscription %s: %w", id, err)
+	}
+	var sub Subscription
+	if err := json.Unmarshal(e.Value(), &sub); err != nil {
+		return Subscription{}, 0, fmt.Errorf("decode subscription %s: %w", id, err)
+	}
+	return sub, e.Revision(), nil
+}
+
+// List answers an org's subscriptions ("" for every org), oldest first.
+func (s *Store) List(ctx context.Context, org string) ([]Subscription, error) {
+	w, err := s.subs.Watch(ctx, SubPrefix, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	defer w.Stop()
+	var out []Subscription
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		var sub Subscription
+		if err := json.Unmarshal(e.Value(), &sub); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		if org == "" || sub.Org == org {
+			out = append(out, sub)
+		}
+	}
+	slices.SortFunc(out, func(a, b Subscription) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Create stores a new subscription, claiming its (system, type) pairs
+// first when it is a ping subscription.
+func (s *Store) Create(ctx context.Context, sub Subscription) error {
+	if err := s.claim(ctx, sub, sub.EventTypes); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(sub)
+	if _, err := s.subs.Create(ctx, SubKey(sub.ID), b); err != nil {
+		s.release(ctx, sub, sub.EventTypes)
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	return nil
+}
+
+// Update changes a subscription with fn, keeping claims in step with its
+// types; a concurrent change makes it read again and reapply fn.
+func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) error) (Subscription, error) {
+	for {
+		old, rev, err := s.get(ctx, id)
+		if err != nil {
+			return Subscription{}, err
+		}
+		sub := old
+		sub.EventTypes = slices.Clone(old.EventTypes)
+		if err := fn(&sub); err != nil {
+			return Subscription{}, err
+		}
+		if claimsOf(sub) != claimsOf(old) || sub.System != old.System {
+			if err := s.claim(ctx, sub, sub.EventTypes); err != nil {
+				return Subscription{}, err
+			}
+		}
+		b, _ := json.Marshal(sub)
+		_, err = s.subs.Update(ctx, SubKey(id), b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
+		}
+		// Release what the old version claimed and the new one does not.
+		if old.Mode == ModePing {
+			var gone []string
+			for _, t := range old.EventTypes {
+				if sub.Mode != ModePing || sub.System != old.System || !slices.Contains(sub.EventTypes, t) {
+					gone = append(gone, t)
+				}
+			}
+			s.release(ctx, old, gone)
+		}
+		return sub, nil
+	}
+}
+
+func claimsOf(sub Subscription) string {
+	if sub.Mode != ModePing {
+		return ""
+	}
+	return strings.Join(sub.EventTypes, ",")
+}
+
+// Delete removes a subscription, its claims and its ping state.
+func (s *Store) Delete(ctx context.Context, id string) (Subscription, error) {
+	sub, err := s.Get(ctx, id)
+	if err != nil {
+		return Subscription{}, err
+	}
+	if err := s.subs.Purge(ctx, SubKey(id)); err != nil {
+		return Subscription{}, fmt.Errorf("delete subscription %s: %w", id, err)
+	}
+	s.release(ctx, sub, sub.EventTypes)
+	if err := s.state.Purge(ctx, id); err != nil {
+		return Subscription{}, fmt.Errorf("delete state of %s: %w", id, err)
+	}
+	return sub, nil
+}
+
+// claim takes (org, system, type) for each type of a ping subscription.
+// A claim whose holder no longer has the pair is stale and taken over, so
+// a crash between claiming and writing never blocks a pair for good.
+func (s *Store) claim(ctx context.Context, sub Subscription, types []string) error {
+	if sub.Mode != ModePing {
+		return nil
+	}
+	var taken []string
+	for _, t := range types {
+		key := claimKey(sub.Org, sub.System, t)
+		_, err := s.subs.Create(ctx, key, []byte(sub.ID))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			err = s.takeOver(ctx, key, sub, t)
+		}
+		if err != nil {
+			s.release(ctx, sub, taken)
+			return err
+		}
+		taken = append(taken, t)
+	}
+	return nil
+}
+
+func (s *Store) takeOver(ctx context.Context, key string, sub Subscription, typ string) error {
+	e, err := s.subs.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read claim: %w", err)
+	}
+	holder := string(e.Value())
+	if holder == sub.ID {
+		return nil
+	}
+	if h, err := s.Get(ctx, holder); err == nil && h.Mode == ModePing && h.Org == sub.Org && h.System == sub.System && slices.Contains(h.EventTypes, typ) {
+		return &TakenError{System: sub.System, Type: typ, By: holder}
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if _, err := s.subs.Update(ctx, key, []byte(sub.ID), e.Revision()); err != nil {
+		return fmt.Errorf("take over claim: %w", err)
+	}
+	return nil
+}
+
+// release gives up claims; failures leave stale claims that the next
+// claimant takes over, so they are not errors.
+func (s *Store) release(ctx context.Context, sub Subscription, types []string) {
+	if sub.Mode != ModePing {
+		return
+	}
+	for _, t := range types {
+		key := claimKey(sub.Org, sub.System, t)
+		if e, err := s.subs.Get(ctx, key); err == nil && string(e.Value()) == sub.ID {
+			_ = s.subs.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		}
+	}
+}
+
+// PingSubscription answers the id of the ping subscription that an org's
+// system has for a type, if any.
+func (s *Store) PingSubscription(ctx context.Context, org, system, typ string) (string, bool, error) {
+	e, err := s.subs.Get(ctx, claimKey(org, system, typ))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read claim: %w", err)
+	}
+	id := string(e.Value())
+	sub, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && (sub.Mode != ModePing || sub.System != system || !slices.Contains(sub.EventTypes, typ))) {
+		return "", false, nil // a stale claim
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return id, true, nil
+}

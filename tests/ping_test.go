@@ -1,0 +1,388 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/tests/harness"
+)
+
+// receiver records the requests a test's webhook endpoint gets.
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits []hit
+	got  chan hit
+}
+
+type hit struct {
+	At     time.Time
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{got: make(chan hit, 1000)}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		h := hit{At: time.Now(), Method: req.Method, Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: b}
+		r.mu.Lock()
+		r.hits = append(r.hits, h)
+		r.mu.Unlock()
+		r.got <- h
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// next waits for the next request, failing after d.
+func (r *receiver) next(t *testing.T, d time.Duration) hit {
+	t.Helper()
+	select {
+	case h := <-r.got:
+		return h
+	case <-time.After(d):
+		t.Fatalf("no request within %v", d)
+		return hit{}
+	}
+}
+
+// none asserts that no request comes within d.
+func (r *receiver) none(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case h := <-r.got:
+		t.Fatalf("unexpected request %s %s", h.Method, h.Path)
+	case <-time.After(d):
+	}
+}
+
+const delay = time.Second
+
+func pingKurier(t *testing.T, env ...string) *harness.Kurier {
+	return harness.Start(t, harness.Options{Env: append([]string{"KURIER_NOTIFY_DELAY=" + delay.String()}, env...)})
+}
+
+func pingSub(t *testing.T, adm adminv1.AdminServiceClient, org, system, url string, types ...string) *adminv1.CreateSubscriptionResponse {
+	t.Helper()
+	resp, err := adm.CreateSubscription(context.Background(), &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{
+		OrgId: org, System: system, Name: system + " hook", EventTypes: types,
+		Mode: adminv1.DeliveryMode_DELIVERY_MODE_PING, Url: url, Active: true,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+var evSeq struct {
+	sync.Mutex
+	n int
+}
+
+// change posts one change of a document and answers its event id.
+func change(t *testing.T, k *harness.Kurier, secret, typ, doc string, data any) string {
+	t.Helper()
+	evSeq.Lock()
+	evSeq.n++
+	id := fmt.Sprintf("ev-%d", evSeq.n)
+	evSeq.Unlock()
+	if a := post(t, k, secret, "application/cloudevents+json", mustJSON(t, ev(id, typ, doc, data)), nil); a.Status != 202 {
+		t.Fatalf("post: %+v", a)
+	}
+	return id
+}
+
+func TestPingCoalescesChanges(t *testing.T) {
+	k := pingKurier(t)
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	sub := pingSub(t, adm, "acme", "shop", rcv.URL+"/collmex?token=abc", "5")
+	if got := sub.GetSubscription().GetEventTypes(); len(got) != 1 || got[0] != "invoice.changed" {
+		t.Fatalf("Collmex code 5 stored as %v", got)
+	}
+
+	first := time.Now()
+	for i := range 5 {
+		change(t, k, secret, "invoice.changed", fmt.Sprint("INV-", i), nil)
+	}
+	change(t, k, secret, "quote.changed", "Q-1", nil) // not subscribed
+	h := rcv.next(t, 5*time.Second)
+	if gap := h.At.Sub(first); gap < delay {
+		t.Fatalf("ping %v after the first change, want at least %v", gap, delay)
+	}
+	if h.Method != http.MethodGet || h.Path != "/collmex?token=abc" || len(h.Body) != 0 {
+		t.Fatalf("ping %s %s %q", h.Method, h.Path, h.Body)
+	}
+	if ua := h.Header.Get("User-Agent"); !strings.HasPrefix(ua, "kurier/") {
+		t.Fatalf("User-Agent %q", ua)
+	}
+	wh, err := standardwebhooks.NewWebhook(sub.GetSigningSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(nil, h.Header); err != nil {
+		t.Fatalf("signature does not verify: %v (%v)", err, h.Header)
+	}
+	// Five changes, one ping.
+	rcv.none(t, 2*delay)
+
+	got, err := adm.GetSubscription(context.Background(), &adminv1.GetSubscriptionRequest{SubscriptionId: sub.GetSubscription().GetSubscriptionId()})
+	if err != nil || got.GetUnacked() != 1 || got.GetLastNotifiedAt() == nil || got.GetPendingSince() != nil {
+		t.Fatalf("state after one ping: %v %v", got, err)
+	}
+}
+
+func TestPingGapAndTrailingPing(t *testing.T) {
+	k := pingKurier(t)
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	pingSub(t, adm, "acme", "shop", rcv.URL, "invoice.changed")
+
+	// Changes every 100 ms for 3.5 s: pings keep coming, never closer than
+	// the delay, and a change after the last ping gets a trailing one.
+	stop := time.Now().Add(3500 * time.Millisecond)
+	var lastChange time.Time
+	for time.Now().Before(stop) {
+		change(t, k, secret, "invoice.changed", "INV-1", nil)
+		lastChange = time.Now()
+		time.Sleep(100 * time.Millisecond)
+	}
+	var pings []time.Time
+	for {
+		select {
+		case h := <-rcv.got:
+			pings = append(pings, h.At)
+			continue
+		case <-time.After(2500 * time.Millisecond):
+		}
+		break
+	}
+	if len(pings) < 3 || len(pings) > 4 {
+		t.Fatalf("%d pings over 3.5 s of changes with a %v delay: %v", len(pings), delay, pings)
+	}
+	for i := 1; i < len(pings); i++ {
+		if gap := pings[i].Sub(pings[i-1]); gap < delay {
+			t.Fatalf("pings %d and %d only %v apart", i-1, i, gap)
+		}
+	}
+	if last := pings[len(pings)-1]; !last.After(lastChange) {
+		t.Fatalf("no ping after the last change (%v, last ping %v)", lastChange, last)
+	}
+}
+
+func TestPingCapAndResets(t *testing.T) {
+	k := pingKurier(t, "KURIER_NOTIFY_MAX_UNACKED=2")
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_CHANGES)
+	rcv := newReceiver(t)
+	sub := pingSub(t, adm, "acme", "shop", rcv.URL, "invoice.changed")
+	id := sub.GetSubscription().GetSubscriptionId()
+	ctx := context.Background()
+
+	pingOnce := func() {
+		t.Helper()
+		change(t, k, secret, "invoice.changed", "INV-1", nil)
+		rcv.next(t, 5*time.Second)
+	}
+	pingOnce()
+	time.Sleep(delay)
+	pingOnce()
+	// Two unacknowledged pings: the cap. A change gets no ping.
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	rcv.none(t, 2*delay+500*time.Millisecond)
+	if got, _ := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id}); got.GetUnacked() != 2 {
+		t.Fatalf("unacked %d, want 2", got.GetUnacked())
+	}
+
+	// Reading the change feed resets the counter; a change is pinged again.
+	feed(t, k, secret, "system=shop&type=invoice.changed")
+	if got, _ := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id}); got.GetUnacked() != 0 {
+		t.Fatalf("unacked %d after the feed query, want 0", got.GetUnacked())
+	}
+	pingOnce()
+	time.Sleep(delay)
+	pingOnce()
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	rcv.none(t, 2*delay+500*time.Millisecond)
+
+	// So does switching the subscription off and on.
+	for _, on := range []bool{false, true} {
+		if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: id, Active: on}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id}); got.GetUnacked() != 0 || !got.GetActive() {
+		t.Fatalf("after off and on: unacked %d active %v", got.GetUnacked(), got.GetActive())
+	}
+	time.Sleep(300 * time.Millisecond) // the dispatcher sees the switch through its watch
+	pingOnce()
+}
+
+func TestInactiveAndDeletedGetNothing(t *testing.T) {
+	k := pingKurier(t)
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	ctx := context.Background()
+	a := pingSub(t, adm, "acme", "a", rcv.URL+"/a", "invoice.changed")
+	b := pingSub(t, adm, "acme", "b", rcv.URL+"/b", "invoice.changed")
+	// A pending ping is dropped when its subscription is switched off or deleted.
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: a.GetSubscription().GetSubscriptionId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.DeleteSubscription(ctx, &adminv1.DeleteSubscriptionRequest{SubscriptionId: b.GetSubscription().GetSubscriptionId()}); err != nil {
+		t.Fatal(err)
+	}
+	rcv.none(t, 2*delay)
+	time.Sleep(300 * time.Millisecond)
+	change(t, k, secret, "invoice.changed", "INV-2", nil)
+	rcv.none(t, 2*delay)
+}
+
+// TestPendingPingSurvivesRestart kills kurier while a ping is pending: the
+// timer lives in JetStream, so the ping comes after the restart.
+func TestPendingPingSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"KURIER_NOTIFY_DELAY=3s"}
+	k := harness.Start(t, harness.Options{DataDir: dir, Env: env})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	pingSub(t, adm, "acme", "shop", rcv.URL, "invoice.changed")
+	changed := time.Now()
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	time.Sleep(300 * time.Millisecond)
+	k.Stop(t, syscall.SIGKILL)
+
+	harness.Start(t, harness.Options{DataDir: dir, Env: env})
+	h := rcv.next(t, 15*time.Second)
+	if h.At.Sub(changed) < 3*time.Second {
+		t.Fatalf("ping %v after the change, before the delay", h.At.Sub(changed))
+	}
+	rcv.none(t, 4*time.Second)
+}
+
+// feed queries the change feed.
+func feed(t *testing.T, k *harness.Kurier, secret, query string) changes {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, k.HTTP+"/v1/changes?"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c changes
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatalf("feed answer %d: %s", resp.StatusCode, b)
+	}
+	c.Status = resp.StatusCode
+	return c
+}
+
+type changes struct {
+	Status  int
+	Changes []struct {
+		ID, Type, Subject, Time string
+		Data                    map[string]any
+	} `json:"changes"`
+	Cursor string `json:"cursor"`
+	More   bool   `json:"more"`
+	Error  *struct {
+		Code, Field string
+	} `json:"error"`
+}
+
+func (c changes) docs() []string {
+	var out []string
+	for _, ch := range c.Changes {
+		out = append(out, ch.Subject+"="+fmt.Sprint(ch.Data["v"]))
+	}
+	return out
+}
+
+func TestChangeFeed(t *testing.T) {
+	k := pingKurier(t)
+	_, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_CHANGES)
+	for i, doc := range []string{"A", "B", "A", "C", "B", "A"} {
+		change(t, k, secret, "invoice.changed", doc, map[string]any{"v": i})
+	}
+	change(t, k, secret, "quote.changed", "Q", map[string]any{"v": 9})
+
+	// Collmex mode: the latest version per document, oldest first; the next
+	// query gives only what changed since.
+	c := feed(t, k, secret, "system=shop&type=5")
+	if got := strings.Join(c.docs(), " "); c.Status != 200 || got != "C=3 B=4 A=5" || c.More {
+		t.Fatalf("first query: %d %q more=%v", c.Status, got, c.More)
+	}
+	if c := feed(t, k, secret, "system=shop&type=invoice.changed"); len(c.Changes) != 0 {
+		t.Fatalf("second query repeats: %v", c.docs())
+	}
+	change(t, k, secret, "invoice.changed", "B", map[string]any{"v": 6})
+	if c := feed(t, k, secret, "system=shop&type=invoice.changed"); strings.Join(c.docs(), " ") != "B=6" {
+		t.Fatalf("after one more change: %v", c.docs())
+	}
+	// Each system has its own position.
+	if c := feed(t, k, secret, "system=crm&type=invoice.changed"); strings.Join(c.docs(), " ") != "C=3 A=5 B=6" {
+		t.Fatalf("another system: %v", c.docs())
+	}
+
+	// Cursor mode with a limit: pages, and a receiver that crashes before
+	// processing a page gets it again by passing its last cursor.
+	c1 := feed(t, k, secret, "system=erp&type=invoice.changed&cursor=&limit=2")
+	if strings.Join(c1.docs(), " ") != "B=1 A=2" || !c1.More {
+		t.Fatalf("page 1: %v more=%v", c1.docs(), c1.More)
+	}
+	c2 := feed(t, k, secret, "system=erp&type=invoice.changed&limit=2&cursor="+c1.Cursor)
+	// "crash": page 2 was never processed; asking again with cursor c1 repeats it.
+	c2again := feed(t, k, secret, "system=erp&type=invoice.changed&limit=2&cursor="+c1.Cursor)
+	if strings.Join(c2.docs(), " ") != strings.Join(c2again.docs(), " ") || len(c2.Changes) == 0 {
+		t.Fatalf("page 2 %v, again %v", c2.docs(), c2again.docs())
+	}
+	all := append(c1.docs(), c2.docs()...)
+	c3 := feed(t, k, secret, "system=erp&type=invoice.changed&cursor="+c2.Cursor)
+	all = append(all, c3.docs()...)
+	if c3.More || strings.Contains(strings.Join(all, " "), "A=0") || !strings.Contains(strings.Join(all, " "), "B=6") {
+		t.Fatalf("pages: %v, last more=%v", all, c3.More)
+	}
+	// Everything acknowledged: nothing new.
+	if c := feed(t, k, secret, "system=erp&type=invoice.changed&cursor="+c3.Cursor); len(c.Changes) != 0 || c.Cursor != c3.Cursor {
+		t.Fatalf("after the last page: %v cursor %s (was %s)", c.docs(), c.Cursor, c3.Cursor)
+	}
+
+	for q, field := range map[string]string{
+		"type=invoice.changed":                          "system",
+		"system=shop":                                   "type",
+		"system=shop&type=Invoice":                      "type",
+		"system=shop&type=10":                           "type",
+		"system=shop&type=5&limit=0":                    "limit",
+		"system=shop&type=5&limit=1001":                 "limit",
+		"system=shop&type=5&cursor=x":                   "cursor",
+		"system=shop&type=5&cursor=c999999":             "cursor",
+		"system=" + strings.Repeat("s", 21) + "&type=5": "system",
+	} {
+		if c := feed(t, k, secret, q); c.Status != 400 || c.Error == nil || c.Error.Field != field {
+			t.Errorf("%s: %d %+v, want 400 on %s", q, c.Status, c.Error, field)
+		}
+	}
+	// An ingest-only key cannot read the feed.
+	_, ingestOnly := setup(t, k, "globex", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	if c := feed(t, k, ingestOnly, "system=shop&type=5"); c.Status != 403 {
+		t.Fatalf("ingest key on the feed: %d", c.Status)
+	}
+}
