@@ -14,6 +14,9 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/tests/harness"
@@ -384,5 +387,245 @@ func TestChangeFeed(t *testing.T) {
 	_, ingestOnly := setup(t, k, "globex", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	if c := feed(t, k, ingestOnly, "system=shop&type=5"); c.Status != 403 {
 		t.Fatalf("ingest key on the feed: %d", c.Status)
+	}
+}
+
+func TestDeliveryLog(t *testing.T) {
+	k := pingKurier(t)
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	ctx := context.Background()
+	ok := pingSub(t, adm, "acme", "shop", rcv.URL, "invoice.changed").GetSubscription()
+	down := pingSub(t, adm, "acme", "down", "http://127.0.0.1:1/unreachable", "invoice.changed").GetSubscription()
+
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tail, err := adm.TailDeliveries(tctx, &adminv1.TailDeliveriesRequest{OrgId: "acme", SubscriptionId: ok.GetSubscriptionId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the tail is in place before the ping
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	rcv.next(t, 5*time.Second)
+	d, err := tail.Recv()
+	if err != nil || d.GetSubscriptionId() != ok.GetSubscriptionId() || d.GetStatusCode() != 200 || d.GetUnacked() != 1 ||
+		d.GetSystem() != "shop" || d.GetUrl() != rcv.URL || d.GetEventTypes()[0] != "invoice.changed" || d.GetLatency() == nil {
+		t.Fatalf("tailed %v %v", d, err)
+	}
+
+	var list *adminv1.ListDeliveriesResponse
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		list, err = adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.GetDeliveries()) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(list.GetDeliveries()) != 2 {
+		t.Fatalf("deliveries: %v", list.GetDeliveries())
+	}
+	var failed *adminv1.Delivery
+	for _, d := range list.GetDeliveries() {
+		if d.GetSubscriptionId() == down.GetSubscriptionId() {
+			failed = d
+		}
+	}
+	if failed == nil || failed.GetStatusCode() != 0 || failed.GetError() == "" || failed.GetUnacked() != 1 {
+		t.Fatalf("failed ping logged as %v", failed)
+	}
+	// Paging: one at a time.
+	page, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", PageSize: 1})
+	if err != nil || len(page.GetDeliveries()) != 1 || page.GetNextPageToken() == "" {
+		t.Fatalf("page 1: %v %v", page, err)
+	}
+	page2, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", PageSize: 1, PageToken: page.GetNextPageToken()})
+	if err != nil || len(page2.GetDeliveries()) != 1 || page2.GetNextPageToken() != "" ||
+		page2.GetDeliveries()[0].GetSequence() == page.GetDeliveries()[0].GetSequence() {
+		t.Fatalf("page 2: %v %v", page2, err)
+	}
+	// Another org sees none of it.
+	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "globex"}); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "globex"}); err != nil || len(g.GetDeliveries()) != 0 {
+		t.Fatalf("globex: %v %v", g, err)
+	}
+	if _, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "globex", SubscriptionId: ok.GetSubscriptionId()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("globex reading acme's subscription: %v", err)
+	}
+}
+
+func TestApplyApiNotification(t *testing.T) {
+	k := pingKurier(t)
+	adm, _ := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	ctx := context.Background()
+	apply := func(records string) (*adminv1.ApplyApiNotificationResponse, error) {
+		return adm.ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{OrgId: "acme", Records: records})
+	}
+	list := func() map[string]*adminv1.Subscription {
+		t.Helper()
+		l, err := adm.ListSubscriptions(ctx, &adminv1.ListSubscriptionsRequest{OrgId: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*adminv1.Subscription{}
+		for _, s := range l.GetSubscriptions() {
+			for _, typ := range s.GetEventTypes() {
+				out[s.GetSystem()+"/"+typ] = s
+			}
+		}
+		return out
+	}
+
+	resp, err := apply("API_NOTIFICATION;shop;5;https://shop.example/hook?x=1;0\r\n" +
+		"API_NOTIFICATION;shop;8;\"https://shop.example/p;roducts\";1\n\n" +
+		"API_NOTIFICATION;crm;9;https://crm.example/a\n")
+	if err != nil || resp.GetCreated() != 3 || len(resp.GetSubscriptions()) != 3 {
+		t.Fatalf("first apply: %v %v", resp, err)
+	}
+	subs := list()
+	if s := subs["shop/invoice.changed"]; s == nil || !s.GetActive() || s.GetUrl() != "https://shop.example/hook?x=1" || s.GetMode() != adminv1.DeliveryMode_DELIVERY_MODE_PING {
+		t.Fatalf("shop/5: %v", s)
+	}
+	if s := subs["shop/product.changed"]; s == nil || s.GetActive() || s.GetUrl() != "https://shop.example/p;roducts" {
+		t.Fatalf("shop/8: %v", s)
+	}
+	if s := subs["crm/address.changed"]; s == nil || !s.GetActive() {
+		t.Fatalf("crm/9: %v", s)
+	}
+
+	// Same pairs again: update the URL, switch one on, delete one, keep one.
+	resp, err = apply("API_NOTIFICATION;shop;5;https://shop.example/new;0\n" +
+		"API_NOTIFICATION;shop;8;\"https://shop.example/p;roducts\";0\n" +
+		"API_NOTIFICATION;crm;9;https://crm.example/a;2\n" +
+		"API_NOTIFICATION;nobody;1;https://x.example/;2\n")
+	if err != nil || resp.GetUpdated() != 2 || resp.GetDeleted() != 1 || resp.GetUnchanged() != 1 || resp.GetCreated() != 0 {
+		t.Fatalf("second apply: %v %v", resp, err)
+	}
+	subs = list()
+	if len(subs) != 2 || subs["shop/invoice.changed"].GetUrl() != "https://shop.example/new" || !subs["shop/product.changed"].GetActive() || subs["crm/address.changed"] != nil {
+		t.Fatalf("after second apply: %v", subs)
+	}
+	if resp, err := apply("API_NOTIFICATION;shop;5;https://shop.example/new;0\n"); err != nil || resp.GetUnchanged() != 1 {
+		t.Fatalf("unchanged apply: %v %v", resp, err)
+	}
+
+	// A bad line anywhere: nothing of the call is applied.
+	for records, want := range map[string]string{
+		"API_NOTIFICATION;erp;5;https://erp.example/;0\nAPI_NOTIFICATION;erp;10;https://erp.example/;0\n": "line 2: Ereignis",
+		"API_NOTIFICATION;erp;5;https://erp.example/;0\nAPI_NOTIFICATION;erp;6;ftp://erp.example/;0\n":    "line 2: URL",
+		"API_NOTIFICATION;erp;5;https://erp.example/;3\n":                                                 "line 1: Inaktiv",
+		"API_NOTIFICATION;" + strings.Repeat("x", 21) + ";5;https://erp.example/;0\n":                     "line 1: System",
+		"API_NOTIFICATION;erp;5;https://erp.example/;0\n\nAPI_NOTIFICATION;erp;5;https://erp.example/2\n": "line 3: Ereignis",
+		"CMXPRD;erp;5;https://erp.example/;0\n":                                                           "line 1: Satzart",
+		"API_NOTIFICATION;erp;5;\"https://erp.example/;0\n":                                               "line 1: record",
+	} {
+		_, err := apply(records)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), want) {
+			t.Errorf("%q: %v, want InvalidArgument naming %q", records, err, want)
+		}
+	}
+	if subs := list(); len(subs) != 2 {
+		t.Fatalf("a rejected call changed subscriptions: %v", subs)
+	}
+}
+
+func TestSubscriptionAdmin(t *testing.T) {
+	k := pingKurier(t)
+	adm, _ := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	ctx := context.Background()
+	create := func(s *adminv1.Subscription) (*adminv1.CreateSubscriptionResponse, error) {
+		return adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: s})
+	}
+	base := func() *adminv1.Subscription {
+		return &adminv1.Subscription{OrgId: "acme", System: "shop", EventTypes: []string{"invoice.changed", "6"},
+			Mode: adminv1.DeliveryMode_DELIVERY_MODE_PING, Url: "https://shop.example/hook", Active: true}
+	}
+	first, err := create(base())
+	if err != nil || !strings.HasPrefix(first.GetSigningSecret(), "whsec_") || len(first.GetSubscription().GetSubscriptionId()) != 20 {
+		t.Fatalf("create: %v %v", first, err)
+	}
+	id := first.GetSubscription().GetSubscriptionId()
+	if _, err := create(base()); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("same system and type again: %v", err)
+	}
+	other := base()
+	other.EventTypes = []string{"quote.changed"} // 6 is quote.changed: taken too
+	if _, err := create(other); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("overlapping type: %v", err)
+	}
+	other.System = "crm" // another system may have it
+	if _, err := create(other); err != nil {
+		t.Fatalf("other system: %v", err)
+	}
+
+	for name, mut := range map[string]func(*adminv1.Subscription){
+		"system":      func(s *adminv1.Subscription) { s.System = strings.Repeat("s", 21) },
+		"event_types": func(s *adminv1.Subscription) { s.EventTypes = []string{"Invoice"} },
+		"url":         func(s *adminv1.Subscription) { s.Url = "ftp://x.example/" },
+		"mode":        func(s *adminv1.Subscription) { s.Mode = adminv1.DeliveryMode_DELIVERY_MODE_UNSPECIFIED },
+		"org_id":      func(s *adminv1.Subscription) { s.OrgId = "Nope" },
+	} {
+		s := base()
+		s.System = "new"
+		mut(s)
+		if _, err := create(s); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), name) {
+			t.Errorf("bad %s: %v", name, err)
+		}
+	}
+	long := base()
+	long.System, long.Url = "long", "https://x.example/"+strings.Repeat("a", 240)
+	if _, err := create(long); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "url") {
+		t.Errorf("ping url over 255: %v", err)
+	}
+
+	upd, err := adm.UpdateSubscription(ctx, &adminv1.UpdateSubscriptionRequest{
+		Subscription: &adminv1.Subscription{SubscriptionId: id, Url: "https://shop.example/v2", Name: "ignored"},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"url"}},
+	})
+	if err != nil || upd.GetUrl() != "https://shop.example/v2" || upd.GetName() != "" || len(upd.GetEventTypes()) != 2 {
+		t.Fatalf("update url: %v %v", upd, err)
+	}
+	// Dropping quote.changed frees it for crm's… no: crm took it already; shop may give it up.
+	upd, err = adm.UpdateSubscription(ctx, &adminv1.UpdateSubscriptionRequest{
+		Subscription: &adminv1.Subscription{SubscriptionId: id, EventTypes: []string{"5"}},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"event_types"}},
+	})
+	if err != nil || len(upd.GetEventTypes()) != 1 || upd.GetEventTypes()[0] != "invoice.changed" {
+		t.Fatalf("update types: %v %v", upd, err)
+	}
+	freed := base()
+	freed.EventTypes = []string{"quote.changed"}
+	if _, err := create(freed); err != nil {
+		t.Fatalf("type given up by an update is free again: %v", err)
+	}
+	if _, err := adm.UpdateSubscription(ctx, &adminv1.UpdateSubscriptionRequest{
+		Subscription: &adminv1.Subscription{SubscriptionId: id, Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"mode"}},
+	}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("update mode: %v", err)
+	}
+	if _, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: "0123456789abcdef0123"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("get unknown: %v", err)
+	}
+	if _, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: "../../x"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("get malformed: %v", err)
+	}
+
+	// Deleting the org deletes its subscriptions and frees their pairs.
+	if _, err := adm.DeleteOrg(ctx, &adminv1.DeleteOrgRequest{OrgId: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id}); status.Code(err) != codes.NotFound {
+		t.Fatalf("subscription of a deleted org: %v", err)
+	}
+	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(base()); err != nil {
+		t.Fatalf("pair of a deleted org not freed: %v", err)
 	}
 }

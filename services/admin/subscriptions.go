@@ -306,6 +306,9 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	if err != nil {
 		return sub, storeErr(err)
 	}
+	if before.Active == active {
+		return sub, nil
+	}
 	if sub.Mode == subs.ModePing {
 		if active {
 			err = s.subs.ResetUnacked(ctx, id)
@@ -316,8 +319,6 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 			return sub, err
 		}
 	}
-	if before.Active != active {
-		s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
-	}
+	s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
 	return sub, nil
 }
