@@ -91,6 +91,16 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		index: newIndex(),
 		client: &http.Client{
 			Timeout: cfg.PingTimeout,
+			// Many subscriptions share a receiver host: keep connections
+			// to it, instead of two, for reuse.
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				MaxIdleConns:        1000,
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+				ForceAttemptHTTP2:   true,
+			},
 			// A receiver's redirect is its answer, not a place to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -150,11 +160,11 @@ func (s *Service) Run(ctx context.Context) error {
 	// the stop does not cancel.
 	work := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
-	stopEvents, err := consume(work, events, s.cfg.Workers, &wg, s.handleEvent)
+	stopEvents, err := consume(work, events, s.cfg.Workers, &wg, s.handleEvent, s.covered)
 	if err != nil {
 		return err
 	}
-	stopDue, err := consume(work, due, s.cfg.Senders, &wg, s.handleDue)
+	stopDue, err := consume(work, due, s.cfg.Senders, &wg, s.handleDue, nil)
 	if err != nil {
 		stopEvents()
 		return err
@@ -168,15 +178,20 @@ func (s *Service) Run(ctx context.Context) error {
 
 // consume hands messages to handle on at most n goroutines. Waiting for a
 // free one holds the consumer back, so pending work stays in the stream.
-func consume(ctx context.Context, c jetstream.Consumer, n int, wg *sync.WaitGroup, handle func(context.Context, jetstream.Msg)) (func(), error) {
+// Messages that done says need nothing more are acknowledged at once.
+func consume(ctx context.Context, c jetstream.Consumer, n int, wg *sync.WaitGroup, handle func(context.Context, jetstream.Msg), done func(jetstream.Msg) bool) (func(), error) {
 	slots := make(chan struct{}, n)
 	cc, err := c.Consume(func(m jetstream.Msg) {
+		if done != nil && done(m) {
+			_ = m.Ack()
+			return
+		}
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			handle(ctx, m)
 		})
-	}, jetstream.PullMaxMessages(2*n))
+	}, jetstream.PullMaxMessages(max(2*n, 500)))
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}

@@ -19,7 +19,6 @@ import (
 // in place; on a failure it comes again, which is harmless: a timer that
 // runs covers it.
 func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
-	s.m.events.Inc()
 	org, typ, ok := eventKey(m.Subject())
 	if !ok {
 		_ = m.Term()
@@ -36,6 +35,29 @@ func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
 		}
 	}
 	_ = m.Ack()
+}
+
+// covered tells, without any I/O, whether every ping subscription the event
+// matches has a timer running or is capped: then the event needs no more
+// than its acknowledgement.
+func (s *Service) covered(m jetstream.Msg) bool {
+	org, typ, ok := eventKey(m.Subject())
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	for _, e := range s.index.match(org, typ) {
+		if e.sub.Mode != subs.ModePing {
+			continue
+		}
+		e.mu.Lock()
+		pending := now.Before(e.pendingUntil)
+		e.mu.Unlock()
+		if !pending && s.index.unackedOf(e.sub.ID) < s.cfg.MaxUnacked {
+			return false
+		}
+	}
+	return true
 }
 
 // schedule makes sure a ping is pending for the subscription: either one

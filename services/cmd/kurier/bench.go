@@ -36,8 +36,11 @@ import (
 // Kurier's ingest paths, measured in one run on one embedded server, so the
 // ratio between them holds whatever the machine.
 func bench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "ping" {
+		return benchPing(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New(`usage: kurier bench ingest [-events N] [-concurrency C] [-size B]`)
+		return errors.New("usage: kurier bench ingest|ping [flags]; -h lists a benchmark's flags")
 	}
 	fs := flag.NewFlagSet("kurier bench ingest", flag.ContinueOnError)
 	events := fs.Int("events", 100000, "events per measured path")
@@ -72,7 +75,7 @@ func bench(ctx context.Context, args []string) error {
 		return err
 	}
 	defer srv.Shutdown()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := benchLog()
 	conn, err := bus.Connect("", "kurier-bench", log, nats.InProcessServer(srv))
 	if err != nil {
 		return err
@@ -269,3 +272,6 @@ func run(ctx context.Context, n, conc, per int, op func(context.Context, int) er
 	slices.Sort(r.lat)
 	return r, errors.Join(errs...)
 }
+
+// benchLog discards: a benchmark prints its figures, not the services' logs.
+func benchLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -22,6 +22,7 @@ Usage:
   kurier dispatcher   the dispatcher: ping timers and pings
   kurier admin        the admin gRPC service
   kurier bench ingest measure ingest throughput and latency on an embedded server
+  kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
   kurier version      print the version
 
 Run "kurier <command> -h" for a command's settings. Every setting can also be

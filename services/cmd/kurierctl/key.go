@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"slices"
 	"strings"
-
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 )
@@ -91,44 +88,17 @@ var keyCommands = []*command{
 	},
 }
 
-const scopePrefix = "KEY_SCOPE_"
+// scopeWords are the scopes a key can have.
+var scopeWords = enumWords{kind: "scope", desc: adminv1.KeyScope(0).Descriptor(), prefix: "KEY_SCOPE_"}
 
-// scopeValues are the scopes a key can have, in declaration order. They
-// come from the generated enum so that a scope added to the API needs no
-// change here.
-func scopeValues() []protoreflect.EnumValueDescriptor {
-	vals := adminv1.KeyScope_KEY_SCOPE_UNSPECIFIED.Descriptor().Values()
-	var out []protoreflect.EnumValueDescriptor
-	for i := range vals.Len() {
-		if v := vals.Get(i); v.Number() != 0 {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func allowedScopes() []string {
-	var names []string
-	for _, v := range scopeValues() {
-		names = append(names, strings.ToLower(strings.TrimPrefix(string(v.Name()), scopePrefix)))
-	}
-	return names
-}
+func allowedScopes() []string { return scopeWords.allowed() }
 
 func parseScope(word string) (adminv1.KeyScope, error) {
-	for _, v := range scopeValues() {
-		if strings.EqualFold(string(v.Name()), scopePrefix+word) {
-			return adminv1.KeyScope(v.Number()), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown scope %q; allowed: %s", word, strings.Join(allowedScopes(), ", "))
+	n, err := scopeWords.parse(word)
+	return adminv1.KeyScope(n), err
 }
 
-// scopeName is the command-line word of a scope; a scope newer than this
-// binary shows as its number.
-func scopeName(sc adminv1.KeyScope) string {
-	return strings.ToLower(strings.TrimPrefix(sc.String(), scopePrefix))
-}
+func scopeName(sc adminv1.KeyScope) string { return scopeWords.word(sc.Number()) }
 
 func scopeNames(scs []adminv1.KeyScope) string {
 	names := make([]string, len(scs))
@@ -150,11 +120,7 @@ func (l *scopeList) String() string {
 }
 
 func (l *scopeList) Set(v string) error {
-	for word := range strings.SplitSeq(v, ",") {
-		word = strings.TrimSpace(word)
-		if word == "" {
-			continue
-		}
+	for word := range listItems(v) {
 		sc, err := parseScope(word)
 		if err != nil {
 			return err

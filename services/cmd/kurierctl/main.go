@@ -1,5 +1,6 @@
-// Command kurierctl is Kurier's admin CLI: it manages organisations and
-// their keys through the admin gRPC API (kurier.admin.v1.AdminService).
+// Command kurierctl is Kurier's admin CLI: it manages organisations, their
+// keys and subscriptions, and reads the delivery log, through the admin
+// gRPC API (kurier.admin.v1.AdminService).
 package main
 
 import (
@@ -36,12 +37,13 @@ const globalHelp = `Global flags, accepted before or after the command:
   --server host:port    admin API address (env KURIER_ADMIN_SERVER, default ` + defaultServer + `)
   --token token         admin token (env KURIER_ADMIN_TOKEN)
   -o, --output format   table or json (default table)
-  --timeout duration    how long to wait for the server (default 10s)
+  --timeout duration    how long to wait for the server (default 10s); tail
+                        waits for deliveries without limit
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -58,12 +60,18 @@ type command struct {
 	// setup registers the command's own flags and returns the code that
 	// runs it, which reads those flags through the closure.
 	setup func(fs *flag.FlagSet) runFunc
+	// stream marks a command that runs until it is stopped, which
+	// --timeout must not cut short.
+	stream bool
 }
 
 // commands lists every command in the order usage shows them.
 var commands = func() []*command {
 	cs := append([]*command{}, orgCommands...)
 	cs = append(cs, keyCommands...)
+	cs = append(cs, subCommands...)
+	cs = append(cs, applyCommand)
+	cs = append(cs, deliveryCommands...)
 	return append(cs, &command{
 		path:     "version",
 		synopsis: "version",
@@ -177,7 +185,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g := defaultGlobals()
 	first, rest, err := nextWord(&g, args)
 	switch {
@@ -196,7 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var group []*command
 	for _, c := range commands {
 		if c.path == first {
-			return runCommand(ctx, c, &g, rest, stdout, stderr)
+			return runCommand(ctx, c, &g, rest, stdin, stdout, stderr)
 		}
 		if strings.HasPrefix(c.path, first+" ") {
 			group = append(group, c)
@@ -217,13 +225,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range group {
 		if c.path == first+" "+second {
-			return runCommand(ctx, c, &g, rest, stdout, stderr)
+			return runCommand(ctx, c, &g, rest, stdin, stdout, stderr)
 		}
 	}
 	return usageFailure(stderr, fmt.Sprintf("unknown command %q", first+" "+second), group)
 }
 
-func runCommand(ctx context.Context, c *command, g *globals, args []string, stdout, stderr io.Writer) int {
+func runCommand(ctx context.Context, c *command, g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// The command's own flags go on a set of their own first so that its
 	// help can list them apart from the global ones.
 	own := newFlagSet(c.path)
@@ -247,10 +255,13 @@ func runCommand(ctx context.Context, c *command, g *globals, args []string, stdo
 		return commandUsageFailure(stderr, c, err.Error())
 	}
 
-	s := &session{g: *g, out: &printer{w: stdout, errw: stderr, format: g.output}}
+	s := &session{g: *g, in: stdin, out: &printer{w: stdout, errw: stderr, format: g.output}}
 	defer s.close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	if !c.stream {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
 	return report(stderr, c, g, runner(ctx, s, pos))
 }
 
@@ -314,7 +325,8 @@ func grpcStatus(err error) (*status.Status, bool) {
 
 func printUsage(w io.Writer, cs []*command, full bool) {
 	if full {
-		fmt.Fprint(w, "kurierctl manages Kurier's organisations and their keys through the admin gRPC API.\n\n")
+		fmt.Fprint(w, "kurierctl manages Kurier's organisations, keys and subscriptions, and reads the\n"+
+			"delivery log, through the admin gRPC API.\n\n")
 	}
 	fmt.Fprintln(w, "Usage:")
 	for _, c := range cs {
@@ -356,10 +368,11 @@ func printCommandHelp(w io.Writer, c *command, own *flag.FlagSet) {
 	fmt.Fprint(w, globalHelp)
 }
 
-// session is what a command runs with: the settings, the output and, once
-// asked for, the connection.
+// session is what a command runs with: the settings, the input and output
+// and, once asked for, the connection.
 type session struct {
 	g    globals
+	in   io.Reader
 	out  *printer
 	conn *grpc.ClientConn
 }

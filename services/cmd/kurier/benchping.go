@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/natsd"
+	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/web"
+)
+
+// benchPing runs `kurier bench ping`: many ping subscriptions, a burst of
+// changes, and a dispatcher in its own process so its CPU time and memory
+// are its own. It checks the ping rules on everything the receiver got.
+func benchPing(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("kurier bench ping", flag.ContinueOnError)
+	nSubs := fs.Int("subs", 10000, "ping subscriptions")
+	nEvents := fs.Int("events", 1000000, "changes in the burst")
+	nTypes := fs.Int("types", 1000, "event types the subscriptions spread over")
+	delay := fs.Duration("delay", time.Second, "notify delay")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	dir, err := os.MkdirTemp("", "kurier-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := natsd.Start(natsd.Options{DataDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	log := benchLog()
+	conn, err := bus.Connect("", "kurier-bench", log, nats.InProcessServer(srv))
+	if err != nil {
+		return err
+	}
+	defer conn.NC.Close()
+	if err := bus.Ensure(ctx, conn.JS, bus.DefaultLimits()); err != nil {
+		return err
+	}
+
+	// The receiver: every subscription's URL, noting when each ping came.
+	var mu sync.Mutex
+	got := map[string][]time.Time{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	rctx, stopRcv := context.WithCancel(ctx)
+	defer stopRcv()
+	go func() {
+		_ = web.Serve(rctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			now := time.Now()
+			mu.Lock()
+			got[r.URL.Path[1:]] = append(got[r.URL.Path[1:]], now)
+			mu.Unlock()
+		}), time.Second, log)
+	}()
+
+	store, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		return err
+	}
+	typeOf := func(i int) string { return "doc" + strconv.Itoa(i%*nTypes) + ".changed" }
+	ids := make([]string, *nSubs)
+	for i := range ids {
+		id := subs.NewID()
+		sub := subs.Subscription{ID: id, Org: "bench", System: "s" + strconv.Itoa(i), EventTypes: []string{typeOf(i)},
+			Mode: subs.ModePing, URL: "http://" + lis.Addr().String() + "/" + id, Active: true, Secret: subs.NewSecret(), Created: time.Now()}
+		if err := store.Create(ctx, sub); err != nil {
+			return err
+		}
+		ids[i] = id
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	disp := exec.CommandContext(ctx, self, "dispatcher")
+	disp.Env = append(os.Environ(), "KURIER_NATS_URL="+srv.ClientURL(), "KURIER_HTTP_LISTEN=127.0.0.1:0",
+		"KURIER_NOTIFY_DELAY="+delay.String(), "KURIER_LOG_LEVEL=warn")
+	disp.Stderr = os.Stderr
+	if err := disp.Start(); err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = disp.Process.Kill()
+			_ = disp.Wait()
+		}
+	}()
+	// The dispatcher's consumer exists once it is ready for the burst.
+	for {
+		if _, err := conn.JS.Consumer(ctx, bus.StreamEvents, "dispatcher"); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	fmt.Printf("kurier bench ping: %d subscriptions over %d types, %d changes in a burst, delay %v, %d CPUs, Go %s\n\n",
+		*nSubs, *nTypes, *nEvents, *delay, runtime.NumCPU(), runtime.Version())
+	lastChange := make([]time.Time, *nTypes)
+	firstChange := time.Now()
+	const window = 1000
+	futures := make([]jetstream.PubAckFuture, 0, window)
+	body := []byte(`{"specversion":"1.0","id":"x","source":"/bench","type":"doc.changed","subject":"d"}`)
+	for i := 0; i < *nEvents; i++ {
+		f, err := conn.JS.PublishAsync(bus.EventsSubject("bench", typeOf(i)), body, jetstream.WithStallWait(10*time.Second))
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+		if len(futures) == window || i == *nEvents-1 {
+			for j, f := range futures {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					return err
+				}
+				lastChange[(i-len(futures)+1+j)%*nTypes] = time.Now()
+			}
+			futures = futures[:0]
+		}
+	}
+	published := time.Since(firstChange)
+
+	cons, err := conn.JS.Consumer(ctx, bus.StreamEvents, "dispatcher")
+	if err != nil {
+		return err
+	}
+	var dispatched time.Duration
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			dispatched = time.Since(firstChange)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Trailing pings: quiet for two delays, then count.
+	for last := -1; ; {
+		time.Sleep(2 * *delay)
+		mu.Lock()
+		n := 0
+		for _, p := range got {
+			n += len(p)
+		}
+		mu.Unlock()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	_ = disp.Process.Signal(syscall.SIGTERM)
+	_ = disp.Wait()
+	stopped = true
+	ru, _ := disp.ProcessState.SysUsage().(*syscall.Rusage)
+
+	mu.Lock()
+	defer mu.Unlock()
+	var total, violations, missing int
+	var longest, firstPing time.Duration
+	for i, id := range ids {
+		p := got[id]
+		total += len(p)
+		if len(p) == 0 {
+			missing++
+			continue
+		}
+		firstPing = max(firstPing, p[0].Sub(firstChange))
+		for j := 1; j < len(p); j++ {
+			if p[j].Sub(p[j-1]) < *delay {
+				violations++
+			}
+		}
+		lc := lastChange[i%*nTypes]
+		k, found := slices.BinarySearchFunc(p, lc, func(a, b time.Time) int { return a.Compare(b) })
+		if found {
+			k++
+		}
+		if k == len(p) {
+			missing++
+			continue
+		}
+		longest = max(longest, p[k].Sub(lc))
+	}
+	rate := func(n int, d time.Duration) string { return strconv.FormatFloat(float64(n)/d.Seconds(), 'f', 0, 64) }
+	fmt.Printf("%-44s %s events/s (%v)\n", "raw jetstream publish of the burst", rate(*nEvents, published), published.Round(time.Millisecond))
+	fmt.Printf("%-44s %s events/s (%v)\n", "dispatcher, burst matched and timers set", rate(*nEvents, dispatched), dispatched.Round(time.Millisecond))
+	fmt.Printf("%-44s %d (%.1f per subscription)\n", "pings sent", total, float64(total)/float64(*nSubs))
+	fmt.Printf("%-44s %v\n", "latest first ping after the burst began", firstPing.Round(time.Millisecond))
+	fmt.Printf("%-44s %v\n", "longest wait from a last change to its ping", longest.Round(time.Millisecond))
+	fmt.Printf("%-44s %d\n", "subscriptions without a ping after their last change", missing)
+	fmt.Printf("%-44s %d\n", "pings closer than the delay", violations)
+	if ru != nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Printf("%-44s %v CPU, peak RSS %d MiB\n", "dispatcher process", cpu.Round(time.Millisecond), ru.Maxrss/1024)
+	}
+	if violations > 0 || missing > 0 {
+		return fmt.Errorf("ping rules broken: %d pings too close, %d subscriptions without a trailing ping", violations, missing)
+	}
+	return nil
+}
