@@ -513,6 +513,29 @@ func TestApplyApiNotification(t *testing.T) {
 		t.Fatalf("unchanged apply: %v %v", resp, err)
 	}
 
+	// A line is about one event: on a subscription holding several types it
+	// moves its type into a subscription of its own when it wants it otherwise.
+	multi := multiSub(t, adm)
+	resp, err = apply("API_NOTIFICATION;multi;3;https://multi.example/;0\nAPI_NOTIFICATION;multi;5;https://multi.example/;0\n")
+	if err != nil || resp.GetUnchanged() != 2 || len(resp.GetSubscriptions()) != 1 {
+		t.Fatalf("unchanged lines on one subscription: %v %v", resp, err)
+	}
+	resp, err = apply("API_NOTIFICATION;multi;5;https://other.example/;1\n")
+	if err != nil || resp.GetUpdated() != 1 {
+		t.Fatalf("split: %v %v", resp, err)
+	}
+	subs = list()
+	if s3, s5 := subs["multi/salesorder.changed"], subs["multi/invoice.changed"]; s3.GetSubscriptionId() != multi ||
+		!s3.GetActive() || s3.GetUrl() != "https://multi.example/" || s5.GetSubscriptionId() == multi || s5.GetActive() || s5.GetUrl() != "https://other.example/" {
+		t.Fatalf("after split: 3=%v 5=%v", s3, s5)
+	}
+	if _, err := adm.DeleteSubscription(ctx, &adminv1.DeleteSubscriptionRequest{SubscriptionId: multi}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply("API_NOTIFICATION;multi;5;https://other.example/;2\n"); err != nil {
+		t.Fatal(err)
+	}
+
 	// A bad line anywhere: nothing of the call is applied.
 	for records, want := range map[string]string{
 		"API_NOTIFICATION;erp;5;https://erp.example/;0\nAPI_NOTIFICATION;erp;10;https://erp.example/;0\n": "line 2: Ereignis",
@@ -531,6 +554,13 @@ func TestApplyApiNotification(t *testing.T) {
 	if subs := list(); len(subs) != 2 {
 		t.Fatalf("a rejected call changed subscriptions: %v", subs)
 	}
+}
+
+// multiSub makes a ping subscription of system "multi" for Collmex events 3
+// and 5, as an admin would over gRPC.
+func multiSub(t *testing.T, adm adminv1.AdminServiceClient) string {
+	t.Helper()
+	return pingSub(t, adm, "acme", "multi", "https://multi.example/", "3", "5").GetSubscription().GetSubscriptionId()
 }
 
 func TestSubscriptionAdmin(t *testing.T) {

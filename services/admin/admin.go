@@ -65,9 +65,9 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	notify, err := conn.JS.Stream(ctx, bus.StreamNotify)
+	notify, err := bus.Stream(ctx, conn.JS, bus.StreamNotify)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", bus.StreamNotify, err)
+		return nil, err
 	}
 	s := &Service{
 		cfg:       cfg,

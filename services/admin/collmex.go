@@ -80,7 +80,7 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 			}
 			resp.Deleted++
 		case exists:
-			changed, err := s.applyExisting(ctx, id, n.URL, n.Inactive == 0)
+			got, changed, err := s.applyExisting(ctx, id, typ, n.URL, n.Inactive == 0)
 			if err != nil {
 				return nil, err
 			}
@@ -89,20 +89,24 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 			} else {
 				resp.Unchanged++
 			}
-			touched = append(touched, id)
+			touched = append(touched, got)
 		default:
-			now := s.now().UTC()
-			sub := subs.Subscription{ID: subs.NewID(), Org: org, System: n.System, Name: n.System,
-				EventTypes: []string{typ}, Mode: subs.ModePing, URL: n.URL, Active: n.Inactive == 0,
-				Secret: subs.NewSecret(), Created: now, Updated: now}
-			if err := s.subs.Create(ctx, sub); err != nil {
-				return nil, storeErr(err)
+			id, err := s.createPing(ctx, org, n.System, typ, n.URL, n.Inactive == 0)
+			if err != nil {
+				return nil, err
 			}
 			resp.Created++
-			touched = append(touched, sub.ID)
+			touched = append(touched, id)
 		}
 	}
+	// In the order of the lines; lines for several types of one
+	// subscription name it once.
+	listed := map[string]bool{}
 	for _, id := range touched {
+		if listed[id] {
+			continue
+		}
+		listed[id] = true
 		sub, err := s.subs.Get(ctx, id)
 		if errors.Is(err, subs.ErrNotFound) {
 			continue
@@ -120,11 +124,36 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 	return resp, nil
 }
 
-// applyExisting brings a subscription's URL and state to what a line says.
-func (s *Service) applyExisting(ctx context.Context, id, url string, active bool) (bool, error) {
+// createPing makes a single-type ping subscription as a Collmex line does.
+func (s *Service) createPing(ctx context.Context, org, system, typ, url string, active bool) (string, error) {
+	now := s.now().UTC()
+	sub := subs.Subscription{ID: subs.NewID(), Org: org, System: system, Name: system,
+		EventTypes: []string{typ}, Mode: subs.ModePing, URL: url, Active: active,
+		Secret: subs.NewSecret(), Created: now, Updated: now}
+	if err := s.subs.Create(ctx, sub); err != nil {
+		return "", storeErr(err)
+	}
+	return sub.ID, nil
+}
+
+// applyExisting brings the notification for (system, typ) to what a line
+// says, answering the subscription that holds it afterwards. A line is
+// about one event: when the subscription holds other types too and the
+// line wants it otherwise, that type moves into a subscription of its own.
+func (s *Service) applyExisting(ctx context.Context, id, typ, url string, active bool) (string, bool, error) {
 	before, err := s.subs.Get(ctx, id)
 	if err != nil {
-		return false, storeErr(err)
+		return "", false, storeErr(err)
+	}
+	if before.URL == url && before.Active == active {
+		return id, false, nil
+	}
+	if len(before.EventTypes) > 1 {
+		if err := s.dropType(ctx, id, typ); err != nil {
+			return "", false, err
+		}
+		got, err := s.createPing(ctx, before.Org, before.System, typ, url, active)
+		return got, true, err
 	}
 	if before.URL != url {
 		if _, err := s.subs.Update(ctx, id, func(sub *subs.Subscription) error {
@@ -132,13 +161,13 @@ func (s *Service) applyExisting(ctx context.Context, id, url string, active bool
 			sub.Updated = s.now().UTC()
 			return nil
 		}); err != nil {
-			return false, storeErr(err)
+			return "", false, storeErr(err)
 		}
 	}
 	if _, err := s.setActive(ctx, id, active); err != nil {
-		return false, err
+		return "", false, err
 	}
-	return before.URL != url || before.Active != active, nil
+	return id, true, nil
 }
 
 // dropType removes one event type from a ping subscription, deleting it

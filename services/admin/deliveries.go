@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,6 +21,9 @@ import (
 const (
 	defaultPage = 100
 	maxPage     = 1000
+	// readerIdle lets the server drop a reader's consumer soon after the
+	// call is done, instead of after the client library's five minutes.
+	readerIdle = 10 * time.Second
 )
 
 func deliveryPB(r dlog.Record) *adminv1.Delivery {
@@ -61,7 +65,7 @@ func (s *Service) ListDeliveries(ctx context.Context, req *adminv1.ListDeliverie
 	case size == 0:
 		size = defaultPage
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: readerIdle}
 	switch {
 	case req.GetPageToken() != "":
 		seq, err := strconv.ParseUint(req.GetPageToken(), 10, 64)
@@ -115,7 +119,7 @@ func (s *Service) TailDeliveries(req *adminv1.TailDeliveriesRequest, stream grpc
 	if err != nil {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: readerIdle}
 	if req.GetSince() != nil {
 		t := req.GetSince().AsTime()
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
@@ -129,6 +133,10 @@ func (s *Service) TailDeliveries(req *adminv1.TailDeliveriesRequest, stream grpc
 		return err
 	}
 	defer it.Stop()
+	// Headers now tell the client the tail is in place, before any record.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	go func() {
 		select {
 		case <-ctx.Done():

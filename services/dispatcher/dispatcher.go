@@ -63,6 +63,7 @@ type Service struct {
 	client *http.Client
 	log    *slog.Logger
 	m      metrics
+	logs   sync.WaitGroup // delivery log records being written
 }
 
 type metrics struct {
@@ -82,9 +83,9 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	notify, err := conn.JS.Stream(ctx, bus.StreamNotify)
+	notify, err := bus.Stream(ctx, conn.JS, bus.StreamNotify)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", bus.StreamNotify, err)
+		return nil, err
 	}
 	s := &Service{
 		cfg: cfg, conn: conn, subs: store, notify: notify, log: log,
@@ -173,6 +174,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopEvents()
 	stopDue()
 	wg.Wait()
+	s.logs.Wait()
 	return nil
 }
 

@@ -28,14 +28,21 @@ type entry struct {
 // index holds the active subscriptions by org and event type, and the
 // unacked counts, kept current by watching their buckets.
 type index struct {
-	mu      sync.RWMutex
-	byID    map[string]*entry
-	byType  map[string][]*entry // "<org> <type>" -> active subscriptions
-	unacked map[string]int      // subscription id -> unacked pings
+	mu     sync.RWMutex
+	byID   map[string]*entry
+	byType map[string][]*entry   // "<org> <type>" -> active subscriptions
+	states map[string]knownState // subscription id -> ping state as last seen
+}
+
+// knownState is a ping state with its revision, a starting point for
+// compare-and-set that is usually current.
+type knownState struct {
+	st  subs.PingState
+	rev uint64
 }
 
 func newIndex() *index {
-	return &index{byID: map[string]*entry{}, byType: map[string][]*entry{}, unacked: map[string]int{}}
+	return &index{byID: map[string]*entry{}, byType: map[string][]*entry{}, states: map[string]knownState{}}
 }
 
 func typeKey(org, typ string) string { return org + " " + typ }
@@ -56,7 +63,14 @@ func (x *index) get(id string) *entry {
 func (x *index) unackedOf(id string) int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.unacked[id]
+	return x.states[id].st.Unacked
+}
+
+func (x *index) state(id string) (subs.PingState, uint64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	k := x.states[id]
+	return k.st, k.rev
 }
 
 // put replaces what the index knows of a subscription (nil: deleted). A
@@ -97,13 +111,17 @@ func (x *index) put(id string, sub *subs.Subscription) {
 	}
 }
 
-func (x *index) setUnacked(id string, n int, ok bool) {
+// setState records a state seen; an older revision than the one known
+// (a watcher lagging behind this replica's own write) is ignored.
+func (x *index) setState(id string, k knownState) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if ok {
-		x.unacked[id] = n
-	} else {
-		delete(x.unacked, id)
+	if k.rev == 0 {
+		delete(x.states, id)
+		return
+	}
+	if k.rev > x.states[id].rev {
+		x.states[id] = k
 	}
 }
 
@@ -150,7 +168,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) 
 	})
 	go follow(stw, func(e jetstream.KeyValueEntry) {
 		if e.Operation() != jetstream.KeyValuePut {
-			x.setUnacked(e.Key(), 0, false)
+			x.setState(e.Key(), knownState{})
 			return
 		}
 		st, err := subs.ParseState(e.Value())
@@ -158,7 +176,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) 
 			log.Error("undecodable ping state", "key", e.Key(), "err", err)
 			return
 		}
-		x.setUnacked(e.Key(), st.Unacked, true)
+		x.setState(e.Key(), knownState{st: st, rev: e.Revision()})
 	})
 	for range 2 {
 		select {

@@ -55,7 +55,8 @@ func (s *Service) handleDue(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	sub := e.sub
-	st, err := s.subs.UpdateState(ctx, id, func(st *subs.PingState) error {
+	known, rev := s.index.state(id)
+	st, rev, err := s.subs.UpdateStateFrom(ctx, id, known, rev, func(st *subs.PingState) error {
 		return s.claim(st, seq, time.Now())
 	})
 	var wait *waitError
@@ -77,24 +78,35 @@ func (s *Service) handleDue(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 
+	s.index.setState(id, knownState{st: st, rev: rev})
 	rec := s.ping(ctx, sub, fmt.Sprintf("ping_%s_%d", id, seq))
 	rec.Unacked = st.Unacked
-	if _, err := s.subs.UpdateState(ctx, id, func(st *subs.PingState) error {
+	started := st.ClaimAt
+	st, rev, err = s.subs.UpdateStateFrom(ctx, id, st, rev, func(st *subs.PingState) error {
 		st.Last = time.Now()
+		if started.After(st.Started) {
+			st.Started = started
+		}
 		st.Done = max(st.Done, seq)
 		if st.Claim == seq {
 			st.Claim, st.ClaimAt = 0, time.Time{}
 		}
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		// The claim stays and goes stale; whoever takes it over counts this
 		// ping as ended at the latest possible time.
 		s.log.Warn("ping made but not recorded", "subscription", id, "err", err)
-	}
-	if err := dlog.Append(ctx, s.conn.JS, rec); err != nil {
-		s.log.Warn("delivery not logged", "subscription", id, "err", err)
+	} else {
+		s.index.setState(id, knownState{st: st, rev: rev})
 	}
 	_ = m.Ack()
+	// The log record is written beside the next pings, not before them.
+	s.logs.Go(func() {
+		if err := dlog.Append(ctx, s.conn.JS, rec); err != nil {
+			s.log.Warn("delivery not logged", "subscription", id, "err", err)
+		}
+	})
 }
 
 // claim decides whether the due message seq may ping now, and if so

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,24 +17,33 @@ import (
 )
 
 // handleEvent starts a ping timer for every ping subscription the event
-// matches that has none running. The event is acknowledged once all are
-// in place; on a failure it comes again, which is harmless: a timer that
-// runs covers it.
+// matches that has none running, all at once. The event is acknowledged
+// once all are in place; on a failure it comes again, which is harmless: a
+// timer that runs covers it.
 func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
 	org, typ, ok := eventKey(m.Subject())
 	if !ok {
 		_ = m.Term()
 		return
 	}
+	stored := storedAt(m)
+	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, e := range s.index.match(org, typ) {
-		if e.sub.Mode != subs.ModePing {
+		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue
 		}
-		if err := s.schedule(ctx, e); err != nil {
-			s.log.Warn("ping timer not set, the event comes again", "subscription", e.sub.ID, "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
+		wg.Go(func() {
+			if err := s.schedule(ctx, e); err != nil {
+				s.log.Warn("ping timer not set, the event comes again", "subscription", e.sub.ID, "err", err)
+				failed.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() {
+		_ = m.NakWithDelay(time.Second)
+		return
 	}
 	_ = m.Ack()
 }
@@ -45,12 +56,16 @@ func (s *Service) covered(m jetstream.Msg) bool {
 	if !ok {
 		return false
 	}
-	now := time.Now()
+	now, stored := time.Now(), storedAt(m)
 	for _, e := range s.index.match(org, typ) {
-		if e.sub.Mode != subs.ModePing {
+		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue
 		}
-		e.mu.Lock()
+		// A held lock means a worker is setting the timer: leave the event
+		// to the workers rather than hold up the consumer behind its I/O.
+		if !e.mu.TryLock() {
+			return false
+		}
 		pending := now.Before(e.pendingUntil)
 		e.mu.Unlock()
 		if !pending && s.index.unackedOf(e.sub.ID) < s.cfg.MaxUnacked {
@@ -60,34 +75,46 @@ func (s *Service) covered(m jetstream.Msg) bool {
 	return true
 }
 
+// clockSlack allows for replicas' clocks differing from the server's,
+// whose time stamps events, when comparing the two.
+const clockSlack = time.Second
+
+// pingedSince tells whether a ping of the subscription began after the
+// event was stored. Such a ping covers the event, so a backlog of old
+// events, as after a burst or an outage, needs no new timers. The state is
+// a watcher's copy: if it lags, fewer events count as covered, never more.
+func (s *Service) pingedSince(e *entry, stored time.Time) bool {
+	st, _ := s.index.state(e.sub.ID)
+	return !stored.IsZero() && st.Started.After(stored.Add(clockSlack))
+}
+
+// storedAt is when the stream stored a message; zero if unknown.
+func storedAt(m jetstream.Msg) time.Time {
+	md, err := m.Metadata()
+	if err != nil {
+		return time.Time{}
+	}
+	return md.Timestamp
+}
+
 // schedule makes sure a ping is pending for the subscription: either one
 // already is (the change is coalesced into it), or a scheduled message is
 // published that the server turns into a due message NotifyDelay from now.
-// The publish expects the timer's last sequence, so of replicas racing for
-// one subscription exactly one sets the timer and the others see it.
+// The publish expects no message on the subscription's sched subject,
+// which holds one exactly while a timer runs (the server removes it when
+// it fires): so it costs one write, and of replicas racing for one
+// subscription exactly one sets the timer.
 func (s *Service) schedule(ctx context.Context, e *entry) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := time.Now()
-	if now.Before(e.pendingUntil) {
-		return nil
-	}
 	id := e.sub.ID
-	if s.index.unackedOf(id) >= s.cfg.MaxUnacked {
-		return nil // capped: no ping until the feed is read
-	}
 	for {
-		var last uint64
-		msg, err := s.notify.GetLastMsgForSubject(ctx, bus.NotifyAll(id))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return fmt.Errorf("read ping timer: %w", err)
-		case msg.Subject == bus.NotifySched(id):
-			e.pendingUntil = scheduledAt(msg.Header)
+		now := time.Now()
+		if now.Before(e.pendingUntil) {
 			return nil
-		default:
-			last = msg.Sequence
+		}
+		if s.index.unackedOf(id) >= s.cfg.MaxUnacked {
+			return nil // capped: no ping until the feed is read
 		}
 		at := now.Add(s.cfg.NotifyDelay)
 		sched := nats.NewMsg(bus.NotifySched(id))
@@ -95,16 +122,26 @@ func (s *Service) schedule(ctx context.Context, e *entry) error {
 		// seconds and could fire up to a second early.
 		sched.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
 		sched.Header.Set(jetstream.ScheduleTargetHeader, bus.NotifyDue(id))
-		_, err = s.conn.JS.PublishMsg(ctx, sched, jetstream.WithExpectLastSequenceForSubject(last, bus.NotifyAll(id)))
-		if wrongLast(err) {
-			continue // another replica moved the timer: look again
+		_, err := s.conn.JS.PublishMsg(ctx, sched, jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			s.m.scheduled.Inc()
+			e.pendingUntil = at
+			return nil
 		}
-		if err != nil {
+		if !wrongLast(err) {
 			return fmt.Errorf("set ping timer: %w", err)
 		}
-		s.m.scheduled.Inc()
-		e.pendingUntil = at
-		return nil
+		// A timer runs already, set by another replica: learn until when.
+		msg, err := s.notify.GetLastMsgForSubject(ctx, bus.NotifySched(id))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			continue // it fired meanwhile: set the next one
+		case err != nil:
+			return fmt.Errorf("read ping timer: %w", err)
+		}
+		if e.pendingUntil = scheduledAt(msg.Header); e.pendingUntil.IsZero() {
+			return fmt.Errorf("ping timer of %s has no readable time", id)
+		}
 	}
 }
 

@@ -236,6 +236,8 @@ func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Cha
 		FilterSubjects: []string{bus.EventsSubject(fq.org, fq.typ)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
+		// Dropped by the server soon after the query, not after minutes.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return res, after, err

@@ -81,13 +81,13 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	feeds, err := conn.JS.KeyValue(ctx, bus.BucketFeeds)
+	feeds, err := bus.Bucket(ctx, conn.JS, bus.BucketFeeds)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bus.BucketFeeds, err)
+		return nil, err
 	}
-	events, err := conn.JS.Stream(ctx, bus.StreamEvents)
+	events, err := bus.Stream(ctx, conn.JS, bus.StreamEvents)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", bus.StreamEvents, err)
+		return nil, err
 	}
 	if cfg.MaxInflight < int64(cfg.MaxBatchBytes) {
 		return nil, fmt.Errorf("ingest: in-flight limit %d is below the batch size limit %d", cfg.MaxInflight, cfg.MaxBatchBytes)

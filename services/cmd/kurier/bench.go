@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,26 +66,12 @@ func bench(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	dir, err := os.MkdirTemp("", "kurier-bench-")
+	conn, _, done, err := benchBus(ctx, "")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := natsd.Start(natsd.Options{DataDir: dir})
-	if err != nil {
-		return err
-	}
-	defer srv.Shutdown()
+	defer done()
 	log := benchLog()
-	conn, err := bus.Connect("", "kurier-bench", log, nats.InProcessServer(srv))
-	if err != nil {
-		return err
-	}
-	defer conn.NC.Close()
-	limits := bus.DefaultLimits()
-	if err := bus.Ensure(ctx, conn.JS, limits); err != nil {
-		return err
-	}
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		return err
@@ -275,3 +262,34 @@ func run(ctx context.Context, n, conc, per int, op func(context.Context, int) er
 
 // benchLog discards: a benchmark prints its figures, not the services' logs.
 func benchLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// benchBus runs an embedded server in a temporary folder with every stream
+// and bucket in place, connected in-process; listen, when set, also opens
+// a client port for other processes. done stops it and removes the folder.
+func benchBus(ctx context.Context, listen string) (conn *bus.Conn, srv *server.Server, done func(), err error) {
+	dir, err := os.MkdirTemp("", "kurier-bench-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv, err = natsd.Start(natsd.Options{DataDir: dir, Listen: listen})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	done = func() {
+		if conn != nil {
+			conn.NC.Close()
+		}
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		os.RemoveAll(dir)
+	}
+	if conn, err = bus.Connect("", "kurier-bench", benchLog(), nats.InProcessServer(srv)); err == nil {
+		err = bus.Ensure(ctx, conn.JS, bus.DefaultLimits())
+	}
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return conn, srv, done, nil
+}

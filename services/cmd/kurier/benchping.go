@@ -13,14 +13,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/natsd"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/web"
 )
@@ -40,25 +39,12 @@ func benchPing(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	dir, err := os.MkdirTemp("", "kurier-bench-")
+	conn, srv, done, err := benchBus(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := natsd.Start(natsd.Options{DataDir: dir, Listen: "127.0.0.1:0"})
-	if err != nil {
-		return err
-	}
-	defer srv.Shutdown()
+	defer done()
 	log := benchLog()
-	conn, err := bus.Connect("", "kurier-bench", log, nats.InProcessServer(srv))
-	if err != nil {
-		return err
-	}
-	defer conn.NC.Close()
-	if err := bus.Ensure(ctx, conn.JS, bus.DefaultLimits()); err != nil {
-		return err
-	}
 
 	// The receiver: every subscription's URL, noting when each ping came.
 	var mu sync.Mutex
@@ -128,6 +114,38 @@ func benchPing(ctx context.Context, args []string) error {
 		*nSubs, *nTypes, *nEvents, *delay, runtime.NumCPU(), runtime.Version())
 	lastChange := make([]time.Time, *nTypes)
 	firstChange := time.Now()
+	var sent atomic.Int64
+	pingCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, p := range got {
+			n += len(p)
+		}
+		return n
+	}
+	// Progress on stderr, so a long run shows where it is.
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-tick.C:
+			}
+			pending := uint64(0)
+			if c, err := conn.JS.Consumer(pctx, bus.StreamEvents, "dispatcher"); err == nil {
+				if info, err := c.Info(pctx); err == nil {
+					pending = info.NumPending + uint64(info.NumAckPending)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "%6.0fs: %d changes published, %d not yet dispatched, %d pings\n",
+				time.Since(firstChange).Seconds(), sent.Load(), pending, pingCount())
+		}
+	}()
 	const window = 1000
 	futures := make([]jetstream.PubAckFuture, 0, window)
 	body := []byte(`{"specversion":"1.0","id":"x","source":"/bench","type":"doc.changed","subject":"d"}`)
@@ -146,6 +164,7 @@ func benchPing(ctx context.Context, args []string) error {
 				}
 				lastChange[(i-len(futures)+1+j)%*nTypes] = time.Now()
 			}
+			sent.Add(int64(len(futures)))
 			futures = futures[:0]
 		}
 	}
@@ -170,17 +189,13 @@ func benchPing(ctx context.Context, args []string) error {
 	// Trailing pings: quiet for two delays, then count.
 	for last := -1; ; {
 		time.Sleep(2 * *delay)
-		mu.Lock()
-		n := 0
-		for _, p := range got {
-			n += len(p)
-		}
-		mu.Unlock()
+		n := pingCount()
 		if n == last {
 			break
 		}
 		last = n
 	}
+	stopProgress()
 	_ = disp.Process.Signal(syscall.SIGTERM)
 	_ = disp.Wait()
 	stopped = true

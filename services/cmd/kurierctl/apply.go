@@ -27,17 +27,15 @@ var applyCommand = &command{
 		"is read as ISO-8859-1, which Collmex uses.",
 	setup: func(fs *flag.FlagSet) runFunc {
 		org := fs.String("org", "", "the `org-id` the notifications belong to (required)")
-		var file string
-		fs.StringVar(&file, "f", "", "the `file` to read, - for standard input (required)")
-		fs.StringVar(&file, "file", "", "the same as -f")
+		file := fs.String("f", "", "the `file` to read, - for standard input (required)")
 		return func(ctx context.Context, s *session, _ []string) error {
 			switch {
 			case *org == "":
 				return usageErrorf("apply needs --org <org-id>")
-			case file == "":
+			case *file == "":
 				return usageErrorf("apply needs -f <file>, or -f - for standard input")
 			}
-			records, err := readRecords(file, s.in)
+			records, err := readRecords(*file, s.in)
 			if err != nil {
 				return err
 			}

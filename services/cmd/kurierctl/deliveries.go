@@ -70,7 +70,7 @@ var deliveryCommands = []*command{
 					return err
 				}
 				if resp.GetNextPageToken() != "" {
-					s.out.note("\nMore deliveries follow; --all lists them all.")
+					s.out.note("More deliveries follow; --all lists them all.")
 				}
 				return nil
 			}
@@ -155,7 +155,7 @@ type logFlags struct {
 func (f *logFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.org, "org", "", "the `org-id` whose deliveries to show (required)")
 	fs.StringVar(&f.sub, "sub", "", "only this `subscription-id`'s deliveries")
-	fs.Var(&f.since, "since", "only deliveries from this `time` on: a span back from now (30m, 12h, 7d)\nor an RFC 3339 time (2025-01-31T08:00:00Z)")
+	fs.Var(&f.since, "since", "only deliveries from this `time` on: a span back from now (30m, 12h, 7d) or an RFC 3339 time")
 }
 
 func (f *logFlags) check(path string) error {

@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -18,6 +24,7 @@ import (
 	"kurier.dev/services/admin"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/internal/dlog"
 )
 
 const testToken = "test-admin-token-0123456789"
@@ -28,6 +35,14 @@ const rfc3339UTC = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`
 // startAdmin runs an embedded JetStream server and the real admin gRPC
 // service on a free port, and returns the service's address.
 func startAdmin(t *testing.T) string {
+	t.Helper()
+	addr, _ := startAdminBus(t)
+	return addr
+}
+
+// startAdminBus is startAdmin that also returns the bus connection, for
+// tests that put records where the admin service reads them.
+func startAdminBus(t *testing.T) (string, *bus.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -48,7 +63,7 @@ func startAdmin(t *testing.T) string {
 			t.Errorf("admin serve: %v", err)
 		}
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), conn
 }
 
 type result struct {
@@ -60,10 +75,16 @@ type result struct {
 // environment of whoever runs the tests.
 func ctl(t *testing.T, args ...string) result {
 	t.Helper()
+	return ctlIn(t, strings.NewReader(""), args...)
+}
+
+// ctlIn is ctl with stdin.
+func ctlIn(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
 	t.Setenv("KURIER_ADMIN_TOKEN", "")
 	t.Setenv("KURIER_ADMIN_SERVER", "")
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, &out, &errOut)
+	code := run(context.Background(), args, stdin, &out, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
 
@@ -296,7 +317,7 @@ func TestAuth(t *testing.T) {
 	t.Setenv("KURIER_ADMIN_SERVER", addr)
 	t.Setenv("KURIER_ADMIN_TOKEN", testToken)
 	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"org", "list", "-o", "json"}, &out, &errOut); code != 0 {
+	if code := run(context.Background(), []string{"org", "list", "-o", "json"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("with the environment: exit %d: %s", code, errOut.String())
 	}
 	if strings.TrimSpace(out.String()) != "{}" {
@@ -338,6 +359,30 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"key", "create", "--org", "acme", "--scope", "unspecified"}, []string{`unknown scope "unspecified"`}},
 		{[]string{"key", "list"}, []string{"key list needs --org <org-id>"}},
 		{[]string{"key", "revoke"}, []string{"key revoke needs <key-id>"}},
+		{[]string{"sub"}, []string{"sub needs a subcommand", "kurierctl sub create --org <org-id>", "kurierctl sub deactivate <subscription-id>"}},
+		{[]string{"sub", "create", "--system", "shop", "--type", "5", "--url", "https://example.com/"}, []string{"sub create needs --org <org-id>"}},
+		{[]string{"sub", "create", "--org", "acme", "--type", "5", "--url", "https://example.com/"}, []string{"sub create needs --system <name>"}},
+		{[]string{"sub", "create", "--org", "acme", "--system", "shop", "--url", "https://example.com/"}, []string{"sub create needs --type <types>"}},
+		{[]string{"sub", "create", "--org", "acme", "--system", "shop", "--type", "5"}, []string{"sub create needs --url <url>"}},
+		{[]string{"sub", "create", "--org", "acme", "--system", "shop", "--type", " , ", "--url", "https://example.com/"}, []string{"no event type given"}},
+		{[]string{"sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/", "--mode", "push"},
+			[]string{`unknown mode "push"; allowed: ping, payload, queue`}},
+		{[]string{"sub", "get"}, []string{"sub get needs <subscription-id>"}},
+		{[]string{"sub", "list"}, []string{"sub list needs --org <org-id>"}},
+		{[]string{"sub", "update", "0123456789abcdef0123"}, []string{"sub update needs at least one of --system, --name, --type, --url"}},
+		{[]string{"sub", "update", "--name", "x"}, []string{"sub update needs <subscription-id>"}},
+		{[]string{"sub", "activate"}, []string{"sub activate needs <subscription-id>"}},
+		{[]string{"sub", "delete", "a", "b"}, []string{`sub delete takes only <subscription-id>, got also "b"`}},
+		{[]string{"apply", "-f", "x.csv"}, []string{"apply needs --org <org-id>"}},
+		{[]string{"apply", "--org", "acme"}, []string{"apply needs -f <file>, or -f - for standard input"}},
+		{[]string{"apply", "--org", "acme", "-f", "x.csv", "extra"}, []string{`apply takes no arguments, got "extra"`}},
+		{[]string{"deliveries"}, []string{"deliveries needs a subcommand", "kurierctl deliveries tail --org <org-id>"}},
+		{[]string{"deliveries", "list"}, []string{"deliveries list needs --org <org-id>"}},
+		{[]string{"deliveries", "list", "--org", "acme", "--limit", "1001"}, []string{"--limit must be 1 to 1000, not 1001"}},
+		{[]string{"deliveries", "list", "--org", "acme", "--since", "yesterday"},
+			[]string{`"yesterday" is neither a span such as 30m, 12h or 7d nor an RFC 3339 time`}},
+		{[]string{"deliveries", "list", "--org", "acme", "--since", "-1h"}, []string{`"-1h" is neither a span`}},
+		{[]string{"deliveries", "tail"}, []string{"deliveries tail needs --org <org-id>"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ctl(t, append(append([]string{}, tok...), tc.args...)...).fails(t, 2, tc.want...)
@@ -347,7 +392,8 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	r := ctl(t, "help").ok(t)
-	for _, want := range []string{"kurierctl key create --org <org-id> --scope", "KURIER_ADMIN_SERVER", "-o, --output"} {
+	for _, want := range []string{"kurierctl key create --org <org-id> --scope", "kurierctl sub create --org <org-id>",
+		"kurierctl apply --org <org-id> -f <file>|-", "kurierctl deliveries tail --org <org-id>", "KURIER_ADMIN_SERVER", "-o, --output"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("help lacks %q:\n%s", want, r.stdout)
 		}
@@ -366,9 +412,473 @@ func TestHelpAndVersion(t *testing.T) {
 			t.Errorf("key create -h lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	r = ctl(t, "apply", "-h").ok(t)
+	for _, want := range []string{"Usage: kurierctl apply --org <org-id> -f <file>|-", "\n  -f file ", "\n  --org org-id ", "API_NOTIFICATION;System;Ereignis;URL;Inaktiv"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("apply -h lacks %q:\n%s", want, r.stdout)
+		}
+	}
 
 	r = ctl(t, "version").ok(t)
 	if r.stdout != "kurierctl dev\n" {
 		t.Errorf("version = %q", r.stdout)
+	}
+}
+
+// subID matches a subscription id.
+const subID = `[0-9a-f]{20}`
+
+func TestSubLifecycle(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+
+	// Types comma-separated and repeated; Collmex code 5 is invoice.changed
+	// and counts once, 3 is salesorder.changed.
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "invoice.changed,5", "--type", "3",
+		"--url", "https://example.com/hook", "--name", "Shop sync").ok(t)
+	matchLines(t, r.stdout,
+		`ID                    SYSTEM  NAME       TYPES                               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		subID+`  shop    Shop sync  invoice\.changed,salesorder\.changed  ping  https://example\.com/hook  yes     0        -          -`,
+		``,
+		`Signing secret \(shown only once; Kurier signs its requests to the URL with it, so store it now\):`,
+		``,
+		`    whsec_[A-Za-z0-9+/]+=*`,
+		``,
+	)
+	id := strings.Fields(lines(r.stdout)[1])[0]
+
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "crm", "--type", "address.changed",
+		"--url", "http://crm.local/ping", "--inactive", "-o", "json").ok(t)
+	created := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout)
+	crm := created.GetSubscription()
+	if !strings.HasPrefix(created.GetSigningSecret(), "whsec_") || crm.GetOrgId() != "acme" || crm.GetSystem() != "crm" ||
+		crm.GetActive() || crm.GetMode() != adminv1.DeliveryMode_DELIVERY_MODE_PING || crm.GetUrl() != "http://crm.local/ping" ||
+		strings.Join(crm.GetEventTypes(), ",") != "address.changed" || !regexp.MustCompile(`^`+subID+`$`).MatchString(crm.GetSubscriptionId()) {
+		t.Errorf("sub create -o json = %v", created)
+	}
+
+	r = ctlAt(t, addr, "sub", "get", id).ok(t)
+	matchLines(t, r.stdout,
+		`ID                    SYSTEM  NAME       TYPES                               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		id+`  shop    Shop sync  invoice\.changed,salesorder\.changed  ping  https://example\.com/hook  yes     0        -          -`,
+	)
+	if r.stdout == "" || strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("sub get shows the secret:\n%s", r.stdout)
+	}
+	r = ctlAt(t, addr, "sub", "get", id, "-o", "json").ok(t)
+	if got := unmarshal[adminv1.Subscription](t, r.stdout); got.GetSubscriptionId() != id || got.GetName() != "Shop sync" || !got.GetActive() {
+		t.Errorf("sub get -o json = %v", got)
+	}
+
+	r = ctlAt(t, addr, "sub", "list", "--org", "acme").ok(t)
+	if got := lines(r.stdout)[0]; got != "ID                    SYSTEM  NAME       TYPES                               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE" {
+		t.Errorf("sub list header = %q", got)
+	}
+	rows := map[string]string{}
+	for _, l := range lines(r.stdout)[1:] {
+		rows[strings.Fields(l)[0]] = l
+	}
+	if len(rows) != 2 {
+		t.Fatalf("sub list has %d rows, want 2:\n%s", len(rows), r.stdout)
+	}
+	if want := id + "  shop    Shop sync  invoice.changed,salesorder.changed  ping  https://example.com/hook  yes     0        -          -"; rows[id] != want {
+		t.Errorf("row of %s =\n%q, want\n%q", id, rows[id], want)
+	}
+	if want := crm.GetSubscriptionId() + "  crm     -          address.changed                     ping  http://crm.local/ping     no      0        -          -"; rows[crm.GetSubscriptionId()] != want {
+		t.Errorf("row of crm =\n%q, want\n%q", rows[crm.GetSubscriptionId()], want)
+	}
+	r = ctlAt(t, addr, "sub", "list", "--org", "acme", "-o", "json").ok(t)
+	if subs := unmarshal[adminv1.ListSubscriptionsResponse](t, r.stdout).GetSubscriptions(); len(subs) != 2 {
+		t.Errorf("sub list -o json has %d subscriptions, want 2", len(subs))
+	}
+
+	// A system has one ping subscription per type.
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/other").
+		fails(t, 1, `kurierctl: system "shop" already has a ping subscription for invoice.changed`)
+
+	// Only the flags given change: the system stays, the name is cleared.
+	r = ctlAt(t, addr, "sub", "update", id, "--name", "", "--type", "9", "--url", "https://example.com/v2").ok(t)
+	matchLines(t, r.stdout,
+		`ID                    SYSTEM  NAME  TYPES            MODE  URL                     ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		id+`  shop    -     address\.changed  ping  https://example\.com/v2  yes     0        -          -`,
+	)
+	r = ctlAt(t, addr, "sub", "update", id, "--system", "erp", "-o", "json").ok(t)
+	if got := unmarshal[adminv1.Subscription](t, r.stdout); got.GetSystem() != "erp" || got.GetName() != "" ||
+		strings.Join(got.GetEventTypes(), ",") != "address.changed" || got.GetUrl() != "https://example.com/v2" {
+		t.Errorf("sub update --system = %v", got)
+	}
+	// The update freed shop's invoice.changed; crm's address.changed is taken.
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "invoice.changed", "--url", "https://example.com/new", "-o", "json").ok(t)
+	ctlAt(t, addr, "sub", "update", id, "--system", "crm").fails(t, 1, `system "crm" already has a ping subscription for address.changed`)
+
+	r = ctlAt(t, addr, "sub", "deactivate", id).ok(t)
+	matchLines(t, r.stdout,
+		`ID                    SYSTEM  NAME  TYPES            MODE  URL                     ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		id+`  erp     -     address\.changed  ping  https://example\.com/v2  no      0        -          -`,
+	)
+	r = ctlAt(t, addr, "sub", "activate", id).ok(t)
+	if !strings.Contains(lines(r.stdout)[1], "  https://example.com/v2  yes     0  ") {
+		t.Errorf("sub activate:\n%s", r.stdout)
+	}
+	r = ctlAt(t, addr, "sub", "activate", crm.GetSubscriptionId(), "-o", "json").ok(t)
+	if got := unmarshal[adminv1.Subscription](t, r.stdout); !got.GetActive() || got.GetSubscriptionId() != crm.GetSubscriptionId() {
+		t.Errorf("sub activate -o json = %v", got)
+	}
+
+	r = ctlAt(t, addr, "sub", "delete", id).ok(t)
+	if r.stdout != "Deleted subscription "+id+".\n" {
+		t.Errorf("sub delete printed %q", r.stdout)
+	}
+	r = ctlAt(t, addr, "sub", "delete", crm.GetSubscriptionId(), "-o", "json").ok(t)
+	if strings.TrimSpace(r.stdout) != "{}" {
+		t.Errorf("sub delete -o json printed %q", r.stdout)
+	}
+	ctlAt(t, addr, "sub", "get", id).fails(t, 1, "kurierctl: subscription not found")
+	ctlAt(t, addr, "sub", "delete", id).fails(t, 1, "subscription not found")
+	ctlAt(t, addr, "sub", "activate", id).fails(t, 1, "subscription not found")
+	ctlAt(t, addr, "sub", "get", "nope").fails(t, 1, "subscription_id: must be")
+	ctlAt(t, addr, "sub", "update", id, "--name", "x").fails(t, 1, "subscription not found")
+	ctlAt(t, addr, "sub", "list", "--org", "nope").fails(t, 1, `org "nope" not found`)
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "nonsense", "--url", "https://example.com/").
+		fails(t, 1, `event_types: "nonsense" is neither a Collmex event code`)
+	// Only ping can be created for now; the server says so.
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "hub", "--type", "5", "--url", "https://example.com/", "--mode", "payload").
+		fails(t, 1, "kurierctl: mode: ")
+
+	ctlAt(t, addr, "org", "create", "beta").ok(t)
+	r = ctlAt(t, addr, "sub", "list", "--org", "beta").ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "kurierctl sub create --org beta") {
+		t.Errorf("empty sub list: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	r = ctlAt(t, addr, "sub", "list", "--org", "beta", "-o", "json").ok(t)
+	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
+		t.Errorf("empty sub list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}
+
+// skipIfApplyUnimplemented skips while the server answers
+// ApplyApiNotification with Unimplemented. The probe names no org, so an
+// implemented server turns it away without changing anything.
+func skipIfApplyUnimplemented(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := dial(globals{server: addr, token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = adminv1.NewAdminServiceClient(conn).ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		t.Skipf("the admin server does not implement ApplyApiNotification yet: %v", err)
+	}
+}
+
+func TestApply(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	skipIfApplyUnimplemented(t, addr)
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notifications.csv")
+	if err := os.WriteFile(file, []byte("API_NOTIFICATION;shop;5;https://example.com/hook;0\n"+
+		"API_NOTIFICATION;shop;3;https://example.com/hook;1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ctlAt(t, addr, "apply", "--org", "acme", "-f", file).ok(t)
+	matchLines(t, r.stdout,
+		`created 2, updated 0, deleted 0, unchanged 0`,
+		``,
+		`ID                    SYSTEM  NAME  TYPES               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		subID+`  shop    shop  invoice\.changed     ping  https://example\.com/hook  yes     0        -          -`,
+		subID+`  shop    shop  salesorder\.changed  ping  https://example\.com/hook  no      0        -          -`,
+	)
+	invoice := strings.Fields(lines(r.stdout)[3])[0]
+
+	// The same file again changes nothing.
+	r = ctlAt(t, addr, "apply", "--org", "acme", "-f="+file).ok(t)
+	if got := lines(r.stdout)[0]; got != "created 0, updated 0, deleted 0, unchanged 2" {
+		t.Errorf("second apply: %q", got)
+	}
+
+	// Standard input, CRLF line ends: Inaktiv 2 deletes, a new URL updates.
+	r = ctlIn(t, strings.NewReader("API_NOTIFICATION;shop;3;https://example.com/hook;2\r\nAPI_NOTIFICATION;shop;5;https://example.com/v2;0\r\n"),
+		"--server", addr, "--token", testToken, "apply", "--org", "acme", "-f", "-").ok(t)
+	matchLines(t, r.stdout,
+		`created 0, updated 1, deleted 1, unchanged 0`,
+		``,
+		`ID                    SYSTEM  NAME  TYPES            MODE  URL                     ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
+		invoice+`  shop    shop  invoice\.changed  ping  https://example\.com/v2  yes     0        -          -`,
+	)
+
+	// A bad line is reported as the server words it, and nothing of the
+	// file is applied.
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("API_NOTIFICATION;erp;7;https://example.com/erp;0\nAPI_NOTIFICATION;erp;8;https://example.com/erp;3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctlAt(t, addr, "apply", "--org", "acme", "-f", bad).fails(t, 1, "kurierctl: records: line 2: Inaktiv: ")
+	r = ctlAt(t, addr, "sub", "list", "--org", "acme", "-o", "json").ok(t)
+	if subs := unmarshal[adminv1.ListSubscriptionsResponse](t, r.stdout).GetSubscriptions(); len(subs) != 1 || subs[0].GetSubscriptionId() != invoice {
+		t.Errorf("after a rejected file, subscriptions = %v", subs)
+	}
+
+	// A file that is not UTF-8 is read as ISO-8859-1, as Collmex writes it.
+	latin1 := filepath.Join(dir, "latin1.csv")
+	if err := os.WriteFile(latin1, []byte("API_NOTIFICATION;B\xfcrosoft;9;https://example.com/b;0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ctlAt(t, addr, "apply", "--org", "acme", "-f", latin1, "-o", "json").ok(t)
+	applied := unmarshal[adminv1.ApplyApiNotificationResponse](t, r.stdout)
+	if applied.GetCreated() != 1 || len(applied.GetSubscriptions()) != 1 || applied.GetSubscriptions()[0].GetSystem() != "Bürosoft" ||
+		strings.Join(applied.GetSubscriptions()[0].GetEventTypes(), ",") != "address.changed" {
+		t.Errorf("apply of an ISO-8859-1 file = %v", applied)
+	}
+
+	ctlAt(t, addr, "apply", "--org", "acme", "-f", filepath.Join(dir, "missing.csv")).fails(t, 1, "missing.csv: no such file")
+	ctlAt(t, addr, "apply", "--org", "nope", "-f", file).fails(t, 1, `org "nope" not found`)
+}
+
+// logDeliveries puts attempts into the delivery log as the dispatcher
+// would, one second apart from at.
+func logDeliveries(t *testing.T, conn *bus.Conn, at time.Time, recs ...dlog.Record) {
+	t.Helper()
+	for i, rec := range recs {
+		rec.Time = at.Add(time.Duration(i) * time.Second)
+		if err := dlog.Append(context.Background(), conn.JS, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// attempts are three logged pings of sub: answered, unanswered, failed.
+func attempts(sub string) []dlog.Record {
+	ping := dlog.Record{Org: "acme", Subscription: sub, System: "shop", EventTypes: []string{"invoice.changed"},
+		Mode: "ping", URL: "https://example.com/hook"}
+	ok, refused, failed := ping, ping, ping
+	ok.Status, ok.LatencyMS, ok.Unacked = 200, 12.4, 1
+	refused.Error, refused.LatencyMS, refused.Unacked = "connection refused", 0.3, 2
+	failed.Status, failed.LatencyMS, failed.Unacked = 503, 1500.6, 3
+	return []dlog.Record{ok, refused, failed}
+}
+
+func TestDeliveriesList(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	sub := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
+
+	// Nothing logged yet: nothing on stdout, a hint on stderr.
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme").ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "No deliveries logged for org acme") ||
+		!strings.Contains(r.stderr, "kurierctl deliveries tail --org acme") {
+		t.Errorf("empty deliveries list: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "-o", "json").ok(t)
+	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
+		t.Errorf("empty deliveries list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+
+	logDeliveries(t, conn, time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC), attempts(sub)...)
+	header := `TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS              LATENCY  UNACKED`
+	rows := []string{
+		`2025-01-31T08:00:00Z  ` + sub + `  shop    invoice\.changed  200                 12ms     1`,
+		`2025-01-31T08:00:01Z  ` + sub + `  shop    invoice\.changed  connection refused  0ms      2`,
+		`2025-01-31T08:00:02Z  ` + sub + `  shop    invoice\.changed  503                 1501ms   3`,
+	}
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme").ok(t)
+	matchLines(t, r.stdout, append([]string{header}, rows...)...)
+	if r.stderr != "" {
+		t.Errorf("deliveries list stderr: %q", r.stderr)
+	}
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--sub", sub, "--since", "1h").ok(t)
+	matchLines(t, r.stdout, append([]string{header}, rows...)...)
+
+	// One page, and a note that there is more.
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--limit", "2").ok(t)
+	matchLines(t, r.stdout, header, rows[0], rows[1])
+	if !strings.Contains(r.stderr, "--all") {
+		t.Errorf("deliveries list --limit 2 does not say there is more: %q", r.stderr)
+	}
+	// --all follows the pages to the end.
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--limit", "1", "--all").ok(t)
+	matchLines(t, r.stdout, append([]string{header}, rows...)...)
+	if r.stderr != "" {
+		t.Errorf("deliveries list --all stderr: %q", r.stderr)
+	}
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--limit", "2", "--all", "-o", "json").ok(t)
+	all := unmarshal[adminv1.ListDeliveriesResponse](t, r.stdout)
+	if ds := all.GetDeliveries(); len(ds) != 3 || all.GetNextPageToken() != "" || ds[0].GetStatusCode() != 200 ||
+		ds[1].GetError() != "connection refused" || ds[2].GetUnacked() != 3 {
+		t.Errorf("deliveries list --all -o json = %v", all)
+	}
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--limit", "2", "-o", "json").ok(t)
+	if page := unmarshal[adminv1.ListDeliveriesResponse](t, r.stdout); len(page.GetDeliveries()) != 2 || page.GetNextPageToken() == "" {
+		t.Errorf("deliveries list --limit 2 -o json = %v", page)
+	}
+
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--since", "2099-01-01T00:00:00Z").ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "No deliveries logged for org acme since 2099-01-01T00:00:00Z") {
+		t.Errorf("deliveries list --since the future: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	ctlAt(t, addr, "deliveries", "list", "--org", "nope").fails(t, 1, `org "nope" not found`)
+	ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--sub", "0123456789abcdef0123").fails(t, 1, "subscription not found")
+}
+
+// syncBuffer is a buffer that a test may read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// background is kurierctl running until its context is cancelled.
+type background struct {
+	cancel      context.CancelFunc
+	done        chan int
+	out, errOut syncBuffer
+}
+
+// ctlBackground starts kurierctl against addr, the way ctlAt runs it.
+func ctlBackground(t *testing.T, addr string, args ...string) *background {
+	t.Helper()
+	t.Setenv("KURIER_ADMIN_TOKEN", "")
+	t.Setenv("KURIER_ADMIN_SERVER", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &background{cancel: cancel, done: make(chan int, 1)}
+	args = append([]string{"--server", addr, "--token", testToken}, args...)
+	go func() { b.done <- run(ctx, args, nil, &b.out, &b.errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		<-b.done
+	})
+	return b
+}
+
+// running fails the test if kurierctl has already ended.
+func (b *background) running(t *testing.T) {
+	t.Helper()
+	select {
+	case code := <-b.done:
+		b.done <- code
+		t.Fatalf("ended early with exit %d\nstdout:\n%s\nstderr:\n%s", code, b.out.String(), b.errOut.String())
+	default:
+	}
+}
+
+// waitLines waits for stdout to hold n complete lines.
+func (b *background) waitLines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(b.out.String(), "\n") < n {
+		b.running(t)
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d lines within 10s; stdout:\n%s\nstderr:\n%s", n, b.out.String(), b.errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop cancels kurierctl's context and waits for it to return.
+func (b *background) stop(t *testing.T) result {
+	t.Helper()
+	b.cancel()
+	select {
+	case code := <-b.done:
+		b.done <- code // for the cleanup
+		return result{code, b.out.String(), b.errOut.String()}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not return within 10s of its context being cancelled")
+		return result{}
+	}
+}
+
+func TestDeliveriesTailStops(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+
+	b := ctlBackground(t, addr, "deliveries", "tail", "--org", "acme")
+	time.Sleep(300 * time.Millisecond)
+	b.running(t)
+	r := b.stop(t)
+	if r.code != 0 {
+		t.Fatalf("exit %d after cancel, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	matchLines(t, r.stdout, `TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED`)
+	if r.stderr != "" {
+		t.Errorf("stderr: %q", r.stderr)
+	}
+
+	// --timeout bounds the wait for the server, not the tail.
+	b = ctlBackground(t, addr, "deliveries", "tail", "--org", "acme", "--timeout", "500ms", "-o", "json")
+	time.Sleep(time.Second)
+	b.running(t)
+	if r := b.stop(t); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("tail -o json past --timeout: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// A wrong org or subscription is reported before anything is printed.
+	ctlAt(t, addr, "deliveries", "tail", "--org", "nope").fails(t, 1, `org "nope" not found`)
+	ctlAt(t, addr, "deliveries", "tail", "--org", "acme", "--sub", "0123456789abcdef0123").fails(t, 1, "subscription not found")
+}
+
+func TestDeliveriesTail(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	sub := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
+	at := time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC)
+	recs := attempts(sub)
+	logDeliveries(t, conn, at, recs[0])
+
+	// --since brings what is logged already, then new attempts follow.
+	table := ctlBackground(t, addr, "deliveries", "tail", "--org", "acme", "--since", "1h")
+	js := ctlBackground(t, addr, "deliveries", "tail", "--org", "acme", "--sub", sub, "--since", "1h", "-o", "json")
+	table.waitLines(t, 2)
+	js.waitLines(t, 1)
+	logDeliveries(t, conn, at.Add(time.Second), recs[1:]...)
+	// A cell wider than its column widens it for the rows after.
+	long := recs[2]
+	long.Status, long.Error = 0, `Get "https://example.com/hook": context deadline exceeded`
+	logDeliveries(t, conn, at.Add(3*time.Second), long)
+	table.waitLines(t, 5)
+	js.waitLines(t, 4)
+
+	r = table.stop(t)
+	if r.code != 0 {
+		t.Fatalf("tail exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	matchLines(t, r.stdout,
+		`TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED`,
+		`2025-01-31T08:00:00Z  `+sub+`  shop      invoice\.changed  200     12ms     1`,
+		`2025-01-31T08:00:01Z  `+sub+`  shop      invoice\.changed  connection refused  0ms      2`,
+		`2025-01-31T08:00:02Z  `+sub+`  shop      invoice\.changed  503                 1501ms   3`,
+		`2025-01-31T08:00:03Z  `+sub+`  shop      invoice\.changed  Get "https://example\.com/hook": context deadline exceeded  1501ms   3`,
+	)
+
+	r = js.stop(t)
+	if r.code != 0 {
+		t.Fatalf("tail -o json exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	got := lines(r.stdout)
+	if len(got) != 4 {
+		t.Fatalf("tail -o json printed %d lines, want 4:\n%s", len(got), r.stdout)
+	}
+	for i, l := range got {
+		d := unmarshal[adminv1.Delivery](t, l)
+		if d.GetSubscriptionId() != sub || !d.GetTime().AsTime().Equal(at.Add(time.Duration(i)*time.Second)) || d.GetUnacked() != uint32(min(i+1, 3)) {
+			t.Errorf("line %d = %v", i+1, d)
+		}
 	}
 }

@@ -360,7 +360,11 @@ func printCommandHelp(w io.Writer, c *command, own *flag.FlagSet) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		own.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(tw, "  --%s %s\t%s\n", f.Name, name, usage)
+			dashes := "--"
+			if len(f.Name) == 1 {
+				dashes = "-" // as in "-f file"
+			}
+			fmt.Fprintf(tw, "  %s%s %s\t%s\n", dashes, f.Name, name, usage)
 		})
 		tw.Flush()
 		fmt.Fprintln(w)

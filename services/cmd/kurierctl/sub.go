@@ -17,7 +17,7 @@ const typeUsage = "event `types`: dotted names such as invoice.changed, or Collm
 
 var subCommands = []*command{
 	{
-		path: "sub create",
+		path:     "sub create",
 		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] --url <url> [--name "…"] [--mode ping] [--inactive]`,
 		about: "Subscribes an external system to event types and prints the subscription with its\n" +
 			"signing secret. The secret is shown only this once. Collmex event codes 1-9 stand for\n" +
@@ -30,7 +30,7 @@ var subCommands = []*command{
 			url := fs.String("url", "", "the http or https `url` the system is told on (required)")
 			name := fs.String("name", "", "a `text` saying what the subscription is for")
 			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PING)
-			fs.Var(&mode, "mode", "how the system is told: `mode` "+strings.Join(modeWords.allowed(), ", ")+" (default ping)")
+			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default ping)")
 			inactive := fs.Bool("inactive", false, "create it switched off; sub activate switches it on")
 			return func(ctx context.Context, s *session, _ []string) error {
 				switch {

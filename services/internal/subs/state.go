@@ -18,6 +18,9 @@ type PingState struct {
 	// Last is when the last ping ended: the next starts no sooner than
 	// Last plus the notify delay, so the receiver never sees two closer.
 	Last time.Time `json:"last,omitzero"`
+	// Started is when the last ping began. A change stored before it is
+	// covered: the system reads the feed after that ping and finds it.
+	Started time.Time `json:"started,omitzero"`
 	// Done is the highest due message a ping has gone out for; older ones
 	// are covered by it.
 	Done uint64 `json:"done,omitempty"`
@@ -58,36 +61,49 @@ func (s *Store) readState(ctx context.Context, id string) (PingState, uint64, er
 var ErrSkip = errors.New("no change")
 
 // UpdateState applies fn to the current state and stores the result if
-// nothing changed it meanwhile, else reads again and reapplies fn.
-func (s *Store) UpdateState(ctx context.Context, id string, fn func(*PingState) error) (PingState, error) {
+// nothing changed it meanwhile, else reads again and reapplies fn. It
+// answers the stored state and its revision.
+func (s *Store) UpdateState(ctx context.Context, id string, fn func(*PingState) error) (PingState, uint64, error) {
+	st, rev, err := s.readState(ctx, id)
+	if err != nil {
+		return PingState{}, 0, err
+	}
+	return s.UpdateStateFrom(ctx, id, st, rev, fn)
+}
+
+// UpdateStateFrom is UpdateState starting from a state believed current,
+// with its revision (0: none stored yet), such as a watcher's copy: when
+// the belief holds, the change costs one write and no read.
+func (s *Store) UpdateStateFrom(ctx context.Context, id string, st PingState, rev uint64, fn func(*PingState) error) (PingState, uint64, error) {
 	for {
-		st, rev, err := s.readState(ctx, id)
-		if err != nil {
-			return PingState{}, err
-		}
 		if err := fn(&st); err != nil {
-			return st, err
+			return st, rev, err
 		}
 		b, _ := json.Marshal(st)
+		var err error
+		var next uint64
 		if rev == 0 {
-			_, err = s.state.Create(ctx, id, b)
+			next, err = s.state.Create(ctx, id, b)
 		} else {
-			_, err = s.state.Update(ctx, id, b, rev)
+			next, err = s.state.Update(ctx, id, b, rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			if st, rev, err = s.readState(ctx, id); err != nil {
+				return PingState{}, 0, err
+			}
 			continue
 		}
 		if err != nil {
-			return PingState{}, fmt.Errorf("write ping state %s: %w", id, err)
+			return PingState{}, 0, fmt.Errorf("write ping state %s: %w", id, err)
 		}
-		return st, nil
+		return st, next, nil
 	}
 }
 
 // ResetUnacked sets the unacknowledged ping count to zero, as reading the
 // change feed or switching the subscription on again does.
 func (s *Store) ResetUnacked(ctx context.Context, id string) error {
-	_, err := s.UpdateState(ctx, id, func(st *PingState) error {
+	_, _, err := s.UpdateState(ctx, id, func(st *PingState) error {
 		if st.Unacked == 0 {
 			return ErrSkip
 		}

@@ -109,13 +109,13 @@ type Store struct {
 
 // Open binds the store to its buckets, which bus.Ensure has created.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	subs, err := js.KeyValue(ctx, bus.BucketSubs)
+	subs, err := bus.Bucket(ctx, js, bus.BucketSubs)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bus.BucketSubs, err)
+		return nil, err
 	}
-	state, err := js.KeyValue(ctx, bus.BucketNotifyState)
+	state, err := bus.Bucket(ctx, js, bus.BucketNotifyState)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bus.BucketNotifyState, err)
+		return nil, err
 	}
 	return &Store{subs: subs, state: state}, nil
 }

@@ -124,13 +124,13 @@ type Store struct {
 
 // Open binds the store to the buckets, which bus.Ensure has created.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	orgs, err := js.KeyValue(ctx, bus.BucketOrgs)
+	orgs, err := bus.Bucket(ctx, js, bus.BucketOrgs)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bus.BucketOrgs, err)
+		return nil, err
 	}
-	keys, err := js.KeyValue(ctx, bus.BucketKeys)
+	keys, err := bus.Bucket(ctx, js, bus.BucketKeys)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bus.BucketKeys, err)
+		return nil, err
 	}
 	return &Store{orgs: orgs, keys: keys}, nil
 }
