@@ -659,3 +659,43 @@ func TestSubscriptionAdmin(t *testing.T) {
 		t.Fatalf("pair of a deleted org not freed: %v", err)
 	}
 }
+
+func TestRotateSecretAndPreview(t *testing.T) {
+	k := pingKurier(t, "KURIER_SECRET_ROTATION_GRACE=1h")
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	ctx := context.Background()
+	created := pingSub(t, adm, "acme", "shop", rcv.URL+"/p?x=1", "invoice.changed")
+	id := created.GetSubscription().GetSubscriptionId()
+
+	prev, err := adm.PreviewSubscription(ctx, &adminv1.PreviewSubscriptionRequest{SubscriptionId: id})
+	if err != nil || prev.GetMethod() != "GET" || prev.GetUrl() != rcv.URL+"/p?x=1" || prev.GetSampleBody() != "" {
+		t.Fatalf("preview: %v %v", prev, err)
+	}
+	rot, err := adm.RotateSecret(ctx, &adminv1.RotateSecretRequest{SubscriptionId: id})
+	if err != nil || !strings.HasPrefix(rot.GetSigningSecret(), "whsec_") || rot.GetSigningSecret() == created.GetSigningSecret() ||
+		time.Until(rot.GetPreviousValidUntil().AsTime()) < 59*time.Minute {
+		t.Fatalf("rotate: %v %v", rot, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the dispatcher sees the new secret
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	h := rcv.next(t, 5*time.Second)
+	if sigs := strings.Fields(h.Header.Get("webhook-signature")); len(sigs) != 2 {
+		t.Fatalf("during the grace period two signatures, got %q", h.Header.Get("webhook-signature"))
+	}
+	// Receivers holding either secret verify the request.
+	for _, sec := range []string{created.GetSigningSecret(), rot.GetSigningSecret()} {
+		wh, err := standardwebhooks.NewWebhook(sec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wh.Verify(nil, h.Header); err != nil {
+			t.Fatalf("secret %s…: %v", sec[:10], err)
+		}
+	}
+	// One not in use does not.
+	wh, _ := standardwebhooks.NewWebhook("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err := wh.Verify(nil, h.Header); err == nil {
+		t.Fatal("a foreign secret verifies")
+	}
+}

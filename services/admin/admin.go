@@ -33,6 +33,8 @@ import (
 type Config struct {
 	Token  string // the bearer token every call must carry
 	Limits bus.Limits
+	// SecretGrace is how long a rotated-out signing secret still signs.
+	SecretGrace time.Duration
 }
 
 // Service is the admin service.

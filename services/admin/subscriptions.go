@@ -322,3 +322,33 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
 	return sub, nil
 }
+
+func (s *Service) RotateSecret(ctx context.Context, req *adminv1.RotateSecretRequest) (*adminv1.RotateSecretResponse, error) {
+	if _, err := s.sub(ctx, req.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	secret := subs.NewSecret()
+	sub, err := s.subs.Update(ctx, req.GetSubscriptionId(), func(sub *subs.Subscription) error {
+		now := s.now().UTC()
+		sub.PrevSecret, sub.PrevUntil = sub.Secret, now.Add(s.cfg.SecretGrace)
+		sub.Secret, sub.Updated = secret, now
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	s.log.Info("signing secret rotated", "org", sub.Org, "subscription", sub.ID, "previous_valid_until", sub.PrevUntil)
+	return &adminv1.RotateSecretResponse{SigningSecret: secret, PreviousValidUntil: timestamppb.New(sub.PrevUntil)}, nil
+}
+
+func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewSubscriptionRequest) (*adminv1.PreviewSubscriptionResponse, error) {
+	sub, err := s.sub(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	if t := req.GetEventType(); t != "" && !slices.Contains(sub.EventTypes, t) {
+		return nil, invalid("event_type", "the subscription does not have %q", t)
+	}
+	// A ping is a GET on the URL exactly as configured, with no body.
+	return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
+}

@@ -153,7 +153,7 @@ func (s *Service) ping(ctx context.Context, sub subs.Subscription, msgID string)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sub.URL, nil)
 	if err == nil {
 		req.Header.Set("User-Agent", s.cfg.UserAgent)
-		err = webhook.Sign(req.Header, msgID, start, nil, sub.Secret)
+		err = webhook.Sign(req.Header, msgID, start, nil, sub.Secrets(start)...)
 	}
 	var resp *http.Response
 	if err == nil {

@@ -39,6 +39,7 @@ type settings struct {
 	natsURL                string
 	dataDir, natsListen    string
 	adminToken             string
+	secretGrace            time.Duration
 	logLevel               string
 	grace                  time.Duration
 	limits                 bus.Limits
@@ -67,6 +68,7 @@ func bind(r role, set *config.Set, s *settings) {
 	if r.runs("admin") {
 		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
 		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
+		set.Duration(&s.secretGrace, "secret-rotation-grace", "KURIER_SECRET_ROTATION_GRACE", 24*time.Hour, "how long a rotated-out signing secret still signs")
 	}
 	if r.runs("dispatcher") {
 		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
@@ -146,7 +148,7 @@ func serve(ctx context.Context, r role, args []string) error {
 				return err
 			}
 		}
-		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits}, conn, log.With("service", "admin"), reg)
+		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace}, conn, log.With("service", "admin"), reg)
 		if err != nil {
 			return err
 		}

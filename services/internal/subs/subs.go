@@ -41,9 +41,21 @@ type Subscription struct {
 	Active     bool     `json:"active"`
 	// Secret signs requests (Standard Webhooks). It is an HMAC key Kurier
 	// must use, so unlike API keys it cannot be kept as a hash.
-	Secret  string    `json:"secret"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	Secret string `json:"secret"`
+	// PrevSecret, after a rotation, signs too until PrevUntil, so
+	// receivers can switch without missing a request.
+	PrevSecret string    `json:"prev_secret,omitempty"`
+	PrevUntil  time.Time `json:"prev_until,omitzero"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+}
+
+// Secrets answers the secrets a request made at now is signed with.
+func (s Subscription) Secrets(now time.Time) []string {
+	if s.PrevSecret != "" && now.Before(s.PrevUntil) {
+		return []string{s.Secret, s.PrevSecret}
+	}
+	return []string{s.Secret}
 }
 
 // Errors of the store.

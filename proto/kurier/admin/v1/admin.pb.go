@@ -1353,6 +1353,218 @@ func (x *SetSubscriptionActiveRequest) GetActive() bool {
 	return false
 }
 
+type RotateSecretRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateSecretRequest) Reset() {
+	*x = RotateSecretRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSecretRequest) ProtoMessage() {}
+
+func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RotateSecretRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+type RotateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SigningSecret string                 `protobuf:"bytes,1,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
+	// Until then the previous secret signs too.
+	PreviousValidUntil *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=previous_valid_until,json=previousValidUntil,proto3" json:"previous_valid_until,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RotateSecretResponse) Reset() {
+	*x = RotateSecretResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSecretResponse) ProtoMessage() {}
+
+func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RotateSecretResponse) GetSigningSecret() string {
+	if x != nil {
+		return x.SigningSecret
+	}
+	return ""
+}
+
+func (x *RotateSecretResponse) GetPreviousValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousValidUntil
+	}
+	return nil
+}
+
+type PreviewSubscriptionRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// The event type to preview; the subscription's first by default.
+	EventType     string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewSubscriptionRequest) Reset() {
+	*x = PreviewSubscriptionRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewSubscriptionRequest) ProtoMessage() {}
+
+func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*PreviewSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PreviewSubscriptionRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *PreviewSubscriptionRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+type PreviewSubscriptionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The method and URL of a delivery, with the GET part for payload mode.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Url    string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// A sample body (empty for pings).
+	SampleBody    string `protobuf:"bytes,3,opt,name=sample_body,json=sampleBody,proto3" json:"sample_body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewSubscriptionResponse) Reset() {
+	*x = PreviewSubscriptionResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewSubscriptionResponse) ProtoMessage() {}
+
+func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*PreviewSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PreviewSubscriptionResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *PreviewSubscriptionResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PreviewSubscriptionResponse) GetSampleBody() string {
+	if x != nil {
+		return x.SampleBody
+	}
+	return ""
+}
+
 type ApplyApiNotificationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -1366,7 +1578,7 @@ type ApplyApiNotificationRequest struct {
 
 func (x *ApplyApiNotificationRequest) Reset() {
 	*x = ApplyApiNotificationRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1590,7 @@ func (x *ApplyApiNotificationRequest) String() string {
 func (*ApplyApiNotificationRequest) ProtoMessage() {}
 
 func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1603,7 @@ func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApplyApiNotificationRequest) GetOrgId() string {
@@ -1422,7 +1634,7 @@ type ApplyApiNotificationResponse struct {
 
 func (x *ApplyApiNotificationResponse) Reset() {
 	*x = ApplyApiNotificationResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1646,7 @@ func (x *ApplyApiNotificationResponse) String() string {
 func (*ApplyApiNotificationResponse) ProtoMessage() {}
 
 func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1659,7 @@ func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
@@ -1510,7 +1722,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1734,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1747,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Delivery) GetTime() *timestamppb.Timestamp {
@@ -1639,7 +1851,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1863,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1876,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -1713,7 +1925,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1937,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1950,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -1767,7 +1979,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1991,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +2004,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -1897,7 +2109,21 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x1aDeleteSubscriptionResponse\"_\n" +
 	"\x1cSetSubscriptionActiveRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x16\n" +
-	"\x06active\x18\x02 \x01(\bR\x06active\"N\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\">\n" +
+	"\x13RotateSecretRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x8b\x01\n" +
+	"\x14RotateSecretResponse\x12%\n" +
+	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret\x12L\n" +
+	"\x14previous_valid_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousValidUntil\"d\n" +
+	"\x1aPreviewSubscriptionRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\"h\n" +
+	"\x1bPreviewSubscriptionResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1f\n" +
+	"\vsample_body\x18\x03 \x01(\tR\n" +
+	"sampleBody\"N\n" +
 	"\x1bApplyApiNotificationRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\tR\arecords\"\xcf\x01\n" +
@@ -1949,7 +2175,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x19DELIVERY_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12DELIVERY_MODE_PING\x10\x01\x12\x19\n" +
 	"\x15DELIVERY_MODE_PAYLOAD\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_MODE_QUEUE\x10\x032\xc0\v\n" +
+	"\x13DELIVERY_MODE_QUEUE\x10\x032\x8f\r\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -1963,7 +2189,9 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x11ListSubscriptions\x12).kurier.admin.v1.ListSubscriptionsRequest\x1a*.kurier.admin.v1.ListSubscriptionsResponse\x12_\n" +
 	"\x12UpdateSubscription\x12*.kurier.admin.v1.UpdateSubscriptionRequest\x1a\x1d.kurier.admin.v1.Subscription\x12m\n" +
 	"\x12DeleteSubscription\x12*.kurier.admin.v1.DeleteSubscriptionRequest\x1a+.kurier.admin.v1.DeleteSubscriptionResponse\x12e\n" +
-	"\x15SetSubscriptionActive\x12-.kurier.admin.v1.SetSubscriptionActiveRequest\x1a\x1d.kurier.admin.v1.Subscription\x12s\n" +
+	"\x15SetSubscriptionActive\x12-.kurier.admin.v1.SetSubscriptionActiveRequest\x1a\x1d.kurier.admin.v1.Subscription\x12[\n" +
+	"\fRotateSecret\x12$.kurier.admin.v1.RotateSecretRequest\x1a%.kurier.admin.v1.RotateSecretResponse\x12p\n" +
+	"\x13PreviewSubscription\x12+.kurier.admin.v1.PreviewSubscriptionRequest\x1a,.kurier.admin.v1.PreviewSubscriptionResponse\x12s\n" +
 	"\x14ApplyApiNotification\x12,.kurier.admin.v1.ApplyApiNotificationRequest\x1a-.kurier.admin.v1.ApplyApiNotificationResponse\x12a\n" +
 	"\x0eListDeliveries\x12&.kurier.admin.v1.ListDeliveriesRequest\x1a'.kurier.admin.v1.ListDeliveriesResponse\x12U\n" +
 	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01B*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
@@ -1981,7 +2209,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -2008,79 +2236,88 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*DeleteSubscriptionRequest)(nil),    // 22: kurier.admin.v1.DeleteSubscriptionRequest
 	(*DeleteSubscriptionResponse)(nil),   // 23: kurier.admin.v1.DeleteSubscriptionResponse
 	(*SetSubscriptionActiveRequest)(nil), // 24: kurier.admin.v1.SetSubscriptionActiveRequest
-	(*ApplyApiNotificationRequest)(nil),  // 25: kurier.admin.v1.ApplyApiNotificationRequest
-	(*ApplyApiNotificationResponse)(nil), // 26: kurier.admin.v1.ApplyApiNotificationResponse
-	(*Delivery)(nil),                     // 27: kurier.admin.v1.Delivery
-	(*ListDeliveriesRequest)(nil),        // 28: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 29: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 30: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 32: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),          // 33: google.protobuf.Duration
+	(*RotateSecretRequest)(nil),          // 25: kurier.admin.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),         // 26: kurier.admin.v1.RotateSecretResponse
+	(*PreviewSubscriptionRequest)(nil),   // 27: kurier.admin.v1.PreviewSubscriptionRequest
+	(*PreviewSubscriptionResponse)(nil),  // 28: kurier.admin.v1.PreviewSubscriptionResponse
+	(*ApplyApiNotificationRequest)(nil),  // 29: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 30: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 31: kurier.admin.v1.Delivery
+	(*ListDeliveriesRequest)(nil),        // 32: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 33: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 34: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 35: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 36: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 37: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	31, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	35, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	31, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	31, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	35, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	35, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
 	9,  // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
 	9,  // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	31, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	31, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	31, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	31, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	35, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	35, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	35, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	35, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	15, // 13: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
 	15, // 14: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
 	15, // 15: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
 	15, // 16: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	32, // 17: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 18: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	31, // 19: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 20: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	33, // 21: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	31, // 22: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	27, // 23: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	31, // 24: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	3,  // 25: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	4,  // 26: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	5,  // 27: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	7,  // 28: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	10, // 29: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	12, // 30: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	14, // 31: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	16, // 32: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	18, // 33: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	19, // 34: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	21, // 35: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	22, // 36: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	24, // 37: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	25, // 38: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	28, // 39: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	30, // 40: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	2,  // 41: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	2,  // 42: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	6,  // 43: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	8,  // 44: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	11, // 45: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	13, // 46: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	9,  // 47: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	17, // 48: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	15, // 49: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	20, // 50: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	15, // 51: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	23, // 52: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	15, // 53: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	26, // 54: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	29, // 55: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	27, // 56: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	41, // [41:57] is the sub-list for method output_type
-	25, // [25:41] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	36, // 17: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	35, // 18: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	15, // 19: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	35, // 20: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 21: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	37, // 22: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	35, // 23: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	31, // 24: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	35, // 25: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	3,  // 26: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	4,  // 27: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	5,  // 28: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	7,  // 29: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	10, // 30: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	12, // 31: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	14, // 32: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	16, // 33: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	18, // 34: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	19, // 35: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	21, // 36: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	22, // 37: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	24, // 38: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	25, // 39: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	27, // 40: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	29, // 41: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	32, // 42: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	34, // 43: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	2,  // 44: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	2,  // 45: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	6,  // 46: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	8,  // 47: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	11, // 48: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	13, // 49: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	9,  // 50: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	17, // 51: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	15, // 52: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	20, // 53: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	15, // 54: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	23, // 55: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	15, // 56: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	26, // 57: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	28, // 58: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	30, // 59: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	33, // 60: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	31, // 61: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	44, // [44:62] is the sub-list for method output_type
+	26, // [26:44] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -2094,7 +2331,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	AdminService_UpdateSubscription_FullMethodName    = "/kurier.admin.v1.AdminService/UpdateSubscription"
 	AdminService_DeleteSubscription_FullMethodName    = "/kurier.admin.v1.AdminService/DeleteSubscription"
 	AdminService_SetSubscriptionActive_FullMethodName = "/kurier.admin.v1.AdminService/SetSubscriptionActive"
+	AdminService_RotateSecret_FullMethodName          = "/kurier.admin.v1.AdminService/RotateSecret"
+	AdminService_PreviewSubscription_FullMethodName   = "/kurier.admin.v1.AdminService/PreviewSubscription"
 	AdminService_ApplyApiNotification_FullMethodName  = "/kurier.admin.v1.AdminService/ApplyApiNotification"
 	AdminService_ListDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/ListDeliveries"
 	AdminService_TailDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/TailDeliveries"
@@ -70,6 +72,13 @@ type AdminServiceClient interface {
 	// SetSubscriptionActive switches delivery on or off; switching on also
 	// resets the unacknowledged ping counter, as in Collmex.
 	SetSubscriptionActive(ctx context.Context, in *SetSubscriptionActiveRequest, opts ...grpc.CallOption) (*Subscription, error)
+	// RotateSecret makes a new signing secret and answers it, once. The
+	// previous one stays valid for a grace period (24 h by default), during
+	// which requests carry a signature with each.
+	RotateSecret(ctx context.Context, in *RotateSecretRequest, opts ...grpc.CallOption) (*RotateSecretResponse, error)
+	// PreviewSubscription answers the exact URL a delivery calls (profacto's
+	// "Muster-URL") and a sample body.
+	PreviewSubscription(ctx context.Context, in *PreviewSubscriptionRequest, opts ...grpc.CallOption) (*PreviewSubscriptionResponse, error)
 	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
 	// them, or none when one is bad.
 	ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error)
@@ -217,6 +226,26 @@ func (c *adminServiceClient) SetSubscriptionActive(ctx context.Context, in *SetS
 	return out, nil
 }
 
+func (c *adminServiceClient) RotateSecret(ctx context.Context, in *RotateSecretRequest, opts ...grpc.CallOption) (*RotateSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateSecretResponse)
+	err := c.cc.Invoke(ctx, AdminService_RotateSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PreviewSubscription(ctx context.Context, in *PreviewSubscriptionRequest, opts ...grpc.CallOption) (*PreviewSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewSubscriptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_PreviewSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyApiNotificationResponse)
@@ -289,6 +318,13 @@ type AdminServiceServer interface {
 	// SetSubscriptionActive switches delivery on or off; switching on also
 	// resets the unacknowledged ping counter, as in Collmex.
 	SetSubscriptionActive(context.Context, *SetSubscriptionActiveRequest) (*Subscription, error)
+	// RotateSecret makes a new signing secret and answers it, once. The
+	// previous one stays valid for a grace period (24 h by default), during
+	// which requests carry a signature with each.
+	RotateSecret(context.Context, *RotateSecretRequest) (*RotateSecretResponse, error)
+	// PreviewSubscription answers the exact URL a delivery calls (profacto's
+	// "Muster-URL") and a sample body.
+	PreviewSubscription(context.Context, *PreviewSubscriptionRequest) (*PreviewSubscriptionResponse, error)
 	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
 	// them, or none when one is bad.
 	ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error)
@@ -344,6 +380,12 @@ func (UnimplementedAdminServiceServer) DeleteSubscription(context.Context, *Dele
 }
 func (UnimplementedAdminServiceServer) SetSubscriptionActive(context.Context, *SetSubscriptionActiveRequest) (*Subscription, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSubscriptionActive not implemented")
+}
+func (UnimplementedAdminServiceServer) RotateSecret(context.Context, *RotateSecretRequest) (*RotateSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateSecret not implemented")
+}
+func (UnimplementedAdminServiceServer) PreviewSubscription(context.Context, *PreviewSubscriptionRequest) (*PreviewSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewSubscription not implemented")
 }
 func (UnimplementedAdminServiceServer) ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyApiNotification not implemented")
@@ -609,6 +651,42 @@ func _AdminService_SetSubscriptionActive_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_RotateSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RotateSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RotateSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RotateSecret(ctx, req.(*RotateSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PreviewSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PreviewSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PreviewSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PreviewSubscription(ctx, req.(*PreviewSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ApplyApiNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApplyApiNotificationRequest)
 	if err := dec(in); err != nil {
@@ -714,6 +792,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSubscriptionActive",
 			Handler:    _AdminService_SetSubscriptionActive_Handler,
+		},
+		{
+			MethodName: "RotateSecret",
+			Handler:    _AdminService_RotateSecret_Handler,
+		},
+		{
+			MethodName: "PreviewSubscription",
+			Handler:    _AdminService_PreviewSubscription_Handler,
 		},
 		{
 			MethodName: "ApplyApiNotification",
