@@ -586,3 +586,12 @@ func TestCommandLine(t *testing.T) {
 		t.Fatalf("unknown command: %q %v", out, err)
 	}
 }
+
+func jsOf(t *testing.T, k *harness.Kurier) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(k.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}

@@ -699,3 +699,35 @@ func TestRotateSecretAndPreview(t *testing.T) {
 		t.Fatal("a foreign secret verifies")
 	}
 }
+
+// TestPrivateTargetsRefused: without KURIER_ALLOW_PRIVATE_TARGETS a ping to
+// loopback, by address or by a name resolving to it, is refused before
+// any connection, and the delivery log says why.
+func TestPrivateTargetsRefused(t *testing.T) {
+	k := pingKurier(t, "KURIER_ALLOW_PRIVATE_TARGETS=false")
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	port := rcv.URL[strings.LastIndexByte(rcv.URL, ':'):]
+	pingSub(t, adm, "acme", "byip", rcv.URL, "invoice.changed")
+	pingSub(t, adm, "acme", "byname", "http://localhost"+port+"/", "invoice.changed")
+	change(t, k, secret, "invoice.changed", "INV-1", nil)
+	rcv.none(t, 2*delay+500*time.Millisecond)
+	var list *adminv1.ListDeliveriesResponse
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if list, err = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme"}); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.GetDeliveries()) == 2 {
+			break
+		}
+	}
+	if len(list.GetDeliveries()) != 2 {
+		t.Fatalf("deliveries: %v", list.GetDeliveries())
+	}
+	for _, d := range list.GetDeliveries() {
+		if d.GetStatusCode() != 0 || !strings.Contains(d.GetError(), "not allowed") {
+			t.Errorf("%s: status %d error %q", d.GetSystem(), d.GetStatusCode(), d.GetError())
+		}
+	}
+}

@@ -2,20 +2,26 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
+	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/payload"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -88,7 +94,20 @@ func checkURL(raw string, mode subs.Mode) error {
 	return nil
 }
 
-// checkSub checks every field a stored subscription must satisfy.
+// Payload defaults and bounds.
+const (
+	defaultTimeout     = 15 * time.Second
+	minTimeout         = time.Second
+	maxTimeout         = time.Minute
+	defaultMaxInFlight = 10
+	maxMaxInFlight     = 100
+	maxFields          = 100
+	maxRetries         = 20
+	maxRetryDelay      = 7 * 24 * time.Hour
+)
+
+// checkSub checks every field a stored subscription must satisfy, filling
+// in the payload defaults.
 func checkSub(sub *subs.Subscription) error {
 	if err := checkSystem(sub.System); err != nil {
 		return err
@@ -101,8 +120,126 @@ func checkSub(sub *subs.Subscription) error {
 		return err
 	}
 	sub.EventTypes = types
-	return checkURL(sub.URL, sub.Mode)
+	if err := checkURL(sub.URL, sub.Mode); err != nil {
+		return err
+	}
+	if sub.Mode != subs.ModePayload {
+		return nil
+	}
+	return checkPayload(sub)
 }
+
+func checkPayload(sub *subs.Subscription) error {
+	if err := checkText("table", sub.Table); err != nil {
+		return err
+	}
+	if len(sub.Conditions) > 1024 {
+		return invalid("conditions", "must be at most 1024 characters")
+	}
+	if err := checkText("conditions", sub.Conditions); err != nil && len(sub.Conditions) <= maxText {
+		return err
+	}
+	if len(sub.Fields) > maxFields {
+		return invalid("fields", "at most %d fields", maxFields)
+	}
+	for _, f := range sub.Fields {
+		if f == "" || len(f) > 128 || !utf8.ValidString(f) {
+			return invalid("fields", "each field name must be 1-128 characters")
+		}
+	}
+	var fe *payload.FieldError
+	if err := payload.CheckAttributes(sub.Attributes); errors.As(err, &fe) {
+		return invalid(fmt.Sprintf("attributes[%d].%s", fe.Index, fe.Field), "%s", fe.Message)
+	} else if err != nil {
+		return invalid("attributes", "%v", err)
+	}
+	if err := payload.CheckHeaders(sub.Headers); errors.As(err, &fe) {
+		return invalid(fmt.Sprintf("headers[%d].%s", fe.Index, fe.Field), "%s", fe.Message)
+	} else if err != nil {
+		return invalid("headers", "%v", err)
+	}
+	switch {
+	case sub.Timeout == 0:
+		sub.Timeout = defaultTimeout
+	case sub.Timeout < minTimeout || sub.Timeout > maxTimeout:
+		return invalid("timeout", "must be from %v to %v", minTimeout, maxTimeout)
+	}
+	if sub.Format == "" {
+		sub.Format = payload.Standard
+	}
+	switch {
+	case sub.Ordered:
+		sub.MaxInFlight = 1
+	case sub.MaxInFlight == 0:
+		sub.MaxInFlight = defaultMaxInFlight
+	case sub.MaxInFlight < 1 || sub.MaxInFlight > maxMaxInFlight:
+		return invalid("max_in_flight", "must be from 1 to %d", maxMaxInFlight)
+	}
+	if len(sub.RetrySchedule) > maxRetries {
+		return invalid("retry_schedule", "at most %d retries", maxRetries)
+	}
+	for _, d := range sub.RetrySchedule {
+		if d < 0 || d > maxRetryDelay {
+			return invalid("retry_schedule", "each delay must be from 0 to %v", maxRetryDelay)
+		}
+	}
+	return nil
+}
+
+// fromPB takes a subscription's settable fields from the API form.
+func fromPB(in *adminv1.Subscription, sub *subs.Subscription, paths []string) {
+	for _, p := range paths {
+		switch p {
+		case "system":
+			sub.System = in.GetSystem()
+		case "name":
+			sub.Name = in.GetName()
+		case "event_types":
+			sub.EventTypes = in.GetEventTypes()
+		case "url":
+			sub.URL = in.GetUrl()
+		case "table":
+			sub.Table = in.GetTable()
+		case "fields":
+			sub.Fields = in.GetFields()
+		case "conditions":
+			sub.Conditions = in.GetConditions()
+		case "attributes":
+			sub.Attributes = nil
+			for _, a := range in.GetAttributes() {
+				sub.Attributes = append(sub.Attributes, payload.Attr{Name: a.GetName(), Value: a.GetValue(), Secret: a.GetSecret()})
+			}
+		case "headers":
+			sub.Headers = nil
+			for _, h := range in.GetHeaders() {
+				sub.Headers = append(sub.Headers, payload.Header{Name: h.GetName(), Value: h.GetValue()})
+			}
+		case "timeout":
+			sub.Timeout = in.GetTimeout().AsDuration()
+		case "payload_format":
+			sub.Format = formats[in.GetPayloadFormat()]
+		case "ordering":
+			sub.Ordered = in.GetOrdering() == adminv1.Ordering_ORDERING_ORDERED
+		case "max_in_flight":
+			sub.MaxInFlight = int(in.GetMaxInFlight())
+		case "retry_schedule":
+			sub.RetrySchedule = nil
+			for _, d := range in.GetRetrySchedule() {
+				sub.RetrySchedule = append(sub.RetrySchedule, d.AsDuration())
+			}
+		}
+	}
+}
+
+var (
+	formats = map[adminv1.PayloadFormat]payload.Format{
+		adminv1.PayloadFormat_PAYLOAD_FORMAT_STANDARD: payload.Standard,
+		adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT:     payload.Flat,
+	}
+	// Fields any subscription may change, and those only payload ones have.
+	commonPaths  = []string{"system", "name", "event_types", "url"}
+	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule"}
+)
 
 func storeErr(err error) error {
 	var taken *subs.TakenError
@@ -131,6 +268,37 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		SubscriptionId: sub.ID, OrgId: sub.Org, System: sub.System, Name: sub.Name,
 		EventTypes: sub.EventTypes, Mode: modePB(sub.Mode), Url: sub.URL, Active: sub.Active,
 		CreateTime: timestamppb.New(sub.Created), UpdateTime: timestamppb.New(sub.Updated),
+	}
+	if sub.Mode == subs.ModePayload {
+		pb.Table, pb.Fields, pb.Conditions = sub.Table, sub.Fields, sub.Conditions
+		for _, a := range sub.Attributes {
+			pb.Attributes = append(pb.Attributes, &adminv1.Attribute{Name: a.Name, Value: a.Value, Secret: a.Secret})
+		}
+		for _, h := range sub.Headers {
+			pb.Headers = append(pb.Headers, &adminv1.Header{Name: h.Name, Value: h.Value})
+		}
+		pb.Timeout = durationpb.New(sub.Timeout)
+		pb.PayloadFormat = adminv1.PayloadFormat_PAYLOAD_FORMAT_STANDARD
+		if sub.Format == payload.Flat {
+			pb.PayloadFormat = adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT
+		}
+		pb.Ordering = adminv1.Ordering_ORDERING_CONCURRENT
+		if sub.Ordered {
+			pb.Ordering = adminv1.Ordering_ORDERING_ORDERED
+		}
+		pb.MaxInFlight = uint32(sub.MaxInFlight)
+		for _, d := range sub.RetrySchedule {
+			pb.RetrySchedule = append(pb.RetrySchedule, durationpb.New(d))
+		}
+		pb.DisabledReason = sub.DisabledReason
+		st, err := s.subs.State(ctx, sub.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !st.FailingSince.IsZero() {
+			pb.FailingSince = timestamppb.New(st.FailingSince)
+		}
+		return pb, nil
 	}
 	if sub.Mode != subs.ModePing {
 		return pb, nil
@@ -165,15 +333,19 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if !ok {
 		return nil, invalid("mode", "must be DELIVERY_MODE_PING, DELIVERY_MODE_PAYLOAD or DELIVERY_MODE_QUEUE")
 	}
-	if mode != subs.ModePing {
+	if mode == subs.ModeQueue {
 		return nil, status.Errorf(codes.Unimplemented, "mode: %v delivery is not available yet", in.GetMode())
 	}
 	now := s.now().UTC()
 	sub := subs.Subscription{
-		ID: subs.NewID(), Org: in.GetOrgId(), System: in.GetSystem(), Name: in.GetName(),
-		EventTypes: in.GetEventTypes(), Mode: mode, URL: in.GetUrl(), Active: in.GetActive(),
+		ID: subs.NewID(), Org: in.GetOrgId(), Mode: mode, Active: in.GetActive(),
 		Secret: subs.NewSecret(), Created: now, Updated: now,
 	}
+	paths := commonPaths
+	if mode == subs.ModePayload {
+		paths = append(slices.Clone(commonPaths), payloadPaths...)
+	}
+	fromPB(in, &sub, paths)
 	if err := checkSub(&sub); err != nil {
 		return nil, err
 	}
@@ -220,31 +392,25 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	if in == nil {
 		return nil, invalid("subscription", "is required")
 	}
-	if _, err := s.sub(ctx, in.GetSubscriptionId()); err != nil {
+	current, err := s.sub(ctx, in.GetSubscriptionId())
+	if err != nil {
 		return nil, err
+	}
+	allowed := commonPaths
+	if current.Mode == subs.ModePayload {
+		allowed = append(slices.Clone(commonPaths), payloadPaths...)
 	}
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
-		paths = []string{"system", "name", "event_types", "url"}
+		paths = allowed
 	}
 	for _, p := range paths {
-		if !slices.Contains([]string{"system", "name", "event_types", "url"}, p) {
-			return nil, invalid("update_mask", "%q cannot be updated: system, name, event_types and url can (active through SetSubscriptionActive)", p)
+		if !slices.Contains(allowed, p) {
+			return nil, invalid("update_mask", "%q cannot be updated; these can: %s (active through SetSubscriptionActive)", p, strings.Join(allowed, ", "))
 		}
 	}
 	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
-		for _, p := range paths {
-			switch p {
-			case "system":
-				sub.System = in.GetSystem()
-			case "name":
-				sub.Name = in.GetName()
-			case "event_types":
-				sub.EventTypes = in.GetEventTypes()
-			case "url":
-				sub.URL = in.GetUrl()
-			}
-		}
+		fromPB(in, sub, paths)
 		sub.Updated = s.now().UTC()
 		return checkSub(sub)
 	})
@@ -349,6 +515,24 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	if t := req.GetEventType(); t != "" && !slices.Contains(sub.EventTypes, t) {
 		return nil, invalid("event_type", "the subscription does not have %q", t)
 	}
-	// A ping is a GET on the URL exactly as configured, with no body.
-	return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
+	if sub.Mode != subs.ModePayload {
+		// A ping is a GET on the URL exactly as configured, with no body.
+		return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
+	}
+	typ := req.GetEventType()
+	if typ == "" {
+		typ = sub.EventTypes[0]
+	}
+	url, err := payload.RequestURL(sub.Spec(), typ)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	sample := event.Event{ID: "sample-1", Source: "/kurier/preview", Type: typ, Subject: "DOC-1001",
+		Time: now.Format(time.RFC3339Nano), Data: json.RawMessage(`{"id":"DOC-1001","status":"changed"}`)}
+	body, err := payload.Body(sub.Spec(), sample, now)
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.PreviewSubscriptionResponse{Method: "POST", Url: url, SampleBody: string(body)}, nil
 }

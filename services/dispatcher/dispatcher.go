@@ -19,6 +19,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/webhook"
 )
 
 // Config holds the dispatcher's settings.
@@ -33,17 +34,25 @@ type Config struct {
 	// Workers handle events at once; Senders make pings at once.
 	Workers int
 	Senders int
+	// AllowPrivate lets requests reach loopback and private addresses,
+	// which are refused by default so that a subscription cannot probe the
+	// network Kurier runs in.
+	AllowPrivate bool
+	// DisableAfter switches a payload subscription off once every delivery
+	// has failed for that long.
+	DisableAfter time.Duration
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
 func DefaultConfig() Config {
 	return Config{
-		NotifyDelay: time.Minute,
-		MaxUnacked:  100,
-		PingTimeout: 10 * time.Second,
-		UserAgent:   "kurier/dev",
-		Workers:     32,
-		Senders:     64,
+		NotifyDelay:  time.Minute,
+		MaxUnacked:   100,
+		PingTimeout:  10 * time.Second,
+		UserAgent:    "kurier/dev",
+		Workers:      32,
+		Senders:      64,
+		DisableAfter: 5 * 24 * time.Hour,
 	}
 }
 
@@ -60,10 +69,13 @@ type Service struct {
 	subs   *subs.Store
 	notify jetstream.Stream
 	index  *index
-	client *http.Client
-	log    *slog.Logger
-	m      metrics
-	logs   sync.WaitGroup // delivery log records being written
+	client *http.Client // pings
+	// payloadClient has no overall timeout: each subscription sets its own.
+	payloadClient *http.Client
+	deliverers    *deliverers
+	log           *slog.Logger
+	m             metrics
+	logs          sync.WaitGroup // delivery log records being written
 }
 
 type metrics struct {
@@ -89,22 +101,9 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	}
 	s := &Service{
 		cfg: cfg, conn: conn, subs: store, notify: notify, log: log,
-		index: newIndex(),
-		client: &http.Client{
-			Timeout: cfg.PingTimeout,
-			// Many subscriptions share a receiver host: keep connections
-			// to it, instead of two, for reuse.
-			Transport: &http.Transport{
-				Proxy:               http.ProxyFromEnvironment,
-				MaxIdleConns:        1000,
-				MaxIdleConnsPerHost: 64,
-				IdleConnTimeout:     90 * time.Second,
-				TLSHandshakeTimeout: 10 * time.Second,
-				ForceAttemptHTTP2:   true,
-			},
-			// A receiver's redirect is its answer, not a place to follow.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		index:         newIndex(),
+		client:        webhook.NewClient(webhook.ClientOptions{Timeout: cfg.PingTimeout, AllowPrivate: cfg.AllowPrivate}),
+		payloadClient: webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
 		m: metrics{
 			events:    prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_dispatch_events_total", Help: "Events the dispatcher has handled."}),
 			scheduled: prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_ping_scheduled_total", Help: "Ping timers started."}),
@@ -119,6 +118,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 			}),
 		},
 	}
+	s.deliverers = newDeliverers(s)
 	for _, c := range []prometheus.Collector{s.m.events, s.m.scheduled, s.m.pings, s.m.skipped, s.m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dispatcher metrics: %w", err)
@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 func (s *Service) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
-	if err := s.index.watch(wctx, s.subs, s.log); err != nil {
+	if err := s.index.watch(wctx, s.subs, s.log, s.deliverers.notice); err != nil {
 		return err
 	}
 	events, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
@@ -170,9 +170,17 @@ func (s *Service) Run(ctx context.Context) error {
 		stopEvents()
 		return err
 	}
+	dctx, stopDeliverers := context.WithCancel(work)
+	delivering := make(chan struct{})
+	go func() {
+		defer close(delivering)
+		s.deliverers.run(dctx, work, &wg)
+	}()
 	<-ctx.Done()
 	stopEvents()
 	stopDue()
+	stopDeliverers()
+	<-delivering
 	wg.Wait()
 	s.logs.Wait()
 	return nil

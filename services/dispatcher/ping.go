@@ -177,6 +177,9 @@ func (s *Service) ping(ctx context.Context, sub subs.Subscription, msgID string)
 // describe says why a request failed without quoting the URL, which the
 // record holds already.
 func describe(err error) string {
+	if errors.Is(err, webhook.ErrForbiddenTarget) {
+		return "target address is not allowed (loopback, private or link-local; KURIER_ALLOW_PRIVATE_TARGETS=true allows it)"
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return "timeout"

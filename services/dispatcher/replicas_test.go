@@ -77,6 +77,7 @@ func TestThreeReplicasKeepThePingRules(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NotifyDelay = delay
 	cfg.PingTimeout = 2 * time.Second
+	cfg.AllowPrivate = true // the receiver is on loopback
 	stops := make([]context.CancelFunc, 3)
 	done := make([]chan error, 3)
 	for i := range 3 {
@@ -111,7 +112,21 @@ func TestThreeReplicasKeepThePingRules(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(delay + 2*time.Second)
+	// Every subscription gets its trailing ping; on a loaded machine that
+	// may take longer than the delay, so wait for it rather than a fixed time.
+	trailing := func() bool {
+		for i, id := range ids {
+			got := rcv.of(id)
+			if len(got) == 0 || !got[len(got)-1].After(lastChange[fmt.Sprintf("doc%d.changed", i%5)]) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(20 * time.Second); !trailing() && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(delay) // and nothing closer than the delay follows it
 
 	total := 0
 	for i, id := range ids {

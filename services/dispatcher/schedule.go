@@ -30,6 +30,15 @@ func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	for _, e := range s.index.match(org, typ) {
+		if e.sub.Mode == subs.ModePayload {
+			wg.Go(func() {
+				if err := s.task(ctx, e.sub, m); err != nil {
+					s.log.Warn("delivery task not queued, the event comes again", "subscription", e.sub.ID, "err", err)
+					failed.Store(true)
+				}
+			})
+			continue
+		}
 		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue
 		}
@@ -58,6 +67,9 @@ func (s *Service) covered(m jetstream.Msg) bool {
 	}
 	now, stored := time.Now(), storedAt(m)
 	for _, e := range s.index.match(org, typ) {
+		if e.sub.Mode == subs.ModePayload {
+			return false // every event is a delivery
+		}
 		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue
 		}

@@ -118,6 +118,8 @@ func Start(t testing.TB, o Options) *Kurier {
 		"KURIER_NATS_URL="+o.NATSURL,
 		"KURIER_DATA_DIR="+o.DataDir,
 		"KURIER_LOG_LEVEL=debug",
+		// Test receivers listen on loopback.
+		"KURIER_ALLOW_PRIVATE_TARGETS=true",
 	)
 	if o.Token != "-" {
 		k.Token = o.Token

@@ -86,7 +86,7 @@ func benchPing(ctx context.Context, args []string) error {
 	}
 	disp := exec.CommandContext(ctx, self, "dispatcher")
 	disp.Env = append(os.Environ(), "KURIER_NATS_URL="+srv.ClientURL(), "KURIER_HTTP_LISTEN=127.0.0.1:0",
-		"KURIER_NOTIFY_DELAY="+delay.String(), "KURIER_LOG_LEVEL=warn")
+		"KURIER_NOTIFY_DELAY="+delay.String(), "KURIER_LOG_LEVEL=warn", "KURIER_ALLOW_PRIVATE_TARGETS=true")
 	disp.Stderr = os.Stderr
 	if err := disp.Start(); err != nil {
 		return err

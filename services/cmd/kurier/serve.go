@@ -74,6 +74,8 @@ func bind(r role, set *config.Set, s *settings) {
 		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
 		set.Int(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
 		set.Duration(&s.dispatcher.PingTimeout, "ping-timeout", "KURIER_PING_TIMEOUT", s.dispatcher.PingTimeout, "how long a ping may take")
+		set.Duration(&s.dispatcher.DisableAfter, "disable-after", "KURIER_DISABLE_AFTER", s.dispatcher.DisableAfter, "switch a payload subscription off once every delivery has failed for this long")
+		set.Bool(&s.dispatcher.AllowPrivate, "allow-private-targets", "KURIER_ALLOW_PRIVATE_TARGETS", false, "let webhooks reach loopback and private addresses (local receivers)")
 	}
 	if r.runs("ingest") {
 		set.Int(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, "bytes of data one event may carry")

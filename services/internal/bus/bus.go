@@ -18,6 +18,8 @@ const (
 	StreamEvents      = "EVENTS"
 	StreamNotify      = "NOTIFY"
 	StreamDeliveryLog = "DELIVERY_LOG"
+	StreamDeliveries  = "DELIVERIES"
+	StreamDeadLetters = "DEAD_LETTERS"
 	BucketOrgs        = "orgs"
 	BucketKeys        = "keys"
 	BucketSubs        = "subscriptions"
@@ -48,6 +50,13 @@ func NotifyDue(sub string) string   { return "kurier.notify.due." + sub }
 func NotifyAll(sub string) string   { return "kurier.notify.*." + sub }
 
 const NotifyDueWildcard = "kurier.notify.due.>"
+
+// DeliverSubject holds a payload subscription's delivery tasks, one per
+// event; each subscription has its own consumer on it.
+func DeliverSubject(sub string) string { return "kurier.deliver." + sub }
+
+// DeadSubject keeps a subscription's deliveries whose retries ran out.
+func DeadSubject(org, sub string) string { return "kurier.dead." + org + "." + sub }
 
 // DeliveryLogSubject is where a subscription's delivery attempts are logged.
 func DeliveryLogSubject(org, sub string) string { return "kurier.log." + org + "." + sub }
@@ -111,6 +120,25 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		MaxMsgsPerSubject: 1,
 		AllowMsgSchedules: true,
 		AllowDirect:       true,
+	}, {
+		Name:        StreamDeliveries,
+		Description: "Payload delivery tasks, one subject per subscription",
+		Subjects:    []string{"kurier.deliver.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		// A redelivered event makes the same task: recognise it.
+		Duplicates: l.DedupeWindow,
+		MaxMsgSize: l.MaxMsgBytes,
+	}, {
+		Name:        StreamDeadLetters,
+		Description: "Payload deliveries whose retries ran out, kept for redelivery",
+		Subjects:    []string{"kurier.dead.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		MaxAge:      l.LogMaxAge,
+		MaxMsgSize:  l.MaxMsgBytes,
 	}, {
 		Name:        StreamDeliveryLog,
 		Description: "One JSON record per delivery attempt",

@@ -56,6 +56,18 @@ func (s *Set) Int(p *int, name, env string, def int, usage string) {
 	s.fs.IntVar(p, name, def, withEnv(usage, env))
 }
 
+// Bool defines a switch: true, false, 1 or 0.
+func (s *Set) Bool(p *bool, name, env string, def bool, usage string) {
+	if v, ok := s.env(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.bad(env, v, err)
+		}
+		def = b
+	}
+	s.fs.BoolVar(p, name, def, withEnv(usage, env))
+}
+
 // Duration defines a duration setting such as "90s" or "1m".
 func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	if v, ok := s.env(env); ok {

@@ -38,7 +38,9 @@ type Spec struct {
 	URL, Table, Conditions string
 	Attributes             []Attr
 	Fields                 []string
-	Format                 Format
+	// Format is Standard when empty: a subscription that never chose a
+	// format still gets a body, the one that names the event.
+	Format Format
 }
 
 // masked replaces secrets in URLs meant for logs.
@@ -76,13 +78,21 @@ func requestURL(s Spec, typ string, mask bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if mask {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), masked)
-		}
+	// url.UserPassword would escape the mask to %2A%2A%2A, so the user info
+	// is put back into the finished URL by hand.
+	var maskedUser string
+	if _, ok := u.User.Password(); ok && mask {
+		maskedUser = url.User(u.User.Username()).String() + ":" + masked + "@"
+		u.User = nil
+	}
+	// A raw path holding bytes that may not appear in a URL (a space, say)
+	// makes url.URL drop it and escape the decoded path instead, turning
+	// %2F into a slash: escape those bytes so that the raw path is used.
+	if u.RawPath != "" {
+		u.RawPath = escapeBytes(u.RawPath, pathEscaped)
 	}
 	var q strings.Builder
-	q.WriteString(escapeQuery(u.RawQuery))
+	q.WriteString(escapeBytes(u.RawQuery, queryEscaped))
 	add := func(name, value string, raw bool) {
 		// A query that already ends in "&" (or is empty) needs no separator;
 		// adding one would leave an empty pair.
@@ -111,53 +121,76 @@ func requestURL(s Spec, typ string, mask bool) (string, error) {
 	u.RawQuery = q.String()
 	u.ForceQuery = false
 	u.Fragment, u.RawFragment = "", ""
-	return u.String(), nil
+	out := u.String()
+	if maskedUser != "" {
+		scheme, rest, _ := strings.Cut(out, "://")
+		out = scheme + "://" + maskedUser + rest
+	}
+	return out, nil
 }
 
 // parseURL accepts absolute http and https URLs with a host: anything else
-// could not be delivered to.
+// could not be delivered to. Its errors leave the URL out, since it may hold
+// a password or a token in its query and errors end up in logs.
 func parseURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, errors.New("payload: the subscription has no URL")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("payload: the subscription URL does not parse: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("payload: the subscription URL %q is not http or https", raw)
+		return nil, fmt.Errorf("payload: the subscription URL's scheme %q is not http or https", u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("payload: the subscription URL %q has no host", raw)
+		return nil, errors.New("payload: the subscription URL has no host")
 	}
 	return u, nil
 }
 
-// escapeQuery percent-encodes the bytes of an existing raw query that the
-// WHATWG URL standard's special-query percent-encode set covers. Controls
-// are not among them because url.Parse has already refused them, and "#"
-// cannot occur because it starts the fragment.
-func escapeQuery(raw string) string {
+// escapeBytes percent-encodes the bytes of a raw URL part that escaped
+// tells to. url.Parse has already refused controls and malformed escapes.
+func escapeBytes(raw string, escaped func(c byte) bool) string {
+	i := 0
+	for i < len(raw) && !escaped(raw[i]) {
+		i++
+	}
+	if i == len(raw) {
+		return raw
+	}
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == ' ' || c == '"' || c == '#' || c == '<' || c == '>' || c == '\'' || c < 0x20 || c >= 0x7f:
-			if b.Len() == 0 && i > 0 {
-				b.WriteString(raw[:i])
-			} else if b.Len() == 0 {
-				b.Grow(len(raw) + 8)
-			}
+	b.WriteString(raw[:i])
+	for ; i < len(raw); i++ {
+		if c := raw[i]; escaped(c) {
 			b.WriteByte('%')
 			b.WriteByte(hex[c>>4])
 			b.WriteByte(hex[c&0xf])
-		case b.Len() > 0:
+		} else {
 			b.WriteByte(c)
 		}
 	}
-	if b.Len() == 0 {
-		return raw
-	}
 	return b.String()
+}
+
+// queryEscaped is the WHATWG URL standard's special-query percent-encode
+// set: what browsers escape in a query. "#" cannot occur, as it starts the
+// fragment.
+func queryEscaped(c byte) bool {
+	return c <= ' ' || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\''
+}
+
+// pathEscaped is every byte url.URL does not accept in a raw path, so that
+// it keeps the raw path rather than re-escaping the decoded one.
+func pathEscaped(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return false
+	}
+	return strings.IndexByte("-._~$&+,/:;=@!'()*[]%", c) < 0
 }

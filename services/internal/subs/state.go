@@ -10,9 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PingState is what the dispatcher keeps per ping subscription. Changes go
+// PingState is what the dispatcher keeps per subscription. Changes go
 // through compare-and-set, so replicas never both claim one ping.
 type PingState struct {
+	// FailingSince (payload mode) is when deliveries began to fail without
+	// a success since; zero while they succeed.
+	FailingSince time.Time `json:"failing_since,omitzero"`
 	// Unacked counts pings since the system last read the change feed.
 	Unacked int `json:"unacked"`
 	// Last is when the last ping ended: the next starts no sooner than

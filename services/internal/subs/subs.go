@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/payload"
 )
 
 // Mode is how a subscription's system is told of changes.
@@ -48,6 +49,25 @@ type Subscription struct {
 	PrevUntil  time.Time `json:"prev_until,omitzero"`
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
+
+	// Payload mode.
+	Table         string           `json:"table,omitempty"`
+	Fields        []string         `json:"fields,omitempty"`
+	Conditions    string           `json:"conditions,omitempty"`
+	Attributes    []payload.Attr   `json:"attributes,omitempty"`
+	Headers       []payload.Header `json:"headers,omitempty"`
+	Timeout       time.Duration    `json:"timeout,omitempty"`
+	Format        payload.Format   `json:"format,omitempty"`
+	Ordered       bool             `json:"ordered,omitempty"`
+	MaxInFlight   int              `json:"max_in_flight,omitempty"`
+	RetrySchedule []time.Duration  `json:"retry_schedule,omitempty"`
+	// DisabledReason says why Kurier switched the subscription off.
+	DisabledReason string `json:"disabled_reason,omitempty"`
+}
+
+// Spec is what a payload subscription says about its requests.
+func (s Subscription) Spec() payload.Spec {
+	return payload.Spec{URL: s.URL, Table: s.Table, Conditions: s.Conditions, Attributes: s.Attributes, Fields: s.Fields, Format: s.Format}
 }
 
 // Secrets answers the secrets a request made at now is signed with.

@@ -141,6 +141,108 @@ func (DeliveryMode) EnumDescriptor() ([]byte, []int) {
 	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
+type PayloadFormat int32
+
+const (
+	PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED PayloadFormat = 0
+	// {"id","type","subject","timestamp","data"}; the default.
+	PayloadFormat_PAYLOAD_FORMAT_STANDARD PayloadFormat = 1
+	// profacto: the data's fields and the attributes in one object.
+	PayloadFormat_PAYLOAD_FORMAT_FLAT PayloadFormat = 2
+)
+
+// Enum value maps for PayloadFormat.
+var (
+	PayloadFormat_name = map[int32]string{
+		0: "PAYLOAD_FORMAT_UNSPECIFIED",
+		1: "PAYLOAD_FORMAT_STANDARD",
+		2: "PAYLOAD_FORMAT_FLAT",
+	}
+	PayloadFormat_value = map[string]int32{
+		"PAYLOAD_FORMAT_UNSPECIFIED": 0,
+		"PAYLOAD_FORMAT_STANDARD":    1,
+		"PAYLOAD_FORMAT_FLAT":        2,
+	}
+)
+
+func (x PayloadFormat) Enum() *PayloadFormat {
+	p := new(PayloadFormat)
+	*p = x
+	return p
+}
+
+func (x PayloadFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PayloadFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (PayloadFormat) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x PayloadFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PayloadFormat.Descriptor instead.
+func (PayloadFormat) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+type Ordering int32
+
+const (
+	Ordering_ORDERING_UNSPECIFIED Ordering = 0
+	// At most max_in_flight requests at once, in any order; the default.
+	Ordering_ORDERING_CONCURRENT Ordering = 1
+	// One request at a time, in event order, retries included.
+	Ordering_ORDERING_ORDERED Ordering = 2
+)
+
+// Enum value maps for Ordering.
+var (
+	Ordering_name = map[int32]string{
+		0: "ORDERING_UNSPECIFIED",
+		1: "ORDERING_CONCURRENT",
+		2: "ORDERING_ORDERED",
+	}
+	Ordering_value = map[string]int32{
+		"ORDERING_UNSPECIFIED": 0,
+		"ORDERING_CONCURRENT":  1,
+		"ORDERING_ORDERED":     2,
+	}
+)
+
+func (x Ordering) Enum() *Ordering {
+	p := new(Ordering)
+	*p = x
+	return p
+}
+
+func (x Ordering) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Ordering) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[3].Descriptor()
+}
+
+func (Ordering) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[3]
+}
+
+func (x Ordering) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Ordering.Descriptor instead.
+func (Ordering) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
 type Org struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// org_id matches [a-z0-9][a-z0-9-]{1,31}.
@@ -809,11 +911,36 @@ type Subscription struct {
 	Unacked        uint32                 `protobuf:"varint,9,opt,name=unacked,proto3" json:"unacked,omitempty"`
 	LastNotifiedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_notified_at,json=lastNotifiedAt,proto3" json:"last_notified_at,omitempty"`
 	// Set while a ping is scheduled: when the first change it covers came.
-	PendingSince  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=pending_since,json=pendingSince,proto3" json:"pending_since,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Payload mode (profacto, Scopevisio).
+	// The document kind whose fields are sent; passed in the GET part.
+	Table string `protobuf:"bytes,14,opt,name=table,proto3" json:"table,omitempty"`
+	// Only these top-level fields of the event's data are sent; all when empty.
+	Fields []string `protobuf:"bytes,15,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Stored and passed on in the GET part, not evaluated (as profacto does).
+	Conditions string `protobuf:"bytes,16,opt,name=conditions,proto3" json:"conditions,omitempty"`
+	// Passed in the GET part in this order; FLAT bodies carry them too.
+	Attributes []*Attribute `protobuf:"bytes,17,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// Extra request headers (Scopevisio); the ones Kurier sets and hop-by-hop
+	// ones are refused.
+	Headers []*Header `protobuf:"bytes,18,rep,name=headers,proto3" json:"headers,omitempty"`
+	// Per request; 15 s by default, 1-60 s.
+	Timeout       *durationpb.Duration `protobuf:"bytes,19,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	PayloadFormat PayloadFormat        `protobuf:"varint,20,opt,name=payload_format,json=payloadFormat,proto3,enum=kurier.admin.v1.PayloadFormat" json:"payload_format,omitempty"`
+	Ordering      Ordering             `protobuf:"varint,21,opt,name=ordering,proto3,enum=kurier.admin.v1.Ordering" json:"ordering,omitempty"`
+	// At most this many requests at once with CONCURRENT (default 10, 1-100).
+	MaxInFlight uint32 `protobuf:"varint,22,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// Delays between attempts; the default is immediately, 5 s, 5 min,
+	// 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h, each with ±20% jitter.
+	RetrySchedule []*durationpb.Duration `protobuf:"bytes,23,rep,name=retry_schedule,json=retrySchedule,proto3" json:"retry_schedule,omitempty"`
+	// Read-only: since when every delivery has failed, if they do.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// Read-only: why Kurier switched the subscription off, if it did.
+	DisabledReason string `protobuf:"bytes,25,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -937,6 +1064,203 @@ func (x *Subscription) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Subscription) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *Subscription) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *Subscription) GetConditions() string {
+	if x != nil {
+		return x.Conditions
+	}
+	return ""
+}
+
+func (x *Subscription) GetAttributes() []*Attribute {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Subscription) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Subscription) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Subscription) GetPayloadFormat() PayloadFormat {
+	if x != nil {
+		return x.PayloadFormat
+	}
+	return PayloadFormat_PAYLOAD_FORMAT_UNSPECIFIED
+}
+
+func (x *Subscription) GetOrdering() Ordering {
+	if x != nil {
+		return x.Ordering
+	}
+	return Ordering_ORDERING_UNSPECIFIED
+}
+
+func (x *Subscription) GetMaxInFlight() uint32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *Subscription) GetRetrySchedule() []*durationpb.Duration {
+	if x != nil {
+		return x.RetrySchedule
+	}
+	return nil
+}
+
+func (x *Subscription) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *Subscription) GetDisabledReason() string {
+	if x != nil {
+		return x.DisabledReason
+	}
+	return ""
+}
+
+type Attribute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Masked in the delivery log.
+	Secret        bool `protobuf:"varint,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attribute) Reset() {
+	*x = Attribute{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attribute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attribute) ProtoMessage() {}
+
+func (x *Attribute) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
+func (*Attribute) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Attribute) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Attribute) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Attribute) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
+}
+
+type Header struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Header) Reset() {
+	*x = Header{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Header) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Header) ProtoMessage() {}
+
+func (x *Header) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Header.ProtoReflect.Descriptor instead.
+func (*Header) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Header) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Header) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type CreateSubscriptionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subscription_id and the read-only fields are ignored; active defaults
@@ -948,7 +1272,7 @@ type CreateSubscriptionRequest struct {
 
 func (x *CreateSubscriptionRequest) Reset() {
 	*x = CreateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1284,7 @@ func (x *CreateSubscriptionRequest) String() string {
 func (*CreateSubscriptionRequest) ProtoMessage() {}
 
 func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1297,7 @@ func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
@@ -994,7 +1318,7 @@ type CreateSubscriptionResponse struct {
 
 func (x *CreateSubscriptionResponse) Reset() {
 	*x = CreateSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1330,7 @@ func (x *CreateSubscriptionResponse) String() string {
 func (*CreateSubscriptionResponse) ProtoMessage() {}
 
 func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1343,7 @@ func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
@@ -1045,7 +1369,7 @@ type GetSubscriptionRequest struct {
 
 func (x *GetSubscriptionRequest) Reset() {
 	*x = GetSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1381,7 @@ func (x *GetSubscriptionRequest) String() string {
 func (*GetSubscriptionRequest) ProtoMessage() {}
 
 func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1394,7 @@ func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetSubscriptionRequest) GetSubscriptionId() string {
@@ -1089,7 +1413,7 @@ type ListSubscriptionsRequest struct {
 
 func (x *ListSubscriptionsRequest) Reset() {
 	*x = ListSubscriptionsRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1425,7 @@ func (x *ListSubscriptionsRequest) String() string {
 func (*ListSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1438,7 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSubscriptionsRequest) GetOrgId() string {
@@ -1133,7 +1457,7 @@ type ListSubscriptionsResponse struct {
 
 func (x *ListSubscriptionsResponse) Reset() {
 	*x = ListSubscriptionsResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1469,7 @@ func (x *ListSubscriptionsResponse) String() string {
 func (*ListSubscriptionsResponse) ProtoMessage() {}
 
 func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1482,7 @@ func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
@@ -1179,7 +1503,7 @@ type UpdateSubscriptionRequest struct {
 
 func (x *UpdateSubscriptionRequest) Reset() {
 	*x = UpdateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1515,7 @@ func (x *UpdateSubscriptionRequest) String() string {
 func (*UpdateSubscriptionRequest) ProtoMessage() {}
 
 func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1528,7 @@ func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1230,7 +1554,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1566,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1579,7 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteSubscriptionRequest) GetSubscriptionId() string {
@@ -1273,7 +1597,7 @@ type DeleteSubscriptionResponse struct {
 
 func (x *DeleteSubscriptionResponse) Reset() {
 	*x = DeleteSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1609,7 @@ func (x *DeleteSubscriptionResponse) String() string {
 func (*DeleteSubscriptionResponse) ProtoMessage() {}
 
 func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1622,7 @@ func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type SetSubscriptionActiveRequest struct {
@@ -1311,7 +1635,7 @@ type SetSubscriptionActiveRequest struct {
 
 func (x *SetSubscriptionActiveRequest) Reset() {
 	*x = SetSubscriptionActiveRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1647,7 @@ func (x *SetSubscriptionActiveRequest) String() string {
 func (*SetSubscriptionActiveRequest) ProtoMessage() {}
 
 func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1660,7 @@ func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscriptionActiveRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscriptionActiveRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetSubscriptionActiveRequest) GetSubscriptionId() string {
@@ -1362,7 +1686,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1698,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1711,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RotateSecretRequest) GetSubscriptionId() string {
@@ -1408,7 +1732,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1744,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1757,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RotateSecretResponse) GetSigningSecret() string {
@@ -1461,7 +1785,7 @@ type PreviewSubscriptionRequest struct {
 
 func (x *PreviewSubscriptionRequest) Reset() {
 	*x = PreviewSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1797,7 @@ func (x *PreviewSubscriptionRequest) String() string {
 func (*PreviewSubscriptionRequest) ProtoMessage() {}
 
 func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1810,7 @@ func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PreviewSubscriptionRequest) GetSubscriptionId() string {
@@ -1516,7 +1840,7 @@ type PreviewSubscriptionResponse struct {
 
 func (x *PreviewSubscriptionResponse) Reset() {
 	*x = PreviewSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1852,7 @@ func (x *PreviewSubscriptionResponse) String() string {
 func (*PreviewSubscriptionResponse) ProtoMessage() {}
 
 func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1865,7 @@ func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PreviewSubscriptionResponse) GetMethod() string {
@@ -1578,7 +1902,7 @@ type ApplyApiNotificationRequest struct {
 
 func (x *ApplyApiNotificationRequest) Reset() {
 	*x = ApplyApiNotificationRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1914,7 @@ func (x *ApplyApiNotificationRequest) String() string {
 func (*ApplyApiNotificationRequest) ProtoMessage() {}
 
 func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1927,7 @@ func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ApplyApiNotificationRequest) GetOrgId() string {
@@ -1634,7 +1958,7 @@ type ApplyApiNotificationResponse struct {
 
 func (x *ApplyApiNotificationResponse) Reset() {
 	*x = ApplyApiNotificationResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1970,7 @@ func (x *ApplyApiNotificationResponse) String() string {
 func (*ApplyApiNotificationResponse) ProtoMessage() {}
 
 func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1983,7 @@ func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
@@ -1722,7 +2046,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2058,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2071,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Delivery) GetTime() *timestamppb.Timestamp {
@@ -1851,7 +2175,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2187,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2200,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -1925,7 +2249,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2261,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2274,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -1979,7 +2303,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2315,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2328,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -2070,7 +2394,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x93\x04\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xd3\b\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x16\n" +
@@ -2088,7 +2412,30 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"^\n" +
+	"updateTime\x12\x14\n" +
+	"\x05table\x18\x0e \x01(\tR\x05table\x12\x16\n" +
+	"\x06fields\x18\x0f \x03(\tR\x06fields\x12\x1e\n" +
+	"\n" +
+	"conditions\x18\x10 \x01(\tR\n" +
+	"conditions\x12:\n" +
+	"\n" +
+	"attributes\x18\x11 \x03(\v2\x1a.kurier.admin.v1.AttributeR\n" +
+	"attributes\x121\n" +
+	"\aheaders\x18\x12 \x03(\v2\x17.kurier.admin.v1.HeaderR\aheaders\x123\n" +
+	"\atimeout\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12E\n" +
+	"\x0epayload_format\x18\x14 \x01(\x0e2\x1e.kurier.admin.v1.PayloadFormatR\rpayloadFormat\x125\n" +
+	"\bordering\x18\x15 \x01(\x0e2\x19.kurier.admin.v1.OrderingR\bordering\x12\"\n" +
+	"\rmax_in_flight\x18\x16 \x01(\rR\vmaxInFlight\x12@\n" +
+	"\x0eretry_schedule\x18\x17 \x03(\v2\x19.google.protobuf.DurationR\rretrySchedule\x12?\n" +
+	"\rfailing_since\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12'\n" +
+	"\x0fdisabled_reason\x18\x19 \x01(\tR\x0edisabledReason\"M\n" +
+	"\tAttribute\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\bR\x06secret\"2\n" +
+	"\x06Header\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"^\n" +
 	"\x19CreateSubscriptionRequest\x12A\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\"\x86\x01\n" +
 	"\x1aCreateSubscriptionResponse\x12A\n" +
@@ -2175,7 +2522,15 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x19DELIVERY_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12DELIVERY_MODE_PING\x10\x01\x12\x19\n" +
 	"\x15DELIVERY_MODE_PAYLOAD\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_MODE_QUEUE\x10\x032\x8f\r\n" +
+	"\x13DELIVERY_MODE_QUEUE\x10\x03*e\n" +
+	"\rPayloadFormat\x12\x1e\n" +
+	"\x1aPAYLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PAYLOAD_FORMAT_STANDARD\x10\x01\x12\x17\n" +
+	"\x13PAYLOAD_FORMAT_FLAT\x10\x02*S\n" +
+	"\bOrdering\x12\x18\n" +
+	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ORDERING_CONCURRENT\x10\x01\x12\x14\n" +
+	"\x10ORDERING_ORDERED\x10\x022\x8f\r\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -2208,116 +2563,127 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_kurier_admin_v1_admin_proto_rawDescData
 }
 
-var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
-	(*Org)(nil),                          // 2: kurier.admin.v1.Org
-	(*CreateOrgRequest)(nil),             // 3: kurier.admin.v1.CreateOrgRequest
-	(*GetOrgRequest)(nil),                // 4: kurier.admin.v1.GetOrgRequest
-	(*ListOrgsRequest)(nil),              // 5: kurier.admin.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),             // 6: kurier.admin.v1.ListOrgsResponse
-	(*DeleteOrgRequest)(nil),             // 7: kurier.admin.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),            // 8: kurier.admin.v1.DeleteOrgResponse
-	(*Key)(nil),                          // 9: kurier.admin.v1.Key
-	(*CreateKeyRequest)(nil),             // 10: kurier.admin.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),            // 11: kurier.admin.v1.CreateKeyResponse
-	(*ListKeysRequest)(nil),              // 12: kurier.admin.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),             // 13: kurier.admin.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),             // 14: kurier.admin.v1.RevokeKeyRequest
-	(*Subscription)(nil),                 // 15: kurier.admin.v1.Subscription
-	(*CreateSubscriptionRequest)(nil),    // 16: kurier.admin.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil),   // 17: kurier.admin.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),       // 18: kurier.admin.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),     // 19: kurier.admin.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),    // 20: kurier.admin.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),    // 21: kurier.admin.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil),    // 22: kurier.admin.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil),   // 23: kurier.admin.v1.DeleteSubscriptionResponse
-	(*SetSubscriptionActiveRequest)(nil), // 24: kurier.admin.v1.SetSubscriptionActiveRequest
-	(*RotateSecretRequest)(nil),          // 25: kurier.admin.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),         // 26: kurier.admin.v1.RotateSecretResponse
-	(*PreviewSubscriptionRequest)(nil),   // 27: kurier.admin.v1.PreviewSubscriptionRequest
-	(*PreviewSubscriptionResponse)(nil),  // 28: kurier.admin.v1.PreviewSubscriptionResponse
-	(*ApplyApiNotificationRequest)(nil),  // 29: kurier.admin.v1.ApplyApiNotificationRequest
-	(*ApplyApiNotificationResponse)(nil), // 30: kurier.admin.v1.ApplyApiNotificationResponse
-	(*Delivery)(nil),                     // 31: kurier.admin.v1.Delivery
-	(*ListDeliveriesRequest)(nil),        // 32: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 33: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 34: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 35: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 36: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),          // 37: google.protobuf.Duration
+	(PayloadFormat)(0),                   // 2: kurier.admin.v1.PayloadFormat
+	(Ordering)(0),                        // 3: kurier.admin.v1.Ordering
+	(*Org)(nil),                          // 4: kurier.admin.v1.Org
+	(*CreateOrgRequest)(nil),             // 5: kurier.admin.v1.CreateOrgRequest
+	(*GetOrgRequest)(nil),                // 6: kurier.admin.v1.GetOrgRequest
+	(*ListOrgsRequest)(nil),              // 7: kurier.admin.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),             // 8: kurier.admin.v1.ListOrgsResponse
+	(*DeleteOrgRequest)(nil),             // 9: kurier.admin.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),            // 10: kurier.admin.v1.DeleteOrgResponse
+	(*Key)(nil),                          // 11: kurier.admin.v1.Key
+	(*CreateKeyRequest)(nil),             // 12: kurier.admin.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),            // 13: kurier.admin.v1.CreateKeyResponse
+	(*ListKeysRequest)(nil),              // 14: kurier.admin.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),             // 15: kurier.admin.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),             // 16: kurier.admin.v1.RevokeKeyRequest
+	(*Subscription)(nil),                 // 17: kurier.admin.v1.Subscription
+	(*Attribute)(nil),                    // 18: kurier.admin.v1.Attribute
+	(*Header)(nil),                       // 19: kurier.admin.v1.Header
+	(*CreateSubscriptionRequest)(nil),    // 20: kurier.admin.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),   // 21: kurier.admin.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),       // 22: kurier.admin.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),     // 23: kurier.admin.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),    // 24: kurier.admin.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),    // 25: kurier.admin.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),    // 26: kurier.admin.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),   // 27: kurier.admin.v1.DeleteSubscriptionResponse
+	(*SetSubscriptionActiveRequest)(nil), // 28: kurier.admin.v1.SetSubscriptionActiveRequest
+	(*RotateSecretRequest)(nil),          // 29: kurier.admin.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),         // 30: kurier.admin.v1.RotateSecretResponse
+	(*PreviewSubscriptionRequest)(nil),   // 31: kurier.admin.v1.PreviewSubscriptionRequest
+	(*PreviewSubscriptionResponse)(nil),  // 32: kurier.admin.v1.PreviewSubscriptionResponse
+	(*ApplyApiNotificationRequest)(nil),  // 33: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 34: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 35: kurier.admin.v1.Delivery
+	(*ListDeliveriesRequest)(nil),        // 36: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 37: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 38: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 40: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),        // 41: google.protobuf.FieldMask
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	35, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
+	39, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	35, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	35, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	39, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	39, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
-	9,  // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
-	9,  // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
+	11, // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
+	11, // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	35, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	35, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	35, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	35, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	15, // 13: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	15, // 14: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
-	15, // 15: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	15, // 16: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	36, // 17: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	35, // 18: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
-	15, // 19: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	35, // 20: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 21: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	37, // 22: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	35, // 23: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	31, // 24: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	35, // 25: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	3,  // 26: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	4,  // 27: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	5,  // 28: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	7,  // 29: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	10, // 30: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	12, // 31: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	14, // 32: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	16, // 33: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	18, // 34: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	19, // 35: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	21, // 36: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	22, // 37: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	24, // 38: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	25, // 39: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	27, // 40: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	29, // 41: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	32, // 42: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	34, // 43: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	2,  // 44: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	2,  // 45: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	6,  // 46: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	8,  // 47: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	11, // 48: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	13, // 49: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	9,  // 50: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	17, // 51: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	15, // 52: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	20, // 53: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	15, // 54: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	23, // 55: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	15, // 56: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	26, // 57: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	28, // 58: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	30, // 59: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	33, // 60: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	31, // 61: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	44, // [44:62] is the sub-list for method output_type
-	26, // [26:44] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	39, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	39, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	39, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	39, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	18, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
+	19, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
+	40, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	2,  // 16: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
+	3,  // 17: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
+	40, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	39, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	17, // 20: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	17, // 21: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	17, // 22: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	17, // 23: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	41, // 24: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	39, // 25: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	17, // 26: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	39, // 27: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 28: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	40, // 29: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	39, // 30: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	35, // 31: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	39, // 32: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 33: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	6,  // 34: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	7,  // 35: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	9,  // 36: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	12, // 37: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	14, // 38: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	16, // 39: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	20, // 40: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	22, // 41: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	23, // 42: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	25, // 43: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	26, // 44: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	28, // 45: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	29, // 46: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	31, // 47: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	33, // 48: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	36, // 49: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	38, // 50: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	4,  // 51: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	4,  // 52: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	8,  // 53: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	10, // 54: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	13, // 55: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	15, // 56: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	11, // 57: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	21, // 58: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	17, // 59: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	24, // 60: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	17, // 61: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	27, // 62: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	17, // 63: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	30, // 64: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	32, // 65: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	34, // 66: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	37, // 67: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	35, // 68: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	51, // [51:69] is the sub-list for method output_type
+	33, // [33:51] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -2330,8 +2696,8 @@ func file_kurier_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   33,
+			NumEnums:      4,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,323 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/tests/harness"
+)
+
+// scripted is a receiver that answers each request with the next of a
+// script of status codes (200 once the script is used up), per path.
+type scripted struct {
+	*httptest.Server
+	mu     sync.Mutex
+	script map[string][]int
+	hits   []hit
+	got    chan hit
+	hold   chan struct{} // when set, requests wait for it
+	header http.Header   // sent with every answer
+}
+
+func newScripted(t *testing.T) *scripted {
+	r := &scripted{script: map[string][]int{}, got: make(chan hit, 1000), header: http.Header{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body []byte
+		if req.Body != nil {
+			body = make([]byte, 0, 512)
+			buf := make([]byte, 512)
+			for {
+				n, err := req.Body.Read(buf)
+				body = append(body, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+		}
+		h := hit{At: time.Now(), Method: req.Method, Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: body}
+		r.mu.Lock()
+		r.hits = append(r.hits, h)
+		code := http.StatusOK
+		if s := r.script[req.URL.Path]; len(s) > 0 {
+			code, r.script[req.URL.Path] = s[0], s[1:]
+		}
+		hold := r.hold
+		for k, v := range r.header {
+			w.Header()[k] = v
+		}
+		r.mu.Unlock()
+		r.got <- h
+		if hold != nil {
+			<-hold
+		}
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"answer":%d}`, code)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *scripted) next(t *testing.T, d time.Duration) hit {
+	t.Helper()
+	select {
+	case h := <-r.got:
+		return h
+	case <-time.After(d):
+		t.Fatalf("no request within %v", d)
+		return hit{}
+	}
+}
+
+func payloadSub(t *testing.T, adm adminv1.AdminServiceClient, s *adminv1.Subscription) *adminv1.CreateSubscriptionResponse {
+	t.Helper()
+	s.OrgId, s.Mode, s.Active = "acme", adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD, true
+	if s.System == "" {
+		s.System = "crm"
+	}
+	resp, err := adm.CreateSubscription(context.Background(), &adminv1.CreateSubscriptionRequest{Subscription: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func ms(d int) *durationpb.Duration { return durationpb.New(time.Duration(d) * time.Millisecond) }
+
+func TestPayloadRequest(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newScripted(t)
+	std := payloadSub(t, adm, &adminv1.Subscription{System: "std", EventTypes: []string{"project.created"}, Url: rcv.URL + "/std?x=1",
+		Table: "Auftrag", Conditions: "status = offen & typ=A",
+		Attributes: []*adminv1.Attribute{{Name: "token", Value: "a b&c"}, {Name: "mandant", Value: "7", Secret: true}},
+		Headers:    []*adminv1.Header{{Name: "X-Tenant", Value: "acme"}}})
+	flat := payloadSub(t, adm, &adminv1.Subscription{System: "flat", EventTypes: []string{"project.created"}, Url: rcv.URL + "/flat",
+		Table: "Auftrag", Fields: []string{"number", "total"}, PayloadFormat: adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT,
+		Attributes: []*adminv1.Attribute{{Name: "source", Value: "kurier"}}})
+
+	wantStd := "/std?x=1&event=project.created&table=Auftrag&conditions=status+%3D+offen+%26+typ%3DA&token=a+b%26c&mandant=7"
+	prev, err := adm.PreviewSubscription(context.Background(), &adminv1.PreviewSubscriptionRequest{SubscriptionId: std.GetSubscription().GetSubscriptionId()})
+	if err != nil || prev.GetMethod() != "POST" || prev.GetUrl() != rcv.URL+wantStd || !json.Valid([]byte(prev.GetSampleBody())) {
+		t.Fatalf("preview: %v %v", prev, err)
+	}
+
+	id := change(t, k, secret, "project.created", "P-1", json.RawMessage(`{"number":"P-1","total":1.50,"customer":"Müller"}`))
+	got := map[string]hit{}
+	for range 2 {
+		h := rcv.next(t, 10*time.Second)
+		got[strings.SplitN(h.Path, "?", 2)[0]] = h
+	}
+	h := got["/std"]
+	if h.Method != http.MethodPost || h.Path != wantStd {
+		t.Fatalf("standard request %s %s", h.Method, h.Path)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(h.Body, &body); err != nil || body["id"] != id || body["type"] != "project.created" || body["subject"] != "P-1" ||
+		body["timestamp"] == nil || body["data"].(map[string]any)["customer"] != "Müller" {
+		t.Fatalf("standard body %s", h.Body)
+	}
+	if h.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(h.Header.Get("User-Agent"), "kurier/") || h.Header.Get("X-Tenant") != "acme" {
+		t.Fatalf("standard headers %v", h.Header)
+	}
+	wh, err := standardwebhooks.NewWebhook(std.GetSigningSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(h.Body, h.Header); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	if !strings.HasPrefix(h.Header.Get("webhook-id"), "msg_"+std.GetSubscription().GetSubscriptionId()+"_") {
+		t.Fatalf("webhook-id %q", h.Header.Get("webhook-id"))
+	}
+
+	f := got["/flat"]
+	if f.Path != "/flat?event=project.created&table=Auftrag&conditions=&source=kurier" || string(f.Body) != `{"number":"P-1","total":1.50,"source":"kurier"}` {
+		t.Fatalf("flat request %s %s", f.Path, f.Body)
+	}
+	whf, _ := standardwebhooks.NewWebhook(flat.GetSigningSecret())
+	if err := whf.Verify(f.Body, f.Header); err != nil {
+		t.Fatalf("flat signature: %v", err)
+	}
+
+	// The log masks secret attributes.
+	var list *adminv1.ListDeliveriesResponse
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		list, _ = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: std.GetSubscription().GetSubscriptionId()})
+		if len(list.GetDeliveries()) == 1 {
+			break
+		}
+	}
+	if d := list.GetDeliveries(); len(d) != 1 || d[0].GetStatusCode() != 200 || !strings.Contains(d[0].GetUrl(), "mandant=%2A%2A%2A") && !strings.Contains(d[0].GetUrl(), "mandant=***") {
+		t.Fatalf("log: %v", d)
+	}
+}
+
+func TestPayloadRetriesAndStatusRules(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newScripted(t)
+	ctx := context.Background()
+	fast := []*durationpb.Duration{ms(0), ms(300), ms(2000)}
+
+	// 503 with Retry-After, a 302, a 500: retried with the same webhook-id, then delivered.
+	rcv.script["/retry"] = []int{503, 302, 500}
+	rcv.header.Set("Retry-After", "1")
+	sub := payloadSub(t, adm, &adminv1.Subscription{System: "retry", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/retry", RetrySchedule: fast})
+	change(t, k, secret, "invoice.changed", "I-1", nil)
+	var ids []string
+	var at []time.Time
+	for range 4 {
+		h := rcv.next(t, 10*time.Second)
+		ids = append(ids, h.Header.Get("webhook-id"))
+		at = append(at, h.At)
+	}
+	if len(slices.Compact(slices.Clone(ids))) != 1 {
+		t.Fatalf("webhook-ids across retries: %v", ids)
+	}
+	if gap := at[1].Sub(at[0]); gap < 900*time.Millisecond {
+		t.Fatalf("Retry-After 1 honoured? second attempt %v after the first", gap)
+	}
+	rcv.mu.Lock()
+	rcv.header = http.Header{}
+	rcv.mu.Unlock()
+
+	// Exhausted: two attempts with one retry, then a dead letter.
+	rcv.script["/dead"] = []int{500, 500, 500}
+	dead := payloadSub(t, adm, &adminv1.Subscription{System: "dead", EventTypes: []string{"quote.changed"}, Url: rcv.URL + "/dead", RetrySchedule: []*durationpb.Duration{ms(100)}})
+	change(t, k, secret, "quote.changed", "Q-1", nil)
+	rcv.next(t, 5*time.Second)
+	rcv.next(t, 5*time.Second)
+	select {
+	case h := <-rcv.got:
+		t.Fatalf("a third attempt: %s", h.Path)
+	case <-time.After(time.Second):
+	}
+	js := jsOf(t, k)
+	st, err := js.Stream(ctx, "DEAD_LETTERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetLastMsgForSubject(ctx, "kurier.dead.acme."+dead.GetSubscription().GetSubscriptionId()); err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+
+	// 410 Gone: switched off, and an operational event says so.
+	rcv.script["/gone"] = []int{410}
+	gone := payloadSub(t, adm, &adminv1.Subscription{System: "gone", EventTypes: []string{"stock.changed"}, Url: rcv.URL + "/gone", RetrySchedule: fast})
+	change(t, k, secret, "stock.changed", "S-1", nil)
+	rcv.next(t, 5*time.Second)
+	var g *adminv1.Subscription
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if g, err = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: gone.GetSubscription().GetSubscriptionId()}); err == nil && !g.GetActive() {
+			break
+		}
+	}
+	if g.GetActive() || !strings.Contains(g.GetDisabledReason(), "410") {
+		t.Fatalf("after 410: %v", g)
+	}
+	evs := stored(t, k, "acme")
+	if last := evs[len(evs)-1]; last["type"] != "kurier.subscription.disabled" || last["subject"] != gone.GetSubscription().GetSubscriptionId() {
+		t.Fatalf("operational event: %v", last)
+	}
+	// The retried subscription ended delivered and is not failing.
+	if r, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: sub.GetSubscription().GetSubscriptionId()}); err != nil || !r.GetActive() || r.GetFailingSince() != nil {
+		t.Fatalf("retried subscription: %v %v", r, err)
+	}
+}
+
+func TestPayloadOrderedUnderRetries(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newScripted(t)
+	rcv.script["/ordered"] = []int{500, 500}
+	payloadSub(t, adm, &adminv1.Subscription{System: "ordered", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/ordered",
+		Ordering: adminv1.Ordering_ORDERING_ORDERED, RetrySchedule: []*durationpb.Duration{ms(200), ms(200), ms(200)}})
+	var want []string
+	for i := range 5 {
+		want = append(want, change(t, k, secret, "invoice.changed", fmt.Sprint("I-", i), nil))
+	}
+	var seen []string
+	for len(seen) < 7 { // two failed attempts of the first, then five deliveries
+		h := rcv.next(t, 10*time.Second)
+		var b map[string]any
+		_ = json.Unmarshal(h.Body, &b)
+		seen = append(seen, b["id"].(string))
+	}
+	if got := slices.Compact(seen); !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v (attempts %v)", got, want, seen)
+	}
+}
+
+func TestPayloadSurvivesDispatcherKill(t *testing.T) {
+	dir := t.TempDir()
+	k := harness.Start(t, harness.Options{DataDir: dir})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newScripted(t)
+	rcv.hold = make(chan struct{})
+	payloadSub(t, adm, &adminv1.Subscription{System: "kill", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/kill",
+		Timeout: durationpb.New(2 * time.Second)})
+	change(t, k, secret, "invoice.changed", "I-1", nil)
+	first := rcv.next(t, 10*time.Second) // the request is in flight...
+	k.Stop(t, syscall.SIGKILL)           // ...when the process dies
+	rcv.mu.Lock()
+	close(rcv.hold)
+	rcv.hold = nil
+	rcv.mu.Unlock()
+
+	harness.Start(t, harness.Options{DataDir: dir})
+	again := rcv.next(t, 60*time.Second)
+	if again.Header.Get("webhook-id") != first.Header.Get("webhook-id") || string(again.Body) != string(first.Body) {
+		t.Fatalf("redelivery differs: %q %s vs %q %s", again.Header.Get("webhook-id"), again.Body, first.Header.Get("webhook-id"), first.Body)
+	}
+}
+
+func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
+	k := harness.Start(t, harness.Options{Env: []string{"KURIER_DISABLE_AFTER=1s"}})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	ctx := context.Background()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(1500 * time.Millisecond)
+	}))
+	t.Cleanup(slow.Close)
+	rcv := newScripted(t)
+	rcv.script["/bad"] = slices.Repeat([]int{400}, 100)
+	retries := slices.Repeat([]*durationpb.Duration{ms(200)}, 20)
+	timeout := payloadSub(t, adm, &adminv1.Subscription{System: "slow", EventTypes: []string{"invoice.changed"}, Url: slow.URL,
+		Timeout: durationpb.New(time.Second), RetrySchedule: retries})
+	bad := payloadSub(t, adm, &adminv1.Subscription{System: "bad", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/bad", RetrySchedule: retries})
+	change(t, k, secret, "invoice.changed", "I-1", nil)
+
+	// 400s count towards disabling: after a second of nothing but failures it is off.
+	var b *adminv1.Subscription
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		b, _ = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: bad.GetSubscription().GetSubscriptionId()})
+		if !b.GetActive() {
+			break
+		}
+	}
+	if b.GetActive() || !strings.Contains(b.GetDisabledReason(), "failed") || b.GetFailingSince() == nil {
+		t.Fatalf("after a second of 400s: %v", b)
+	}
+	// Timeouts are retried and do not count: the slow one stays on, its log says timeout.
+	s, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: timeout.GetSubscription().GetSubscriptionId()})
+	if err != nil || !s.GetActive() || s.GetFailingSince() != nil {
+		t.Fatalf("slow subscription: %v %v", s, err)
+	}
+	list, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: timeout.GetSubscription().GetSubscriptionId()})
+	if err != nil || len(list.GetDeliveries()) == 0 || list.GetDeliveries()[0].GetError() != "timeout" {
+		t.Fatalf("slow deliveries: %v %v", list, err)
+	}
+}
