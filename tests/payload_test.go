@@ -14,7 +14,10 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/tests/harness"
@@ -319,5 +322,86 @@ func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 	list, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: timeout.GetSubscription().GetSubscriptionId()})
 	if err != nil || len(list.GetDeliveries()) == 0 || list.GetDeliveries()[0].GetError() != "timeout" {
 		t.Fatalf("slow deliveries: %v %v", list, err)
+	}
+}
+
+func TestDeadLettersAndRedeliver(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	ctx := context.Background()
+	rcv := newScripted(t)
+	rcv.script["/dl"] = []int{500, 500, 500, 500}
+	sub := payloadSub(t, adm, &adminv1.Subscription{System: "dl", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/dl",
+		RetrySchedule: []*durationpb.Duration{ms(100)}, Ordering: adminv1.Ordering_ORDERING_ORDERED})
+	id := sub.GetSubscription().GetSubscriptionId()
+	e1 := change(t, k, secret, "invoice.changed", "I-1", nil)
+	e2 := change(t, k, secret, "invoice.changed", "I-2", nil)
+	firstIDs := map[string]string{} // event id -> webhook-id
+	for range 4 {
+		h := rcv.next(t, 5*time.Second)
+		var b map[string]any
+		_ = json.Unmarshal(h.Body, &b)
+		firstIDs[b["id"].(string)] = h.Header.Get("webhook-id")
+	}
+	var dl *adminv1.ListDeadLettersResponse
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if dl, err = adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme", SubscriptionId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if len(dl.GetDeadLetters()) == 2 {
+			break
+		}
+	}
+	if d := dl.GetDeadLetters(); len(d) != 2 || d[0].GetEventId() != e1 || d[1].GetEventId() != e2 || d[0].GetDeliveryId() != firstIDs[e1] {
+		t.Fatalf("dead letters: %v (webhook-ids %v)", d, firstIDs)
+	}
+
+	// One, by delivery id: it comes again with its webhook-id.
+	r, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_DeliveryId{DeliveryId: firstIDs[e1]}})
+	if err != nil || r.GetQueued() != 1 {
+		t.Fatalf("redeliver one: %v %v", r, err)
+	}
+	if h := rcv.next(t, 5*time.Second); h.Header.Get("webhook-id") != firstIDs[e1] {
+		t.Fatalf("redelivered %q, want %q", h.Header.Get("webhook-id"), firstIDs[e1])
+	}
+	// The rest.
+	if r, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_AllDeadLetters{AllDeadLetters: true}}); err != nil || r.GetQueued() != 1 {
+		t.Fatalf("redeliver all: %v %v", r, err)
+	}
+	if h := rcv.next(t, 5*time.Second); h.Header.Get("webhook-id") != firstIDs[e2] {
+		t.Fatalf("redelivered %q, want %q", h.Header.Get("webhook-id"), firstIDs[e2])
+	}
+	if dl, _ := adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme"}); len(dl.GetDeadLetters()) != 0 {
+		t.Fatalf("dead letters left: %v", dl.GetDeadLetters())
+	}
+	if _, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_DeliveryId{DeliveryId: "msg_nope_1"}}); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown dead letter: %v", err)
+	}
+
+	// Events that came while it was off are redelivered by time range.
+	if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: id}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	since := time.Now()
+	e3 := change(t, k, secret, "invoice.changed", "I-3", nil)
+	select {
+	case h := <-rcv.got:
+		t.Fatalf("switched off but got %s", h.Body)
+	case <-time.After(time.Second):
+	}
+	if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: id, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_Events{Events: &adminv1.TimeRange{Since: timestamppb.New(since)}}})
+	if err != nil || r.GetQueued() != 1 {
+		t.Fatalf("redeliver range: %v %v", r, err)
+	}
+	h := rcv.next(t, 5*time.Second)
+	var b map[string]any
+	_ = json.Unmarshal(h.Body, &b)
+	if b["id"] != e3 {
+		t.Fatalf("redelivered %s, want %s", h.Body, e3)
 	}
 }

@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,12 +26,17 @@ const (
 )
 
 func deliveryPB(r dlog.Record) *adminv1.Delivery {
-	return &adminv1.Delivery{
+	d := &adminv1.Delivery{
 		Time: timestamppb.New(r.Time), OrgId: r.Org, SubscriptionId: r.Subscription, System: r.System,
 		EventTypes: r.EventTypes, Mode: modePB(subs.Mode(r.Mode)), Url: r.URL, StatusCode: int32(r.Status),
 		Error: r.Error, Latency: durationpb.New(time.Duration(r.LatencyMS * float64(time.Millisecond))),
 		Unacked: uint32(r.Unacked), Sequence: r.Sequence,
+		EventId: r.EventID, Attempt: uint32(r.Attempt), Response: r.Response, Outcome: r.Outcome,
 	}
+	if r.NextAttempt != nil {
+		d.NextAttempt = timestamppb.New(*r.NextAttempt)
+	}
+	return d
 }
 
 // logFilter checks the org (and subscription, when given) and answers the
@@ -58,58 +62,18 @@ func (s *Service) ListDeliveries(ctx context.Context, req *adminv1.ListDeliverie
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxPage:
-		return nil, invalid("page_size", "must be 0 (for %d) to %d", defaultPage, maxPage)
-	case size == 0:
-		size = defaultPage
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: readerIdle}
-	switch {
-	case req.GetPageToken() != "":
-		seq, err := strconv.ParseUint(req.GetPageToken(), 10, 64)
-		if err != nil || seq == 0 {
-			return nil, invalid("page_token", "is not a token from a previous answer")
-		}
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
-	case req.GetSince() != nil:
-		t := req.GetSince().AsTime()
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
-	}
-	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamDeliveryLog, cfg)
-	if err != nil {
-		return nil, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
 	resp := &adminv1.ListDeliveriesResponse{}
-	want := min(int(info.NumPending), size)
-	for len(resp.Deliveries) < want {
-		batch, err := c.Fetch(want-len(resp.Deliveries), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		n := len(resp.Deliveries)
-		for m := range batch.Messages() {
-			r, err := dlog.Decode(m)
-			if err != nil {
-				return nil, err
-			}
+	next, err := s.readStream(ctx, bus.StreamDeliveryLog, filter, req.GetPageSize(), req.GetPageToken(), req.GetSince(), func(m jetstream.Msg) error {
+		r, err := dlog.Decode(m)
+		if err == nil {
 			resp.Deliveries = append(resp.Deliveries, deliveryPB(r))
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, err
-		}
-		if len(resp.Deliveries) == n {
-			break // nothing came: the log moved under us
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if int(info.NumPending) > len(resp.Deliveries) && len(resp.Deliveries) > 0 {
-		resp.NextPageToken = strconv.FormatUint(resp.Deliveries[len(resp.Deliveries)-1].GetSequence()+1, 10)
-	}
+	resp.NextPageToken = next
 	return resp, nil
 }
 

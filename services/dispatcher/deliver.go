@@ -34,12 +34,8 @@ import (
 var DefaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour}
 
-// Task headers: where the event is in EVENTS and when it was stored.
-const (
-	hdrEventSeq  = "Kurier-Event-Seq"
-	hdrEventTime = "Kurier-Event-Time"
-	responseKeep = 4 << 10
-)
+// responseKeep is how much of an answer's body the log keeps.
+const responseKeep = 4 << 10
 
 // DisabledType is the operational event published into an org's EVENTS
 // when Kurier switches a failing subscription off.
@@ -52,12 +48,7 @@ func (s *Service) task(ctx context.Context, sub subs.Subscription, m jetstream.M
 	if err != nil {
 		return err
 	}
-	t := nats.NewMsg(bus.DeliverSubject(sub.ID))
-	t.Data = m.Data()
-	seq := strconv.FormatUint(md.Sequence.Stream, 10)
-	t.Header.Set(hdrEventSeq, seq)
-	t.Header.Set(hdrEventTime, md.Timestamp.UTC().Format(time.RFC3339Nano))
-	t.Header.Set(jetstream.MsgIDHeader, sub.ID+":"+seq)
+	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
 	if _, err := s.conn.JS.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
 		return fmt.Errorf("delivery task: %w", err)
 	}
@@ -217,9 +208,9 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		_ = m.Term()
 		return
 	}
-	stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(hdrEventTime))
+	stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderEventTime))
 	// The same id on every attempt, so receivers can drop repeats.
-	msgID := "msg_" + sub.ID + "_" + m.Headers().Get(hdrEventSeq)
+	msgID := "msg_" + sub.ID + "_" + m.Headers().Get(bus.HeaderEventSeq)
 	spec := sub.Spec()
 	rec := dlog.Record{Org: sub.Org, Subscription: sub.ID, System: sub.System, EventTypes: []string{ev.Type},
 		Mode: string(sub.Mode), EventID: ev.ID, Attempt: attempt}

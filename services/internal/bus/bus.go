@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -227,4 +228,28 @@ func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream
 		return nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+// Delivery task headers: the event's place in EVENTS, which makes the
+// delivery's webhook-id, and when it was stored.
+const (
+	HeaderEventSeq  = "Kurier-Event-Seq"
+	HeaderEventTime = "Kurier-Event-Time"
+)
+
+// DeliveryTask is the task of delivering an event (its stored bytes) to a
+// payload subscription. The message id makes the same event's task a
+// duplicate; a redelivery passes a mark that makes it new.
+func DeliveryTask(sub string, eventSeq uint64, stored time.Time, data []byte, redelivery string) *nats.Msg {
+	t := nats.NewMsg(DeliverSubject(sub))
+	t.Data = data
+	seq := strconv.FormatUint(eventSeq, 10)
+	t.Header.Set(HeaderEventSeq, seq)
+	t.Header.Set(HeaderEventTime, stored.UTC().Format(time.RFC3339Nano))
+	id := sub + ":" + seq
+	if redelivery != "" {
+		id += ":" + redelivery
+	}
+	t.Header.Set(jetstream.MsgIDHeader, id)
+	return t
 }

@@ -9,7 +9,10 @@ import (
 
 // Header is a custom HTTP header a subscription sends with each request, in
 // the Scopevisio style; receivers typically want an API key this way.
-type Header struct{ Name, Value string }
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
 
 // FieldError is a refused header or attribute: its index in the list, the
 // part at fault ("name" or "value") and why.

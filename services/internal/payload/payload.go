@@ -18,8 +18,9 @@ import (
 // Attr is a name/value pair passed in the query ("GET part"); Secret ones are
 // masked in logs.
 type Attr struct {
-	Name, Value string
-	Secret      bool
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret,omitempty"`
 }
 
 // Format is the shape of a delivery's JSON body.

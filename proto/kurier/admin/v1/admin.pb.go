@@ -2039,7 +2039,15 @@ type Delivery struct {
 	// The subscription's unacknowledged pings after this one.
 	Unacked uint32 `protobuf:"varint,11,opt,name=unacked,proto3" json:"unacked,omitempty"`
 	// Position in the log, for paging.
-	Sequence      uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Payload deliveries: the event, the attempt (1 is the first), the
+	// first 4 KiB of the answer, when the next attempt is due, and how it
+	// ended: delivered, retry, dead or disabled.
+	EventId       string                 `protobuf:"bytes,13,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,14,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Response      string                 `protobuf:"bytes,15,opt,name=response,proto3" json:"response,omitempty"`
+	NextAttempt   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	Outcome       string                 `protobuf:"bytes,17,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2158,6 +2166,453 @@ func (x *Delivery) GetSequence() uint64 {
 	return 0
 }
 
+func (x *Delivery) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *Delivery) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Delivery) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *Delivery) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
+func (x *Delivery) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery's webhook-id, the same as its attempts carried.
+	DeliveryId     string `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	SubscriptionId string `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	EventId        string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventType      string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// When it was given up.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeadLetter) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type ListDeadLettersRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrgId          string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	SubscriptionId string                 `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	PageSize       int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken      string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListDeadLettersRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDeadLettersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeadLetters   []*DeadLetter          `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type TimeRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// Now when not set.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimeRange) Reset() {
+	*x = TimeRange{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimeRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimeRange) ProtoMessage() {}
+
+func (x *TimeRange) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimeRange.ProtoReflect.Descriptor instead.
+func (*TimeRange) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TimeRange) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *TimeRange) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+type RedeliverRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// Types that are valid to be assigned to What:
+	//
+	//	*RedeliverRequest_DeliveryId
+	//	*RedeliverRequest_AllDeadLetters
+	//	*RedeliverRequest_Events
+	What          isRedeliverRequest_What `protobuf_oneof:"what"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverRequest) Reset() {
+	*x = RedeliverRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverRequest) ProtoMessage() {}
+
+func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RedeliverRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *RedeliverRequest) GetWhat() isRedeliverRequest_What {
+	if x != nil {
+		return x.What
+	}
+	return nil
+}
+
+func (x *RedeliverRequest) GetDeliveryId() string {
+	if x != nil {
+		if x, ok := x.What.(*RedeliverRequest_DeliveryId); ok {
+			return x.DeliveryId
+		}
+	}
+	return ""
+}
+
+func (x *RedeliverRequest) GetAllDeadLetters() bool {
+	if x != nil {
+		if x, ok := x.What.(*RedeliverRequest_AllDeadLetters); ok {
+			return x.AllDeadLetters
+		}
+	}
+	return false
+}
+
+func (x *RedeliverRequest) GetEvents() *TimeRange {
+	if x != nil {
+		if x, ok := x.What.(*RedeliverRequest_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
+type isRedeliverRequest_What interface {
+	isRedeliverRequest_What()
+}
+
+type RedeliverRequest_DeliveryId struct {
+	// One dead letter, by its delivery id.
+	DeliveryId string `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3,oneof"`
+}
+
+type RedeliverRequest_AllDeadLetters struct {
+	// Every dead letter of the subscription.
+	AllDeadLetters bool `protobuf:"varint,3,opt,name=all_dead_letters,json=allDeadLetters,proto3,oneof"`
+}
+
+type RedeliverRequest_Events struct {
+	// Every event of the subscription's types stored in the range.
+	Events *TimeRange `protobuf:"bytes,4,opt,name=events,proto3,oneof"`
+}
+
+func (*RedeliverRequest_DeliveryId) isRedeliverRequest_What() {}
+
+func (*RedeliverRequest_AllDeadLetters) isRedeliverRequest_What() {}
+
+func (*RedeliverRequest_Events) isRedeliverRequest_What() {}
+
+type RedeliverResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queued        uint32                 `protobuf:"varint,1,opt,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverResponse) Reset() {
+	*x = RedeliverResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverResponse) ProtoMessage() {}
+
+func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RedeliverResponse) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -2175,7 +2630,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2642,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2655,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -2249,7 +2704,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2716,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2729,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -2303,7 +2758,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2770,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2783,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -2479,7 +2934,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\aupdated\x18\x02 \x01(\rR\aupdated\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\rR\adeleted\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\rR\tunchanged\x12C\n" +
-	"\rsubscriptions\x18\x05 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\"\x9a\x03\n" +
+	"\rsubscriptions\x18\x05 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\"\xc4\x04\n" +
 	"\bDelivery\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12'\n" +
@@ -2495,7 +2950,43 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\alatency\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x18\n" +
 	"\aunacked\x18\v \x01(\rR\aunacked\x12\x1a\n" +
-	"\bsequence\x18\f \x01(\x04R\bsequence\"\xc5\x01\n" +
+	"\bsequence\x18\f \x01(\x04R\bsequence\x12\x19\n" +
+	"\bevent_id\x18\r \x01(\tR\aeventId\x12\x18\n" +
+	"\aattempt\x18\x0e \x01(\rR\aattempt\x12\x1a\n" +
+	"\bresponse\x18\x0f \x01(\tR\bresponse\x12=\n" +
+	"\fnext_attempt\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12\x18\n" +
+	"\aoutcome\x18\x11 \x01(\tR\aoutcome\"\xdc\x01\n" +
+	"\n" +
+	"DeadLetter\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\bsequence\x18\x06 \x01(\x04R\bsequence\"\x94\x01\n" +
+	"\x16ListDeadLettersRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
+	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x81\x01\n" +
+	"\x17ListDeadLettersResponse\x12>\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x1b.kurier.admin.v1.DeadLetterR\vdeadLetters\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n" +
+	"\tTimeRange\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xc8\x01\n" +
+	"\x10RedeliverRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12!\n" +
+	"\vdelivery_id\x18\x02 \x01(\tH\x00R\n" +
+	"deliveryId\x12*\n" +
+	"\x10all_dead_letters\x18\x03 \x01(\bH\x00R\x0eallDeadLetters\x124\n" +
+	"\x06events\x18\x04 \x01(\v2\x1a.kurier.admin.v1.TimeRangeH\x00R\x06eventsB\x06\n" +
+	"\x04what\"+\n" +
+	"\x11RedeliverResponse\x12\x16\n" +
+	"\x06queued\x18\x01 \x01(\rR\x06queued\"\xc5\x01\n" +
 	"\x15ListDeliveriesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
@@ -2530,7 +3021,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ORDERING_CONCURRENT\x10\x01\x12\x14\n" +
-	"\x10ORDERING_ORDERED\x10\x022\x8f\r\n" +
+	"\x10ORDERING_ORDERED\x10\x022\xc9\x0e\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -2549,7 +3040,9 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x13PreviewSubscription\x12+.kurier.admin.v1.PreviewSubscriptionRequest\x1a,.kurier.admin.v1.PreviewSubscriptionResponse\x12s\n" +
 	"\x14ApplyApiNotification\x12,.kurier.admin.v1.ApplyApiNotificationRequest\x1a-.kurier.admin.v1.ApplyApiNotificationResponse\x12a\n" +
 	"\x0eListDeliveries\x12&.kurier.admin.v1.ListDeliveriesRequest\x1a'.kurier.admin.v1.ListDeliveriesResponse\x12U\n" +
-	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01B*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
+	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01\x12d\n" +
+	"\x0fListDeadLetters\x12'.kurier.admin.v1.ListDeadLettersRequest\x1a(.kurier.admin.v1.ListDeadLettersResponse\x12R\n" +
+	"\tRedeliver\x12!.kurier.admin.v1.RedeliverRequest\x1a\".kurier.admin.v1.RedeliverResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_kurier_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2564,7 +3057,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -2602,88 +3095,104 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*ApplyApiNotificationRequest)(nil),  // 33: kurier.admin.v1.ApplyApiNotificationRequest
 	(*ApplyApiNotificationResponse)(nil), // 34: kurier.admin.v1.ApplyApiNotificationResponse
 	(*Delivery)(nil),                     // 35: kurier.admin.v1.Delivery
-	(*ListDeliveriesRequest)(nil),        // 36: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 37: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 38: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 40: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),        // 41: google.protobuf.FieldMask
+	(*DeadLetter)(nil),                   // 36: kurier.admin.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),       // 37: kurier.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),      // 38: kurier.admin.v1.ListDeadLettersResponse
+	(*TimeRange)(nil),                    // 39: kurier.admin.v1.TimeRange
+	(*RedeliverRequest)(nil),             // 40: kurier.admin.v1.RedeliverRequest
+	(*RedeliverResponse)(nil),            // 41: kurier.admin.v1.RedeliverResponse
+	(*ListDeliveriesRequest)(nil),        // 42: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 43: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 44: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 46: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),        // 47: google.protobuf.FieldMask
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	39, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	45, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	39, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	39, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	45, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	45, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
 	11, // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
 	11, // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	39, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	39, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	39, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	39, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	45, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	45, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	45, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	45, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	18, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
 	19, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	40, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	46, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
 	2,  // 16: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
 	3,  // 17: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	40, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	39, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	46, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	45, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
 	17, // 20: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
 	17, // 21: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
 	17, // 22: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
 	17, // 23: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	41, // 24: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	39, // 25: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	47, // 24: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	45, // 25: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
 	17, // 26: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	39, // 27: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	45, // 27: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
 	1,  // 28: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	40, // 29: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	39, // 30: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	35, // 31: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	39, // 32: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 33: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	6,  // 34: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	7,  // 35: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	9,  // 36: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	12, // 37: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	14, // 38: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	16, // 39: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	20, // 40: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	22, // 41: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	23, // 42: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	25, // 43: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	26, // 44: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	28, // 45: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	29, // 46: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	31, // 47: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	33, // 48: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	36, // 49: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	38, // 50: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	4,  // 51: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	4,  // 52: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	8,  // 53: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	10, // 54: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	13, // 55: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	15, // 56: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	11, // 57: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	21, // 58: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	17, // 59: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	24, // 60: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	17, // 61: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	27, // 62: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	17, // 63: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	30, // 64: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	32, // 65: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	34, // 66: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	37, // 67: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	35, // 68: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	51, // [51:69] is the sub-list for method output_type
-	33, // [33:51] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	46, // 29: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	45, // 30: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	45, // 31: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	36, // 32: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	45, // 33: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	45, // 34: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	39, // 35: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	45, // 36: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	35, // 37: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	45, // 38: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 39: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	6,  // 40: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	7,  // 41: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	9,  // 42: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	12, // 43: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	14, // 44: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	16, // 45: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	20, // 46: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	22, // 47: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	23, // 48: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	25, // 49: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	26, // 50: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	28, // 51: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	29, // 52: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	31, // 53: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	33, // 54: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	42, // 55: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	44, // 56: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	37, // 57: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	40, // 58: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	4,  // 59: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	4,  // 60: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	8,  // 61: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	10, // 62: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	13, // 63: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	15, // 64: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	11, // 65: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	21, // 66: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	17, // 67: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	24, // 68: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	17, // 69: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	27, // 70: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	17, // 71: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	30, // 72: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	32, // 73: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	34, // 74: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	43, // 75: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	35, // 76: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	38, // 77: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	41, // 78: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	59, // [59:79] is the sub-list for method output_type
+	39, // [39:59] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -2691,13 +3200,18 @@ func file_kurier_admin_v1_admin_proto_init() {
 	if File_kurier_admin_v1_admin_proto != nil {
 		return
 	}
+	file_kurier_admin_v1_admin_proto_msgTypes[36].OneofWrappers = []any{
+		(*RedeliverRequest_DeliveryId)(nil),
+		(*RedeliverRequest_AllDeadLetters)(nil),
+		(*RedeliverRequest_Events)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

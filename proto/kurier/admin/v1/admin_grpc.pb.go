@@ -37,6 +37,8 @@ const (
 	AdminService_ApplyApiNotification_FullMethodName  = "/kurier.admin.v1.AdminService/ApplyApiNotification"
 	AdminService_ListDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/ListDeliveries"
 	AdminService_TailDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/TailDeliveries"
+	AdminService_ListDeadLetters_FullMethodName       = "/kurier.admin.v1.AdminService/ListDeadLetters"
+	AdminService_Redeliver_FullMethodName             = "/kurier.admin.v1.AdminService/Redeliver"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -86,6 +88,13 @@ type AdminServiceClient interface {
 	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
 	// TailDeliveries streams delivery attempts as they happen.
 	TailDeliveries(ctx context.Context, in *TailDeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
+	// ListDeadLetters pages through the payload deliveries whose retries ran
+	// out (or whose receiver answered 410), oldest first.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Redeliver queues deliveries again: one dead letter, all of a
+	// subscription's dead letters, or every matching event stored in a time
+	// range (such as while the subscription was disabled).
+	Redeliver(ctx context.Context, in *RedeliverRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
 }
 
 type adminServiceClient struct {
@@ -285,6 +294,26 @@ func (c *adminServiceClient) TailDeliveries(ctx context.Context, in *TailDeliver
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_TailDeliveriesClient = grpc.ServerStreamingClient[Delivery]
 
+func (c *adminServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) Redeliver(ctx context.Context, in *RedeliverRequest, opts ...grpc.CallOption) (*RedeliverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedeliverResponse)
+	err := c.cc.Invoke(ctx, AdminService_Redeliver_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -332,6 +361,13 @@ type AdminServiceServer interface {
 	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
 	// TailDeliveries streams delivery attempts as they happen.
 	TailDeliveries(*TailDeliveriesRequest, grpc.ServerStreamingServer[Delivery]) error
+	// ListDeadLetters pages through the payload deliveries whose retries ran
+	// out (or whose receiver answered 410), oldest first.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Redeliver queues deliveries again: one dead letter, all of a
+	// subscription's dead letters, or every matching event stored in a time
+	// range (such as while the subscription was disabled).
+	Redeliver(context.Context, *RedeliverRequest) (*RedeliverResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -395,6 +431,12 @@ func (UnimplementedAdminServiceServer) ListDeliveries(context.Context, *ListDeli
 }
 func (UnimplementedAdminServiceServer) TailDeliveries(*TailDeliveriesRequest, grpc.ServerStreamingServer[Delivery]) error {
 	return status.Error(codes.Unimplemented, "method TailDeliveries not implemented")
+}
+func (UnimplementedAdminServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedAdminServiceServer) Redeliver(context.Context, *RedeliverRequest) (*RedeliverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Redeliver not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -734,6 +776,42 @@ func _AdminService_TailDeliveries_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_TailDeliveriesServer = grpc.ServerStreamingServer[Delivery]
 
+func _AdminService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_Redeliver_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeliverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Redeliver(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Redeliver_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Redeliver(ctx, req.(*RedeliverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -808,6 +886,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDeliveries",
 			Handler:    _AdminService_ListDeliveries_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _AdminService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "Redeliver",
+			Handler:    _AdminService_Redeliver_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,255 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/subs"
+)
+
+// maxRedeliver bounds one Redeliver call, so a wide time range cannot
+// flood a receiver (or the queue) by mistake.
+const maxRedeliver = 100000
+
+// deadLetter reads a dead letter's identity from its stored task.
+func deadLetter(m jetstream.Msg) (*adminv1.DeadLetter, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	var ev event.Event
+	if err := ev.UnmarshalJSON(m.Data()); err != nil {
+		return nil, fmt.Errorf("decode dead letter %d: %w", md.Sequence.Stream, err)
+	}
+	sub := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
+	return &adminv1.DeadLetter{
+		DeliveryId: "msg_" + sub + "_" + m.Headers().Get(bus.HeaderEventSeq), SubscriptionId: sub,
+		EventId: ev.ID, EventType: ev.Type, Time: timestamppb.New(md.Timestamp), Sequence: md.Sequence.Stream,
+	}, nil
+}
+
+// readStream pages through a stream's messages on filter, oldest first,
+// from the position a page token names: the way ListDeliveries and
+// ListDeadLetters page.
+func (s *Service) readStream(ctx context.Context, stream, filter string, size int32, token string, since *timestamppb.Timestamp, each func(jetstream.Msg) error) (string, error) {
+	n := int(size)
+	switch {
+	case n < 0 || n > maxPage:
+		return "", invalid("page_size", "must be 0 (for %d) to %d", defaultPage, maxPage)
+	case n == 0:
+		n = defaultPage
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: readerIdle}
+	switch {
+	case token != "":
+		seq, err := strconv.ParseUint(token, 10, 64)
+		if err != nil || seq == 0 {
+			return "", invalid("page_token", "is not a token from a previous answer")
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	case since != nil:
+		t := since.AsTime()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	c, err := s.conn.JS.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return "", err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	want := min(int(info.NumPending), n)
+	got, last := 0, uint64(0)
+	for got < want {
+		batch, err := c.Fetch(want-got, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return "", err
+		}
+		before := got
+		for m := range batch.Messages() {
+			if err := each(m); err != nil {
+				return "", err
+			}
+			if md, err := m.Metadata(); err == nil {
+				last = md.Sequence.Stream
+			}
+			got++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return "", err
+		}
+		if got == before {
+			break
+		}
+	}
+	if int(info.NumPending) > got && got > 0 {
+		return strconv.FormatUint(last+1, 10), nil
+	}
+	return "", nil
+}
+
+func (s *Service) ListDeadLetters(ctx context.Context, req *adminv1.ListDeadLettersRequest) (*adminv1.ListDeadLettersResponse, error) {
+	if _, err := s.logFilter(ctx, req.GetOrgId(), req.GetSubscriptionId()); err != nil {
+		return nil, err
+	}
+	sub := req.GetSubscriptionId()
+	if sub == "" {
+		sub = "*"
+	}
+	resp := &adminv1.ListDeadLettersResponse{}
+	next, err := s.readStream(ctx, bus.StreamDeadLetters, bus.DeadSubject(req.GetOrgId(), sub), req.GetPageSize(), req.GetPageToken(), nil, func(m jetstream.Msg) error {
+		d, err := deadLetter(m)
+		if err == nil {
+			resp.DeadLetters = append(resp.DeadLetters, d)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.NextPageToken = next
+	return resp, nil
+}
+
+func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) (*adminv1.RedeliverResponse, error) {
+	sub, err := s.sub(ctx, req.GetSubscriptionId())
+	if err != nil {
+		return nil, err
+	}
+	if sub.Mode != subs.ModePayload {
+		return nil, invalid("subscription_id", "only payload subscriptions have deliveries to redeliver")
+	}
+	mark := "r" + strconv.FormatInt(s.now().UnixNano(), 36)
+	var queued uint32
+	switch what := req.GetWhat().(type) {
+	case *adminv1.RedeliverRequest_DeliveryId, *adminv1.RedeliverRequest_AllDeadLetters:
+		one := req.GetDeliveryId()
+		if _, all := what.(*adminv1.RedeliverRequest_AllDeadLetters); all && !req.GetAllDeadLetters() {
+			return nil, invalid("all_dead_letters", "must be true when given")
+		}
+		queued, err = s.redeliverDead(ctx, sub, one, mark)
+	case *adminv1.RedeliverRequest_Events:
+		queued, err = s.redeliverEvents(ctx, sub, what.Events, mark)
+	default:
+		return nil, invalid("what", "name a delivery_id, all_dead_letters or an events time range")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("deliveries queued again", "org", sub.Org, "subscription", sub.ID, "queued", queued)
+	return &adminv1.RedeliverResponse{Queued: queued}, nil
+}
+
+// redeliverDead moves dead letters (one, or all when id is empty) back
+// into the subscription's queue, with the webhook-id they had.
+func (s *Service) redeliverDead(ctx context.Context, sub subs.Subscription, id, mark string) (uint32, error) {
+	dead, err := bus.Stream(ctx, s.conn.JS, bus.StreamDeadLetters)
+	if err != nil {
+		return 0, err
+	}
+	var queued uint32
+	var seqs []uint64
+	token := ""
+	for {
+		next, err := s.readStream(ctx, bus.StreamDeadLetters, bus.DeadSubject(sub.Org, sub.ID), maxPage, token, nil, func(m jetstream.Msg) error {
+			d, err := deadLetter(m)
+			if err != nil || (id != "" && d.GetDeliveryId() != id) {
+				return err
+			}
+			seq, _ := strconv.ParseUint(m.Headers().Get(bus.HeaderEventSeq), 10, 64)
+			stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderEventTime))
+			if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, seq, stored, m.Data(), mark)); err != nil {
+				return fmt.Errorf("queue again: %w", err)
+			}
+			seqs = append(seqs, d.GetSequence())
+			queued++
+			return nil
+		})
+		if err != nil {
+			return queued, err
+		}
+		if next == "" || queued >= maxRedeliver {
+			break
+		}
+		token = next
+	}
+	if id != "" && queued == 0 {
+		return 0, notFound("dead letter", id)
+	}
+	for _, seq := range seqs {
+		if err := dead.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return queued, fmt.Errorf("remove dead letter %d: %w", seq, err)
+		}
+	}
+	return queued, nil
+}
+
+// redeliverEvents queues every event of the subscription's types stored in
+// the range, as for events that came while it was switched off.
+func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r *adminv1.TimeRange, mark string) (uint32, error) {
+	if r.GetSince() == nil {
+		return 0, invalid("events.since", "is required")
+	}
+	since, until := r.GetSince().AsTime(), s.now()
+	if r.GetUntil() != nil {
+		until = r.GetUntil().AsTime()
+	}
+	if !until.After(since) {
+		return 0, invalid("events.until", "must be after since")
+	}
+	var filters []string
+	for _, t := range sub.EventTypes {
+		filters = append(filters, bus.EventsSubject(sub.Org, t))
+	}
+	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since, InactiveThreshold: readerIdle,
+	})
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var queued uint32
+	pending := int(info.NumPending)
+	for pending > 0 && queued < maxRedeliver {
+		batch, err := c.Fetch(min(pending, 1000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return queued, err
+		}
+		got := 0
+		done := false
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil || done || md.Timestamp.After(until) {
+				done = true
+				continue
+			}
+			if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), mark)); err != nil {
+				return queued, fmt.Errorf("queue again: %w", err)
+			}
+			queued++
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return queued, err
+		}
+		if got == 0 || done {
+			break
+		}
+		pending -= got
+	}
+	return queued, nil
+}
