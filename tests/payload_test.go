@@ -405,3 +405,61 @@ func TestDeadLettersAndRedeliver(t *testing.T) {
 		t.Fatalf("redelivered %s, want %s", h.Body, e3)
 	}
 }
+
+func TestDailyDigest(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newScripted(t)
+	ctx := context.Background()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(4 * time.Second).Truncate(time.Second).In(berlin)
+	sub := payloadSub(t, adm, &adminv1.Subscription{System: "daily", EventTypes: []string{"recurringinvoice.created"}, Url: rcv.URL + "/daily",
+		Schedule: &adminv1.DeliverySchedule{DailyAt: at.Format("15:04:05"), TimeZone: "Europe/Berlin"}})
+	id := sub.GetSubscription().GetSubscriptionId()
+	if got := sub.GetSubscription().GetSchedule(); got.GetTimeZone() != "Europe/Berlin" {
+		t.Fatalf("schedule %v", got)
+	}
+	var want []string
+	for i := range 3 {
+		want = append(want, change(t, k, secret, "recurringinvoice.created", fmt.Sprint("R-", i), map[string]any{"n": i}))
+	}
+	h := rcv.next(t, 15*time.Second)
+	if h.At.Before(at.Add(-100 * time.Millisecond)) {
+		t.Fatalf("digest at %v, before its time %v", h.At, at)
+	}
+	var bodies []map[string]any
+	if err := json.Unmarshal(h.Body, &bodies); err != nil || len(bodies) != 3 {
+		t.Fatalf("digest body %s: %v", h.Body, err)
+	}
+	for i, b := range bodies {
+		if b["id"] != want[i] {
+			t.Fatalf("digest element %d is %v, want %s", i, b, want[i])
+		}
+	}
+	wh, _ := standardwebhooks.NewWebhook(sub.GetSigningSecret())
+	if err := wh.Verify(h.Body, h.Header); err != nil {
+		t.Fatalf("digest signature: %v", err)
+	}
+	// Later changes wait for tomorrow's digest, whose timer is set.
+	change(t, k, secret, "recurringinvoice.created", "R-9", nil)
+	select {
+	case h := <-rcv.got:
+		t.Fatalf("sent before the next digest: %s", h.Body)
+	case <-time.After(2 * time.Second):
+	}
+	st, err := jsOf(t, k).Stream(ctx, "NOTIFY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	timer, err := st.GetLastMsgForSubject(ctx, "kurier.notify.digest."+id)
+	if err != nil {
+		t.Fatalf("next digest timer: %v", err)
+	}
+	next, _ := time.Parse(time.RFC3339Nano, strings.TrimPrefix(timer.Header.Get("Nats-Schedule"), "@at "))
+	if d := next.Sub(at); d < 23*time.Hour || d > 25*time.Hour {
+		t.Fatalf("next digest at %v, %v after this one", next, d)
+	}
+}

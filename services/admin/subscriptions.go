@@ -183,6 +183,19 @@ func checkPayload(sub *subs.Subscription) error {
 			return invalid("retry_schedule", "each delay must be from 0 to %v", maxRetryDelay)
 		}
 	}
+	if sub.DailyAt == "" {
+		sub.TimeZone = ""
+		return nil
+	}
+	if _, err := subs.ParseDailyAt(sub.DailyAt); err != nil {
+		return invalid("schedule.daily_at", "must be a time of day HH:MM")
+	}
+	if _, err := time.LoadLocation(sub.TimeZone); err != nil || strings.EqualFold(sub.TimeZone, "local") {
+		return invalid("schedule.time_zone", "must be an IANA time zone such as Europe/Berlin")
+	}
+	if sub.TimeZone == "" {
+		sub.TimeZone = "UTC"
+	}
 	return nil
 }
 
@@ -227,6 +240,8 @@ func fromPB(in *adminv1.Subscription, sub *subs.Subscription, paths []string) {
 			for _, d := range in.GetRetrySchedule() {
 				sub.RetrySchedule = append(sub.RetrySchedule, d.AsDuration())
 			}
+		case "schedule":
+			sub.DailyAt, sub.TimeZone = in.GetSchedule().GetDailyAt(), in.GetSchedule().GetTimeZone()
 		}
 	}
 }
@@ -238,7 +253,7 @@ var (
 	}
 	// Fields any subscription may change, and those only payload ones have.
 	commonPaths  = []string{"system", "name", "event_types", "url"}
-	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule"}
+	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule", "schedule"}
 )
 
 func storeErr(err error) error {
@@ -291,6 +306,9 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 			pb.RetrySchedule = append(pb.RetrySchedule, durationpb.New(d))
 		}
 		pb.DisabledReason = sub.DisabledReason
+		if sub.DailyAt != "" {
+			pb.Schedule = &adminv1.DeliverySchedule{DailyAt: sub.DailyAt, TimeZone: sub.TimeZone}
+		}
 		st, err := s.subs.State(ctx, sub.ID)
 		if err != nil {
 			return nil, err
@@ -351,6 +369,9 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	}
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return nil, storeErr(err)
+	}
+	if err := s.armDigest(ctx, sub, false); err != nil {
+		return nil, err
 	}
 	s.log.Info("subscription created", "org", sub.Org, "subscription", sub.ID, "mode", sub.Mode)
 	pb, err := s.subPB(ctx, sub)
@@ -417,6 +438,9 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	if err != nil {
 		return nil, storeErr(err)
 	}
+	if err := s.armDigest(ctx, sub, current.DailyAt != sub.DailyAt || current.TimeZone != sub.TimeZone); err != nil {
+		return nil, err
+	}
 	s.log.Info("subscription updated", "org", sub.Org, "subscription", sub.ID)
 	return s.subPB(ctx, sub)
 }
@@ -436,13 +460,29 @@ func (s *Service) DeleteSubscription(ctx context.Context, req *adminv1.DeleteSub
 	return &adminv1.DeleteSubscriptionResponse{}, nil
 }
 
-// dropTimer removes a pending ping, so a subscription switched off or
-// deleted is not pinged.
+// dropTimer removes a pending ping or digest, so a subscription switched
+// off or deleted is not called.
 func (s *Service) dropTimer(ctx context.Context, id string) error {
-	if err := s.notify.Purge(ctx, jetstream.WithPurgeSubject(bus.NotifyAll(id))); err != nil {
-		return fmt.Errorf("drop ping timer of %s: %w", id, err)
+	for _, subj := range []string{bus.NotifyAll(id), bus.DigestSched(id)} {
+		if err := s.notify.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("drop timer of %s: %w", id, err)
+		}
 	}
 	return nil
+}
+
+// armDigest starts a daily subscription's digest timer; changed replaces
+// one running for an earlier schedule.
+func (s *Service) armDigest(ctx context.Context, sub subs.Subscription, changed bool) error {
+	if changed {
+		if err := s.notify.Purge(ctx, jetstream.WithPurgeSubject(bus.DigestSched(sub.ID))); err != nil {
+			return fmt.Errorf("drop digest timer of %s: %w", sub.ID, err)
+		}
+	}
+	if !sub.Daily() || !sub.Active {
+		return nil
+	}
+	return subs.ArmDigest(ctx, s.conn.JS, sub, s.now())
 }
 
 func (s *Service) SetSubscriptionActive(ctx context.Context, req *adminv1.SetSubscriptionActiveRequest) (*adminv1.Subscription, error) {
@@ -475,15 +515,16 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	if before.Active == active {
 		return sub, nil
 	}
-	if sub.Mode == subs.ModePing {
-		if active {
-			err = s.subs.ResetUnacked(ctx, id)
-		} else {
-			err = s.dropTimer(ctx, id)
-		}
-		if err != nil {
-			return sub, err
-		}
+	switch {
+	case !active:
+		err = s.dropTimer(ctx, id)
+	case sub.Mode == subs.ModePing:
+		err = s.subs.ResetUnacked(ctx, id)
+	default:
+		err = s.armDigest(ctx, sub, false)
+	}
+	if err != nil {
+		return sub, err
 	}
 	s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
 	return sub, nil

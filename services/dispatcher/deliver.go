@@ -128,7 +128,7 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		return
 	}
 	sub := e.sub
-	key := fmt.Sprint(sub.MaxInFlight, sub.Timeout, sub.Ordered)
+	key := fmt.Sprint(sub.MaxInFlight, sub.Timeout, sub.Ordered, sub.Daily())
 	if r != nil && r.key == key {
 		return
 	}
@@ -142,12 +142,17 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Longer than a request may take, so one in flight is not sent twice.
 		AckWait:       sub.Timeout + 5*time.Second,
-		MaxAckPending: max(sub.MaxInFlight, 1),
+		MaxAckPending: pendingOf(sub),
 		MaxDeliver:    -1,
 	})
 	if err != nil {
 		d.s.log.Warn("delivery consumer not made, trying again", "subscription", id, "err", err)
 		time.AfterFunc(time.Second, func() { d.notice(id) })
+		return
+	}
+	if sub.Daily() {
+		// Nothing takes a daily subscription's tasks but its digest.
+		d.running[id] = &running{key: key, stop: func() {}}
 		return
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -169,6 +174,15 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		return
 	}
 	d.running[id] = &running{key: key, stop: func() { cc.Drain(); <-cc.Closed() }}
+}
+
+// pendingOf is how many of a subscription's tasks may be out at once: its
+// in-flight limit, or a whole digest.
+func pendingOf(sub subs.Subscription) int {
+	if sub.Daily() {
+		return digestMax
+	}
+	return max(sub.MaxInFlight, 1)
 }
 
 // outcome is what one attempt came to.
@@ -263,7 +277,7 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 	})
 }
 
-// post makes the request.
+// post makes the request of one event.
 func (s *Service) post(ctx context.Context, sub subs.Subscription, spec payload.Spec, ev event.Event, stored time.Time, msgID string, now time.Time) outcome {
 	url, err := payload.RequestURL(spec, ev.Type)
 	if err != nil {
@@ -273,6 +287,11 @@ func (s *Service) post(ctx context.Context, sub subs.Subscription, spec payload.
 	if err != nil {
 		return outcome{err: err}
 	}
+	return s.send(ctx, sub, url, body, msgID, now)
+}
+
+// send POSTs a signed body with the subscription's headers.
+func (s *Service) send(ctx context.Context, sub subs.Subscription, url string, body []byte, msgID string, now time.Time) outcome {
 	ctx, cancel := context.WithTimeout(ctx, sub.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

@@ -60,6 +60,7 @@ func DefaultConfig() Config {
 const (
 	eventsConsumer = "dispatcher"
 	dueConsumer    = "dispatcher-pings"
+	digestConsumer = "dispatcher-digests"
 )
 
 // Service is the dispatcher.
@@ -157,6 +158,17 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("due consumer: %w", err)
 	}
+	digests, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamNotify, jetstream.ConsumerConfig{
+		Durable:       digestConsumer,
+		Description:   "Sends the daily digests whose time has come",
+		FilterSubject: bus.DigestDueWildcard,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       5 * time.Minute,
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("digest consumer: %w", err)
+	}
 	// Work taken before a stop is finished, so it runs on a context that
 	// the stop does not cancel.
 	work := context.WithoutCancel(ctx)
@@ -170,6 +182,12 @@ func (s *Service) Run(ctx context.Context) error {
 		stopEvents()
 		return err
 	}
+	stopDigests, err := consume(work, digests, 8, &wg, s.handleDigest, nil)
+	if err != nil {
+		stopEvents()
+		stopDue()
+		return err
+	}
 	dctx, stopDeliverers := context.WithCancel(work)
 	delivering := make(chan struct{})
 	go func() {
@@ -179,6 +197,7 @@ func (s *Service) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopEvents()
 	stopDue()
+	stopDigests()
 	stopDeliverers()
 	<-delivering
 	wg.Wait()

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -110,12 +108,8 @@ func storedAt(m jetstream.Msg) time.Time {
 }
 
 // schedule makes sure a ping is pending for the subscription: either one
-// already is (the change is coalesced into it), or a scheduled message is
-// published that the server turns into a due message NotifyDelay from now.
-// The publish expects no message on the subscription's sched subject,
-// which holds one exactly while a timer runs (the server removes it when
-// it fires): so it costs one write, and of replicas racing for one
-// subscription exactly one sets the timer.
+// already is (the change is coalesced into it), or a timer is started that
+// fires NotifyDelay from now.
 func (s *Service) schedule(ctx context.Context, e *entry) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -129,19 +123,14 @@ func (s *Service) schedule(ctx context.Context, e *entry) error {
 			return nil // capped: no ping until the feed is read
 		}
 		at := now.Add(s.cfg.NotifyDelay)
-		sched := nats.NewMsg(bus.NotifySched(id))
-		// RFC 3339 with nanoseconds: WithScheduleAt would cut to whole
-		// seconds and could fire up to a second early.
-		sched.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
-		sched.Header.Set(jetstream.ScheduleTargetHeader, bus.NotifyDue(id))
-		_, err := s.conn.JS.PublishMsg(ctx, sched, jetstream.WithExpectLastSequencePerSubject(0))
+		err := bus.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), at)
 		if err == nil {
 			s.m.scheduled.Inc()
 			e.pendingUntil = at
 			return nil
 		}
-		if !wrongLast(err) {
-			return fmt.Errorf("set ping timer: %w", err)
+		if !errors.Is(err, bus.ErrTimerRunning) {
+			return err
 		}
 		// A timer runs already, set by another replica: learn until when.
 		msg, err := s.notify.GetLastMsgForSubject(ctx, bus.NotifySched(id))
@@ -151,29 +140,8 @@ func (s *Service) schedule(ctx context.Context, e *entry) error {
 		case err != nil:
 			return fmt.Errorf("read ping timer: %w", err)
 		}
-		if e.pendingUntil = scheduledAt(msg.Header); e.pendingUntil.IsZero() {
+		if e.pendingUntil = bus.TimerAt(msg.Header); e.pendingUntil.IsZero() {
 			return fmt.Errorf("ping timer of %s has no readable time", id)
 		}
 	}
-}
-
-// wrongLast tells whether a publish lost a compare-and-set race: 10071 on
-// one server, 10164 when a replicated stream's leader rejects it.
-func wrongLast(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)
-}
-
-// scheduledAt reads the time of a scheduled message; an unreadable one
-// counts as already due, so the stream is asked again next time.
-func scheduledAt(h nats.Header) time.Time {
-	v, ok := strings.CutPrefix(h.Get(jetstream.ScheduleHeader), "@at ")
-	if !ok {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // scratch images have no zoneinfo; digests need time zones
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -251,5 +252,49 @@ func DeliveryTask(sub string, eventSeq uint64, stored time.Time, data []byte, re
 		id += ":" + redelivery
 	}
 	t.Header.Set(jetstream.MsgIDHeader, id)
+	return t
+}
+
+// Digest timers of daily payload subscriptions, beside the ping timers.
+func DigestSched(sub string) string { return "kurier.notify.digest." + sub }
+func DigestDue(sub string) string   { return "kurier.notify.digested." + sub }
+
+const DigestDueWildcard = "kurier.notify.digested.>"
+
+// ErrTimerRunning: a timer on that subject is already pending.
+var ErrTimerRunning = errors.New("a timer is already running")
+
+// StartTimer publishes a scheduled message on subject that the server
+// turns into one on target at at. It expects no message on subject, which
+// holds one exactly while a timer runs (the server removes it when it
+// fires): so starting costs one write, and of several racing to start the
+// same timer exactly one does; the others get ErrTimerRunning.
+func StartTimer(ctx context.Context, js jetstream.JetStream, subject, target string, at time.Time) error {
+	m := nats.NewMsg(subject)
+	// RFC 3339 with nanoseconds: WithScheduleAt would cut to whole seconds
+	// and could fire up to a second early.
+	m.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set(jetstream.ScheduleTargetHeader, target)
+	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164) {
+		return ErrTimerRunning
+	}
+	if err != nil {
+		return fmt.Errorf("start timer %s: %w", subject, err)
+	}
+	return nil
+}
+
+// TimerAt reads when a pending timer fires; zero if unreadable.
+func TimerAt(h nats.Header) time.Time {
+	v, ok := strings.CutPrefix(h.Get(jetstream.ScheduleHeader), "@at ")
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}
+	}
 	return t
 }

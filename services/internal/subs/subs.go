@@ -63,6 +63,55 @@ type Subscription struct {
 	RetrySchedule []time.Duration  `json:"retry_schedule,omitempty"`
 	// DisabledReason says why Kurier switched the subscription off.
 	DisabledReason string `json:"disabled_reason,omitempty"`
+	// DailyAt ("HH:MM" in TimeZone) makes deliveries a daily digest.
+	DailyAt  string `json:"daily_at,omitempty"`
+	TimeZone string `json:"time_zone,omitempty"`
+}
+
+// Daily tells whether deliveries go out as a daily digest.
+func (s Subscription) Daily() bool { return s.Mode == ModePayload && s.DailyAt != "" }
+
+// NextDigest answers the first digest time after now. The time is local
+// to the subscription's zone, so a digest at 08:00 stays at 08:00 across
+// daylight saving changes.
+func (s Subscription) NextDigest(now time.Time) (time.Time, error) {
+	loc, err := time.LoadLocation(s.TimeZone)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time zone %q: %w", s.TimeZone, err)
+	}
+	hm, err := ParseDailyAt(s.DailyAt)
+	if err != nil {
+		return time.Time{}, err
+	}
+	local := now.In(loc)
+	at := time.Date(local.Year(), local.Month(), local.Day(), hm.Hour(), hm.Minute(), hm.Second(), 0, loc)
+	if !at.After(now) {
+		at = time.Date(local.Year(), local.Month(), local.Day()+1, hm.Hour(), hm.Minute(), hm.Second(), 0, loc)
+	}
+	return at, nil
+}
+
+// ParseDailyAt reads a digest's time of day: "HH:MM", or "HH:MM:SS".
+func ParseDailyAt(v string) (time.Time, error) {
+	for _, layout := range []string{"15:04", "15:04:05"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("daily_at %q is not HH:MM", v)
+}
+
+// ArmDigest starts the timer of the subscription's next digest, unless
+// one is running.
+func ArmDigest(ctx context.Context, js jetstream.JetStream, sub Subscription, now time.Time) error {
+	at, err := sub.NextDigest(now)
+	if err != nil {
+		return err
+	}
+	if err := bus.StartTimer(ctx, js, bus.DigestSched(sub.ID), bus.DigestDue(sub.ID), at); err != nil && !errors.Is(err, bus.ErrTimerRunning) {
+		return err
+	}
+	return nil
 }
 
 // Spec is what a payload subscription says about its requests.

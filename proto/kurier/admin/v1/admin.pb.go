@@ -939,8 +939,12 @@ type Subscription struct {
 	FailingSince *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
 	// Read-only: why Kurier switched the subscription off, if it did.
 	DisabledReason string `protobuf:"bytes,25,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When to send: at once (the default), or once a day (Scopevisio's
+	// "täglich") as one POST with the JSON array of everything since the
+	// last digest.
+	Schedule      *DeliverySchedule `protobuf:"bytes,26,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -1148,6 +1152,67 @@ func (x *Subscription) GetDisabledReason() string {
 	return ""
 }
 
+func (x *Subscription) GetSchedule() *DeliverySchedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type DeliverySchedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "HH:MM", local time in time_zone; empty means immediate delivery.
+	DailyAt string `protobuf:"bytes,1,opt,name=daily_at,json=dailyAt,proto3" json:"daily_at,omitempty"`
+	// An IANA time zone such as Europe/Berlin; UTC when empty.
+	TimeZone      string `protobuf:"bytes,2,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverySchedule) Reset() {
+	*x = DeliverySchedule{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverySchedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverySchedule) ProtoMessage() {}
+
+func (x *DeliverySchedule) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverySchedule.ProtoReflect.Descriptor instead.
+func (*DeliverySchedule) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeliverySchedule) GetDailyAt() string {
+	if x != nil {
+		return x.DailyAt
+	}
+	return ""
+}
+
+func (x *DeliverySchedule) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
 type Attribute struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1160,7 +1225,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1237,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1250,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Attribute) GetName() string {
@@ -1219,7 +1284,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1296,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1309,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Header) GetName() string {
@@ -1272,7 +1337,7 @@ type CreateSubscriptionRequest struct {
 
 func (x *CreateSubscriptionRequest) Reset() {
 	*x = CreateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1349,7 @@ func (x *CreateSubscriptionRequest) String() string {
 func (*CreateSubscriptionRequest) ProtoMessage() {}
 
 func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1362,7 @@ func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1318,7 +1383,7 @@ type CreateSubscriptionResponse struct {
 
 func (x *CreateSubscriptionResponse) Reset() {
 	*x = CreateSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1395,7 @@ func (x *CreateSubscriptionResponse) String() string {
 func (*CreateSubscriptionResponse) ProtoMessage() {}
 
 func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1408,7 @@ func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
@@ -1369,7 +1434,7 @@ type GetSubscriptionRequest struct {
 
 func (x *GetSubscriptionRequest) Reset() {
 	*x = GetSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1446,7 @@ func (x *GetSubscriptionRequest) String() string {
 func (*GetSubscriptionRequest) ProtoMessage() {}
 
 func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1459,7 @@ func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSubscriptionRequest) GetSubscriptionId() string {
@@ -1413,7 +1478,7 @@ type ListSubscriptionsRequest struct {
 
 func (x *ListSubscriptionsRequest) Reset() {
 	*x = ListSubscriptionsRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1490,7 @@ func (x *ListSubscriptionsRequest) String() string {
 func (*ListSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1503,7 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSubscriptionsRequest) GetOrgId() string {
@@ -1457,7 +1522,7 @@ type ListSubscriptionsResponse struct {
 
 func (x *ListSubscriptionsResponse) Reset() {
 	*x = ListSubscriptionsResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1534,7 @@ func (x *ListSubscriptionsResponse) String() string {
 func (*ListSubscriptionsResponse) ProtoMessage() {}
 
 func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1547,7 @@ func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
@@ -1503,7 +1568,7 @@ type UpdateSubscriptionRequest struct {
 
 func (x *UpdateSubscriptionRequest) Reset() {
 	*x = UpdateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1580,7 @@ func (x *UpdateSubscriptionRequest) String() string {
 func (*UpdateSubscriptionRequest) ProtoMessage() {}
 
 func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1593,7 @@ func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1554,7 +1619,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1631,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1644,7 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteSubscriptionRequest) GetSubscriptionId() string {
@@ -1597,7 +1662,7 @@ type DeleteSubscriptionResponse struct {
 
 func (x *DeleteSubscriptionResponse) Reset() {
 	*x = DeleteSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1674,7 @@ func (x *DeleteSubscriptionResponse) String() string {
 func (*DeleteSubscriptionResponse) ProtoMessage() {}
 
 func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1687,7 @@ func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type SetSubscriptionActiveRequest struct {
@@ -1635,7 +1700,7 @@ type SetSubscriptionActiveRequest struct {
 
 func (x *SetSubscriptionActiveRequest) Reset() {
 	*x = SetSubscriptionActiveRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1712,7 @@ func (x *SetSubscriptionActiveRequest) String() string {
 func (*SetSubscriptionActiveRequest) ProtoMessage() {}
 
 func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1725,7 @@ func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscriptionActiveRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscriptionActiveRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetSubscriptionActiveRequest) GetSubscriptionId() string {
@@ -1686,7 +1751,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1763,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1776,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RotateSecretRequest) GetSubscriptionId() string {
@@ -1732,7 +1797,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1809,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1822,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateSecretResponse) GetSigningSecret() string {
@@ -1785,7 +1850,7 @@ type PreviewSubscriptionRequest struct {
 
 func (x *PreviewSubscriptionRequest) Reset() {
 	*x = PreviewSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1862,7 @@ func (x *PreviewSubscriptionRequest) String() string {
 func (*PreviewSubscriptionRequest) ProtoMessage() {}
 
 func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1875,7 @@ func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PreviewSubscriptionRequest) GetSubscriptionId() string {
@@ -1840,7 +1905,7 @@ type PreviewSubscriptionResponse struct {
 
 func (x *PreviewSubscriptionResponse) Reset() {
 	*x = PreviewSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1917,7 @@ func (x *PreviewSubscriptionResponse) String() string {
 func (*PreviewSubscriptionResponse) ProtoMessage() {}
 
 func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1930,7 @@ func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PreviewSubscriptionResponse) GetMethod() string {
@@ -1902,7 +1967,7 @@ type ApplyApiNotificationRequest struct {
 
 func (x *ApplyApiNotificationRequest) Reset() {
 	*x = ApplyApiNotificationRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +1979,7 @@ func (x *ApplyApiNotificationRequest) String() string {
 func (*ApplyApiNotificationRequest) ProtoMessage() {}
 
 func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +1992,7 @@ func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApplyApiNotificationRequest) GetOrgId() string {
@@ -1958,7 +2023,7 @@ type ApplyApiNotificationResponse struct {
 
 func (x *ApplyApiNotificationResponse) Reset() {
 	*x = ApplyApiNotificationResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2035,7 @@ func (x *ApplyApiNotificationResponse) String() string {
 func (*ApplyApiNotificationResponse) ProtoMessage() {}
 
 func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2048,7 @@ func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
@@ -2054,7 +2119,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2131,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2144,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Delivery) GetTime() *timestamppb.Timestamp {
@@ -2217,7 +2282,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2294,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2307,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeadLetter) GetDeliveryId() string {
@@ -2299,7 +2364,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2376,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2389,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDeadLettersRequest) GetOrgId() string {
@@ -2365,7 +2430,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2442,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2455,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2418,7 +2483,7 @@ type TimeRange struct {
 
 func (x *TimeRange) Reset() {
 	*x = TimeRange{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2495,7 @@ func (x *TimeRange) String() string {
 func (*TimeRange) ProtoMessage() {}
 
 func (x *TimeRange) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2508,7 @@ func (x *TimeRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeRange.ProtoReflect.Descriptor instead.
 func (*TimeRange) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TimeRange) GetSince() *timestamppb.Timestamp {
@@ -2475,7 +2540,7 @@ type RedeliverRequest struct {
 
 func (x *RedeliverRequest) Reset() {
 	*x = RedeliverRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2552,7 @@ func (x *RedeliverRequest) String() string {
 func (*RedeliverRequest) ProtoMessage() {}
 
 func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2565,7 @@ func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RedeliverRequest) GetSubscriptionId() string {
@@ -2578,7 +2643,7 @@ type RedeliverResponse struct {
 
 func (x *RedeliverResponse) Reset() {
 	*x = RedeliverResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2655,7 @@ func (x *RedeliverResponse) String() string {
 func (*RedeliverResponse) ProtoMessage() {}
 
 func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2668,7 @@ func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RedeliverResponse) GetQueued() uint32 {
@@ -2630,7 +2695,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2707,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2720,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -2704,7 +2769,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +2781,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +2794,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -2758,7 +2823,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2835,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2848,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -2849,7 +2914,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xd3\b\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x92\t\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x16\n" +
@@ -2883,7 +2948,11 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\rmax_in_flight\x18\x16 \x01(\rR\vmaxInFlight\x12@\n" +
 	"\x0eretry_schedule\x18\x17 \x03(\v2\x19.google.protobuf.DurationR\rretrySchedule\x12?\n" +
 	"\rfailing_since\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12'\n" +
-	"\x0fdisabled_reason\x18\x19 \x01(\tR\x0edisabledReason\"M\n" +
+	"\x0fdisabled_reason\x18\x19 \x01(\tR\x0edisabledReason\x12=\n" +
+	"\bschedule\x18\x1a \x01(\v2!.kurier.admin.v1.DeliveryScheduleR\bschedule\"J\n" +
+	"\x10DeliverySchedule\x12\x19\n" +
+	"\bdaily_at\x18\x01 \x01(\tR\adailyAt\x12\x1b\n" +
+	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\"M\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
@@ -3057,7 +3126,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -3077,122 +3146,124 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*ListKeysResponse)(nil),             // 15: kurier.admin.v1.ListKeysResponse
 	(*RevokeKeyRequest)(nil),             // 16: kurier.admin.v1.RevokeKeyRequest
 	(*Subscription)(nil),                 // 17: kurier.admin.v1.Subscription
-	(*Attribute)(nil),                    // 18: kurier.admin.v1.Attribute
-	(*Header)(nil),                       // 19: kurier.admin.v1.Header
-	(*CreateSubscriptionRequest)(nil),    // 20: kurier.admin.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil),   // 21: kurier.admin.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),       // 22: kurier.admin.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),     // 23: kurier.admin.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),    // 24: kurier.admin.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),    // 25: kurier.admin.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil),    // 26: kurier.admin.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil),   // 27: kurier.admin.v1.DeleteSubscriptionResponse
-	(*SetSubscriptionActiveRequest)(nil), // 28: kurier.admin.v1.SetSubscriptionActiveRequest
-	(*RotateSecretRequest)(nil),          // 29: kurier.admin.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),         // 30: kurier.admin.v1.RotateSecretResponse
-	(*PreviewSubscriptionRequest)(nil),   // 31: kurier.admin.v1.PreviewSubscriptionRequest
-	(*PreviewSubscriptionResponse)(nil),  // 32: kurier.admin.v1.PreviewSubscriptionResponse
-	(*ApplyApiNotificationRequest)(nil),  // 33: kurier.admin.v1.ApplyApiNotificationRequest
-	(*ApplyApiNotificationResponse)(nil), // 34: kurier.admin.v1.ApplyApiNotificationResponse
-	(*Delivery)(nil),                     // 35: kurier.admin.v1.Delivery
-	(*DeadLetter)(nil),                   // 36: kurier.admin.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),       // 37: kurier.admin.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),      // 38: kurier.admin.v1.ListDeadLettersResponse
-	(*TimeRange)(nil),                    // 39: kurier.admin.v1.TimeRange
-	(*RedeliverRequest)(nil),             // 40: kurier.admin.v1.RedeliverRequest
-	(*RedeliverResponse)(nil),            // 41: kurier.admin.v1.RedeliverResponse
-	(*ListDeliveriesRequest)(nil),        // 42: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 43: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 44: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 46: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),        // 47: google.protobuf.FieldMask
+	(*DeliverySchedule)(nil),             // 18: kurier.admin.v1.DeliverySchedule
+	(*Attribute)(nil),                    // 19: kurier.admin.v1.Attribute
+	(*Header)(nil),                       // 20: kurier.admin.v1.Header
+	(*CreateSubscriptionRequest)(nil),    // 21: kurier.admin.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),   // 22: kurier.admin.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),       // 23: kurier.admin.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),     // 24: kurier.admin.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),    // 25: kurier.admin.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),    // 26: kurier.admin.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),    // 27: kurier.admin.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),   // 28: kurier.admin.v1.DeleteSubscriptionResponse
+	(*SetSubscriptionActiveRequest)(nil), // 29: kurier.admin.v1.SetSubscriptionActiveRequest
+	(*RotateSecretRequest)(nil),          // 30: kurier.admin.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),         // 31: kurier.admin.v1.RotateSecretResponse
+	(*PreviewSubscriptionRequest)(nil),   // 32: kurier.admin.v1.PreviewSubscriptionRequest
+	(*PreviewSubscriptionResponse)(nil),  // 33: kurier.admin.v1.PreviewSubscriptionResponse
+	(*ApplyApiNotificationRequest)(nil),  // 34: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 35: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 36: kurier.admin.v1.Delivery
+	(*DeadLetter)(nil),                   // 37: kurier.admin.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),       // 38: kurier.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),      // 39: kurier.admin.v1.ListDeadLettersResponse
+	(*TimeRange)(nil),                    // 40: kurier.admin.v1.TimeRange
+	(*RedeliverRequest)(nil),             // 41: kurier.admin.v1.RedeliverRequest
+	(*RedeliverResponse)(nil),            // 42: kurier.admin.v1.RedeliverResponse
+	(*ListDeliveriesRequest)(nil),        // 43: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 44: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 45: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 47: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),        // 48: google.protobuf.FieldMask
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	45, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	46, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	45, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	45, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	46, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	46, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
 	11, // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
 	11, // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	45, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	45, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	45, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	45, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	18, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
-	19, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	46, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	46, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	46, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	46, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	46, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	19, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
+	20, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
+	47, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
 	2,  // 16: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
 	3,  // 17: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	46, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	45, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
-	17, // 20: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	17, // 21: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
-	17, // 22: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	17, // 23: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	47, // 24: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	45, // 25: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
-	17, // 26: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	45, // 27: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 28: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	46, // 29: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	45, // 30: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	45, // 31: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
-	36, // 32: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	45, // 33: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	45, // 34: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
-	39, // 35: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	45, // 36: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	35, // 37: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	45, // 38: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 39: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	6,  // 40: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	7,  // 41: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	9,  // 42: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	12, // 43: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	14, // 44: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	16, // 45: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	20, // 46: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	22, // 47: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	23, // 48: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	25, // 49: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	26, // 50: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	28, // 51: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	29, // 52: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	31, // 53: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	33, // 54: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	42, // 55: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	44, // 56: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	37, // 57: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	40, // 58: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	4,  // 59: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	4,  // 60: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	8,  // 61: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	10, // 62: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	13, // 63: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	15, // 64: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	11, // 65: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	21, // 66: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	17, // 67: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	24, // 68: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	17, // 69: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	27, // 70: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	17, // 71: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	30, // 72: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	32, // 73: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	34, // 74: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	43, // 75: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	35, // 76: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	38, // 77: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	41, // 78: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	59, // [59:79] is the sub-list for method output_type
-	39, // [39:59] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	47, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	46, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	18, // 20: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
+	17, // 21: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	17, // 22: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	17, // 23: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	17, // 24: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	48, // 25: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	46, // 26: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	17, // 27: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	46, // 28: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 29: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	47, // 30: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	46, // 31: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	46, // 32: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	37, // 33: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	46, // 34: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	46, // 35: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	40, // 36: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	46, // 37: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 38: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	46, // 39: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 40: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	6,  // 41: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	7,  // 42: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	9,  // 43: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	12, // 44: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	14, // 45: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	16, // 46: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	21, // 47: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	23, // 48: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	24, // 49: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	26, // 50: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	27, // 51: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	29, // 52: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	30, // 53: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	32, // 54: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	34, // 55: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	43, // 56: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	45, // 57: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	38, // 58: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	41, // 59: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	4,  // 60: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	4,  // 61: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	8,  // 62: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	10, // 63: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	13, // 64: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	15, // 65: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	11, // 66: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	22, // 67: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	17, // 68: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	25, // 69: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	17, // 70: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	28, // 71: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	17, // 72: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	31, // 73: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	33, // 74: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	35, // 75: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	44, // 76: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	36, // 77: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	39, // 78: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	42, // 79: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	60, // [60:80] is the sub-list for method output_type
+	40, // [40:60] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -3200,7 +3271,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 	if File_kurier_admin_v1_admin_proto != nil {
 		return
 	}
-	file_kurier_admin_v1_admin_proto_msgTypes[36].OneofWrappers = []any{
+	file_kurier_admin_v1_admin_proto_msgTypes[37].OneofWrappers = []any{
 		(*RedeliverRequest_DeliveryId)(nil),
 		(*RedeliverRequest_AllDeadLetters)(nil),
 		(*RedeliverRequest_Events)(nil),
@@ -3211,7 +3282,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
