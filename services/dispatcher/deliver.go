@@ -121,6 +121,7 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 			// Deleted: its consumer and tasks go too. Every replica tries;
 			// all but the first find nothing to do.
 			_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamDeliveries, consumerName(id))
+			_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamEvents, consumerName(id))
 			if st, err := d.s.conn.JS.Stream(ctx, bus.StreamDeliveries); err == nil {
 				_ = st.Purge(ctx, jetstream.WithPurgeSubject(bus.DeliverSubject(id)))
 			}
@@ -128,14 +129,20 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		return
 	}
 	sub := e.sub
-	key := fmt.Sprint(sub.MaxInFlight, sub.Timeout, sub.Ordered, sub.Daily())
+	key := fmt.Sprint(sub.MaxInFlight, sub.Timeout, sub.Ordered, sub.Daily(), sub.EventTypes)
 	if r != nil && r.key == key {
 		return
 	}
 	if r != nil {
 		r.stop()
+		delete(d.running, id)
 	}
-	cons, err := d.s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
+	retry := func(err error) {
+		d.s.log.Warn("delivery consumer not started, trying again", "subscription", id, "err", err)
+		time.AfterFunc(time.Second, func() { d.notice(id) })
+	}
+	// Tasks: every event of a concurrent subscription, and redeliveries.
+	tasks, err := d.s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
 		Durable:       consumerName(id),
 		Description:   "Payload deliveries of subscription " + id,
 		FilterSubject: bus.DeliverSubject(id),
@@ -146,8 +153,7 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		MaxDeliver:    -1,
 	})
 	if err != nil {
-		d.s.log.Warn("delivery consumer not made, trying again", "subscription", id, "err", err)
-		time.AfterFunc(time.Second, func() { d.notice(id) })
+		retry(err)
 		return
 	}
 	if sub.Daily() {
@@ -155,7 +161,60 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		d.running[id] = &running{key: key, stop: func() {}}
 		return
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	var stops []func()
+	if sub.Ordered {
+		// In order means in EVENTS' order: an ordered subscription reads its
+		// events straight from the stream, one at a time, so neither
+		// concurrent dispatching nor retries can reorder them.
+		var filters []string
+		for _, t := range sub.EventTypes {
+			filters = append(filters, bus.EventsSubject(sub.Org, t))
+		}
+		from := sub.Created
+		events, err := d.s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+			Durable:        consumerName(id),
+			Description:    "Ordered payload deliveries of subscription " + id,
+			FilterSubjects: filters,
+			DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+			OptStartTime:   &from,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        sub.Timeout + 5*time.Second,
+			MaxAckPending:  1,
+			MaxDeliver:     -1,
+		})
+		if err != nil {
+			retry(err)
+			return
+		}
+		stop, err := d.consume(events, 1, id, work, wg)
+		if err != nil {
+			retry(err)
+			return
+		}
+		stops = append(stops, stop)
+	} else {
+		// Switched from ordered: its events consumer has no more use.
+		_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamEvents, consumerName(id))
+	}
+	stop, err := d.consume(tasks, pendingOf(sub), id, work, wg)
+	if err != nil {
+		for _, s := range stops {
+			s()
+		}
+		retry(err)
+		return
+	}
+	stops = append(stops, stop)
+	d.running[id] = &running{key: key, stop: func() {
+		for _, s := range stops {
+			s()
+		}
+	}}
+}
+
+// consume delivers what c hands out, n at a time.
+func (d *deliverers) consume(c jetstream.Consumer, n int, id string, work context.Context, wg *sync.WaitGroup) (func(), error) {
+	cc, err := c.Consume(func(m jetstream.Msg) {
 		d.slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-d.slots }()
@@ -167,13 +226,11 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 			}
 			d.s.deliver(work, cur.sub, m)
 		})
-	}, jetstream.PullMaxMessages(max(sub.MaxInFlight, 1)))
+	}, jetstream.PullMaxMessages(n))
 	if err != nil {
-		d.s.log.Warn("delivery consumer not started, trying again", "subscription", id, "err", err)
-		time.AfterFunc(time.Second, func() { d.notice(id) })
-		return
+		return nil, err
 	}
-	d.running[id] = &running{key: key, stop: func() { cc.Drain(); <-cc.Closed() }}
+	return func() { cc.Drain(); <-cc.Closed() }, nil
 }
 
 // pendingOf is how many of a subscription's tasks may be out at once: its
@@ -222,9 +279,9 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		_ = m.Term()
 		return
 	}
-	stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderEventTime))
+	seq, stored := origin(m, md)
 	// The same id on every attempt, so receivers can drop repeats.
-	msgID := "msg_" + sub.ID + "_" + m.Headers().Get(bus.HeaderEventSeq)
+	msgID := "msg_" + sub.ID + "_" + strconv.FormatUint(seq, 10)
 	spec := sub.Spec()
 	rec := dlog.Record{Org: sub.Org, Subscription: sub.ID, System: sub.System, EventTypes: []string{ev.Type},
 		Mode: string(sub.Mode), EventID: ev.ID, Attempt: attempt}
@@ -246,7 +303,7 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		s.succeeded(ctx, sub)
 	case o.status == http.StatusGone:
 		rec.Outcome = "disabled"
-		s.dead(ctx, sub, m)
+		s.dead(ctx, sub, m, seq, stored)
 		s.disable(ctx, sub, "the receiver answered 410 Gone")
 	default:
 		retries := sub.RetrySchedule
@@ -255,7 +312,7 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		}
 		if attempt > len(retries) {
 			rec.Outcome = "dead"
-			s.dead(ctx, sub, m)
+			s.dead(ctx, sub, m, seq, stored)
 		} else {
 			wait := jitter(retries[attempt-1])
 			if o.retryWait > wait {
@@ -324,6 +381,17 @@ func (s *Service) send(ctx context.Context, sub subs.Subscription, url string, b
 	return o
 }
 
+// origin answers where a delivered event is in EVENTS and when it was
+// stored: a task says so in its headers, an event read from EVENTS is there.
+func origin(m jetstream.Msg, md *jetstream.MsgMetadata) (uint64, time.Time) {
+	if v := m.Headers().Get(bus.HeaderEventSeq); v != "" {
+		seq, _ := strconv.ParseUint(v, 10, 64)
+		stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderEventTime))
+		return seq, stored
+	}
+	return md.Sequence.Stream, md.Timestamp
+}
+
 // jitter spreads a delay by ±20%, so receivers coming back are not hit by
 // every retry at once.
 func jitter(d time.Duration) time.Duration {
@@ -335,14 +403,10 @@ func jitter(d time.Duration) time.Duration {
 
 // dead keeps a task whose retries ran out (or whose receiver is gone) in
 // the dead-letter stream, then removes it from the queue.
-func (s *Service) dead(ctx context.Context, sub subs.Subscription, m jetstream.Msg) {
-	d := nats.NewMsg(bus.DeadSubject(sub.Org, sub.ID))
-	d.Data = m.Data()
-	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
-			d.Header[k] = v
-		}
-	}
+func (s *Service) dead(ctx context.Context, sub subs.Subscription, m jetstream.Msg, seq uint64, stored time.Time) {
+	d := bus.DeliveryTask(sub.ID, seq, stored, m.Data(), "")
+	d.Subject = bus.DeadSubject(sub.Org, sub.ID)
+	d.Header.Del(jetstream.MsgIDHeader)
 	if _, err := s.conn.JS.PublishMsg(ctx, d); err != nil {
 		// Kept in the queue rather than lost: it comes again.
 		s.log.Warn("dead letter not kept, the task stays", "subscription", sub.ID, "err", err)

@@ -29,6 +29,9 @@ func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
 	var failed atomic.Bool
 	for _, e := range s.index.match(org, typ) {
 		if e.sub.Mode == subs.ModePayload {
+			if e.sub.Ordered && !e.sub.Daily() {
+				continue // reads its events from the stream itself
+			}
 			wg.Go(func() {
 				if err := s.task(ctx, e.sub, m); err != nil {
 					s.log.Warn("delivery task not queued, the event comes again", "subscription", e.sub.ID, "err", err)
@@ -65,8 +68,8 @@ func (s *Service) covered(m jetstream.Msg) bool {
 	}
 	now, stored := time.Now(), storedAt(m)
 	for _, e := range s.index.match(org, typ) {
-		if e.sub.Mode == subs.ModePayload {
-			return false // every event is a delivery
+		if e.sub.Mode == subs.ModePayload && (!e.sub.Ordered || e.sub.Daily()) {
+			return false // every event is a delivery task
 		}
 		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue
