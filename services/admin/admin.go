@@ -56,6 +56,9 @@ type Service struct {
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
 func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if cfg.SecretGrace <= 0 {
+		cfg.SecretGrace = 24 * time.Hour
+	}
 	if len(cfg.Token) < 16 {
 		return nil, errors.New("admin: an admin token of at least 16 characters is required (KURIER_ADMIN_TOKEN)")
 	}

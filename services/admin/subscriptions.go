@@ -133,11 +133,8 @@ func checkPayload(sub *subs.Subscription) error {
 	if err := checkText("table", sub.Table); err != nil {
 		return err
 	}
-	if len(sub.Conditions) > 1024 {
-		return invalid("conditions", "must be at most 1024 characters")
-	}
-	if err := checkText("conditions", sub.Conditions); err != nil && len(sub.Conditions) <= maxText {
-		return err
+	if len(sub.Conditions) > 1024 || !utf8.ValidString(sub.Conditions) || strings.ContainsFunc(sub.Conditions, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return invalid("conditions", "must be at most 1024 characters of valid UTF-8 without control characters")
 	}
 	if len(sub.Fields) > maxFields {
 		return invalid("fields", "at most %d fields", maxFields)
@@ -167,9 +164,9 @@ func checkPayload(sub *subs.Subscription) error {
 	if sub.Format == "" {
 		sub.Format = payload.Standard
 	}
+	// An ordered subscription sends one at a time whatever max_in_flight
+	// says; it is kept for when ordering is switched off again.
 	switch {
-	case sub.Ordered:
-		sub.MaxInFlight = 1
 	case sub.MaxInFlight == 0:
 		sub.MaxInFlight = defaultMaxInFlight
 	case sub.MaxInFlight < 1 || sub.MaxInFlight > maxMaxInFlight:
@@ -506,6 +503,9 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 			return nil
 		}
 		sub.Active = active
+		if active {
+			sub.DisabledReason = "" // switched on again by an admin
+		}
 		sub.Updated = s.now().UTC()
 		return nil
 	})
@@ -553,14 +553,17 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	if err != nil {
 		return nil, err
 	}
-	if t := req.GetEventType(); t != "" && !slices.Contains(sub.EventTypes, t) {
-		return nil, invalid("event_type", "the subscription does not have %q", t)
+	typ := req.GetEventType()
+	if name, ok := catalog.ByCode(typ); ok {
+		typ = name
+	}
+	if typ != "" && !slices.Contains(sub.EventTypes, typ) {
+		return nil, invalid("event_type", "the subscription does not have %q", req.GetEventType())
 	}
 	if sub.Mode != subs.ModePayload {
 		// A ping is a GET on the URL exactly as configured, with no body.
 		return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
 	}
-	typ := req.GetEventType()
 	if typ == "" {
 		typ = sub.EventTypes[0]
 	}
@@ -569,8 +572,14 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 		return nil, err
 	}
 	now := s.now().UTC()
+	// Sample data with the fields the subscription picks, so none vanish.
+	data := map[string]any{"id": "DOC-1001", "status": "changed"}
+	for _, f := range sub.Fields {
+		data[f] = "…"
+	}
+	raw, _ := json.Marshal(data)
 	sample := event.Event{ID: "sample-1", Source: "/kurier/preview", Type: typ, Subject: "DOC-1001",
-		Time: now.Format(time.RFC3339Nano), Data: json.RawMessage(`{"id":"DOC-1001","status":"changed"}`)}
+		Time: now.Format(time.RFC3339Nano), Data: raw}
 	body, err := payload.Body(sub.Spec(), sample, now)
 	if err != nil {
 		return nil, err

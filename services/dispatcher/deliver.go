@@ -236,8 +236,11 @@ func (d *deliverers) consume(c jetstream.Consumer, n int, id string, work contex
 // pendingOf is how many of a subscription's tasks may be out at once: its
 // in-flight limit, or a whole digest.
 func pendingOf(sub subs.Subscription) int {
-	if sub.Daily() {
+	switch {
+	case sub.Daily():
 		return digestMax
+	case sub.Ordered:
+		return 1
 	}
 	return max(sub.MaxInFlight, 1)
 }

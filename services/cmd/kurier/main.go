@@ -24,6 +24,7 @@ Usage:
   kurier admin        the admin gRPC service
   kurier bench ingest measure ingest throughput and latency on an embedded server
   kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
+  kurier bench deliver measure payload deliveries: throughput by fan-out, latency at fixed rates
   kurier version      print the version
 
 Run "kurier <command> -h" for a command's settings. Every setting can also be

@@ -185,7 +185,10 @@ func runAll(ctx context.Context, runs []func(context.Context) error) error {
 	errs := make([]error, len(runs))
 	for i, run := range runs {
 		wg.Go(func() {
-			if errs[i] = run(ctx); errs[i] != nil {
+			err := run(ctx)
+			// A stop while a service is still starting is a stop, not a failure.
+			if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
+				errs[i] = err
 				cancel()
 			}
 		})

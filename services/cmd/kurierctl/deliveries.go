@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -27,38 +30,33 @@ var deliveryCommands = []*command{
 		setup: func(fs *flag.FlagSet) runFunc {
 			var f logFlags
 			f.bind(fs)
-			limit := fs.Int("limit", 0, fmt.Sprintf("at most `N` deliveries a page, 1 to %d (default 100)", maxPage))
-			all := fs.Bool("all", false, "list every page, not only the first")
+			var pf pageFlags
+			pf.bind(fs, "deliveries")
 			return func(ctx context.Context, s *session, _ []string) error {
 				if err := f.check("deliveries list"); err != nil {
 					return err
 				}
-				if *limit < 0 || *limit > maxPage {
-					return usageErrorf("--limit must be 1 to %d, not %d", maxPage, *limit)
+				if err := pf.check(); err != nil {
+					return err
 				}
 				api, err := s.api()
 				if err != nil {
 					return err
 				}
-				req := &adminv1.ListDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts, PageSize: int32(*limit)}
-				resp, err := api.ListDeliveries(ctx, req)
+				req := &adminv1.ListDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts, PageSize: int32(pf.limit)}
+				resp := &adminv1.ListDeliveriesResponse{}
+				err = readPages(pf.all, func(token string) (string, error) {
+					req.PageToken = token
+					page, err := api.ListDeliveries(ctx, req)
+					if err != nil {
+						return "", err
+					}
+					resp.Deliveries = append(resp.Deliveries, page.GetDeliveries()...)
+					resp.NextPageToken = page.GetNextPageToken()
+					return page.GetNextPageToken(), nil
+				})
 				if err != nil {
 					return err
-				}
-				if *all {
-					for token := resp.GetNextPageToken(); token != ""; {
-						req.PageToken = token
-						page, err := api.ListDeliveries(ctx, req)
-						if err != nil {
-							return err
-						}
-						if page.GetNextPageToken() == token {
-							return fmt.Errorf("the admin server answered page token %q with itself", token)
-						}
-						resp.Deliveries = append(resp.Deliveries, page.GetDeliveries()...)
-						token = page.GetNextPageToken()
-					}
-					resp.NextPageToken = ""
 				}
 				if len(resp.GetDeliveries()) == 0 {
 					s.out.note("No deliveries logged for %s; watch for new ones with: kurierctl deliveries tail --org %s", f.what(), f.org)
@@ -71,6 +69,66 @@ var deliveryCommands = []*command{
 				}
 				if resp.GetNextPageToken() != "" {
 					s.out.note("More deliveries follow; --all lists them all.")
+				}
+				return nil
+			}
+		},
+	},
+	{
+		path:     "deliveries export",
+		synopsis: "deliveries export --org <org-id> [--sub <subscription-id>] [--since 1h|<RFC 3339 time>] [--format jsonl] [-f <file>|-]",
+		about: "Writes every logged delivery attempt, oldest first, as JSON Lines: one JSON document a\n" +
+			"line, with the fields deliveries list -o json shows. It writes to standard output, or\n" +
+			"with -f to a file, which appears only once the export is complete. --timeout bounds\n" +
+			"each call to the server rather than the whole export.",
+		stream: true,
+		setup: func(fs *flag.FlagSet) runFunc {
+			var f logFlags
+			f.bind(fs)
+			format := fs.String("format", "jsonl", "the output `format`: jsonl, the only one for now")
+			file := fs.String("f", "-", "the `file` to write, - for standard output (the default)")
+			return func(ctx context.Context, s *session, _ []string) error {
+				if err := f.check("deliveries export"); err != nil {
+					return err
+				}
+				if *format != "jsonl" {
+					return usageErrorf("--format must be jsonl, the only export format for now, not %q", *format)
+				}
+				if *file == "" {
+					return usageErrorf("-f needs a file name, or - for standard output")
+				}
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				out, err := createOutput(*file, s.out.w)
+				if err != nil {
+					return err
+				}
+				lines := &printer{w: out, errw: s.out.errw, format: "json"}
+				req := &adminv1.ListDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts, PageSize: maxPage}
+				n := 0
+				err = readPages(true, func(token string) (string, error) {
+					req.PageToken = token
+					call, cancel := context.WithTimeout(ctx, s.g.timeout)
+					page, err := api.ListDeliveries(call, req)
+					cancel()
+					if err != nil {
+						return "", err
+					}
+					for _, d := range page.GetDeliveries() {
+						if err := lines.jsonLine(d); err != nil {
+							return "", err
+						}
+						n++
+					}
+					return page.GetNextPageToken(), nil
+				})
+				if err := out.finish(err); err != nil {
+					return err
+				}
+				if *file != "-" {
+					s.out.note("Exported %d deliveries of %s to %s.", n, f.what(), *file)
 				}
 				return nil
 			}
@@ -146,50 +204,145 @@ func stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// logFlags are the flags that choose part of the delivery log.
-type logFlags struct {
+// orgFlags are --org and --sub, which choose an org's part of the
+// delivery log or of its dead letters.
+type orgFlags struct {
 	org, sub string
-	since    sinceFlag
 }
 
-func (f *logFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&f.org, "org", "", "the `org-id` whose deliveries to show (required)")
-	fs.StringVar(&f.sub, "sub", "", "only this `subscription-id`'s deliveries")
-	fs.Var(&f.since, "since", "only deliveries from this `time` on: a span back from now (30m, 12h, 7d) or an RFC 3339 time")
+// bind registers the flags; what names what they choose, such as
+// "deliveries".
+func (f *orgFlags) bind(fs *flag.FlagSet, what string) {
+	fs.StringVar(&f.org, "org", "", "the `org-id` whose "+what+" to show (required)")
+	fs.StringVar(&f.sub, "sub", "", "only this `subscription-id`'s "+what)
 }
 
-func (f *logFlags) check(path string) error {
+func (f *orgFlags) check(path string) error {
 	if f.org == "" {
 		return usageErrorf("%s needs --org <org-id>", path)
 	}
 	return nil
 }
 
+// what names the part chosen, for messages.
+func (f *orgFlags) what() string {
+	if f.sub != "" {
+		return "subscription " + f.sub
+	}
+	return "org " + f.org
+}
+
+// logFlags are the flags that choose part of the delivery log.
+type logFlags struct {
+	orgFlags
+	since timeFlag
+}
+
+func (f *logFlags) bind(fs *flag.FlagSet) {
+	f.orgFlags.bind(fs, "deliveries")
+	fs.Var(&f.since, "since", "only deliveries from this `time` on: a span back from now (30m, 12h, 7d) or an RFC 3339 time")
+}
+
 // what names the part of the log chosen, for messages.
 func (f *logFlags) what() string {
-	s := "org " + f.org
-	if f.sub != "" {
-		s = "subscription " + f.sub
-	}
+	s := f.orgFlags.what()
 	if f.since.ts != nil {
 		s += " since " + when(f.since.ts)
 	}
 	return s
 }
 
-// sinceFlag is --since: a span back from now or a point in time.
-type sinceFlag struct {
+// pageFlags are --limit and --all of the lists that come in pages.
+type pageFlags struct {
+	limit int
+	all   bool
+}
+
+// bind registers the flags; what names what is listed, such as
+// "deliveries".
+func (f *pageFlags) bind(fs *flag.FlagSet, what string) {
+	fs.IntVar(&f.limit, "limit", 0, fmt.Sprintf("at most `N` %s a page, 1 to %d (default 100)", what, maxPage))
+	fs.BoolVar(&f.all, "all", false, "list every page, not only the first")
+}
+
+func (f *pageFlags) check() error {
+	if f.limit < 0 || f.limit > maxPage {
+		return usageErrorf("--limit must be 1 to %d, not %d", maxPage, f.limit)
+	}
+	return nil
+}
+
+// readPages calls read for the first page and, when all is set, for every
+// page after it, passing each the page token the one before answered,
+// until one answers none.
+func readPages(all bool, read func(token string) (next string, err error)) error {
+	token := ""
+	for {
+		next, err := read(token)
+		if err != nil || !all || next == "" {
+			return err
+		}
+		if next == token {
+			return fmt.Errorf("the admin server answered page token %q with itself", token)
+		}
+		token = next
+	}
+}
+
+// output is where an export goes: standard output, or a file that appears
+// under its name only once it is complete, so that a failed export leaves
+// no partial file behind (nor replaces an older one).
+type output struct {
+	*bufio.Writer
+	tmp  *os.File // nil for standard output
+	name string
+}
+
+func createOutput(name string, stdout io.Writer) (*output, error) {
+	if name == "-" {
+		return &output{Writer: bufio.NewWriter(stdout)}, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	return &output{Writer: bufio.NewWriter(tmp), tmp: tmp, name: name}, nil
+}
+
+// finish ends the output after writing it, with the error that stopped the
+// writing if one did, and answers the first error.
+func (o *output) finish(err error) error {
+	if err == nil {
+		err = o.Flush()
+	}
+	if o.tmp == nil {
+		return err
+	}
+	if cerr := o.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(o.tmp.Name(), o.name)
+	}
+	if err != nil {
+		_ = os.Remove(o.tmp.Name())
+	}
+	return err
+}
+
+// timeFlag is --since or --until: a span back from now or a point in time.
+type timeFlag struct {
 	ts *timestamppb.Timestamp
 }
 
-func (f *sinceFlag) String() string {
+func (f *timeFlag) String() string {
 	if f == nil || f.ts == nil {
 		return ""
 	}
 	return when(f.ts)
 }
 
-func (f *sinceFlag) Set(v string) error {
+func (f *timeFlag) Set(v string) error {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		f.ts = timestamppb.New(t)
 		return nil

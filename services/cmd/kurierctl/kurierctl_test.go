@@ -9,22 +9,26 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/subs"
 )
 
 const testToken = "test-admin-token-0123456789"
@@ -338,6 +342,7 @@ func TestUnreachable(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	tok := []string{"--token", testToken, "--server", "127.0.0.1:1"}
+	payloadSub := []string{"sub", "create", "--org", "acme", "--system", "erp", "--type", "5", "--url", "https://example.com/", "--mode", "payload"}
 	for _, tc := range []struct {
 		args []string
 		want []string
@@ -383,6 +388,31 @@ func TestUsageErrors(t *testing.T) {
 			[]string{`"yesterday" is neither a span such as 30m, 12h or 7d nor an RFC 3339 time`}},
 		{[]string{"deliveries", "list", "--org", "acme", "--since", "-1h"}, []string{`"-1h" is neither a span`}},
 		{[]string{"deliveries", "tail"}, []string{"deliveries tail needs --org <org-id>"}},
+		{[]string{"deliveries", "export"}, []string{"deliveries export needs --org <org-id>"}},
+		{[]string{"deliveries", "export", "--org", "acme", "--format", "csv"}, []string{`--format must be jsonl, the only export format for now, not "csv"`}},
+		{[]string{"deliveries", "export", "--org", "acme", "-f", ""}, []string{"-f needs a file name, or - for standard output"}},
+		{append(payloadSub, "--table", "Auftrag", "--mode", "ping"), []string{"--table is a setting of payload subscriptions; add --mode payload"}},
+		{append(payloadSub, "--attr", "novalue"), []string{`invalid value "novalue" for flag -attr: "novalue" is not name=value`}},
+		{append(payloadSub, "--secret-attr", "=x"), []string{`"=x" is not name=value`}},
+		{append(payloadSub, "--header", "X-Key abc"), []string{`"X-Key abc" is not "Name: value"`}},
+		{append(payloadSub, "--format", "xml"), []string{`unknown format "xml"; allowed: standard, flat`}},
+		{append(payloadSub, "--retry", "0,5x"), []string{`"5x" is not a delay such as 0, 5s, 5m, 2h or 1d`}},
+		{append(payloadSub, "--max-in-flight", "many"), []string{`"many" is not a number`}},
+		{append(payloadSub, "--timeout", "soon"), []string{`"soon" is not a duration such as 15s`}},
+		{append(payloadSub, "--ordered", "--max-in-flight", "5"), []string{"--max-in-flight 5 contradicts --ordered"}},
+		{append([]string{"--timeout", "0s"}, append(payloadSub, "--timeout", "15s")...), []string{"--timeout must be positive"}},
+		{[]string{"sub", "update", "0123456789abcdef0123", "--max-in-flight", "3", "--ordered"}, []string{"--max-in-flight 3 contradicts --ordered"}},
+		{[]string{"sub", "rotate-secret"}, []string{"sub rotate-secret needs <subscription-id>"}},
+		{[]string{"sub", "preview"}, []string{"sub preview needs <subscription-id>"}},
+		{[]string{"deadletters"}, []string{"deadletters needs a subcommand", "kurierctl deadletters redeliver --sub <subscription-id>"}},
+		{[]string{"deadletters", "list"}, []string{"deadletters list needs --org <org-id>"}},
+		{[]string{"deadletters", "list", "--org", "acme", "--limit", "-1"}, []string{"--limit must be 1 to 1000, not -1"}},
+		{[]string{"deadletters", "redeliver", "--all"}, []string{"deadletters redeliver needs --sub <subscription-id>"}},
+		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123"}, []string{"deadletters redeliver needs --id <delivery-id>, --all or --since <time>"}},
+		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--id", "msg_1", "--all"}, []string{"--id and --all exclude each other"}},
+		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--all", "--since", "1h"}, []string{"--all and --since exclude each other"}},
+		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--id", "msg_1", "--until", "1h"}, []string{"--until needs --since"}},
+		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--since", "soon"}, []string{`"soon" is neither a span`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ctl(t, append(append([]string{}, tok...), tc.args...)...).fails(t, 2, tc.want...)
@@ -393,7 +423,9 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	r := ctl(t, "help").ok(t)
 	for _, want := range []string{"kurierctl key create --org <org-id> --scope", "kurierctl sub create --org <org-id>",
-		"kurierctl apply --org <org-id> -f <file>|-", "kurierctl deliveries tail --org <org-id>", "KURIER_ADMIN_SERVER", "-o, --output"} {
+		"kurierctl apply --org <org-id> -f <file>|-", "kurierctl deliveries tail --org <org-id>", "KURIER_ADMIN_SERVER", "-o, --output",
+		"kurierctl sub rotate-secret <subscription-id>", "kurierctl sub preview <subscription-id>", "kurierctl deliveries export --org <org-id>",
+		"kurierctl deadletters list --org <org-id>", "kurierctl deadletters redeliver --sub <subscription-id>"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("help lacks %q:\n%s", want, r.stdout)
 		}
@@ -410,6 +442,20 @@ func TestHelpAndVersion(t *testing.T) {
 	for _, want := range []string{"Usage: kurierctl key create", "--scope scopes", "ingest, changes, partner, addressbook"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("key create -h lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = ctl(t, "sub", "create", "-h").ok(t)
+	for _, want := range []string{"\n  --mode mode ", "\n  --attr name=value ", "\n  --secret-attr name=value ", "\n  --header header ",
+		"\n  --timeout duration ", "the global --timeout goes before the command words here", "\n  --ordered  ", "\n  --retry delays ",
+		"standard or flat", "\n  --max-in-flight N "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("sub create -h lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = ctl(t, "sub", "update", "-h").ok(t)
+	for _, want := range []string{`"" removes all`, `"" restores the default`, `"" sends all`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("sub update -h lacks %q:\n%s", want, r.stdout)
 		}
 	}
 	r = ctl(t, "apply", "-h").ok(t)
@@ -556,10 +602,10 @@ func TestSubLifecycle(t *testing.T) {
 	}
 }
 
-// skipIfApplyUnimplemented skips while the server answers
-// ApplyApiNotification with Unimplemented. The probe names no org, so an
-// implemented server turns it away without changing anything.
-func skipIfApplyUnimplemented(t *testing.T, addr string) {
+// skipIfUnimplemented skips while the server answers probe, a call of
+// rpc, with Unimplemented. Probes should name nothing that exists, so
+// that an implemented server turns them away without changing anything.
+func skipIfUnimplemented(t *testing.T, addr, rpc string, probe func(context.Context, adminv1.AdminServiceClient) error) {
 	t.Helper()
 	conn, err := dial(globals{server: addr, token: testToken})
 	if err != nil {
@@ -568,10 +614,17 @@ func skipIfApplyUnimplemented(t *testing.T, addr string) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = adminv1.NewAdminServiceClient(conn).ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{})
-	if status.Code(err) == codes.Unimplemented {
-		t.Skipf("the admin server does not implement ApplyApiNotification yet: %v", err)
+	if err := probe(ctx, adminv1.NewAdminServiceClient(conn)); status.Code(err) == codes.Unimplemented {
+		t.Skipf("the admin server does not implement %s yet: %v", rpc, err)
 	}
+}
+
+func skipIfApplyUnimplemented(t *testing.T, addr string) {
+	t.Helper()
+	skipIfUnimplemented(t, addr, "ApplyApiNotification", func(ctx context.Context, api adminv1.AdminServiceClient) error {
+		_, err := api.ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{})
+		return err
+	})
 }
 
 func TestApply(t *testing.T) {
@@ -680,11 +733,11 @@ func TestDeliveriesList(t *testing.T) {
 	}
 
 	logDeliveries(t, conn, time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC), attempts(sub)...)
-	header := `TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS              LATENCY  UNACKED`
+	header := `TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS              LATENCY  UNACKED  ATTEMPT  OUTCOME`
 	rows := []string{
-		`2025-01-31T08:00:00Z  ` + sub + `  shop    invoice\.changed  200                 12ms     1`,
-		`2025-01-31T08:00:01Z  ` + sub + `  shop    invoice\.changed  connection refused  0ms      2`,
-		`2025-01-31T08:00:02Z  ` + sub + `  shop    invoice\.changed  503                 1501ms   3`,
+		`2025-01-31T08:00:00Z  ` + sub + `  shop    invoice\.changed  200                 12ms     1        -        -`,
+		`2025-01-31T08:00:01Z  ` + sub + `  shop    invoice\.changed  connection refused  0ms      2        -        -`,
+		`2025-01-31T08:00:02Z  ` + sub + `  shop    invoice\.changed  503                 1501ms   3        -        -`,
 	}
 	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme").ok(t)
 	matchLines(t, r.stdout, append([]string{header}, rows...)...)
@@ -815,7 +868,7 @@ func TestDeliveriesTailStops(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d after cancel, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	matchLines(t, r.stdout, `TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED`)
+	matchLines(t, r.stdout, `TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`)
 	if r.stderr != "" {
 		t.Errorf("stderr: %q", r.stderr)
 	}
@@ -860,11 +913,11 @@ func TestDeliveriesTail(t *testing.T) {
 		t.Fatalf("tail exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 	matchLines(t, r.stdout,
-		`TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED`,
-		`2025-01-31T08:00:00Z  `+sub+`  shop      invoice\.changed  200     12ms     1`,
-		`2025-01-31T08:00:01Z  `+sub+`  shop      invoice\.changed  connection refused  0ms      2`,
-		`2025-01-31T08:00:02Z  `+sub+`  shop      invoice\.changed  503                 1501ms   3`,
-		`2025-01-31T08:00:03Z  `+sub+`  shop      invoice\.changed  Get "https://example\.com/hook": context deadline exceeded  1501ms   3`,
+		`TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`,
+		`2025-01-31T08:00:00Z  `+sub+`  shop      invoice\.changed  200     12ms     1        -        -`,
+		`2025-01-31T08:00:01Z  `+sub+`  shop      invoice\.changed  connection refused  0ms      2        -        -`,
+		`2025-01-31T08:00:02Z  `+sub+`  shop      invoice\.changed  503                 1501ms   3        -        -`,
+		`2025-01-31T08:00:03Z  `+sub+`  shop      invoice\.changed  Get "https://example\.com/hook": context deadline exceeded  1501ms   3        -        -`,
 	)
 
 	r = js.stop(t)
@@ -880,5 +933,356 @@ func TestDeliveriesTail(t *testing.T) {
 		if d.GetSubscriptionId() != sub || !d.GetTime().AsTime().Equal(at.Add(time.Duration(i)*time.Second)) || d.GetUnacked() != uint32(min(i+1, 3)) {
 			t.Errorf("line %d = %v", i+1, d)
 		}
+	}
+}
+
+// createPayload creates a payload subscription of acme with every payload
+// flag, and answers what the server made of it.
+func createPayload(t *testing.T, addr string) *adminv1.CreateSubscriptionResponse {
+	t.Helper()
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "erp", "--type", "invoice.changed,3",
+		"--url", "https://example.com/hook?src=kurier", "--mode", "payload", "--name", "ERP webhook",
+		"--table", "Auftrag", "--field", "number,total", "--field", "customer,number", "--conditions", "status='open'",
+		"--attr", "mandant=7", "--secret-attr", "token=s3=cr,et", "--attr", "lang=de",
+		"--header", "X-Api-Key: abc:def", "--header", "X-Tenant:7",
+		"--timeout", "20s", "--format", "flat", "--ordered=false", "--max-in-flight", "5", "--retry", "0,5s, 5m", "--retry", "1d",
+		"-o", "json").ok(t)
+	return unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout)
+}
+
+func TestSubPayload(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+
+	created := createPayload(t, addr)
+	if !strings.HasPrefix(created.GetSigningSecret(), "whsec_") {
+		t.Errorf("signing secret = %q", created.GetSigningSecret())
+	}
+	sub := created.GetSubscription()
+	id := sub.GetSubscriptionId()
+	want := &adminv1.Subscription{
+		OrgId: "acme", System: "erp", Name: "ERP webhook", EventTypes: []string{"invoice.changed", "salesorder.changed"},
+		Mode: adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD, Url: "https://example.com/hook?src=kurier", Active: true,
+		Table: "Auftrag", Fields: []string{"number", "total", "customer"}, Conditions: "status='open'",
+		Attributes: []*adminv1.Attribute{{Name: "mandant", Value: "7"}, {Name: "token", Value: "s3=cr,et", Secret: true}, {Name: "lang", Value: "de"}},
+		Headers:    []*adminv1.Header{{Name: "X-Api-Key", Value: "abc:def"}, {Name: "X-Tenant", Value: "7"}},
+		Timeout:    durationpb.New(20 * time.Second), PayloadFormat: adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT,
+		Ordering: adminv1.Ordering_ORDERING_CONCURRENT, MaxInFlight: 5,
+		RetrySchedule: []*durationpb.Duration{durationpb.New(0), durationpb.New(5 * time.Second), durationpb.New(5 * time.Minute), durationpb.New(24 * time.Hour)},
+	}
+	got := proto.Clone(sub).(*adminv1.Subscription)
+	got.SubscriptionId, got.CreateTime, got.UpdateTime = "", nil, nil
+	if !proto.Equal(got, want) {
+		t.Errorf("sub create -o json =\n%v\nwant\n%v", got, want)
+	}
+	r := ctlAt(t, addr, "sub", "get", id, "-o", "json").ok(t)
+	if got := unmarshal[adminv1.Subscription](t, r.stdout); !proto.Equal(got, sub) {
+		t.Errorf("sub get -o json =\n%v\nwant what create answered\n%v", got, sub)
+	}
+
+	// The table shows the settings below the row, secret values masked.
+	row := id + `  erp     ERP webhook  invoice\.changed,salesorder\.changed  payload  https://example\.com/hook\?src=kurier  yes     -        -          -`
+	header := `ID                    SYSTEM  NAME         TYPES                               MODE     URL                                  ACTIVE  UNACKED  LAST PING  PENDING SINCE`
+	settings := []string{
+		``,
+		`TABLE:          Auftrag`,
+		`FIELDS:         number,total,customer`,
+		`CONDITIONS:     status='open'`,
+		`ATTRIBUTES:     mandant=7`,
+		`                token=\*\*\*`,
+		`                lang=de`,
+		`HEADERS:        X-Api-Key: abc:def`,
+		`                X-Tenant: 7`,
+		`TIMEOUT:        20s`,
+		`FORMAT:         flat`,
+		`ORDERING:       concurrent`,
+		`MAX IN FLIGHT:  5`,
+		`RETRY:          0s,5s,5m,24h`,
+	}
+	r = ctlAt(t, addr, "sub", "get", id).ok(t)
+	matchLines(t, r.stdout, append([]string{header, row}, settings...)...)
+
+	// An update sends only the flags given: the rest stays.
+	r = ctlAt(t, addr, "sub", "update", id, "--table", "Rechnung", "-o", "json").ok(t)
+	updated := unmarshal[adminv1.Subscription](t, r.stdout)
+	want = proto.Clone(sub).(*adminv1.Subscription)
+	want.Table, want.UpdateTime = "Rechnung", updated.GetUpdateTime()
+	if !proto.Equal(updated, want) {
+		t.Errorf("sub update --table =\n%v\nwant\n%v", updated, want)
+	}
+	r = ctlAt(t, addr, "sub", "update", id, "--ordered").ok(t)
+	settings[1], settings[11], settings[12] = `TABLE:          Rechnung`, `ORDERING:       ordered`, `MAX IN FLIGHT:  5`
+	matchLines(t, r.stdout, append([]string{header, row}, settings...)...)
+	// "" empties a list: all fields, no attributes or headers, the default
+	// retries.
+	r = ctlAt(t, addr, "sub", "update", id, "--field", "", "--attr", "", "--header", "", "--retry", "", "--timeout", "1m", "--format", "standard", "-o", "json").ok(t)
+	cleared := unmarshal[adminv1.Subscription](t, r.stdout)
+	if len(cleared.GetFields()) != 0 || len(cleared.GetAttributes()) != 0 || len(cleared.GetHeaders()) != 0 || len(cleared.GetRetrySchedule()) != 0 ||
+		cleared.GetTimeout().AsDuration() != time.Minute || cleared.GetPayloadFormat() != adminv1.PayloadFormat_PAYLOAD_FORMAT_STANDARD ||
+		cleared.GetTable() != "Rechnung" || cleared.GetConditions() != "status='open'" || cleared.GetOrdering() != adminv1.Ordering_ORDERING_ORDERED {
+		t.Errorf("sub update clearing the lists = %v", cleared)
+	}
+	r = ctlAt(t, addr, "sub", "get", id).ok(t)
+	for _, want := range []string{"\nFIELDS:         all\n", "\nATTRIBUTES:     -\n", "\nHEADERS:        -\n", "\nTIMEOUT:        1m\n", "\nRETRY:          default\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("sub get after clearing lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// The server refuses what it does not take, naming the field.
+	ctlAt(t, addr, "sub", "update", id, "--header", "Content-Type: text/plain").fails(t, 1, "kurierctl: headers[0].name: Content-Type is set by Kurier")
+	ctlAt(t, addr, "sub", "update", id, "--timeout", "2m").fails(t, 1, "kurierctl: timeout: must be from 1s to 1m0s")
+	ctlAt(t, addr, "sub", "update", id, "--attr", "event=x").fails(t, 1, "kurierctl: attributes[0].name: event is reserved")
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
+	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
+	ctlAt(t, addr, "sub", "update", ping, "--table", "Auftrag").fails(t, 1, `kurierctl: update_mask: "table" cannot be updated`)
+	// A ping subscription shows no settings block.
+	r = ctlAt(t, addr, "sub", "get", ping).ok(t)
+	if n := len(lines(r.stdout)); n != 2 {
+		t.Errorf("sub get of a ping subscription printed %d lines:\n%s", n, r.stdout)
+	}
+
+	// What the dispatcher records of failing deliveries shows too.
+	store, err := subs.Open(context.Background(), conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC)
+	if _, _, err := store.UpdateState(context.Background(), id, func(st *subs.PingState) error {
+		st.FailingSince = failing
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Update(context.Background(), id, func(s *subs.Subscription) error {
+		s.Active, s.DisabledReason = false, "every delivery failed for 5 days"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = ctlAt(t, addr, "sub", "get", id).ok(t)
+	got2 := lines(r.stdout)
+	if tail := strings.Join(got2[len(got2)-2:], "\n"); tail != "FAILING SINCE:  2025-01-31T08:00:00Z\nDISABLED:       every delivery failed for 5 days" {
+		t.Errorf("sub get of a failing subscription ends with\n%s", tail)
+	}
+	r = ctlAt(t, addr, "sub", "get", id, "-o", "json").ok(t)
+	if got := unmarshal[adminv1.Subscription](t, r.stdout); !got.GetFailingSince().AsTime().Equal(failing) || got.GetActive() ||
+		got.GetDisabledReason() != "every delivery failed for 5 days" {
+		t.Errorf("sub get -o json of a failing subscription = %v", got)
+	}
+}
+
+func TestSubRotateSecret(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	created := createPayload(t, addr)
+	id := created.GetSubscription().GetSubscriptionId()
+
+	r := ctlAt(t, addr, "sub", "rotate-secret", id).ok(t)
+	matchLines(t, r.stdout,
+		`New signing secret \(shown only once; Kurier signs its requests to the URL with it, so store it now\):`,
+		``,
+		`    whsec_[A-Za-z0-9+/]+=*`,
+		``,
+		`The previous secret still signs until `+rfc3339UTC+`: requests carry a signature with each until then\.`,
+	)
+	first := strings.TrimSpace(lines(r.stdout)[2])
+	if first == created.GetSigningSecret() {
+		t.Errorf("rotate-secret printed the old secret")
+	}
+	r = ctlAt(t, addr, "sub", "rotate-secret", id, "-o", "json").ok(t)
+	rotated := unmarshal[adminv1.RotateSecretResponse](t, r.stdout)
+	if s := rotated.GetSigningSecret(); !strings.HasPrefix(s, "whsec_") || s == first || s == created.GetSigningSecret() || rotated.GetPreviousValidUntil() == nil {
+		t.Errorf("rotate-secret -o json = %v", rotated)
+	}
+	r = ctlAt(t, addr, "sub", "get", id).ok(t)
+	if strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("sub get shows a secret:\n%s", r.stdout)
+	}
+	ctlAt(t, addr, "sub", "rotate-secret", "0123456789abcdef0123").fails(t, 1, "kurierctl: subscription not found")
+}
+
+func TestSubPreview(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	id := createPayload(t, addr).GetSubscription().GetSubscriptionId()
+
+	r := ctlAt(t, addr, "sub", "preview", id).ok(t)
+	got := lines(r.stdout)
+	wantURL := "POST https://example.com/hook?src=kurier&event=invoice.changed&table=Auftrag&conditions=status%3D%27open%27&mandant=7&token=s3%3Dcr%2Cet&lang=de"
+	if len(got) < 4 || got[0] != wantURL || got[1] != "" || got[2] != "{" || got[len(got)-1] != "}" {
+		t.Fatalf("sub preview printed\n%s\nwant first\n%s\nthen an indented body", r.stdout, wantURL)
+	}
+	body := strings.Join(got[2:], "\n")
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || doc["mandant"] != "7" {
+		t.Errorf("sample body is not the flat JSON object with the attributes (%v):\n%s", err, body)
+	}
+	if !strings.HasPrefix(got[3], `  "`) {
+		t.Errorf("sample body is not indented:\n%s", body)
+	}
+
+	r = ctlAt(t, addr, "sub", "preview", id, "--type", "salesorder.changed", "-o", "json").ok(t)
+	preview := unmarshal[adminv1.PreviewSubscriptionResponse](t, r.stdout)
+	if preview.GetMethod() != "POST" || !strings.Contains(preview.GetUrl(), "?src=kurier&event=salesorder.changed&table=Auftrag&conditions=") ||
+		!json.Valid([]byte(preview.GetSampleBody())) {
+		t.Errorf("sub preview --type -o json = %v", preview)
+	}
+	ctlAt(t, addr, "sub", "preview", id, "--type", "address.changed").fails(t, 1, `kurierctl: event_type: the subscription does not have "address.changed"`)
+
+	// A ping is a GET with no body.
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
+	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
+	r = ctlAt(t, addr, "sub", "preview", ping).ok(t)
+	if r.stdout != "GET https://example.com/ping\n" {
+		t.Errorf("sub preview of a ping subscription = %q", r.stdout)
+	}
+}
+
+// deadLetter puts a delivery of event evt into sub's dead letters, as the
+// dispatcher does when its retries run out, and answers its delivery id.
+func deadLetter(t *testing.T, conn *bus.Conn, sub string, seq uint64, evt string) string {
+	t.Helper()
+	m := bus.DeliveryTask(sub, seq, time.Now(), []byte(`{"specversion":"1.0","id":"`+evt+
+		`","source":"/erp","type":"invoice.changed","subject":"INV-1","data":{"number":"INV-1"}}`), "")
+	m.Subject = bus.DeadSubject("acme", sub)
+	m.Header.Del(jetstream.MsgIDHeader)
+	if _, err := conn.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	return "msg_" + sub + "_" + strconv.FormatUint(seq, 10)
+}
+
+func TestDeadLetters(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	skipIfUnimplemented(t, addr, "ListDeadLetters", func(ctx context.Context, api adminv1.AdminServiceClient) error {
+		_, err := api.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme"})
+		return err
+	})
+	id := createPayload(t, addr).GetSubscription().GetSubscriptionId()
+
+	// None yet: nothing on stdout, a hint on stderr.
+	r := ctlAt(t, addr, "deadletters", "list", "--org", "acme").ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "No dead letters for org acme") {
+		t.Errorf("empty deadletters list: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--sub", id, "-o", "json").ok(t)
+	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
+		t.Errorf("empty deadletters list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+
+	first := deadLetter(t, conn, id, 7, "evt-7")
+	second := deadLetter(t, conn, id, 9, "evt-9")
+	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--sub", id).ok(t)
+	matchLines(t, r.stdout,
+		`DELIVERY ID                 SUBSCRIPTION          EVENT  TYPE             TIME`,
+		first+`  `+id+`  evt-7  invoice\.changed  `+rfc3339UTC,
+		second+`  `+id+`  evt-9  invoice\.changed  `+rfc3339UTC,
+	)
+	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--limit", "1").ok(t)
+	if n := len(lines(r.stdout)); n != 2 || !strings.Contains(r.stderr, "--all") {
+		t.Errorf("deadletters list --limit 1: stdout\n%s\nstderr %q", r.stdout, r.stderr)
+	}
+	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--limit", "1", "--all", "-o", "json").ok(t)
+	if ds := unmarshal[adminv1.ListDeadLettersResponse](t, r.stdout).GetDeadLetters(); len(ds) != 2 || ds[0].GetDeliveryId() != first || ds[1].GetEventId() != "evt-9" {
+		t.Errorf("deadletters list --all -o json = %v", ds)
+	}
+
+	r = ctlAt(t, addr, "deadletters", "redeliver", "--sub", id, "--id", first).ok(t)
+	if r.stdout != "queued 1\n" {
+		t.Errorf("redeliver --id printed %q", r.stdout)
+	}
+	ctlAt(t, addr, "deadletters", "redeliver", "--sub", id, "--id", first).fails(t, 1, "not found")
+	r = ctlAt(t, addr, "deadletters", "redeliver", "--sub", id, "--all", "-o", "json").ok(t)
+	if got := unmarshal[adminv1.RedeliverResponse](t, r.stdout); got.GetQueued() != 1 {
+		t.Errorf("redeliver --all -o json = %v", got)
+	}
+	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme").ok(t)
+	if r.stdout != "" {
+		t.Errorf("dead letters left after redelivering all:\n%s", r.stdout)
+	}
+	// No events were stored in the last hour.
+	r = ctlAt(t, addr, "deadletters", "redeliver", "--sub", id, "--since", "1h", "--until", "1m").ok(t)
+	if r.stdout != "queued 0\n" {
+		t.Errorf("redeliver --since printed %q", r.stdout)
+	}
+
+	ctlAt(t, addr, "deadletters", "list", "--org", "nope").fails(t, 1, `org "nope" not found`)
+	ctlAt(t, addr, "deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--all").fails(t, 1, "subscription not found")
+}
+
+func TestDeliveriesExport(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
+	hook := createPayload(t, addr).GetSubscription().GetSubscriptionId()
+
+	at := time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC)
+	next := at.Add(5 * time.Second)
+	post := dlog.Record{Org: "acme", Subscription: hook, System: "erp", EventTypes: []string{"invoice.changed"}, Mode: "payload",
+		URL: "https://example.com/hook?src=kurier&event=invoice.changed", EventID: "evt-1"}
+	failed, delivered := post, post
+	failed.Status, failed.LatencyMS, failed.Attempt, failed.Outcome, failed.Response, failed.NextAttempt = 500, 20, 1, "retry", "oops", &next
+	delivered.Status, delivered.LatencyMS, delivered.Attempt, delivered.Outcome = 200, 8, 2, "delivered"
+	logDeliveries(t, conn, at, append(attempts(ping), failed, delivered)...)
+
+	// list shows the attempt and how it ended.
+	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--sub", hook).ok(t)
+	matchLines(t, r.stdout,
+		`TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`,
+		`2025-01-31T08:00:03Z  `+hook+`  erp     invoice\.changed  500     20ms     -        1        retry`,
+		`2025-01-31T08:00:04Z  `+hook+`  erp     invoice\.changed  200     8ms      -        2        delivered`,
+	)
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "out.jsonl")
+	r = ctlAt(t, addr, "deliveries", "export", "--org", "acme", "--format", "jsonl", "-f", file).ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "Exported 5 deliveries of org acme to "+file) {
+		t.Errorf("export -f: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := lines(string(b))
+	if len(got) != 5 {
+		t.Fatalf("export wrote %d lines, want 5:\n%s", len(got), b)
+	}
+	for i, l := range got {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("line %d is not JSON: %s", i+1, l)
+		}
+		d := unmarshal[adminv1.Delivery](t, l)
+		if !d.GetTime().AsTime().Equal(at.Add(time.Duration(i) * time.Second)) {
+			t.Errorf("line %d = %v, out of order", i+1, d)
+		}
+	}
+	if d := unmarshal[adminv1.Delivery](t, got[3]); d.GetAttempt() != 1 || d.GetOutcome() != "retry" || d.GetEventId() != "evt-1" ||
+		d.GetResponse() != "oops" || !d.GetNextAttempt().AsTime().Equal(next) || d.GetStatusCode() != 500 {
+		t.Errorf("line 4 = %v", d)
+	}
+
+	// Standard output is the default, -f - names it; --sub and --since
+	// choose as in deliveries list.
+	r = ctlAt(t, addr, "deliveries", "export", "--org", "acme", "--sub", hook).ok(t)
+	if got := lines(r.stdout); len(got) != 2 || unmarshal[adminv1.Delivery](t, got[1]).GetOutcome() != "delivered" || r.stderr != "" {
+		t.Errorf("export --sub to stdout: stdout\n%s\nstderr %q", r.stdout, r.stderr)
+	}
+	r = ctlAt(t, addr, "deliveries", "export", "--org", "acme", "-f", "-", "--since", "2099-01-01T00:00:00Z").ok(t)
+	if r.stdout != "" {
+		t.Errorf("export --since the future: %q", r.stdout)
+	}
+
+	// A failed export leaves no file, nor a partial one.
+	failedFile := filepath.Join(dir, "failed.jsonl")
+	ctlAt(t, addr, "deliveries", "export", "--org", "nope", "-f", failedFile).fails(t, 1, `org "nope" not found`)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "out.jsonl" {
+		t.Errorf("after a failed export the folder holds %v", entries)
 	}
 }

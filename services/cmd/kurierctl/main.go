@@ -38,7 +38,10 @@ const globalHelp = `Global flags, accepted before or after the command:
   --token token         admin token (env KURIER_ADMIN_TOKEN)
   -o, --output format   table or json (default table)
   --timeout duration    how long to wait for the server (default 10s); tail
-                        waits for deliveries without limit
+                        waits for deliveries without limit, and export bounds
+                        each call with it; sub create and sub update have a
+                        --timeout of their own, so give this one before the
+                        command words there
 `
 
 func main() {
@@ -60,8 +63,9 @@ type command struct {
 	// setup registers the command's own flags and returns the code that
 	// runs it, which reads those flags through the closure.
 	setup func(fs *flag.FlagSet) runFunc
-	// stream marks a command that runs until it is stopped, which
-	// --timeout must not cut short.
+	// stream marks a command that runs until it is stopped, or makes
+	// calls without number, which --timeout must not cut short; it bounds
+	// each call on its own where it should.
 	stream bool
 }
 
@@ -72,6 +76,7 @@ var commands = func() []*command {
 	cs = append(cs, subCommands...)
 	cs = append(cs, applyCommand)
 	cs = append(cs, deliveryCommands...)
+	cs = append(cs, deadLetterCommands...)
 	return append(cs, &command{
 		path:     "version",
 		synopsis: "version",
@@ -110,12 +115,23 @@ func defaultGlobals() globals {
 // defaults because the flag package writes a flag's default into its
 // variable on registration, and values given before the command words
 // must survive being registered again on the command's flag set.
+//
+// A flag fs already has is left to it: a command's own flag takes the
+// place of a global one of the same name, such as sub create's --timeout,
+// and the global one is then given before the command words.
 func (g *globals) bind(fs *flag.FlagSet) {
-	fs.StringVar(&g.server, "server", g.server, "")
-	fs.StringVar(&g.token, "token", g.token, "")
-	fs.StringVar(&g.output, "o", g.output, "")
-	fs.StringVar(&g.output, "output", g.output, "")
-	fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+	str := func(p *string, name string) {
+		if fs.Lookup(name) == nil {
+			fs.StringVar(p, name, *p, "")
+		}
+	}
+	str(&g.server, "server")
+	str(&g.token, "token")
+	str(&g.output, "o")
+	str(&g.output, "output")
+	if fs.Lookup("timeout") == nil {
+		fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+	}
 }
 
 func (g *globals) check() error {
@@ -237,8 +253,8 @@ func runCommand(ctx context.Context, c *command, g *globals, args []string, stdi
 	own := newFlagSet(c.path)
 	runner := c.setup(own)
 	fs := newFlagSet(c.path)
-	g.bind(fs)
 	own.VisitAll(func(f *flag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
+	g.bind(fs)
 
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -115,9 +117,20 @@ func (p *printer) createdKey(resp *adminv1.CreateKeyResponse) error {
 	if err := p.keys(resp, resp.GetKey()); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(p.w, "\nSecret (shown only once; Kurier keeps nothing but its hash, so store it now):\n\n    %s\n\n", resp.GetSecret())
+	fmt.Fprintln(p.w)
+	return p.secret("Secret (shown only once; Kurier keeps nothing but its hash, so store it now)", resp.GetSecret())
+}
+
+// secret sets a secret apart on a line of its own, easy to copy, after a
+// line that says what it is.
+func (p *printer) secret(about, secret string) error {
+	_, err := fmt.Fprintf(p.w, "%s:\n\n    %s\n\n", about, secret)
 	return err
 }
+
+// signingSecret is what the signing secret of a subscription is called
+// where it is shown.
+const signingSecret = "shown only once; Kurier signs its requests to the URL with it, so store it now"
 
 // subs prints msg as JSON, or subs as a table.
 func (p *printer) subs(msg proto.Message, subs ...*adminv1.Subscription) error {
@@ -139,10 +152,118 @@ func (p *printer) createdSub(resp *adminv1.CreateSubscriptionResponse) error {
 	if p.format == "json" {
 		return p.json(resp)
 	}
-	if err := p.subs(resp, resp.GetSubscription()); err != nil {
+	if err := p.sub(resp.GetSubscription()); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(p.w, "\nSigning secret (shown only once; Kurier signs its requests to the URL with it, so store it now):\n\n    %s\n\n", resp.GetSigningSecret())
+	fmt.Fprintln(p.w)
+	return p.secret("Signing secret ("+signingSecret+")", resp.GetSigningSecret())
+}
+
+// sub prints one subscription as JSON, or as a table row followed, for a
+// payload subscription, by its settings and whether its deliveries fail.
+func (p *printer) sub(s *adminv1.Subscription) error {
+	if err := p.subs(s, s); err != nil || p.format == "json" {
+		return err
+	}
+	var details [][2]string
+	add := func(key string, values ...string) {
+		if len(values) == 0 {
+			values = []string{""}
+		}
+		for i, v := range values {
+			if i > 0 {
+				key = ""
+			}
+			details = append(details, [2]string{key, cell(v)})
+		}
+	}
+	if s.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD {
+		add("TABLE", s.GetTable())
+		add("FIELDS", or(strings.Join(s.GetFields(), ","), "all"))
+		add("CONDITIONS", s.GetConditions())
+		var attrs []string
+		for _, a := range s.GetAttributes() {
+			v := a.GetValue()
+			if a.GetSecret() {
+				v = "***"
+			}
+			attrs = append(attrs, a.GetName()+"="+v)
+		}
+		add("ATTRIBUTES", attrs...)
+		var headers []string
+		for _, h := range s.GetHeaders() {
+			headers = append(headers, h.GetName()+": "+h.GetValue())
+		}
+		add("HEADERS", headers...)
+		add("TIMEOUT", span(s.GetTimeout().AsDuration()))
+		add("FORMAT", formatWords.word(s.GetPayloadFormat().Number()))
+		add("ORDERING", orderingWords.word(s.GetOrdering().Number()))
+		add("MAX IN FLIGHT", strconv.FormatUint(uint64(s.GetMaxInFlight()), 10))
+		var retries []string
+		for _, d := range s.GetRetrySchedule() {
+			retries = append(retries, span(d.AsDuration()))
+		}
+		add("RETRY", or(strings.Join(retries, ","), "default"))
+	}
+	if s.GetFailingSince() != nil {
+		add("FAILING SINCE", when(s.GetFailingSince()))
+	}
+	if s.GetDisabledReason() != "" {
+		add("DISABLED", s.GetDisabledReason())
+	}
+	if len(details) == 0 {
+		return nil
+	}
+	fmt.Fprintln(p.w)
+	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
+	for _, d := range details {
+		if d[0] != "" {
+			d[0] += ":"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", d[0], d[1])
+	}
+	return tw.Flush()
+}
+
+// or is s, or alt when s is empty.
+func or(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+// rotated shows a new signing secret and until when the previous one
+// signs too.
+func (p *printer) rotated(resp *adminv1.RotateSecretResponse) error {
+	if p.format == "json" {
+		return p.json(resp)
+	}
+	if err := p.secret("New signing secret ("+signingSecret+")", resp.GetSigningSecret()); err != nil {
+		return err
+	}
+	if resp.GetPreviousValidUntil() == nil {
+		return nil
+	}
+	_, err := fmt.Fprintf(p.w, "The previous secret still signs until %s: requests carry a signature with each until then.\n",
+		when(resp.GetPreviousValidUntil()))
+	return err
+}
+
+// preview shows a delivery's request line, then its sample body indented.
+func (p *printer) preview(resp *adminv1.PreviewSubscriptionResponse) error {
+	if p.format == "json" {
+		return p.json(resp)
+	}
+	if _, err := fmt.Fprintf(p.w, "%s %s\n", resp.GetMethod(), resp.GetUrl()); err != nil || resp.GetSampleBody() == "" {
+		return err
+	}
+	var body bytes.Buffer
+	if err := json.Indent(&body, []byte(resp.GetSampleBody()), "", "  "); err != nil {
+		body.Reset()
+		body.WriteString(resp.GetSampleBody()) // not JSON: as it is
+	}
+	_, err := fmt.Fprintf(p.w, "\n%s\n", strings.TrimRight(body.String(), "\n"))
 	return err
 }
 
@@ -163,11 +284,11 @@ func (p *printer) applied(resp *adminv1.ApplyApiNotificationResponse) error {
 	return p.subs(resp, resp.GetSubscriptions()...)
 }
 
-var deliveryHeader = []string{"TIME", "SUBSCRIPTION", "SYSTEM", "TYPES", "STATUS", "LATENCY", "UNACKED"}
+var deliveryHeader = []string{"TIME", "SUBSCRIPTION", "SYSTEM", "TYPES", "STATUS", "LATENCY", "UNACKED", "ATTEMPT", "OUTCOME"}
 
 // deliveryWidths are the widths a tail starts its columns at: those of a
 // time, a subscription id, and typical values of the rest.
-var deliveryWidths = []int{20, 20, 8, 15, 6, 7, 0}
+var deliveryWidths = []int{20, 20, 8, 15, 6, 7, 7, 7, 0}
 
 func deliveryCells(d *adminv1.Delivery) []string {
 	status := d.GetError()
@@ -178,8 +299,12 @@ func deliveryCells(d *adminv1.Delivery) []string {
 	if d.GetLatency() != nil {
 		latency = strconv.FormatInt(d.GetLatency().AsDuration().Round(time.Millisecond).Milliseconds(), 10) + "ms"
 	}
+	attempt := ""
+	if d.GetAttempt() != 0 {
+		attempt = strconv.FormatUint(uint64(d.GetAttempt()), 10)
+	}
 	return []string{when(d.GetTime()), d.GetSubscriptionId(), d.GetSystem(), strings.Join(d.GetEventTypes(), ","),
-		status, latency, unacked(d.GetMode(), d.GetUnacked())}
+		status, latency, unacked(d.GetMode(), d.GetUnacked()), attempt, d.GetOutcome()}
 }
 
 // deliveries prints msg as JSON, or deliveries as a table.
@@ -190,6 +315,18 @@ func (p *printer) deliveries(msg proto.Message, ds ...*adminv1.Delivery) error {
 	tw := newTable(p.w, deliveryHeader...)
 	for _, d := range ds {
 		row(tw, deliveryCells(d)...)
+	}
+	return tw.Flush()
+}
+
+// deadLetters prints msg as JSON, or dead letters as a table.
+func (p *printer) deadLetters(msg proto.Message, ds ...*adminv1.DeadLetter) error {
+	if p.format == "json" {
+		return p.json(msg)
+	}
+	tw := newTable(p.w, "DELIVERY ID", "SUBSCRIPTION", "EVENT", "TYPE", "TIME")
+	for _, d := range ds {
+		row(tw, d.GetDeliveryId(), d.GetSubscriptionId(), d.GetEventId(), d.GetEventType(), when(d.GetTime()))
 	}
 	return tw.Flush()
 }

@@ -18,10 +18,13 @@ const typeUsage = "event `types`: dotted names such as invoice.changed, or Collm
 var subCommands = []*command{
 	{
 		path:     "sub create",
-		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] --url <url> [--name "…"] [--mode ping] [--inactive]`,
+		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] --url <url> [--name "…"] [--mode ping|payload] [--inactive] [payload flags]`,
 		about: "Subscribes an external system to event types and prints the subscription with its\n" +
 			"signing secret. The secret is shown only this once. Collmex event codes 1-9 stand for\n" +
-			"the types they name. A system can have only one ping subscription per event type.",
+			"the types they name. A system can have only one ping subscription per event type.\n" +
+			"With --mode payload, each event is POSTed as JSON to the URL with a GET part\n" +
+			"(event, table, conditions, attributes) added to its query; the flags from --table\n" +
+			"on shape those requests. sub preview shows one.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			org := fs.String("org", "", "the `org-id` the subscription belongs to (required)")
 			system := fs.String("system", "", "the external system's `name`, 1-20 characters (required)")
@@ -32,6 +35,7 @@ var subCommands = []*command{
 			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PING)
 			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default ping)")
 			inactive := fs.Bool("inactive", false, "create it switched off; sub activate switches it on")
+			payload := bindPayloadFlags(fs, false)
 			return func(ctx context.Context, s *session, _ []string) error {
 				switch {
 				case *org == "":
@@ -43,14 +47,17 @@ var subCommands = []*command{
 				case *url == "":
 					return usageErrorf("sub create needs --url <url>")
 				}
+				if err := payload.check(adminv1.DeliveryMode(mode)); err != nil {
+					return err
+				}
 				api, err := s.api()
 				if err != nil {
 					return err
 				}
-				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{
-					OrgId: *org, System: *system, Name: *name, EventTypes: types,
-					Mode: adminv1.DeliveryMode(mode), Url: *url, Active: !*inactive,
-				}})
+				in := payload.sub
+				in.OrgId, in.System, in.Name, in.EventTypes = *org, *system, *name, types
+				in.Mode, in.Url, in.Active = adminv1.DeliveryMode(mode), *url, !*inactive
+				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: in})
 				if err != nil {
 					return err
 				}
@@ -62,7 +69,9 @@ var subCommands = []*command{
 		path:     "sub get",
 		args:     []string{"subscription-id"},
 		synopsis: "sub get <subscription-id>",
-		about:    "Shows one subscription with its ping state.",
+		about: "Shows one subscription with its ping state, or with its settings and whether its\n" +
+			"deliveries fail for a payload subscription. Table output shows the values of secret\n" +
+			"attributes as ***; -o json shows them.",
 		setup: func(*flag.FlagSet) runFunc {
 			return func(ctx context.Context, s *session, args []string) error {
 				api, err := s.api()
@@ -73,7 +82,7 @@ var subCommands = []*command{
 				if err != nil {
 					return err
 				}
-				return s.out.subs(sub, sub)
+				return s.out.sub(sub)
 			}
 		},
 	},
@@ -108,9 +117,11 @@ var subCommands = []*command{
 	{
 		path:     "sub update",
 		args:     []string{"subscription-id"},
-		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>]",
+		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>] [payload flags]",
 		about: "Changes the fields given as flags and leaves the others as they are. The types\n" +
-			"given replace the subscription's types. sub activate and deactivate switch it on and off.",
+			"given replace the subscription's types, and so do the fields, attributes, headers\n" +
+			"and retry delays of a payload subscription: give the whole new list. sub activate\n" +
+			"and deactivate switch it on and off.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var system, name, url optString
 			var types typeList
@@ -118,8 +129,10 @@ var subCommands = []*command{
 			fs.Var(&name, "name", "the new `text` saying what the subscription is for; \"\" clears it")
 			fs.Var(&types, "type", "the new "+typeUsage)
 			fs.Var(&url, "url", "the new http or https `url`")
+			payload := bindPayloadFlags(fs, true)
 			return func(ctx context.Context, s *session, args []string) error {
-				in := &adminv1.Subscription{SubscriptionId: args[0]}
+				in := payload.sub
+				in.SubscriptionId = args[0]
 				var mask []string
 				if system.set {
 					in.System, mask = system.v, append(mask, "system")
@@ -133,10 +146,16 @@ var subCommands = []*command{
 				if url.set {
 					in.Url, mask = url.v, append(mask, "url")
 				}
+				mask = append(mask, payload.mask...)
 				// The server reads an empty mask as "all fields", which
 				// would clear whatever no flag gave.
 				if len(mask) == 0 {
-					return usageErrorf("sub update needs at least one of --system, --name, --type, --url")
+					return usageErrorf("sub update needs at least one of --system, --name, --type, --url, or a payload flag such as --table")
+				}
+				// The mode is the server's to know; it refuses payload
+				// settings for other subscriptions.
+				if err := payload.check(adminv1.DeliveryMode_DELIVERY_MODE_UNSPECIFIED); err != nil {
+					return err
 				}
 				api, err := s.api()
 				if err != nil {
@@ -148,7 +167,7 @@ var subCommands = []*command{
 				if err != nil {
 					return err
 				}
-				return s.out.subs(sub, sub)
+				return s.out.sub(sub)
 			}
 		},
 	},
@@ -177,6 +196,48 @@ var subCommands = []*command{
 	},
 	setActiveCommand(true),
 	setActiveCommand(false),
+	{
+		path:     "sub rotate-secret",
+		args:     []string{"subscription-id"},
+		synopsis: "sub rotate-secret <subscription-id>",
+		about: "Makes a new signing secret and prints it, once. Until the time printed with it,\n" +
+			"requests carry a signature with the previous secret as well, so the receiver can\n" +
+			"switch over without missing one.",
+		setup: func(*flag.FlagSet) runFunc {
+			return func(ctx context.Context, s *session, args []string) error {
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				resp, err := api.RotateSecret(ctx, &adminv1.RotateSecretRequest{SubscriptionId: args[0]})
+				if err != nil {
+					return err
+				}
+				return s.out.rotated(resp)
+			}
+		},
+	},
+	{
+		path:     "sub preview",
+		args:     []string{"subscription-id"},
+		synopsis: "sub preview <subscription-id> [--type <type>]",
+		about: "Shows the request a delivery makes: the method and the exact URL, with the GET part\n" +
+			"of a payload subscription (profacto's \"Muster-URL\"), then a sample body.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			typ := fs.String("type", "", "the event `type` to show (default the subscription's first)")
+			return func(ctx context.Context, s *session, args []string) error {
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				resp, err := api.PreviewSubscription(ctx, &adminv1.PreviewSubscriptionRequest{SubscriptionId: args[0], EventType: *typ})
+				if err != nil {
+					return err
+				}
+				return s.out.preview(resp)
+			}
+		},
+	},
 }
 
 func setActiveCommand(active bool) *command {
@@ -200,7 +261,7 @@ func setActiveCommand(active bool) *command {
 				if err != nil {
 					return err
 				}
-				return s.out.subs(sub, sub)
+				return s.out.sub(sub)
 			}
 		},
 	}
