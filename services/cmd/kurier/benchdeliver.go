@@ -221,7 +221,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 		fmt.Printf("%-46s p50 %v  p99 %v\n", label, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond))
 	}
 	for _, rate := range rateList {
-		time.Sleep(2 * time.Second) // the last run's log records are written
+		time.Sleep(2 * time.Second)                                 // the last run's log records are written
 		if err := paced(live, "bench.paced", rate/10); err != nil { // ten subscriptions: rate deliveries/s
 			return err
 		}
