@@ -221,8 +221,10 @@ func benchDeliver(ctx context.Context, args []string) error {
 		fmt.Printf("%-46s p50 %v  p99 %v\n", label, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond))
 	}
 	for _, rate := range rateList {
-		time.Sleep(2 * time.Second)                                 // the last run's log records are written
-		if err := paced(live, "bench.paced", rate/10); err != nil { // ten subscriptions: rate deliveries/s
+		// Let the last run's log records be written; ten subscriptions make
+		// rate/10 events a second rate deliveries.
+		time.Sleep(2 * time.Second)
+		if err := paced(live, "bench.paced", rate/10); err != nil {
 			return err
 		}
 		report(fmt.Sprintf("latency at %d deliveries/s (10 subscriptions)", rate))
