@@ -135,58 +135,56 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.index.watch(wctx, s.subs, s.log, s.deliverers.notice); err != nil {
 		return err
 	}
-	events, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-		Durable:       eventsConsumer,
-		Description:   "Matches events to subscriptions",
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 10000,
-	})
-	if err != nil {
-		return fmt.Errorf("events consumer: %w", err)
-	}
-	due, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamNotify, jetstream.ConsumerConfig{
-		Durable:       dueConsumer,
-		Description:   "Makes the pings whose time has come",
-		FilterSubject: bus.NotifyDueWildcard,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Longer than a ping can take, so a ping in flight is not redelivered.
-		AckWait:       s.cfg.PingTimeout + 20*time.Second,
-		MaxAckPending: 10000,
-	})
-	if err != nil {
-		return fmt.Errorf("due consumer: %w", err)
-	}
-	digests, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamNotify, jetstream.ConsumerConfig{
-		Durable:       digestConsumer,
-		Description:   "Sends the daily digests whose time has come",
-		FilterSubject: bus.DigestDueWildcard,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       5 * time.Minute,
-		MaxAckPending: 1000,
-	})
-	if err != nil {
-		return fmt.Errorf("digest consumer: %w", err)
-	}
 	// Work taken before a stop is finished, so it runs on a context that
 	// the stop does not cancel.
 	work := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
-	stopEvents, err := consume(work, events, s.cfg.Workers, &wg, s.handleEvent, s.covered)
-	if err != nil {
-		return err
-	}
-	stopDue, err := consume(work, due, s.cfg.Senders, &wg, s.handleDue, nil)
-	if err != nil {
-		stopEvents()
-		return err
-	}
-	stopDigests, err := consume(work, digests, 8, &wg, s.handleDigest, nil)
-	if err != nil {
-		stopEvents()
-		stopDue()
-		return err
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for _, c := range []struct {
+		stream string
+		cfg    jetstream.ConsumerConfig
+		n      int
+		handle func(context.Context, jetstream.Msg)
+		done   func(jetstream.Msg) bool
+	}{
+		{bus.StreamEvents, jetstream.ConsumerConfig{
+			Durable:       eventsConsumer,
+			Description:   "Matches events to subscriptions",
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+			AckWait:       30 * time.Second,
+			MaxAckPending: 10000,
+		}, s.cfg.Workers, s.handleEvent, s.covered},
+		{bus.StreamNotify, jetstream.ConsumerConfig{
+			Durable:       dueConsumer,
+			Description:   "Makes the pings whose time has come",
+			FilterSubject: bus.NotifyDueWildcard,
+			// Longer than a ping can take, so a ping in flight is not redelivered.
+			AckWait:       s.cfg.PingTimeout + 20*time.Second,
+			MaxAckPending: 10000,
+		}, s.cfg.Senders, s.handleDue, nil},
+		{bus.StreamNotify, jetstream.ConsumerConfig{
+			Durable:       digestConsumer,
+			Description:   "Sends the daily digests whose time has come",
+			FilterSubject: bus.DigestDueWildcard,
+			AckWait:       5 * time.Minute,
+			MaxAckPending: 1000,
+		}, 8, s.handleDigest, nil},
+	} {
+		c.cfg.AckPolicy = jetstream.AckExplicitPolicy
+		cons, err := s.conn.JS.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+		}
+		stop, err := consume(work, cons, c.n, &wg, c.handle, c.done)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stop)
 	}
 	dctx, stopDeliverers := context.WithCancel(work)
 	delivering := make(chan struct{})
@@ -195,9 +193,10 @@ func (s *Service) Run(ctx context.Context) error {
 		s.deliverers.run(dctx, work, &wg)
 	}()
 	<-ctx.Done()
-	stopEvents()
-	stopDue()
-	stopDigests()
+	for _, stop := range stops {
+		stop()
+	}
+	stops = nil
 	stopDeliverers()
 	<-delivering
 	wg.Wait()
