@@ -183,14 +183,15 @@ func benchDeliver(ctx context.Context, args []string) error {
 			}
 		}
 		label := fmt.Sprintf("sustained, %d subscription(s)", f)
-		if _, err := waitFor(int64(events*f), 5*time.Minute); err != nil {
+		_, err := waitFor(int64(events*f), 5*time.Minute)
+		p50, p99 := percentiles()
+		if err != nil {
 			// A figure all the same: how far it got.
 			fmt.Printf("%-46s %v\n", label, err)
-			continue
+		} else {
+			fmt.Printf("%-46s %10.0f deliveries/s  p50 %v  p99 %v  (%d events, setup %v)\n", label,
+				float64(events*f)/time.Since(start).Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), events, time.Since(setup).Round(time.Second))
 		}
-		p50, p99 := percentiles()
-		fmt.Printf("%-46s %10.0f deliveries/s  p50 %v  p99 %v  (%d events, setup %v)\n", label,
-			float64(events*f)/time.Since(start).Seconds(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), events, time.Since(setup).Round(time.Second))
 		// Clear them away, so they do not weigh on the next runs.
 		list, _ := store.List(ctx, o)
 		for _, s := range list {
