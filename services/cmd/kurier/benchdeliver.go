@@ -173,7 +173,11 @@ func benchDeliver(ctx context.Context, args []string) error {
 		if err := mkSubs(o, typ, f, "http://"+lis.Addr().String()+"/"); err != nil {
 			return err
 		}
-		time.Sleep(time.Second + time.Duration(f)*200*time.Microsecond) // consumers in place
+		// Measure deliveries, not setting up: wait until every
+		// subscription's consumer is in place.
+		if err := waitConsumers(ctx, conn.JS, f, 10*time.Minute); err != nil {
+			return err
+		}
 		reset()
 		events := max(*total/f, 1)
 		start := time.Now()
@@ -248,6 +252,21 @@ func benchDeliver(ctx context.Context, args []string) error {
 	}
 	report(fmt.Sprintf("latency at %d deliveries/s, plus a dead receiver", rateList[0]))
 	return nil
+}
+
+// waitConsumers waits until the delivery queue has at least n consumers.
+func waitConsumers(ctx context.Context, js jetstream.JetStream, n int, limit time.Duration) error {
+	st, err := bus.Stream(ctx, js, bus.StreamDeliveries)
+	if err != nil {
+		return err
+	}
+	for start := time.Now(); time.Since(start) < limit; time.Sleep(100 * time.Millisecond) {
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Consumers >= n {
+			return nil
+		}
+	}
+	return fmt.Errorf("fewer than %d delivery consumers after %v", n, limit)
 }
 
 // splitInts reads a comma-separated list of positive counts.
