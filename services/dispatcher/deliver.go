@@ -59,11 +59,16 @@ func (s *Service) task(ctx context.Context, sub subs.Subscription, m jetstream.M
 // replica, started, changed and stopped as the index learns of changes.
 type deliverers struct {
 	s       *Service
-	mu      sync.Mutex
-	running map[string]*running
+	mu      sync.Mutex             // guards running and locks
+	running map[string]*running    // subscription id -> its consumers
+	locks   map[string]*sync.Mutex // one reconcile at a time per subscription
 	changed chan string
 	slots   chan struct{} // deliveries at once in this replica
 }
+
+// reconcilers work through changed subscriptions at once: with thousands of
+// subscriptions, setting up their consumers one by one would take minutes.
+const reconcilers = 16
 
 type running struct {
 	key  string // the settings the consumer was made with
@@ -71,7 +76,8 @@ type running struct {
 }
 
 func newDeliverers(s *Service) *deliverers {
-	return &deliverers{s: s, running: map[string]*running{}, changed: make(chan string, 1024), slots: make(chan struct{}, 1024)}
+	return &deliverers{s: s, running: map[string]*running{}, locks: map[string]*sync.Mutex{},
+		changed: make(chan string, 1024), slots: make(chan struct{}, 1024)}
 }
 
 // notice queues a subscription for reconciling; it never blocks the watch.
@@ -87,35 +93,71 @@ func (d *deliverers) notice(id string) {
 // the deliveries in flight.
 func (d *deliverers) run(ctx context.Context, work context.Context, wg *sync.WaitGroup) {
 	for _, e := range d.s.index.all() {
-		d.reconcile(ctx, work, wg, e.sub.ID)
+		d.notice(e.sub.ID)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			d.mu.Lock()
-			for id, r := range d.running {
-				r.stop()
-				delete(d.running, id)
+	var workers sync.WaitGroup
+	for range reconcilers {
+		workers.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case id := <-d.changed:
+					d.reconcile(ctx, work, wg, id)
+				}
 			}
-			d.mu.Unlock()
-			return
-		case id := <-d.changed:
-			d.reconcile(ctx, work, wg, id)
-		}
+		})
+	}
+	<-ctx.Done()
+	workers.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, r := range d.running {
+		r.stop()
+		delete(d.running, id)
+	}
+}
+
+// lock takes a subscription's reconcile lock.
+func (d *deliverers) lock(id string) func() {
+	d.mu.Lock()
+	l := d.locks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		d.locks[id] = l
+	}
+	d.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (d *deliverers) get(id string) *running {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running[id]
+}
+
+// set records a subscription's consumers; nil: none.
+func (d *deliverers) set(id string, r *running) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r == nil {
+		delete(d.running, id)
+	} else {
+		d.running[id] = r
 	}
 }
 
 func consumerName(id string) string { return "deliver-" + id }
 
 func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id string) {
+	defer d.lock(id)()
 	e := d.s.index.get(id)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := d.running[id]
+	r := d.get(id)
 	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active {
 		if r != nil {
 			r.stop()
-			delete(d.running, id)
+			d.set(id, nil)
 		}
 		if e == nil {
 			// Deleted: its consumer and tasks go too. Every replica tries;
@@ -135,7 +177,7 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 	}
 	if r != nil {
 		r.stop()
-		delete(d.running, id)
+		d.set(id, nil)
 	}
 	retry := func(err error) {
 		d.s.log.Warn("delivery consumer not started, trying again", "subscription", id, "err", err)
@@ -158,7 +200,7 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 	}
 	if sub.Daily() {
 		// Nothing takes a daily subscription's tasks but its digest.
-		d.running[id] = &running{key: key, stop: func() {}}
+		d.set(id, &running{key: key, stop: func() {}})
 		return
 	}
 	var stops []func()
@@ -205,11 +247,11 @@ func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id
 		return
 	}
 	stops = append(stops, stop)
-	d.running[id] = &running{key: key, stop: func() {
+	d.set(id, &running{key: key, stop: func() {
 		for _, s := range stops {
 			s()
 		}
-	}}
+	}})
 }
 
 // consume delivers what c hands out, n at a time.
