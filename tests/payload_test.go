@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,67 +21,6 @@ import (
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/tests/harness"
 )
-
-// scripted is a receiver that answers each request with the next of a
-// script of status codes (200 once the script is used up), per path.
-type scripted struct {
-	*httptest.Server
-	mu     sync.Mutex
-	script map[string][]int
-	hits   []hit
-	got    chan hit
-	hold   chan struct{} // when set, requests wait for it
-	header http.Header   // sent with every answer
-}
-
-func newScripted(t *testing.T) *scripted {
-	r := &scripted{script: map[string][]int{}, got: make(chan hit, 1000), header: http.Header{}}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var body []byte
-		if req.Body != nil {
-			body = make([]byte, 0, 512)
-			buf := make([]byte, 512)
-			for {
-				n, err := req.Body.Read(buf)
-				body = append(body, buf[:n]...)
-				if err != nil {
-					break
-				}
-			}
-		}
-		h := hit{At: time.Now(), Method: req.Method, Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: body}
-		r.mu.Lock()
-		r.hits = append(r.hits, h)
-		code := http.StatusOK
-		if s := r.script[req.URL.Path]; len(s) > 0 {
-			code, r.script[req.URL.Path] = s[0], s[1:]
-		}
-		hold := r.hold
-		for k, v := range r.header {
-			w.Header()[k] = v
-		}
-		r.mu.Unlock()
-		r.got <- h
-		if hold != nil {
-			<-hold
-		}
-		w.WriteHeader(code)
-		fmt.Fprintf(w, `{"answer":%d}`, code)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *scripted) next(t *testing.T, d time.Duration) hit {
-	t.Helper()
-	select {
-	case h := <-r.got:
-		return h
-	case <-time.After(d):
-		t.Fatalf("no request within %v", d)
-		return hit{}
-	}
-}
 
 func payloadSub(t *testing.T, adm adminv1.AdminServiceClient, s *adminv1.Subscription) *adminv1.CreateSubscriptionResponse {
 	t.Helper()
@@ -102,7 +40,7 @@ func ms(d int) *durationpb.Duration { return durationpb.New(time.Duration(d) * t
 func TestPayloadRequest(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	std := payloadSub(t, adm, &adminv1.Subscription{System: "std", EventTypes: []string{"project.created"}, Url: rcv.URL + "/std?x=1",
 		Table: "Auftrag", Conditions: "status = offen & typ=A",
 		Attributes: []*adminv1.Attribute{{Name: "token", Value: "a b&c"}, {Name: "mandant", Value: "7", Secret: true}},
@@ -171,7 +109,7 @@ func TestPayloadRequest(t *testing.T) {
 func TestPayloadRetriesAndStatusRules(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	ctx := context.Background()
 	fast := []*durationpb.Duration{ms(0), ms(300), ms(2000)}
 
@@ -244,7 +182,7 @@ func TestPayloadRetriesAndStatusRules(t *testing.T) {
 func TestPayloadOrderedUnderRetries(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	rcv.script["/ordered"] = []int{500, 500}
 	payloadSub(t, adm, &adminv1.Subscription{System: "ordered", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/ordered",
 		Ordering: adminv1.Ordering_ORDERING_ORDERED, RetrySchedule: []*durationpb.Duration{ms(200), ms(200), ms(200)}})
@@ -268,7 +206,7 @@ func TestPayloadSurvivesDispatcherKill(t *testing.T) {
 	dir := t.TempDir()
 	k := harness.Start(t, harness.Options{DataDir: dir})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	rcv.hold = make(chan struct{})
 	payloadSub(t, adm, &adminv1.Subscription{System: "kill", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/kill",
 		Timeout: durationpb.New(2 * time.Second)})
@@ -295,7 +233,7 @@ func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 	}))
 	t.Cleanup(slow.Close)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	rcv.script["/bad"] = slices.Repeat([]int{400}, 100)
 	retries := slices.Repeat([]*durationpb.Duration{ms(200)}, 20)
 	timeout := payloadSub(t, adm, &adminv1.Subscription{System: "slow", EventTypes: []string{"invoice.changed"}, Url: slow.URL,
@@ -329,7 +267,7 @@ func TestDeadLettersAndRedeliver(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	ctx := context.Background()
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	rcv.script["/dl"] = []int{500, 500, 500, 500}
 	sub := payloadSub(t, adm, &adminv1.Subscription{System: "dl", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/dl",
 		RetrySchedule: []*durationpb.Duration{ms(100)}, Ordering: adminv1.Ordering_ORDERING_ORDERED})
@@ -409,7 +347,7 @@ func TestDeadLettersAndRedeliver(t *testing.T) {
 func TestDailyDigest(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newScripted(t)
+	rcv := newReceiver(t)
 	ctx := context.Background()
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {

@@ -22,12 +22,17 @@ import (
 	"kurier.dev/tests/harness"
 )
 
-// receiver records the requests a test's webhook endpoint gets.
+// receiver is a test's webhook endpoint: it records every request and
+// answers with the next status of a script per path (200 once the script
+// is used up).
 type receiver struct {
 	*httptest.Server
-	mu   sync.Mutex
-	hits []hit
-	got  chan hit
+	mu     sync.Mutex
+	hits   []hit
+	got    chan hit
+	script map[string][]int
+	hold   chan struct{} // when set, requests wait for it before answering
+	header http.Header   // sent with every answer
 }
 
 type hit struct {
@@ -39,14 +44,27 @@ type hit struct {
 }
 
 func newReceiver(t *testing.T) *receiver {
-	r := &receiver{got: make(chan hit, 1000)}
+	r := &receiver{got: make(chan hit, 1000), script: map[string][]int{}, header: http.Header{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		h := hit{At: time.Now(), Method: req.Method, Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: b}
 		r.mu.Lock()
 		r.hits = append(r.hits, h)
+		code := http.StatusOK
+		if s := r.script[req.URL.Path]; len(s) > 0 {
+			code, r.script[req.URL.Path] = s[0], s[1:]
+		}
+		hold := r.hold
+		for k, v := range r.header {
+			w.Header()[k] = v
+		}
 		r.mu.Unlock()
 		r.got <- h
+		if hold != nil {
+			<-hold
+		}
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"answer":%d}`, code)
 	}))
 	t.Cleanup(r.Close)
 	return r
