@@ -1286,3 +1286,23 @@ func TestDeliveriesExport(t *testing.T) {
 		t.Errorf("after a failed export the folder holds %v", entries)
 	}
 }
+
+func TestSubDailySchedule(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "sv", "--mode", "payload", "--type", "recurringinvoice.created",
+		"--url", "https://sv.example/hook", "--daily-at", "08:00", "--time-zone", "Europe/Berlin", "-o", "json").ok(t)
+	created := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription()
+	if s := created.GetSchedule(); s.GetDailyAt() != "08:00" || s.GetTimeZone() != "Europe/Berlin" {
+		t.Fatalf("schedule %v", s)
+	}
+	// --daily-at "" makes it immediate again.
+	r = ctlAt(t, addr, "sub", "update", created.GetSubscriptionId(), "--daily-at", "", "-o", "json").ok(t)
+	if s := unmarshal[adminv1.Subscription](t, r.stdout).GetSchedule(); s.GetDailyAt() != "" {
+		t.Fatalf("after --daily-at \"\": %v", s)
+	}
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "x", "--mode", "payload", "--type", "5",
+		"--url", "https://x.example/", "--time-zone", "Europe/Berlin").fails(t, 2, "--time-zone goes with --daily-at")
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "y", "--mode", "payload", "--type", "5",
+		"--url", "https://x.example/", "--daily-at", "25:00").fails(t, 1, "schedule.daily_at")
+}

@@ -204,6 +204,9 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 			retries = append(retries, span(d.AsDuration()))
 		}
 		add("RETRY", or(strings.Join(retries, ","), "default"))
+		if sch := s.GetSchedule(); sch.GetDailyAt() != "" {
+			add("SCHEDULE", "daily at "+sch.GetDailyAt()+" "+sch.GetTimeZone())
+		}
 	}
 	if s.GetFailingSince() != nil {
 		add("FAILING SINCE", when(s.GetFailingSince()))

@@ -140,6 +140,22 @@ func bindPayloadFlags(fs *flag.FlagSet, clears bool) *payloadFlags {
 			}
 			return nil
 		})
+	p.flag(fs, "daily-at", "schedule", "send once a day at this local `time` (HH:MM), one POST of everything since the last (Scopevisio's \"täglich\")"+empty("sends at once again"),
+		func(v string) error {
+			if p.sub.Schedule == nil {
+				p.sub.Schedule = &adminv1.DeliverySchedule{}
+			}
+			p.sub.Schedule.DailyAt = strings.TrimSpace(v)
+			return nil
+		})
+	p.flag(fs, "time-zone", "schedule", "the IANA time `zone` of --daily-at, such as Europe/Berlin (default UTC)",
+		func(v string) error {
+			if p.sub.Schedule == nil {
+				p.sub.Schedule = &adminv1.DeliverySchedule{}
+			}
+			p.sub.Schedule.TimeZone = strings.TrimSpace(v)
+			return nil
+		})
 	return p
 }
 
@@ -168,6 +184,9 @@ func (p *payloadFlags) set(name, path string) {
 func (p *payloadFlags) check(mode adminv1.DeliveryMode) error {
 	if len(p.given) > 0 && mode != adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD && mode != adminv1.DeliveryMode_DELIVERY_MODE_UNSPECIFIED {
 		return usageErrorf("%s is a setting of payload subscriptions; add --mode payload", p.given[0])
+	}
+	if p.sub.GetSchedule().GetTimeZone() != "" && !slices.Contains(p.given, "--daily-at") {
+		return usageErrorf("--time-zone goes with --daily-at")
 	}
 	if p.sub.GetOrdering() == adminv1.Ordering_ORDERING_ORDERED && p.sub.GetMaxInFlight() > 1 {
 		return usageErrorf("--max-in-flight %d contradicts --ordered, which sends one request at a time", p.sub.GetMaxInFlight())
