@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
@@ -718,9 +719,9 @@ func TestRotateSecretAndPreview(t *testing.T) {
 	}
 }
 
-// TestPrivateTargetsRefused: without KURIER_ALLOW_PRIVATE_TARGETS a ping to
-// loopback, by address or by a name resolving to it, is refused before
-// any connection, and the delivery log says why.
+// TestPrivateTargetsRefused: without KURIER_ALLOW_PRIVATE_TARGETS a ping or
+// a POST to loopback, by address or by a name resolving to it, is refused
+// before any connection, and the delivery log says why.
 func TestPrivateTargetsRefused(t *testing.T) {
 	k := pingKurier(t, "KURIER_ALLOW_PRIVATE_TARGETS=false")
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
@@ -728,6 +729,8 @@ func TestPrivateTargetsRefused(t *testing.T) {
 	port := rcv.URL[strings.LastIndexByte(rcv.URL, ':'):]
 	pingSub(t, adm, "acme", "byip", rcv.URL, "invoice.changed")
 	pingSub(t, adm, "acme", "byname", "http://localhost"+port+"/", "invoice.changed")
+	payloadSub(t, adm, &adminv1.Subscription{System: "post", EventTypes: []string{"invoice.changed"}, Url: "http://localhost" + port + "/post",
+		RetrySchedule: []*durationpb.Duration{ms(5000)}})
 	change(t, k, secret, "invoice.changed", "INV-1", nil)
 	rcv.none(t, 2*delay+500*time.Millisecond)
 	var list *adminv1.ListDeliveriesResponse
@@ -736,11 +739,11 @@ func TestPrivateTargetsRefused(t *testing.T) {
 		if list, err = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme"}); err != nil {
 			t.Fatal(err)
 		}
-		if len(list.GetDeliveries()) == 2 {
+		if len(list.GetDeliveries()) == 3 {
 			break
 		}
 	}
-	if len(list.GetDeliveries()) != 2 {
+	if len(list.GetDeliveries()) != 3 {
 		t.Fatalf("deliveries: %v", list.GetDeliveries())
 	}
 	for _, d := range list.GetDeliveries() {
