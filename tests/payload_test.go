@@ -353,7 +353,7 @@ func TestDailyDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now().Add(4 * time.Second).Truncate(time.Second).In(berlin)
+	at := time.Now().Add(5 * time.Second).Truncate(time.Second).In(berlin)
 	sub := payloadSub(t, adm, &adminv1.Subscription{System: "daily", EventTypes: []string{"recurringinvoice.created"}, Url: rcv.URL + "/daily",
 		Schedule: &adminv1.DeliverySchedule{DailyAt: at.Format("15:04:05"), TimeZone: "Europe/Berlin"}})
 	id := sub.GetSubscription().GetSubscriptionId()
@@ -370,7 +370,7 @@ func TestDailyDigest(t *testing.T) {
 	}
 	var bodies []map[string]any
 	if err := json.Unmarshal(h.Body, &bodies); err != nil || len(bodies) != 3 {
-		t.Fatalf("digest body %s: %v", h.Body, err)
+		t.Fatalf("digest at %v (due %v) body %s: %v", h.At, at, h.Body, err)
 	}
 	for i, b := range bodies {
 		if b["id"] != want[i] {
