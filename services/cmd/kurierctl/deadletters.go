@@ -46,19 +46,9 @@ var deadLetterCommands = []*command{
 				if err != nil {
 					return err
 				}
-				if len(resp.GetDeadLetters()) == 0 {
-					s.out.note("No dead letters for %s: every delivery got through or is still being retried.", f.what())
-					if s.out.format == "table" {
-						return nil
-					}
-				}
-				if err := s.out.deadLetters(resp, resp.GetDeadLetters()...); err != nil {
-					return err
-				}
-				if resp.GetNextPageToken() != "" {
-					s.out.note("More dead letters follow; --all lists them all.")
-				}
-				return nil
+				return s.out.listing(len(resp.GetDeadLetters()), resp.GetNextPageToken() != "", "dead letters",
+					fmt.Sprintf("No dead letters for %s: every delivery got through or is still being retried.", f.what()),
+					func() error { return s.out.deadLetters(resp, resp.GetDeadLetters()...) })
 			}
 		},
 	},

@@ -58,19 +58,9 @@ var deliveryCommands = []*command{
 				if err != nil {
 					return err
 				}
-				if len(resp.GetDeliveries()) == 0 {
-					s.out.note("No deliveries logged for %s; watch for new ones with: kurierctl deliveries tail --org %s", f.what(), f.org)
-					if s.out.format == "table" {
-						return nil
-					}
-				}
-				if err := s.out.deliveries(resp, resp.GetDeliveries()...); err != nil {
-					return err
-				}
-				if resp.GetNextPageToken() != "" {
-					s.out.note("More deliveries follow; --all lists them all.")
-				}
-				return nil
+				return s.out.listing(len(resp.GetDeliveries()), resp.GetNextPageToken() != "", "deliveries",
+					fmt.Sprintf("No deliveries logged for %s; watch for new ones with: kurierctl deliveries tail --org %s", f.what(), f.org),
+					func() error { return s.out.deliveries(resp, resp.GetDeliveries()...) })
 			}
 		},
 	},

@@ -386,3 +386,21 @@ func (p *printer) note(format string, args ...any) {
 		fmt.Fprintf(p.errw, format+"\n", args...)
 	}
 }
+
+// listing prints a paged list: in table mode an empty one is only the
+// hint; a note says when more pages were left unread.
+func (p *printer) listing(n int, more bool, what, emptyHint string, print func() error) error {
+	if n == 0 {
+		p.note("%s", emptyHint)
+		if p.format == "table" {
+			return nil
+		}
+	}
+	if err := print(); err != nil {
+		return err
+	}
+	if more {
+		p.note("More %s follow; --all lists them all.", what)
+	}
+	return nil
+}
