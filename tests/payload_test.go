@@ -401,3 +401,26 @@ func TestDailyDigest(t *testing.T) {
 		t.Fatalf("next digest at %v, %v after this one", next, d)
 	}
 }
+
+// TestDailyDigestRetried: a digest the receiver refuses is sent again after
+// the retry schedule's wait, whole and with the same webhook-id.
+func TestDailyDigestRetried(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	rcv.script["/daily"] = []int{500}
+	at := time.Now().Add(4 * time.Second).Truncate(time.Second).UTC()
+	payloadSub(t, adm, &adminv1.Subscription{System: "daily", EventTypes: []string{"recurringinvoice.created"}, Url: rcv.URL + "/daily",
+		Schedule: &adminv1.DeliverySchedule{DailyAt: at.Format("15:04:05")}, RetrySchedule: []*durationpb.Duration{ms(300)}})
+	change(t, k, secret, "recurringinvoice.created", "R-1", nil)
+	change(t, k, secret, "recurringinvoice.created", "R-2", nil)
+	first := rcv.next(t, 15*time.Second)
+	again := rcv.next(t, 5*time.Second)
+	if again.Header.Get("webhook-id") != first.Header.Get("webhook-id") || string(again.Body) != string(first.Body) {
+		t.Fatalf("retry differs: %q %s vs %q %s", again.Header.Get("webhook-id"), again.Body, first.Header.Get("webhook-id"), first.Body)
+	}
+	var bodies []map[string]any
+	if err := json.Unmarshal(again.Body, &bodies); err != nil || len(bodies) != 2 {
+		t.Fatalf("retried digest %s: %v", again.Body, err)
+	}
+}

@@ -354,22 +354,13 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		s.dead(ctx, sub, m, seq, stored)
 		s.disable(ctx, sub, "the receiver answered 410 Gone")
 	default:
-		retries := sub.RetrySchedule
-		if len(retries) == 0 {
-			retries = DefaultRetrySchedule
-		}
-		if attempt > len(retries) {
-			rec.Outcome = "dead"
-			s.dead(ctx, sub, m, seq, stored)
-		} else {
-			wait := jitter(retries[attempt-1])
-			if o.retryWait > wait {
-				// Honour Retry-After, but no longer than the schedule's longest wait.
-				wait = min(o.retryWait, retries[len(retries)-1])
-			}
+		if wait, ok := nextAttempt(sub, attempt, o); ok {
 			next := time.Now().Add(wait).UTC()
 			rec.Outcome, rec.NextAttempt = "retry", &next
 			_ = m.NakWithDelay(wait)
+		} else {
+			rec.Outcome = "dead"
+			s.dead(ctx, sub, m, seq, stored)
 		}
 		if !o.transient() {
 			s.failed(ctx, sub)
@@ -438,6 +429,24 @@ func origin(m jetstream.Msg, md *jetstream.MsgMetadata) (uint64, time.Time) {
 		return seq, stored
 	}
 	return md.Sequence.Stream, md.Timestamp
+}
+
+// nextAttempt answers how long to wait after a failed attempt (1 is the
+// first) before the next, or false when the retry schedule has run out.
+func nextAttempt(sub subs.Subscription, attempt int, o outcome) (time.Duration, bool) {
+	retries := sub.RetrySchedule
+	if len(retries) == 0 {
+		retries = DefaultRetrySchedule
+	}
+	if attempt > len(retries) {
+		return 0, false
+	}
+	wait := jitter(retries[attempt-1])
+	if o.retryWait > wait {
+		// Honour Retry-After, but no longer than the schedule's longest wait.
+		wait = min(o.retryWait, retries[len(retries)-1])
+	}
+	return wait, true
 }
 
 // jitter spreads a delay by ±20%, so receivers coming back are not hit by

@@ -57,8 +57,13 @@ func (s *Service) handleDigest(ctx context.Context, m jetstream.Msg) {
 			_ = m.Ack()
 			return
 		}
-		if !s.sendDigest(ctx, sub, tasks, md.Sequence.Stream, part, int(md.NumDelivered)) {
-			return // the due message comes again after its retry delay
+		if wait, sent, again := s.sendDigest(ctx, sub, tasks, md.Sequence.Stream, part, int(md.NumDelivered)); !sent {
+			if again {
+				_ = m.NakWithDelay(wait) // the digest is tried again then
+			} else {
+				_ = m.Ack() // given up for today: tomorrow's digest takes the tasks
+			}
+			return
 		}
 		if len(tasks) < digestMax {
 			_ = m.Ack()
@@ -89,18 +94,25 @@ func fetchAll(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {
 	return out, nil
 }
 
-// sendDigest POSTs one digest and settles its tasks; it answers whether the
-// digest went through.
-func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks []jetstream.Msg, dueSeq uint64, part, attempt int) bool {
+// sendDigest POSTs one digest and settles its tasks. It answers whether the
+// digest went through and, when not, whether and after what wait to try
+// again.
+func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks []jetstream.Msg, dueSeq uint64, part, attempt int) (wait time.Duration, sent, again bool) {
 	events := make([]event.Event, 0, len(tasks))
+	stored := make([]time.Time, 0, len(tasks))
 	for _, t := range tasks {
 		var ev event.Event
-		if err := ev.UnmarshalJSON(t.Data()); err != nil {
+		md, err := t.Metadata()
+		if err == nil {
+			err = ev.UnmarshalJSON(t.Data())
+		}
+		if err != nil {
 			s.log.Error("undecodable delivery task dropped", "subscription", sub.ID, "err", err)
 			_ = t.Term()
 			continue
 		}
-		events = append(events, ev)
+		_, at := origin(t, md)
+		events, stored = append(events, ev), append(stored, at)
 	}
 	now := time.Now()
 	spec := sub.Spec()
@@ -108,7 +120,7 @@ func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks [
 		Mode: string(sub.Mode), EventID: "digest of " + strconv.Itoa(len(events)) + " events", Attempt: attempt}
 	rec.URL, _ = payload.MaskedURL(spec, "digest")
 	var o outcome
-	body, err := payload.Digest(spec, events, now)
+	body, err := payload.Digest(spec, events, stored)
 	if err != nil {
 		o = outcome{err: err}
 	} else {
@@ -136,7 +148,7 @@ func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks [
 			_ = t.Ack()
 		}
 		s.succeeded(ctx, sub)
-		return true
+		return 0, true, false
 	}
 	// The tasks wait for the next attempt; the due message brings it.
 	for _, t := range tasks {
@@ -145,16 +157,11 @@ func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks [
 	if !o.transient() {
 		s.failed(ctx, sub)
 	}
-	retries := sub.RetrySchedule
-	if len(retries) == 0 {
-		retries = DefaultRetrySchedule
+	rec.Outcome = "retry"
+	wait, again = nextAttempt(sub, attempt, o)
+	if again {
+		next := time.Now().Add(wait).UTC()
+		rec.NextAttempt = &next
 	}
-	if attempt > len(retries) {
-		rec.Outcome = "retry" // given up for today: tomorrow's digest takes them
-		return false
-	}
-	wait := max(jitter(retries[attempt-1]), min(o.retryWait, retries[len(retries)-1]))
-	next := time.Now().Add(wait).UTC()
-	rec.Outcome, rec.NextAttempt = "retry", &next
-	return false
+	return wait, false, again
 }

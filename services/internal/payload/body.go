@@ -38,8 +38,12 @@ func Body(s Spec, e event.Event, ts time.Time) ([]byte, error) {
 }
 
 // Digest is the body of a daily digest: a JSON array of Body for each
-// event, in order. All share ts, the time the digest is sent.
-func Digest(s Spec, events []event.Event, ts time.Time) ([]byte, error) {
+// event, in order, each with its own time (stored[i] for events[i]), so a
+// digest sent again is the same bytes.
+func Digest(s Spec, events []event.Event, stored []time.Time) ([]byte, error) {
+	if len(stored) != len(events) {
+		return nil, fmt.Errorf("payload: %d events but %d times", len(events), len(stored))
+	}
 	// Checked here too so that a bad format shows on a day without events,
 	// not only on the first day with some.
 	if s.Format != Standard && s.Format != Flat && s.Format != "" {
@@ -51,7 +55,7 @@ func Digest(s Spec, events []event.Event, ts time.Time) ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		if err := writeBody(&b, s, e, ts); err != nil {
+		if err := writeBody(&b, s, e, stored[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -249,7 +249,7 @@ func TestDigest(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Digest(tc.spec, tc.events, testTime)
+			got, err := Digest(tc.spec, tc.events, times(len(tc.events)))
 			if err != nil {
 				t.Fatalf("Digest: %v", err)
 			}
@@ -270,12 +270,21 @@ func TestDigest(t *testing.T) {
 		})
 	}
 
-	if got, err := Digest(Spec{Format: "xml"}, nil, testTime); err == nil {
+	if got, err := Digest(Spec{Format: "xml"}, nil, nil); err == nil {
 		t.Errorf("Digest with an unknown format and no events: got %s, want an error", got)
 	}
 	bad := testEvent(`{`)
 	bad.ID = "evt-bad"
-	if got, err := Digest(Spec{}, []event.Event{e1, bad}, testTime); err == nil || !strings.Contains(err.Error(), "evt-bad") {
+	if got, err := Digest(Spec{}, []event.Event{e1, bad}, times(2)); err == nil || !strings.Contains(err.Error(), "evt-bad") {
 		t.Errorf("Digest with bad data: got %s, %v; want an error naming evt-bad", got, err)
 	}
+}
+
+// times is n times testTime, the stored times of a digest's events.
+func times(n int) []time.Time {
+	out := make([]time.Time, n)
+	for i := range out {
+		out[i] = testTime
+	}
+	return out
 }
