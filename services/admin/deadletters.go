@@ -49,7 +49,7 @@ func (s *Service) readStream(ctx context.Context, stream, filter string, size in
 	case n == 0:
 		n = defaultPage
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: readerIdle}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
 	switch {
 	case token != "":
 		seq, err := strconv.ParseUint(token, 10, 64)
@@ -61,39 +61,17 @@ func (s *Service) readStream(ctx context.Context, stream, filter string, size in
 		t := since.AsTime()
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	c, err := s.conn.JS.OrderedConsumer(ctx, stream, cfg)
+	var last uint64
+	pending, read, err := bus.Read(ctx, s.conn.JS, stream, cfg, n, func(m jetstream.Msg) (bool, error) {
+		if md, err := m.Metadata(); err == nil {
+			last = md.Sequence.Stream
+		}
+		return false, each(m)
+	})
 	if err != nil {
 		return "", err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	want := min(int(info.NumPending), n)
-	got, last := 0, uint64(0)
-	for got < want {
-		batch, err := c.Fetch(want-got, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return "", err
-		}
-		before := got
-		for m := range batch.Messages() {
-			if err := each(m); err != nil {
-				return "", err
-			}
-			if md, err := m.Metadata(); err == nil {
-				last = md.Sequence.Stream
-			}
-			got++
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return "", err
-		}
-		if got == before {
-			break
-		}
-	}
-	if int(info.NumPending) > got && got > 0 {
+	if pending > read && read > 0 {
 		return strconv.FormatUint(last+1, 10), nil
 	}
 	return "", nil
@@ -212,44 +190,22 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 	for _, t := range sub.EventTypes {
 		filters = append(filters, bus.EventsSubject(sub.Org, t))
 	}
-	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since, InactiveThreshold: readerIdle,
+	var queued uint32
+	_, _, err := bus.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	}, maxRedeliver, func(m jetstream.Msg) (bool, error) {
+		md, err := m.Metadata()
+		if err != nil || md.Timestamp.After(until) {
+			return true, nil
+		}
+		if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), mark)); err != nil {
+			return true, fmt.Errorf("queue again: %w", err)
+		}
+		queued++
+		return false, nil
 	})
 	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var queued uint32
-	pending := int(info.NumPending)
-	for pending > 0 && queued < maxRedeliver {
-		batch, err := c.Fetch(min(pending, 1000), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return queued, err
-		}
-		got := 0
-		done := false
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil || done || md.Timestamp.After(until) {
-				done = true
-				continue
-			}
-			if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), mark)); err != nil {
-				return queued, fmt.Errorf("queue again: %w", err)
-			}
-			queued++
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return queued, err
-		}
-		if got == 0 || done {
-			break
-		}
-		pending -= got
+		return queued, err
 	}
 	return queued, nil
 }

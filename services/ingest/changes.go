@@ -41,8 +41,6 @@ type Change struct {
 	Subject string          `json:"subject"`
 	Time    string          `json:"time"`
 	Data    json.RawMessage `json:"data,omitempty"`
-
-	seq uint64
 }
 
 // Changes is the feed's answer.
@@ -232,78 +230,51 @@ func (s *Service) queryFeed(ctx context.Context, fq feedQuery) (Changes, error) 
 // It answers the last sequence the answer covers.
 func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Changes, uint64, error) {
 	res := Changes{Changes: []Change{}}
-	c, err := s.conn.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+	last := after
+	at := map[string]int{} // document -> index in list
+	var list []*Change
+	full := false
+	pending, read, err := bus.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bus.EventsSubject(fq.org, fq.typ)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
-		// Dropped by the server soon after the query, not after minutes.
-		InactiveThreshold: 10 * time.Second,
+	}, max(scanFactor*fq.limit, minScan), func(m jetstream.Msg) (bool, error) {
+		md, err := m.Metadata()
+		if err != nil {
+			return true, err
+		}
+		var ev event.Event
+		if err := ev.UnmarshalJSON(m.Data()); err != nil {
+			s.log.Error("undecodable stored event skipped", "seq", md.Sequence.Stream, "err", err)
+			last = md.Sequence.Stream
+			return false, nil
+		}
+		i, seen := at[ev.Subject]
+		if !seen && len(at) == fq.limit {
+			full = true // this one and the rest stay for the next query
+			return true, nil
+		}
+		ch := &Change{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, Data: ev.Data}
+		if ch.Time == "" {
+			ch.Time = md.Timestamp.UTC().Format(time.RFC3339Nano)
+		}
+		if seen {
+			list[i] = nil // an older version: only the latest is answered
+		}
+		at[ev.Subject] = len(list)
+		list = append(list, ch)
+		last = md.Sequence.Stream
+		return false, nil
 	})
 	if err != nil {
 		return res, after, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return res, after, err
-	}
-	pending := int(info.NumPending)
-	budget := max(scanFactor*fq.limit, minScan)
-	last := after
-	at := map[string]int{} // document -> index in res.Changes
-	var list []*Change
-	full := false
-	for pending > 0 && budget > 0 && !full {
-		batch, err := c.Fetch(min(pending, budget, 1000), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return res, after, err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			if full {
-				continue // the batch must be drained; these stay for the next query
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				return res, after, err
-			}
-			var ev event.Event
-			if err := ev.UnmarshalJSON(m.Data()); err != nil {
-				s.log.Error("undecodable stored event skipped", "seq", md.Sequence.Stream, "err", err)
-				last = md.Sequence.Stream
-				continue
-			}
-			i, seen := at[ev.Subject]
-			if !seen && len(at) == fq.limit {
-				full = true
-				continue
-			}
-			ch := &Change{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, Data: ev.Data, seq: md.Sequence.Stream}
-			if ch.Time == "" {
-				ch.Time = md.Timestamp.UTC().Format(time.RFC3339Nano)
-			}
-			if seen {
-				list[i] = nil // an older version: only the latest is answered
-			}
-			at[ev.Subject] = len(list)
-			list = append(list, ch)
-			last = md.Sequence.Stream
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return res, after, err
-		}
-		if got == 0 {
-			break
-		}
-		pending -= got
-		budget -= got
 	}
 	for _, ch := range list {
 		if ch != nil {
 			res.Changes = append(res.Changes, *ch)
 		}
 	}
-	res.More = full || pending > 0
+	res.More = full || read < pending
 	res.Cursor = encodeCursor(last)
 	return res, last, nil
 }
