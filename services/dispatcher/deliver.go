@@ -9,7 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,12 +23,6 @@ import (
 	"kurier.dev/services/internal/webhook"
 )
 
-// Payload delivery: every matching event becomes a task on the
-// subscription's own subject in the DELIVERIES work queue, and every
-// subscription has its own durable consumer on it. So a slow or dead
-// receiver holds up only its own tasks (at most max_in_flight of them, one
-// when ordered), and a retry is the task coming back after its delay.
-
 // DefaultRetrySchedule is the delays between attempts unless a subscription
 // has its own.
 var DefaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute,
@@ -41,253 +35,22 @@ const responseKeep = 4 << 10
 // when Kurier switches a failing subscription off.
 const DisabledType = "kurier.subscription.disabled"
 
-// task publishes the delivery task of an event for a payload subscription.
-// The message id makes a redelivered event's task a duplicate.
+// task publishes the delivery task of an event for a payload subscription,
+// on its lane when it has one. The message id makes a redelivered event's
+// task a duplicate.
 func (s *Service) task(ctx context.Context, sub subs.Subscription, m jetstream.Msg) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return err
 	}
 	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
+	if s.laned(sub) {
+		t.Subject = bus.LaneSubject(sub.ID)
+	}
 	if _, err := s.conn.JS.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
 		return fmt.Errorf("delivery task: %w", err)
 	}
 	return nil
-}
-
-// deliverers runs one consumer per active payload subscription in this
-// replica, started, changed and stopped as the index learns of changes.
-type deliverers struct {
-	s       *Service
-	mu      sync.Mutex             // guards running and locks
-	running map[string]*running    // subscription id -> its consumers
-	locks   map[string]*sync.Mutex // one reconcile at a time per subscription
-	changed chan string
-	slots   chan struct{} // deliveries at once in this replica
-}
-
-// reconcilers work through changed subscriptions at once: with thousands of
-// subscriptions, setting up their consumers one by one would take minutes.
-const reconcilers = 16
-
-type running struct {
-	key  string // the settings the consumer was made with
-	stop func()
-}
-
-func newDeliverers(s *Service) *deliverers {
-	return &deliverers{s: s, running: map[string]*running{}, locks: map[string]*sync.Mutex{},
-		changed: make(chan string, 1024), slots: make(chan struct{}, 1024)}
-}
-
-// notice queues a subscription for reconciling; it never blocks the watch.
-func (d *deliverers) notice(id string) {
-	select {
-	case d.changed <- id:
-	default:
-		go func() { d.changed <- id }()
-	}
-}
-
-// run reconciles until ctx ends, then stops every consumer and waits for
-// the deliveries in flight.
-func (d *deliverers) run(ctx context.Context, work context.Context, wg *sync.WaitGroup) {
-	for _, e := range d.s.index.all() {
-		d.notice(e.sub.ID)
-	}
-	var workers sync.WaitGroup
-	for range reconcilers {
-		workers.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case id := <-d.changed:
-					d.reconcile(ctx, work, wg, id)
-				}
-			}
-		})
-	}
-	<-ctx.Done()
-	workers.Wait()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for id, r := range d.running {
-		r.stop()
-		delete(d.running, id)
-	}
-}
-
-// lock takes a subscription's reconcile lock.
-func (d *deliverers) lock(id string) func() {
-	d.mu.Lock()
-	l := d.locks[id]
-	if l == nil {
-		l = &sync.Mutex{}
-		d.locks[id] = l
-	}
-	d.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
-
-func (d *deliverers) get(id string) *running {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.running[id]
-}
-
-// set records a subscription's consumers; nil: none.
-func (d *deliverers) set(id string, r *running) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if r == nil {
-		delete(d.running, id)
-	} else {
-		d.running[id] = r
-	}
-}
-
-func consumerName(id string) string { return "deliver-" + id }
-
-func (d *deliverers) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id string) {
-	defer d.lock(id)()
-	e := d.s.index.get(id)
-	r := d.get(id)
-	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active {
-		if r != nil {
-			r.stop()
-			d.set(id, nil)
-		}
-		if e == nil {
-			// Deleted: its consumer and tasks go too. Every replica tries;
-			// all but the first find nothing to do.
-			_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamDeliveries, consumerName(id))
-			_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamEvents, consumerName(id))
-			if st, err := d.s.conn.JS.Stream(ctx, bus.StreamDeliveries); err == nil {
-				_ = st.Purge(ctx, jetstream.WithPurgeSubject(bus.DeliverSubject(id)))
-			}
-		}
-		return
-	}
-	sub := e.sub
-	key := fmt.Sprint(sub.MaxInFlight, sub.Timeout, sub.Ordered, sub.Daily(), sub.EventTypes)
-	if r != nil && r.key == key {
-		return
-	}
-	if r != nil {
-		r.stop()
-		d.set(id, nil)
-	}
-	retry := func(err error) {
-		d.s.log.Warn("delivery consumer not started, trying again", "subscription", id, "err", err)
-		time.AfterFunc(time.Second, func() { d.notice(id) })
-	}
-	// Tasks: every event of a concurrent subscription, and redeliveries.
-	tasks, err := d.s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
-		Durable:       consumerName(id),
-		Description:   "Payload deliveries of subscription " + id,
-		FilterSubject: bus.DeliverSubject(id),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Longer than a request may take, so one in flight is not sent twice.
-		AckWait:       sub.Timeout + 5*time.Second,
-		MaxAckPending: pendingOf(sub),
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		retry(err)
-		return
-	}
-	if sub.Daily() {
-		// Nothing takes a daily subscription's tasks but its digest.
-		d.set(id, &running{key: key, stop: func() {}})
-		return
-	}
-	var stops []func()
-	if sub.Ordered {
-		// In order means in EVENTS' order: an ordered subscription reads its
-		// events straight from the stream, one at a time, so neither
-		// concurrent dispatching nor retries can reorder them.
-		var filters []string
-		for _, t := range sub.EventTypes {
-			filters = append(filters, bus.EventsSubject(sub.Org, t))
-		}
-		from := sub.Created
-		events, err := d.s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-			Durable:        consumerName(id),
-			Description:    "Ordered payload deliveries of subscription " + id,
-			FilterSubjects: filters,
-			DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-			OptStartTime:   &from,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        sub.Timeout + 5*time.Second,
-			MaxAckPending:  1,
-			MaxDeliver:     -1,
-		})
-		if err != nil {
-			retry(err)
-			return
-		}
-		stop, err := d.consume(events, 1, id, work, wg)
-		if err != nil {
-			retry(err)
-			return
-		}
-		stops = append(stops, stop)
-	} else {
-		// Switched from ordered: its events consumer has no more use.
-		_ = d.s.conn.JS.DeleteConsumer(ctx, bus.StreamEvents, consumerName(id))
-	}
-	stop, err := d.consume(tasks, pendingOf(sub), id, work, wg)
-	if err != nil {
-		for _, s := range stops {
-			s()
-		}
-		retry(err)
-		return
-	}
-	stops = append(stops, stop)
-	d.set(id, &running{key: key, stop: func() {
-		for _, s := range stops {
-			s()
-		}
-	}})
-}
-
-// consume delivers what c hands out, n at a time.
-func (d *deliverers) consume(c jetstream.Consumer, n int, id string, work context.Context, wg *sync.WaitGroup) (func(), error) {
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		d.slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-d.slots }()
-			// The subscription as it is now, not as it was when consuming began.
-			cur := d.s.index.get(id)
-			if cur == nil || !cur.sub.Active {
-				_ = m.NakWithDelay(time.Second)
-				return
-			}
-			d.s.deliver(work, cur.sub, m)
-		})
-		// A pull request that meets a full MaxAckPending can sit until it
-		// expires; short requests bound that stall (measured: the tail of
-		// bench deliver at 100 subscriptions fell from 31 s to 8 s).
-	}, jetstream.PullMaxMessages(n), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	return func() { cc.Drain(); <-cc.Closed() }, nil
-}
-
-// pendingOf is how many of a subscription's tasks may be out at once: its
-// in-flight limit, or a whole digest.
-func pendingOf(sub subs.Subscription) int {
-	switch {
-	case sub.Daily():
-		return digestMax
-	case sub.Ordered:
-		return 1
-	}
-	return max(sub.MaxInFlight, 1)
 }
 
 // outcome is what one attempt came to.
@@ -320,7 +83,11 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		_ = m.Term()
 		return
 	}
-	attempt := int(md.NumDelivered)
+	attempt, wait := attemptOf(m, md)
+	if wait > 0 {
+		_ = m.NakWithDelay(wait)
+		return
+	}
 	var ev event.Event
 	if err := ev.UnmarshalJSON(m.Data()); err != nil {
 		s.log.Error("undecodable delivery task dropped", "subscription", sub.ID, "err", err)
@@ -357,7 +124,13 @@ func (s *Service) deliver(ctx context.Context, sub subs.Subscription, m jetstrea
 		if wait, ok := nextAttempt(sub, attempt, o); ok {
 			next := time.Now().Add(wait).UTC()
 			rec.Outcome, rec.NextAttempt = "retry", &next
-			_ = m.NakWithDelay(wait)
+			if strings.HasPrefix(m.Subject(), bus.DeliverSubject("")) {
+				// Retries wait on the subscription's lane, not in the way
+				// of the others on the shared consumer.
+				s.fanout.toLane(ctx, sub, []heldTask{{m: m, attempts: attempt, notBefore: next}})
+			} else {
+				_ = m.NakWithDelay(wait)
+			}
 		} else {
 			rec.Outcome = "dead"
 			s.dead(ctx, sub, m, seq, stored)
@@ -429,6 +202,23 @@ func origin(m jetstream.Msg, md *jetstream.MsgMetadata) (uint64, time.Time) {
 		return seq, stored
 	}
 	return md.Sequence.Stream, md.Timestamp
+}
+
+// attemptOf answers which attempt a delivered task is (1 is the first),
+// counting those made before it moved to a lane, or how long it must wait
+// before the next. A moved task's first delivery is only that wait when
+// it was stored before its time.
+func attemptOf(m jetstream.Msg, md *jetstream.MsgMetadata) (int, time.Duration) {
+	n := int(md.NumDelivered)
+	prior, _ := strconv.Atoi(m.Headers().Get(bus.HeaderAttempts))
+	notBefore, err := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderNotBefore))
+	if err != nil || !notBefore.After(md.Timestamp) {
+		return prior + n, 0
+	}
+	if n == 1 {
+		return 0, max(time.Until(notBefore), time.Millisecond)
+	}
+	return prior + n - 1, 0
 }
 
 // nextAttempt answers how long to wait after a failed attempt (1 is the

@@ -40,7 +40,7 @@ func (s *Service) handleDigest(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	cons, err := s.conn.JS.Consumer(ctx, bus.StreamDeliveries, consumerName(id))
+	cons, err := s.conn.JS.Consumer(ctx, bus.StreamDeliveries, laneConsumer(id))
 	if err != nil {
 		s.log.Warn("digest queue not found, trying again", "subscription", id, "err", err)
 		_ = m.NakWithDelay(5 * time.Second)

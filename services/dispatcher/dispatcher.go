@@ -73,7 +73,8 @@ type Service struct {
 	client *http.Client // pings
 	// payloadClient has no overall timeout: each subscription sets its own.
 	payloadClient *http.Client
-	deliverers    *deliverers
+	fanout        *fanout
+	queueing      *queueing
 	log           *slog.Logger
 	m             metrics
 	logs          sync.WaitGroup // delivery log records being written
@@ -119,8 +120,14 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 			}),
 		},
 	}
-	s.deliverers = newDeliverers(s)
-	for _, c := range []prometheus.Collector{s.m.events, s.m.scheduled, s.m.pings, s.m.skipped, s.m.latency} {
+	s.fanout = newFanout(s)
+	if s.queueing, err = newQueueing(ctx, conn, reg); err != nil {
+		return nil, err
+	}
+	known := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kurier_dispatch_subscriptions", Help: "Subscriptions the dispatcher knows of.",
+	}, func() float64 { return float64(len(s.index.all())) })
+	for _, c := range []prometheus.Collector{known, s.m.events, s.m.scheduled, s.m.pings, s.m.skipped, s.m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dispatcher metrics: %w", err)
 		}
@@ -132,7 +139,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 func (s *Service) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
-	if err := s.index.watch(wctx, s.subs, s.log, s.deliverers.notice); err != nil {
+	if err := s.index.watch(wctx, s.subs, s.log, s.fanout.notice); err != nil {
 		return err
 	}
 	// Work taken before a stop is finished, so it runs on a context that
@@ -186,19 +193,16 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		stops = append(stops, stop)
 	}
-	dctx, stopDeliverers := context.WithCancel(work)
-	delivering := make(chan struct{})
-	go func() {
-		defer close(delivering)
-		s.deliverers.run(dctx, work, &wg)
-	}()
+	stop, err := s.fanout.run(work, work, &wg)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stop)
 	<-ctx.Done()
 	for _, stop := range stops {
 		stop()
 	}
 	stops = nil
-	stopDeliverers()
-	<-delivering
 	wg.Wait()
 	s.logs.Wait()
 	return nil

@@ -123,21 +123,25 @@ func (x *index) put(id string, sub *subs.Subscription) {
 }
 
 // setState records a state seen; an older revision than the one known
-// (a watcher lagging behind this replica's own write) is ignored.
-func (x *index) setState(id string, k knownState) {
+// (a watcher lagging behind this replica's own write) is ignored. It
+// answers whether the subscription's lane came or went.
+func (x *index) setState(id string, k knownState) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	old := x.states[id]
 	if k.rev == 0 {
 		delete(x.states, id)
-		return
+		return old.st.Lane
 	}
-	if k.rev > x.states[id].rev {
+	if k.rev > old.rev {
 		x.states[id] = k
+		return k.st.Lane != old.st.Lane
 	}
+	return false
 }
 
 // watch loads both buckets and keeps following them until ctx ends,
-// telling changed of every subscription that changes. It returns once the
+// telling changed of every subscription that changes, or whose lane does. It returns once the
 // initial contents are in, so no event is matched against an empty index.
 func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string)) error {
 	sw, err := store.Bucket().Watch(ctx, subs.SubPrefix)
@@ -179,16 +183,18 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 		x.put(id, &sub)
 	})
 	go follow(stw, func(e jetstream.KeyValueEntry) {
-		if e.Operation() != jetstream.KeyValuePut {
-			x.setState(e.Key(), knownState{})
-			return
+		k := knownState{}
+		if e.Operation() == jetstream.KeyValuePut {
+			st, err := subs.ParseState(e.Value())
+			if err != nil {
+				log.Error("undecodable ping state", "key", e.Key(), "err", err)
+				return
+			}
+			k = knownState{st: st, rev: e.Revision()}
 		}
-		st, err := subs.ParseState(e.Value())
-		if err != nil {
-			log.Error("undecodable ping state", "key", e.Key(), "err", err)
-			return
+		if x.setState(e.Key(), k) {
+			changed(e.Key())
 		}
-		x.setState(e.Key(), knownState{st: st, rev: e.Revision()})
 	})
 	for range 2 {
 		select {

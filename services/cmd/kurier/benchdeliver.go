@@ -105,7 +105,8 @@ func benchDeliver(ctx context.Context, args []string) error {
 
 	cfg := dispatcher.DefaultConfig()
 	cfg.AllowPrivate = true
-	svc, err := dispatcher.New(ctx, cfg, conn, benchLog(), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	svc, err := dispatcher.New(ctx, cfg, conn, benchLog(), reg)
 	if err != nil {
 		return err
 	}
@@ -173,9 +174,9 @@ func benchDeliver(ctx context.Context, args []string) error {
 		if err := mkSubs(o, typ, f, "http://"+lis.Addr().String()+"/"); err != nil {
 			return err
 		}
-		// Measure deliveries, not setting up: wait until every
-		// subscription's consumer is in place.
-		if err := waitConsumers(ctx, conn.JS, f, 10*time.Minute); err != nil {
+		// Measure deliveries, not setting up: wait until the dispatcher
+		// knows every subscription.
+		if err := waitKnown(reg, f, 10*time.Minute); err != nil {
 			return err
 		}
 		reset()
@@ -254,19 +255,20 @@ func benchDeliver(ctx context.Context, args []string) error {
 	return nil
 }
 
-// waitConsumers waits until the delivery queue has at least n consumers.
-func waitConsumers(ctx context.Context, js jetstream.JetStream, n int, limit time.Duration) error {
-	st, err := bus.Stream(ctx, js, bus.StreamDeliveries)
-	if err != nil {
-		return err
-	}
+// waitKnown waits until the dispatcher knows at least n subscriptions.
+func waitKnown(reg prometheus.Gatherer, n int, limit time.Duration) error {
 	for start := time.Now(); time.Since(start) < limit; time.Sleep(100 * time.Millisecond) {
-		info, err := st.Info(ctx)
-		if err == nil && info.State.Consumers >= n {
-			return nil
+		families, err := reg.Gather()
+		if err != nil {
+			return err
+		}
+		for _, f := range families {
+			if f.GetName() == "kurier_dispatch_subscriptions" && int(f.GetMetric()[0].GetGauge().GetValue()) >= n {
+				return nil
+			}
 		}
 	}
-	return fmt.Errorf("fewer than %d delivery consumers after %v", n, limit)
+	return fmt.Errorf("the dispatcher knows fewer than %d subscriptions after %v", n, limit)
 }
 
 // splitInts reads a comma-separated list of positive counts.

@@ -54,8 +54,10 @@ func NotifyAll(sub string) string   { return "kurier.notify.*." + sub }
 const NotifyDueWildcard = "kurier.notify.due.>"
 
 // DeliverSubject holds a payload subscription's delivery tasks, one per
-// event; each subscription has its own consumer on it.
+// event, which one consumer shared by all subscriptions takes;
+// LaneSubject those of a subscription with a consumer of its own.
 func DeliverSubject(sub string) string { return "kurier.deliver." + sub }
+func LaneSubject(sub string) string    { return "kurier.lane." + sub }
 
 // DeadSubject keeps a subscription's deliveries whose retries ran out.
 func DeadSubject(org, sub string) string { return "kurier.dead." + org + "." + sub }
@@ -125,7 +127,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 	}, {
 		Name:        StreamDeliveries,
 		Description: "Payload delivery tasks, one subject per subscription",
-		Subjects:    []string{"kurier.deliver.>"},
+		Subjects:    []string{"kurier.deliver.>", "kurier.lane.>"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
@@ -236,6 +238,10 @@ func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream
 const (
 	HeaderEventSeq  = "Kurier-Event-Seq"
 	HeaderEventTime = "Kurier-Event-Time"
+	// A task moved to a lane after failed attempts says how many there
+	// were, and when the next may be made.
+	HeaderAttempts  = "Kurier-Attempts"
+	HeaderNotBefore = "Kurier-Not-Before"
 )
 
 // DeliveryTask is the task of delivering an event (its stored bytes) to a
@@ -252,6 +258,28 @@ func DeliveryTask(sub string, eventSeq uint64, stored time.Time, data []byte, re
 		id += ":" + redelivery
 	}
 	t.Header.Set(jetstream.MsgIDHeader, id)
+	return t
+}
+
+// LaneTask is a task moved onto a subscription's lane: the same event,
+// under an id of its own, since the original's id is still in the
+// duplicate window, after attempts made so far, the next not before
+// notBefore (zero: at once).
+func LaneTask(sub string, m jetstream.Msg, attempts int, notBefore time.Time) *nats.Msg {
+	t := nats.NewMsg(LaneSubject(sub))
+	t.Data = m.Data()
+	// Only the task's own headers: a delivered message carries the
+	// server's too (Nats-Pin-Id), which mean nothing on another consumer.
+	for _, k := range []string{HeaderEventSeq, HeaderEventTime} {
+		t.Header.Set(k, m.Headers().Get(k))
+	}
+	if attempts > 0 {
+		t.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
+	}
+	if !notBefore.IsZero() {
+		t.Header.Set(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	}
+	t.Header.Set(jetstream.MsgIDHeader, "lane:"+m.Headers().Get(jetstream.MsgIDHeader))
 	return t
 }
 

@@ -30,6 +30,9 @@ type PingState struct {
 	// Claim is the due message a ping is being made for, since ClaimAt.
 	Claim   uint64    `json:"claim,omitempty"`
 	ClaimAt time.Time `json:"claim_at,omitzero"`
+	// Lane (payload mode): the subscription's tasks go to a queue of its
+	// own, since it could not keep up with the shared one.
+	Lane bool `json:"lane,omitempty"`
 }
 
 // ParseState decodes a stored state.
