@@ -91,6 +91,7 @@ var listeners = map[string][]string{
 	"admin":      {"http", "grpc"},
 	"ingest":     {"http"},
 	"dispatcher": {"http"},
+	"gateway":    {"http", "grpc"},
 }
 
 // TestToken is the admin token tests use unless told otherwise.

@@ -22,6 +22,8 @@ Usage:
   kurier ingest       the ingest service (POST /v1/events, NATS kurier.ingest.<org>)
   kurier dispatcher   the dispatcher: ping timers and pings
   kurier admin        the admin gRPC service
+  kurier gateway      one HTTP and one gRPC address in front of replicated services (docker-compose)
+  kurier healthcheck  probe a service's /readyz (or gRPC health) once: exit 0 or 1, for container healthchecks
   kurier bench ingest measure ingest throughput and latency on an embedded server
   kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
   kurier bench deliver measure payload deliveries: throughput by fan-out, latency at fixed rates
@@ -42,6 +44,10 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "all", "ingest", "dispatcher", "admin":
 		err = serve(ctx, role(cmd), args)
+	case "gateway":
+		err = runGateway(ctx, args)
+	case "healthcheck":
+		err = healthcheck(ctx, args)
 	case "bench":
 		err = bench(ctx, args)
 	case "version", "--version", "-v":

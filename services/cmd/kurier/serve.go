@@ -37,6 +37,7 @@ func (r role) runs(service string) bool { return r == "all" || string(r) == serv
 type settings struct {
 	httpListen, grpcListen string
 	natsURL                string
+	natsAuth               bus.Auth
 	dataDir, natsListen    string
 	adminToken             string
 	secretGrace            time.Duration
@@ -60,6 +61,13 @@ func bind(r role, set *config.Set, s *settings) {
 		set.String(&s.natsListen, "nats-listen", "KURIER_NATS_LISTEN", "127.0.0.1:4222", `client address of the embedded server, for the nats CLI; "off" for none`)
 	} else {
 		set.String(&s.natsURL, "nats-url", "KURIER_NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
+		set.String(&s.natsAuth.Creds, "nats-creds", "KURIER_NATS_CREDS", "", "NATS credentials file (user JWT and NKey seed)")
+		set.String(&s.natsAuth.User, "nats-user", "KURIER_NATS_USER", "", "NATS user name")
+		set.String(&s.natsAuth.Password, "nats-password", "KURIER_NATS_PASSWORD", "", "NATS password")
+		set.String(&s.natsAuth.Token, "nats-token", "KURIER_NATS_TOKEN", "", "NATS authentication token")
+		set.String(&s.natsAuth.TLSCert, "nats-tls-cert", "KURIER_NATS_TLS_CERT", "", "client certificate (PEM) for NATS servers that verify clients")
+		set.String(&s.natsAuth.TLSKey, "nats-tls-key", "KURIER_NATS_TLS_KEY", "", "key of the client certificate (PEM)")
+		set.String(&s.natsAuth.TLSCA, "nats-tls-ca", "KURIER_NATS_TLS_CA", "", "CA certificates (PEM) to verify the NATS servers with; turns TLS on")
 	}
 	set.Int(&s.limits.Replicas, "replicas", "KURIER_REPLICAS", s.limits.Replicas, "replicas of every stream and bucket (1, 3 or 5)")
 	set.Duration(&s.limits.EventsMaxAge, "events-max-age", "KURIER_EVENTS_MAX_AGE", s.limits.EventsMaxAge, "how long events are kept")
@@ -112,6 +120,11 @@ func serve(ctx context.Context, r role, args []string) error {
 			srv.WaitForShutdown()
 		}()
 		url, opts = "", []nats.Option{nats.InProcessServer(srv)}
+	} else {
+		var err error
+		if opts, err = s.natsAuth.Options(); err != nil {
+			return err
+		}
 	}
 	conn, err := bus.Connect(url, "kurier-"+string(r), log, opts...)
 	if err != nil {

@@ -86,7 +86,10 @@ type Limits struct {
 	OperationLimit time.Duration // timeout for each create-or-update call
 }
 
-// DefaultLimits are what a fresh installation uses.
+// DefaultLimits are what a fresh installation uses. OperationLimit is
+// short because callers retry: of two equal creates that race, as replicas
+// started together send them, the cluster may leave one unanswered
+// (nats-server 2.15), and waiting longer for it gains nothing.
 func DefaultLimits() Limits {
 	return Limits{
 		Replicas:       1,
@@ -94,7 +97,7 @@ func DefaultLimits() Limits {
 		LogMaxAge:      30 * 24 * time.Hour,
 		DedupeWindow:   time.Hour,
 		MaxMsgBytes:    1 << 20,
-		OperationLimit: 30 * time.Second,
+		OperationLimit: 5 * time.Second,
 	}
 }
 

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -42,4 +43,40 @@ func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*Conn, er
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Conn{NC: nc, JS: js}, nil
+}
+
+// Auth is how a service proves itself to an existing NATS cluster and
+// checks the servers' certificates. Empty fields are not used.
+type Auth struct {
+	Creds          string // a .creds file (user JWT and NKey seed) of a decentralised account
+	User, Password string
+	Token          string
+	// TLSCert and TLSKey are a client certificate, for servers that
+	// verify clients; TLSCA is the CA file the servers' certificates are
+	// checked against, where the system's roots do not hold it.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// Options turns the settings into connection options.
+func (a Auth) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.Creds != "" {
+		opts = append(opts, nats.UserCredentials(a.Creds))
+	}
+	if a.User != "" || a.Password != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.Token != "" {
+		opts = append(opts, nats.Token(a.Token))
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return nil, errors.New("nats client certificate: give both the certificate and its key")
+	}
+	if a.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(a.TLSCert, a.TLSKey))
+	}
+	if a.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(a.TLSCA))
+	}
+	return opts, nil
 }

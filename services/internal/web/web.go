@@ -108,7 +108,12 @@ func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Dur
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
 	}
+	// HTTP/2 without TLS besides HTTP/1: the gateway carries gRPC that way,
+	// and HTTP/1 clients see no difference.
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	select {
