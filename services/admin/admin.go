@@ -25,6 +25,7 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 )
@@ -44,6 +45,7 @@ type Service struct {
 	conn      *bus.Conn
 	tenants   *tenant.Store
 	subs      *subs.Store
+	queues    *queues.Store
 	notify    jetstream.Stream
 	log       *slog.Logger
 	tokenHash [sha256.Size]byte
@@ -74,11 +76,16 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	queueStore, err := queues.Open(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		cfg:       cfg,
 		conn:      conn,
 		tenants:   tenants,
 		subs:      subStore,
+		queues:    queueStore,
 		notify:    notify,
 		log:       log,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),

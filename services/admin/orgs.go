@@ -129,6 +129,9 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 			return nil, err
 		}
 	}
+	if err := s.queues.DeleteOrg(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.tenants.DeleteOrg(ctx, id); err != nil {
 		if errors.Is(err, tenant.ErrNotFound) {
 			return nil, notFound("org", id)

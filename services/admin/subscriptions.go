@@ -22,6 +22,7 @@ import (
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/payload"
+	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -120,6 +121,15 @@ func checkSub(sub *subs.Subscription) error {
 		return err
 	}
 	sub.EventTypes = types
+	if sub.Mode == subs.ModeQueue {
+		if sub.URL != "" {
+			return invalid("url", "a queue subscription has no URL: its events go into the queue queue_id names")
+		}
+		if !queues.ValidID(sub.QueueID) {
+			return invalid("queue_id", "must be the queueId that POST /api/queues answered")
+		}
+		return nil
+	}
 	if err := checkURL(sub.URL, sub.Mode); err != nil {
 		return err
 	}
@@ -239,6 +249,8 @@ func fromPB(in *adminv1.Subscription, sub *subs.Subscription, paths []string) {
 			}
 		case "schedule":
 			sub.DailyAt, sub.TimeZone = in.GetSchedule().GetDailyAt(), in.GetSchedule().GetTimeZone()
+		case "queue_id":
+			sub.QueueID = in.GetQueueId()
 		}
 	}
 }
@@ -248,10 +260,23 @@ var (
 		adminv1.PayloadFormat_PAYLOAD_FORMAT_STANDARD: payload.Standard,
 		adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT:     payload.Flat,
 	}
-	// Fields any subscription may change, and those only payload ones have.
+	// Fields any subscription may change, and those only payload or
+	// queue ones have.
 	commonPaths  = []string{"system", "name", "event_types", "url"}
 	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule", "schedule"}
+	queuePaths   = []string{"queue_id"}
 )
+
+// pathsOf answers the fields a subscription of the mode has.
+func pathsOf(mode subs.Mode) []string {
+	switch mode {
+	case subs.ModePayload:
+		return append(slices.Clone(commonPaths), payloadPaths...)
+	case subs.ModeQueue:
+		return append(slices.Clone(commonPaths), queuePaths...)
+	}
+	return commonPaths
+}
 
 func storeErr(err error) error {
 	var taken *subs.TakenError
@@ -260,6 +285,18 @@ func storeErr(err error) error {
 		return status.Error(codes.AlreadyExists, taken.Error())
 	case errors.Is(err, subs.ErrNotFound):
 		return status.Error(codes.NotFound, "subscription not found")
+	}
+	return err
+}
+
+// checkQueue makes sure a queue subscription names a queue of its own org.
+func (s *Service) checkQueue(ctx context.Context, sub subs.Subscription) error {
+	if sub.Mode != subs.ModeQueue {
+		return nil
+	}
+	_, err := s.queues.OfOrg(ctx, sub.Org, sub.QueueID)
+	if errors.Is(err, queues.ErrNotFound) {
+		return invalid("queue_id", "org %s has no queue %s", sub.Org, sub.QueueID)
 	}
 	return err
 }
@@ -280,6 +317,7 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		SubscriptionId: sub.ID, OrgId: sub.Org, System: sub.System, Name: sub.Name,
 		EventTypes: sub.EventTypes, Mode: modePB(sub.Mode), Url: sub.URL, Active: sub.Active,
 		CreateTime: timestamppb.New(sub.Created), UpdateTime: timestamppb.New(sub.Updated),
+		QueueId: sub.QueueID,
 	}
 	if sub.Mode == subs.ModePayload {
 		pb.Table, pb.Fields, pb.Conditions = sub.Table, sub.Fields, sub.Conditions
@@ -348,20 +386,16 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if !ok {
 		return nil, invalid("mode", "must be DELIVERY_MODE_PING, DELIVERY_MODE_PAYLOAD or DELIVERY_MODE_QUEUE")
 	}
-	if mode == subs.ModeQueue {
-		return nil, status.Errorf(codes.Unimplemented, "mode: %v delivery is not available yet", in.GetMode())
-	}
 	now := s.now().UTC()
 	sub := subs.Subscription{
 		ID: subs.NewID(), Org: in.GetOrgId(), Mode: mode, Active: in.GetActive(),
 		Secret: subs.NewSecret(), Created: now, Updated: now,
 	}
-	paths := commonPaths
-	if mode == subs.ModePayload {
-		paths = append(slices.Clone(commonPaths), payloadPaths...)
-	}
-	fromPB(in, &sub, paths)
+	fromPB(in, &sub, pathsOf(mode))
 	if err := checkSub(&sub); err != nil {
+		return nil, err
+	}
+	if err := s.checkQueue(ctx, sub); err != nil {
 		return nil, err
 	}
 	if err := s.subs.Create(ctx, sub); err != nil {
@@ -414,10 +448,7 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	if err != nil {
 		return nil, err
 	}
-	allowed := commonPaths
-	if current.Mode == subs.ModePayload {
-		allowed = append(slices.Clone(commonPaths), payloadPaths...)
-	}
+	allowed := pathsOf(current.Mode)
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
 		paths = allowed
@@ -430,7 +461,10 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
 		fromPB(in, sub, paths)
 		sub.Updated = s.now().UTC()
-		return checkSub(sub)
+		if err := checkSub(sub); err != nil {
+			return err
+		}
+		return s.checkQueue(ctx, *sub)
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -560,16 +594,12 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	if typ != "" && !slices.Contains(sub.EventTypes, typ) {
 		return nil, invalid("event_type", "the subscription does not have %q", req.GetEventType())
 	}
-	if sub.Mode != subs.ModePayload {
+	if sub.Mode == subs.ModePing {
 		// A ping is a GET on the URL exactly as configured, with no body.
 		return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
 	}
 	if typ == "" {
 		typ = sub.EventTypes[0]
-	}
-	url, err := payload.RequestURL(sub.Spec(), typ)
-	if err != nil {
-		return nil, err
 	}
 	now := s.now().UTC()
 	// Sample data with the fields the subscription picks, so none vanish.
@@ -580,6 +610,17 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	raw, _ := json.Marshal(data)
 	sample := event.Event{ID: "sample-1", Source: "/kurier/preview", Type: typ, Subject: "DOC-1001",
 		Time: now.Format(time.RFC3339Nano), Data: raw}
+	if sub.Mode == subs.ModeQueue {
+		msg, err := queues.EventContent(sample, now)
+		if err != nil {
+			return nil, err
+		}
+		return &adminv1.PreviewSubscriptionResponse{SampleBody: string(msg)}, nil
+	}
+	url, err := payload.RequestURL(sub.Spec(), typ)
+	if err != nil {
+		return nil, err
+	}
 	body, err := payload.Body(sub.Spec(), sample, now)
 	if err != nil {
 		return nil, err

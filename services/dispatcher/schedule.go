@@ -15,7 +15,8 @@ import (
 )
 
 // handleEvent starts a ping timer for every ping subscription the event
-// matches that has none running, all at once. The event is acknowledged
+// matches that has none running, queues a delivery task for each payload
+// subscription and a message for each queue subscription, all at once. The event is acknowledged
 // once all are in place; on a failure it comes again, which is harmless: a
 // timer that runs covers it.
 func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
@@ -28,6 +29,15 @@ func (s *Service) handleEvent(ctx context.Context, m jetstream.Msg) {
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	for _, e := range s.index.match(org, typ) {
+		if e.sub.Mode == subs.ModeQueue {
+			wg.Go(func() {
+				if err := s.enqueue(ctx, e.sub, m); err != nil {
+					s.log.Warn("queue message not stored, the event comes again", "subscription", e.sub.ID, "err", err)
+					failed.Store(true)
+				}
+			})
+			continue
+		}
 		if e.sub.Mode == subs.ModePayload {
 			if e.sub.Ordered && !e.sub.Daily() {
 				continue // reads its events from the stream itself
@@ -68,8 +78,8 @@ func (s *Service) covered(m jetstream.Msg) bool {
 	}
 	now, stored := time.Now(), storedAt(m)
 	for _, e := range s.index.match(org, typ) {
-		if e.sub.Mode == subs.ModePayload && (!e.sub.Ordered || e.sub.Daily()) {
-			return false // every event is a delivery task
+		if e.sub.Mode == subs.ModePayload && (!e.sub.Ordered || e.sub.Daily()) || e.sub.Mode == subs.ModeQueue {
+			return false // every event is a delivery task or a queue message
 		}
 		if e.sub.Mode != subs.ModePing || s.pingedSince(e, stored) {
 			continue

@@ -115,15 +115,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 
 func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope) (tenant.Key, error) {
 	key, err := s.tenants.Authenticate(ctx, secret, scope)
-	switch {
-	case errors.Is(err, tenant.ErrUnauthenticated):
-		return key, web.ErrUnauthenticated
-	case errors.Is(err, tenant.ErrForbidden):
-		return key, web.ErrForbidden
-	case err != nil:
-		return key, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "keys cannot be checked right now, retry later", RetryAfter: 1}
-	}
-	return key, nil
+	return key, web.KeyError(err, "")
 }
 
 // modeOf picks the CloudEvents HTTP mode: the structured and batched media

@@ -92,6 +92,7 @@ var listeners = map[string][]string{
 	"ingest":     {"http"},
 	"dispatcher": {"http"},
 	"gateway":    {"http", "grpc"},
+	"queue":      {"http"},
 }
 
 // TestToken is the admin token tests use unless told otherwise.

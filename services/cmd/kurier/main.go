@@ -22,11 +22,13 @@ Usage:
   kurier ingest       the ingest service (POST /v1/events, NATS kurier.ingest.<org>)
   kurier dispatcher   the dispatcher: ping timers and pings
   kurier admin        the admin gRPC service
+  kurier queue        the queue service (ComNorm pull queues, /api/queues)
   kurier gateway      one HTTP and one gRPC address in front of replicated services (docker-compose)
   kurier healthcheck  probe a service's /readyz (or gRPC health) once: exit 0 or 1, for container healthchecks
   kurier bench ingest measure ingest throughput and latency on an embedded server
   kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
   kurier bench deliver measure payload deliveries: throughput by fan-out, latency at fixed rates
+  kurier bench queue  measure the queue API: posts, peeks and deletes, long-poll wake-ups
   kurier version      print the version
 
 Run "kurier <command> -h" for a command's settings. Every setting can also be
@@ -42,7 +44,7 @@ func main() {
 	defer stop()
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "all", "ingest", "dispatcher", "admin":
+	case "all", "ingest", "dispatcher", "admin", "queue":
 		err = serve(ctx, role(cmd), args)
 	case "gateway":
 		err = runGateway(ctx, args)

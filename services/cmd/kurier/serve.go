@@ -27,6 +27,7 @@ import (
 	"kurier.dev/services/internal/natsd"
 	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/web"
+	"kurier.dev/services/queue"
 )
 
 // role is the command a process was started as.
@@ -46,6 +47,7 @@ type settings struct {
 	limits                 bus.Limits
 	ingest                 ingest.Config
 	dispatcher             dispatcher.Config
+	queue                  queue.Config
 }
 
 func bind(r role, set *config.Set, s *settings) {
@@ -53,6 +55,7 @@ func bind(r role, set *config.Set, s *settings) {
 	s.ingest = ingest.DefaultConfig()
 	s.dispatcher = dispatcher.DefaultConfig()
 	s.dispatcher.UserAgent = "kurier/" + version
+	s.queue = queue.DefaultConfig()
 	set.String(&s.httpListen, "http-listen", "KURIER_HTTP_LISTEN", ":8080", "HTTP address of the APIs, health and metrics")
 	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
@@ -87,6 +90,13 @@ func bind(r role, set *config.Set, s *settings) {
 	}
 	if r.runs("ingest") {
 		set.Int(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, "bytes of data one event may carry")
+	}
+	// Every role lays down the QUEUES stream, so every role knows its limit.
+	set.Int(&s.limits.QueueMaxMsgs, "queue-max-messages", "KURIER_QUEUE_MAX_MESSAGES", s.limits.QueueMaxMsgs, "messages one pull queue holds; a full queue refuses more with 429")
+	if r.runs("queue") {
+		set.String(&s.queue.PublicURL, "public-url", "KURIER_PUBLIC_URL", "", "base URL at which senders reach the queue API, for notificationURL (default http://<HTTP listen address>)")
+		set.Int(&s.queue.MaxPerOrg, "queue-max-per-org", "KURIER_QUEUE_MAX_PER_ORG", s.queue.MaxPerOrg, "queues one org may have (at most 10000)")
+		set.Duration(&s.queue.MaxTimeout, "queue-max-timeout", "KURIER_QUEUE_MAX_TIMEOUT", s.queue.MaxTimeout, "the longest a peek may wait for a message")
 	}
 }
 
@@ -140,6 +150,11 @@ func serve(ctx context.Context, r role, args []string) error {
 	ready := func(ctx context.Context) error { return bus.Check(ctx, conn.NC, conn.JS, s.limits) }
 	web.Health(mux, ready)
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	// Listening first lets the queue service name its own address.
+	lis, err := net.Listen("tcp", s.httpListen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
 
 	var runs []func(context.Context) error
 	if r.runs("ingest") {
@@ -174,9 +189,16 @@ func serve(ctx context.Context, r role, args []string) error {
 		log.Info("grpc listening", "addr", lis.Addr().String())
 		runs = append(runs, func(ctx context.Context) error { return svc.Serve(ctx, lis, s.grace) })
 	}
-	lis, err := net.Listen("tcp", s.httpListen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
+	if r.runs("queue") {
+		if s.queue.PublicURL == "" {
+			s.queue.PublicURL = publicURL(lis.Addr())
+		}
+		svc, err := queue.New(ctx, s.queue, conn, log.With("service", "queue"), reg)
+		if err != nil {
+			return err
+		}
+		svc.Routes(mux)
+		runs = append(runs, svc.Run)
 	}
 	log.Info("http listening", "addr", lis.Addr().String())
 	runs = append(runs, func(ctx context.Context) error { return web.Serve(ctx, lis, mux, s.grace, log) })
@@ -188,6 +210,15 @@ func serve(ctx context.Context, r role, args []string) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// publicURL is the URL of a listener as others on this machine reach it.
+func publicURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // runAll runs every function until ctx ends or one fails, which stops the rest.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -587,9 +589,8 @@ func TestSubLifecycle(t *testing.T) {
 	ctlAt(t, addr, "sub", "list", "--org", "nope").fails(t, 1, `org "nope" not found`)
 	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "nonsense", "--url", "https://example.com/").
 		fails(t, 1, `event_types: "nonsense" is neither a Collmex event code`)
-	// Queue delivery is not available yet; the server says so.
-	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "hub", "--type", "5", "--url", "https://example.com/", "--mode", "queue").
-		fails(t, 1, "kurierctl: mode: ")
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "hub", "--type", "5", "--mode", "queue").
+		fails(t, 2, "--mode queue needs it")
 
 	ctlAt(t, addr, "org", "create", "beta").ok(t)
 	r = ctlAt(t, addr, "sub", "list", "--org", "beta").ok(t)
@@ -1305,4 +1306,77 @@ func TestSubDailySchedule(t *testing.T) {
 		"--url", "https://x.example/", "--time-zone", "Europe/Berlin").fails(t, 2, "--time-zone goes with --daily-at")
 	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "y", "--mode", "payload", "--type", "5",
 		"--url", "https://x.example/", "--daily-at", "25:00").fails(t, 1, "schedule.daily_at")
+}
+
+// Queue subscriptions name a queue of their org; queue list shows each
+// queue's depth, queue delete removes it.
+func TestQueueCommands(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctx := context.Background()
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	ctlAt(t, addr, "org", "create", "beta").ok(t)
+	r := ctlAt(t, addr, "queue", "list", "--org", "acme").ok(t)
+	if r.stdout != "" || !strings.Contains(r.stderr, "POST /api/queues") {
+		t.Fatalf("empty queue list: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	store, err := queues.Open(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := queues.NewID(), queues.NewID()
+	for id, org := range map[string]string{mine: "acme", theirs: "beta"} {
+		if err := store.Create(ctx, queues.Queue{ID: id, Org: org, Created: time.Now()}, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := store.Post(ctx, mine, []byte(`{}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "hub", "--type", "5", "--mode", "queue", "--queue", mine, "-o", "json").ok(t)
+	sub := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription()
+	if sub.GetQueueId() != mine || sub.GetMode() != adminv1.DeliveryMode_DELIVERY_MODE_QUEUE || sub.GetUrl() != "" {
+		t.Fatalf("queue subscription %v", sub)
+	}
+	if r := ctlAt(t, addr, "sub", "get", sub.GetSubscriptionId()).ok(t); !strings.Contains(r.stdout, "QUEUE:  "+mine) {
+		t.Fatalf("sub get:\n%s", r.stdout)
+	}
+	r = ctlAt(t, addr, "sub", "preview", sub.GetSubscriptionId()).ok(t)
+	if !strings.Contains(r.stdout, `"type": "invoice.changed"`) || !strings.Contains(r.stdout, `"data": {`) {
+		t.Fatalf("queue preview:\n%s", r.stdout)
+	}
+	// Another org's queue, an unknown one, a URL: refused.
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "x", "--type", "5", "--mode", "queue", "--queue", theirs).
+		fails(t, 1, "queue_id: org acme has no queue "+theirs)
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "x", "--type", "5", "--mode", "queue", "--queue", "nope").
+		fails(t, 1, "queue_id: must be")
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "x", "--type", "5", "--mode", "queue", "--queue", mine, "--url", "https://x.example/").
+		fails(t, 1, "url: a queue subscription has no URL")
+	ctlAt(t, addr, "sub", "update", sub.GetSubscriptionId(), "--queue", theirs).fails(t, 1, "queue_id: org acme has no queue")
+	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "x", "--type", "5", "--url", "https://x.example/", "--queue", mine).
+		fails(t, 2, "--queue <queue-id> goes with --mode queue")
+
+	r = ctlAt(t, addr, "queue", "list", "--org", "acme").ok(t)
+	if !regexp.MustCompile(`(?m)^`+mine+`\s+acme\s+`+rfc3339UTC+`\s+2\s+\d+s$`).MatchString(r.stdout) || strings.Contains(r.stdout, theirs) {
+		t.Fatalf("queue list:\n%s", r.stdout)
+	}
+	r = ctlAt(t, addr, "queue", "list", "--org", "acme", "-o", "json").ok(t)
+	if list := unmarshal[adminv1.ListQueuesResponse](t, r.stdout).GetQueues(); len(list) != 1 || list[0].GetDepth() != 2 || list[0].GetOldestMessageAge() == nil {
+		t.Fatalf("queue list -o json: %s", r.stdout)
+	}
+	ctlAt(t, addr, "queue", "delete", "--org", "acme", theirs).fails(t, 1, "not found")
+	if r := ctlAt(t, addr, "queue", "delete", "--org", "acme", mine).ok(t); r.stdout != "Deleted queue "+mine+".\n" {
+		t.Fatalf("queue delete printed %q", r.stdout)
+	}
+	ctlAt(t, addr, "queue", "delete", "--org", "acme", mine).fails(t, 1, "not found")
+	if r := ctlAt(t, addr, "queue", "list", "--org", "beta", "-o", "json").ok(t); len(unmarshal[adminv1.ListQueuesResponse](t, r.stdout).GetQueues()) != 1 {
+		t.Fatalf("beta's queue went too: %s", r.stdout)
+	}
+	// Deleting an org deletes its queues.
+	ctlAt(t, addr, "org", "delete", "beta").ok(t)
+	if _, err := store.Get(ctx, theirs); !errors.Is(err, queues.ErrNotFound) {
+		t.Fatalf("queue of a deleted org: %v", err)
+	}
 }

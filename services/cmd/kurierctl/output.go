@@ -208,6 +208,9 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 			add("SCHEDULE", "daily at "+sch.GetDailyAt()+" "+sch.GetTimeZone())
 		}
 	}
+	if s.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_QUEUE {
+		add("QUEUE", s.GetQueueId())
+	}
 	if s.GetFailingSince() != nil {
 		add("FAILING SINCE", when(s.GetFailingSince()))
 	}
@@ -330,6 +333,22 @@ func (p *printer) deadLetters(msg proto.Message, ds ...*adminv1.DeadLetter) erro
 	tw := newTable(p.w, "DELIVERY ID", "SUBSCRIPTION", "EVENT", "TYPE", "TIME")
 	for _, d := range ds {
 		row(tw, d.GetDeliveryId(), d.GetSubscriptionId(), d.GetEventId(), d.GetEventType(), when(d.GetTime()))
+	}
+	return tw.Flush()
+}
+
+// queues prints msg as JSON, or queues as a table.
+func (p *printer) queues(msg proto.Message, qs ...*adminv1.Queue) error {
+	if p.format == "json" {
+		return p.json(msg)
+	}
+	tw := newTable(p.w, "QUEUE ID", "ORG", "CREATED", "MESSAGES", "OLDEST")
+	for _, q := range qs {
+		oldest := ""
+		if q.GetOldestMessageAge() != nil {
+			oldest = span(q.GetOldestMessageAge().AsDuration().Round(time.Second))
+		}
+		row(tw, q.GetQueueId(), q.GetOrgId(), when(q.GetCreateTime()), strconv.FormatUint(q.GetDepth(), 10), oldest)
 	}
 	return tw.Flush()
 }

@@ -18,25 +18,28 @@ const typeUsage = "event `types`: dotted names such as invoice.changed, or Collm
 var subCommands = []*command{
 	{
 		path:     "sub create",
-		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] --url <url> [--name "…"] [--mode ping|payload] [--inactive] [payload flags]`,
+		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] (--url <url> | --mode queue --queue <queue-id>) [--name "…"] [--mode ping|payload|queue] [--inactive] [payload flags]`,
 		about: "Subscribes an external system to event types and prints the subscription with its\n" +
 			"signing secret. The secret is shown only this once. Collmex event codes 1-9 stand for\n" +
 			"the types they name. A system can have only one ping subscription per event type.\n" +
 			"With --mode payload, each event is POSTed as JSON to the URL with a GET part\n" +
 			"(event, table, conditions, attributes) added to its query; the flags from --table\n" +
-			"on shape those requests. sub preview shows one.",
+			"on shape those requests. sub preview shows one. With --mode queue, each event\n" +
+			"becomes a message in the org's queue that --queue names (kurierctl queue list).",
 		setup: func(fs *flag.FlagSet) runFunc {
 			org := fs.String("org", "", "the `org-id` the subscription belongs to (required)")
 			system := fs.String("system", "", "the external system's `name`, 1-20 characters (required)")
 			var types typeList
 			fs.Var(&types, "type", typeUsage+" (required)")
-			url := fs.String("url", "", "the http or https `url` the system is told on (required)")
+			url := fs.String("url", "", "the http or https `url` the system is told on (required but for --mode queue)")
+			queue := fs.String("queue", "", "the `queue-id` events go into, with --mode queue")
 			name := fs.String("name", "", "a `text` saying what the subscription is for")
 			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PING)
 			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default ping)")
 			inactive := fs.Bool("inactive", false, "create it switched off; sub activate switches it on")
 			payload := bindPayloadFlags(fs, false)
 			return func(ctx context.Context, s *session, _ []string) error {
+				queueMode := adminv1.DeliveryMode(mode) == adminv1.DeliveryMode_DELIVERY_MODE_QUEUE
 				switch {
 				case *org == "":
 					return usageErrorf("sub create needs --org <org-id>")
@@ -44,8 +47,10 @@ var subCommands = []*command{
 					return usageErrorf("sub create needs --system <name>")
 				case len(types) == 0:
 					return usageErrorf("sub create needs --type <types>")
-				case *url == "":
+				case *url == "" && !queueMode:
 					return usageErrorf("sub create needs --url <url>")
+				case (*queue != "") != queueMode:
+					return usageErrorf("--queue <queue-id> goes with --mode queue, and --mode queue needs it")
 				}
 				if err := payload.check(adminv1.DeliveryMode(mode)); err != nil {
 					return err
@@ -56,7 +61,7 @@ var subCommands = []*command{
 				}
 				in := payload.sub
 				in.OrgId, in.System, in.Name, in.EventTypes = *org, *system, *name, types
-				in.Mode, in.Url, in.Active = adminv1.DeliveryMode(mode), *url, !*inactive
+				in.Mode, in.Url, in.QueueId, in.Active = adminv1.DeliveryMode(mode), *url, *queue, !*inactive
 				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: in})
 				if err != nil {
 					return err
@@ -117,18 +122,19 @@ var subCommands = []*command{
 	{
 		path:     "sub update",
 		args:     []string{"subscription-id"},
-		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>] [payload flags]",
+		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>] [--queue <queue-id>] [payload flags]",
 		about: "Changes the fields given as flags and leaves the others as they are. The types\n" +
 			"given replace the subscription's types, and so do the fields, attributes, headers\n" +
 			"and retry delays of a payload subscription: give the whole new list. sub activate\n" +
 			"and deactivate switch it on and off.",
 		setup: func(fs *flag.FlagSet) runFunc {
-			var system, name, url optString
+			var system, name, url, queue optString
 			var types typeList
 			fs.Var(&system, "system", "the external system's new `name`")
 			fs.Var(&name, "name", "the new `text` saying what the subscription is for; \"\" clears it")
 			fs.Var(&types, "type", "the new "+typeUsage)
 			fs.Var(&url, "url", "the new http or https `url`")
+			fs.Var(&queue, "queue", "the new `queue-id` of a queue subscription")
 			payload := bindPayloadFlags(fs, true)
 			return func(ctx context.Context, s *session, args []string) error {
 				in := payload.sub
@@ -146,11 +152,14 @@ var subCommands = []*command{
 				if url.set {
 					in.Url, mask = url.v, append(mask, "url")
 				}
+				if queue.set {
+					in.QueueId, mask = queue.v, append(mask, "queue_id")
+				}
 				mask = append(mask, payload.mask...)
 				// The server reads an empty mask as "all fields", which
 				// would clear whatever no flag gave.
 				if len(mask) == 0 {
-					return usageErrorf("sub update needs at least one of --system, --name, --type, --url, or a payload flag such as --table")
+					return usageErrorf("sub update needs at least one of --system, --name, --type, --url, --queue, or a payload flag such as --table")
 				}
 				// The mode is the server's to know; it refuses payload
 				// settings for other subscriptions.

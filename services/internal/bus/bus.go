@@ -22,11 +22,13 @@ const (
 	StreamDeliveryLog = "DELIVERY_LOG"
 	StreamDeliveries  = "DELIVERIES"
 	StreamDeadLetters = "DEAD_LETTERS"
+	StreamQueues      = "QUEUES"
 	BucketOrgs        = "orgs"
 	BucketKeys        = "keys"
 	BucketSubs        = "subscriptions"
 	BucketNotifyState = "notify-state"
 	BucketFeeds       = "feeds"
+	BucketQueues      = "queues"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -73,6 +75,17 @@ func DeliveryLogFilter(org, sub string) string {
 	return DeliveryLogSubject(org, sub)
 }
 
+// QueueSubject holds a pull queue's messages, each one's id its stream
+// sequence.
+func QueueSubject(queue string) string { return "kurier.queue." + queue }
+
+// QueuedSubject is where the stream repeats the headers of each message
+// stored on a queue, so that a peek waiting on any replica wakes at once;
+// QueuedWildcard matches every queue's.
+func QueuedSubject(queue string) string { return "kurier.queued." + queue }
+
+const QueuedWildcard = "kurier.queued.>"
+
 // EventMsgID is the Nats-Msg-Id that makes a resent event a duplicate.
 func EventMsgID(org, id string) string { return org + ":" + id }
 
@@ -83,6 +96,7 @@ type Limits struct {
 	LogMaxAge      time.Duration // how long delivery attempts are kept
 	DedupeWindow   time.Duration // how long a resent event id is recognised
 	MaxMsgBytes    int32         // largest message a stream takes
+	QueueMaxMsgs   int           // messages one pull queue holds before it refuses more
 	OperationLimit time.Duration // timeout for each create-or-update call
 }
 
@@ -97,6 +111,7 @@ func DefaultLimits() Limits {
 		LogMaxAge:      30 * 24 * time.Hour,
 		DedupeWindow:   time.Hour,
 		MaxMsgBytes:    1 << 20,
+		QueueMaxMsgs:   100000,
 		OperationLimit: 5 * time.Second,
 	}
 }
@@ -155,6 +170,23 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Replicas:    l.Replicas,
 		MaxAge:      l.LogMaxAge,
 		Discard:     jetstream.DiscardOld,
+	}, {
+		Name:        StreamQueues,
+		Description: "Pull queue messages, one subject per queue",
+		Subjects:    []string{"kurier.queue.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		// A full queue refuses new messages rather than dropping old ones,
+		// atomically on every replica.
+		MaxMsgsPerSubject:    int64(l.QueueMaxMsgs),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		// A redelivered event makes the same message: recognise it.
+		Duplicates:  l.DedupeWindow,
+		MaxMsgSize:  l.MaxMsgBytes,
+		AllowDirect: true,
+		RePublish:   &jetstream.RePublish{Source: "kurier.queue.>", Destination: "kurier.queued.>", HeadersOnly: true},
 	}}
 }
 
@@ -166,6 +198,7 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 		{Bucket: BucketSubs, Description: "Subscriptions (sub.<id>) and ping claims (ping.<org>.<system>.<type>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketNotifyState, Description: "Ping state per subscription: unacked count, last ping, claim", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketFeeds, Description: "Change feed positions per org, system and type", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketQueues, Description: "Pull queues (q.<id>) with their secrets' SHA-256 only, and each org's queue ids (org.<org>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 

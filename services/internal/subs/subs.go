@@ -66,6 +66,9 @@ type Subscription struct {
 	// DailyAt ("HH:MM" in TimeZone) makes deliveries a daily digest.
 	DailyAt  string `json:"daily_at,omitempty"`
 	TimeZone string `json:"time_zone,omitempty"`
+
+	// Queue mode: the org's queue events are put into.
+	QueueID string `json:"queue_id,omitempty"`
 }
 
 // Daily tells whether deliveries go out as a daily digest.

@@ -903,7 +903,7 @@ type Subscription struct {
 	// stored as the type they stand for.
 	EventTypes []string     `protobuf:"bytes,5,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
 	Mode       DeliveryMode `protobuf:"varint,6,opt,name=mode,proto3,enum=kurier.admin.v1.DeliveryMode" json:"mode,omitempty"`
-	// http or https; at most 255 characters for ping.
+	// http or https; at most 255 characters for ping; none for queue.
 	Url    string `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
 	Active bool   `protobuf:"varint,8,opt,name=active,proto3" json:"active,omitempty"`
 	// Read-only state.
@@ -942,7 +942,11 @@ type Subscription struct {
 	// When to send: at once (the default), or once a day (Scopevisio's
 	// "täglich") as one POST with the JSON array of everything since the
 	// last digest.
-	Schedule      *DeliverySchedule `protobuf:"bytes,26,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Schedule *DeliverySchedule `protobuf:"bytes,26,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// Queue mode (ComNorm): the queue of the organisation every matching
+	// event is put into, as the message {"type","id","subject","time",
+	// "data"}; without data when that would pass 16384 characters.
+	QueueId       string `protobuf:"bytes,27,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1157,6 +1161,13 @@ func (x *Subscription) GetSchedule() *DeliverySchedule {
 		return x.Schedule
 	}
 	return nil
+}
+
+func (x *Subscription) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
 }
 
 type DeliverySchedule struct {
@@ -1894,10 +1905,11 @@ func (x *PreviewSubscriptionRequest) GetEventType() string {
 
 type PreviewSubscriptionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The method and URL of a delivery, with the GET part for payload mode.
+	// The method and URL of a delivery, with the GET part for payload mode;
+	// empty for queue mode.
 	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
 	Url    string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
-	// A sample body (empty for pings).
+	// A sample body (empty for pings), or a queue message.
 	SampleBody    string `protobuf:"bytes,3,opt,name=sample_body,json=sampleBody,proto3" json:"sample_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2678,6 +2690,262 @@ func (x *RedeliverResponse) GetQueued() uint32 {
 	return 0
 }
 
+// Queue is a pull queue of the queue API.
+type Queue struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	QueueId    string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	OrgId      string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Messages it holds.
+	Depth uint64 `protobuf:"varint,4,opt,name=depth,proto3" json:"depth,omitempty"`
+	// How long ago its oldest message was stored; unset when it is empty.
+	OldestMessageAge *durationpb.Duration `protobuf:"bytes,5,opt,name=oldest_message_age,json=oldestMessageAge,proto3" json:"oldest_message_age,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Queue) Reset() {
+	*x = Queue{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Queue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Queue) ProtoMessage() {}
+
+func (x *Queue) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Queue.ProtoReflect.Descriptor instead.
+func (*Queue) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *Queue) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *Queue) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Queue) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Queue) GetDepth() uint64 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *Queue) GetOldestMessageAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestMessageAge
+	}
+	return nil
+}
+
+type ListQueuesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesRequest) Reset() {
+	*x = ListQueuesRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesRequest) ProtoMessage() {}
+
+func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListQueuesRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type ListQueuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Queues        []*Queue `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuesResponse) Reset() {
+	*x = ListQueuesResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuesResponse) ProtoMessage() {}
+
+func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListQueuesResponse) GetQueues() []*Queue {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+type DeleteQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	QueueId       string                 `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQueueRequest) Reset() {
+	*x = DeleteQueueRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQueueRequest) ProtoMessage() {}
+
+func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
+func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DeleteQueueRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *DeleteQueueRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+type DeleteQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQueueResponse) Reset() {
+	*x = DeleteQueueResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQueueResponse) ProtoMessage() {}
+
+func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
+func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -2695,7 +2963,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2975,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2988,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -2769,7 +3037,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +3049,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +3062,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -2823,7 +3091,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3103,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3116,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -2914,7 +3182,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x92\t\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xad\t\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x16\n" +
@@ -2949,7 +3217,8 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eretry_schedule\x18\x17 \x03(\v2\x19.google.protobuf.DurationR\rretrySchedule\x12?\n" +
 	"\rfailing_since\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12'\n" +
 	"\x0fdisabled_reason\x18\x19 \x01(\tR\x0edisabledReason\x12=\n" +
-	"\bschedule\x18\x1a \x01(\v2!.kurier.admin.v1.DeliveryScheduleR\bschedule\"J\n" +
+	"\bschedule\x18\x1a \x01(\v2!.kurier.admin.v1.DeliveryScheduleR\bschedule\x12\x19\n" +
+	"\bqueue_id\x18\x1b \x01(\tR\aqueueId\"J\n" +
 	"\x10DeliverySchedule\x12\x19\n" +
 	"\bdaily_at\x18\x01 \x01(\tR\adailyAt\x12\x1b\n" +
 	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\"M\n" +
@@ -3055,7 +3324,22 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x06events\x18\x04 \x01(\v2\x1a.kurier.admin.v1.TimeRangeH\x00R\x06eventsB\x06\n" +
 	"\x04what\"+\n" +
 	"\x11RedeliverResponse\x12\x16\n" +
-	"\x06queued\x18\x01 \x01(\rR\x06queued\"\xc5\x01\n" +
+	"\x06queued\x18\x01 \x01(\rR\x06queued\"\xd5\x01\n" +
+	"\x05Queue\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x14\n" +
+	"\x05depth\x18\x04 \x01(\x04R\x05depth\x12G\n" +
+	"\x12oldest_message_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x10oldestMessageAge\"*\n" +
+	"\x11ListQueuesRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"D\n" +
+	"\x12ListQueuesResponse\x12.\n" +
+	"\x06queues\x18\x01 \x03(\v2\x16.kurier.admin.v1.QueueR\x06queues\"F\n" +
+	"\x12DeleteQueueRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x19\n" +
+	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\"\x15\n" +
+	"\x13DeleteQueueResponse\"\xc5\x01\n" +
 	"\x15ListDeliveriesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
@@ -3090,7 +3374,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ORDERING_CONCURRENT\x10\x01\x12\x14\n" +
-	"\x10ORDERING_ORDERED\x10\x022\xc9\x0e\n" +
+	"\x10ORDERING_ORDERED\x10\x022\xfa\x0f\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -3111,7 +3395,10 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x0eListDeliveries\x12&.kurier.admin.v1.ListDeliveriesRequest\x1a'.kurier.admin.v1.ListDeliveriesResponse\x12U\n" +
 	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01\x12d\n" +
 	"\x0fListDeadLetters\x12'.kurier.admin.v1.ListDeadLettersRequest\x1a(.kurier.admin.v1.ListDeadLettersResponse\x12R\n" +
-	"\tRedeliver\x12!.kurier.admin.v1.RedeliverRequest\x1a\".kurier.admin.v1.RedeliverResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
+	"\tRedeliver\x12!.kurier.admin.v1.RedeliverRequest\x1a\".kurier.admin.v1.RedeliverResponse\x12U\n" +
+	"\n" +
+	"ListQueues\x12\".kurier.admin.v1.ListQueuesRequest\x1a#.kurier.admin.v1.ListQueuesResponse\x12X\n" +
+	"\vDeleteQueue\x12#.kurier.admin.v1.DeleteQueueRequest\x1a$.kurier.admin.v1.DeleteQueueResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_kurier_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3126,7 +3413,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -3171,99 +3458,111 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*TimeRange)(nil),                    // 40: kurier.admin.v1.TimeRange
 	(*RedeliverRequest)(nil),             // 41: kurier.admin.v1.RedeliverRequest
 	(*RedeliverResponse)(nil),            // 42: kurier.admin.v1.RedeliverResponse
-	(*ListDeliveriesRequest)(nil),        // 43: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 44: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 45: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 47: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),        // 48: google.protobuf.FieldMask
+	(*Queue)(nil),                        // 43: kurier.admin.v1.Queue
+	(*ListQueuesRequest)(nil),            // 44: kurier.admin.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),           // 45: kurier.admin.v1.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),           // 46: kurier.admin.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),          // 47: kurier.admin.v1.DeleteQueueResponse
+	(*ListDeliveriesRequest)(nil),        // 48: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 49: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 50: kurier.admin.v1.TailDeliveriesRequest
+	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 52: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),        // 53: google.protobuf.FieldMask
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	46, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	51, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	46, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	46, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	51, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	51, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
 	11, // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
 	11, // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	46, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	46, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	46, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	46, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	51, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	51, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	51, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	51, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	19, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
 	20, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	47, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	52, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
 	2,  // 16: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
 	3,  // 17: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	47, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	46, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	52, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	51, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
 	18, // 20: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
 	17, // 21: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
 	17, // 22: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
 	17, // 23: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
 	17, // 24: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	48, // 25: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	46, // 26: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	53, // 25: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	51, // 26: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
 	17, // 27: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	46, // 28: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	51, // 28: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
 	1,  // 29: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	47, // 30: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	46, // 31: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	46, // 32: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	52, // 30: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	51, // 31: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	51, // 32: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
 	37, // 33: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	46, // 34: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	46, // 35: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	51, // 34: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	51, // 35: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
 	40, // 36: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	46, // 37: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 38: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	46, // 39: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 40: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	6,  // 41: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	7,  // 42: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	9,  // 43: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	12, // 44: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	14, // 45: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	16, // 46: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	21, // 47: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	23, // 48: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	24, // 49: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	26, // 50: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	27, // 51: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	29, // 52: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	30, // 53: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	32, // 54: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	34, // 55: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	43, // 56: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	45, // 57: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	38, // 58: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	41, // 59: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	4,  // 60: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	4,  // 61: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	8,  // 62: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	10, // 63: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	13, // 64: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	15, // 65: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	11, // 66: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	22, // 67: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	17, // 68: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	25, // 69: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	17, // 70: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	28, // 71: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	17, // 72: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	31, // 73: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	33, // 74: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	35, // 75: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	44, // 76: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	36, // 77: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	39, // 78: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	42, // 79: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	60, // [60:80] is the sub-list for method output_type
-	40, // [40:60] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	51, // 37: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	52, // 38: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
+	43, // 39: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
+	51, // 40: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 41: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	51, // 42: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 43: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	6,  // 44: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	7,  // 45: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	9,  // 46: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	12, // 47: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	14, // 48: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	16, // 49: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	21, // 50: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	23, // 51: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	24, // 52: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	26, // 53: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	27, // 54: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	29, // 55: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	30, // 56: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	32, // 57: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	34, // 58: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	48, // 59: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	50, // 60: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	38, // 61: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	41, // 62: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	44, // 63: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
+	46, // 64: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
+	4,  // 65: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	4,  // 66: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	8,  // 67: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	10, // 68: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	13, // 69: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	15, // 70: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	11, // 71: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	22, // 72: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	17, // 73: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	25, // 74: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	17, // 75: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	28, // 76: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	17, // 77: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	31, // 78: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	33, // 79: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	35, // 80: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	49, // 81: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	36, // 82: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	39, // 83: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	42, // 84: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	45, // 85: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
+	47, // 86: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
+	65, // [65:87] is the sub-list for method output_type
+	43, // [43:65] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -3282,7 +3581,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   42,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

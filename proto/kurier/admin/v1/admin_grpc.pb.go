@@ -39,6 +39,8 @@ const (
 	AdminService_TailDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/TailDeliveries"
 	AdminService_ListDeadLetters_FullMethodName       = "/kurier.admin.v1.AdminService/ListDeadLetters"
 	AdminService_Redeliver_FullMethodName             = "/kurier.admin.v1.AdminService/Redeliver"
+	AdminService_ListQueues_FullMethodName            = "/kurier.admin.v1.AdminService/ListQueues"
+	AdminService_DeleteQueue_FullMethodName           = "/kurier.admin.v1.AdminService/DeleteQueue"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -52,7 +54,8 @@ type AdminServiceClient interface {
 	CreateOrg(ctx context.Context, in *CreateOrgRequest, opts ...grpc.CallOption) (*Org, error)
 	GetOrg(ctx context.Context, in *GetOrgRequest, opts ...grpc.CallOption) (*Org, error)
 	ListOrgs(ctx context.Context, in *ListOrgsRequest, opts ...grpc.CallOption) (*ListOrgsResponse, error)
-	// DeleteOrg removes the organisation, all its keys and its stored events.
+	// DeleteOrg removes the organisation, all its keys, its stored events
+	// and its queues.
 	DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error)
 	// CreateKey makes a key for an organisation. The secret is returned only
 	// here: Kurier keeps nothing but its hash.
@@ -95,6 +98,12 @@ type AdminServiceClient interface {
 	// subscription's dead letters, or every matching event stored in a time
 	// range (such as while the subscription was disabled).
 	Redeliver(ctx context.Context, in *RedeliverRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
+	// ListQueues lists an organisation's pull queues (made through the queue
+	// API), with how many messages each holds and the age of its oldest.
+	ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error)
+	// DeleteQueue deletes a queue and all its messages, as the queue API's
+	// DELETE /api/queues/{queueId} does.
+	DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error)
 }
 
 type adminServiceClient struct {
@@ -314,6 +323,26 @@ func (c *adminServiceClient) Redeliver(ctx context.Context, in *RedeliverRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) ListQueues(ctx context.Context, in *ListQueuesRequest, opts ...grpc.CallOption) (*ListQueuesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQueuesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListQueues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteQueueResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -325,7 +354,8 @@ type AdminServiceServer interface {
 	CreateOrg(context.Context, *CreateOrgRequest) (*Org, error)
 	GetOrg(context.Context, *GetOrgRequest) (*Org, error)
 	ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error)
-	// DeleteOrg removes the organisation, all its keys and its stored events.
+	// DeleteOrg removes the organisation, all its keys, its stored events
+	// and its queues.
 	DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error)
 	// CreateKey makes a key for an organisation. The secret is returned only
 	// here: Kurier keeps nothing but its hash.
@@ -368,6 +398,12 @@ type AdminServiceServer interface {
 	// subscription's dead letters, or every matching event stored in a time
 	// range (such as while the subscription was disabled).
 	Redeliver(context.Context, *RedeliverRequest) (*RedeliverResponse, error)
+	// ListQueues lists an organisation's pull queues (made through the queue
+	// API), with how many messages each holds and the age of its oldest.
+	ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error)
+	// DeleteQueue deletes a queue and all its messages, as the queue API's
+	// DELETE /api/queues/{queueId} does.
+	DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -437,6 +473,12 @@ func (UnimplementedAdminServiceServer) ListDeadLetters(context.Context, *ListDea
 }
 func (UnimplementedAdminServiceServer) Redeliver(context.Context, *RedeliverRequest) (*RedeliverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Redeliver not implemented")
+}
+func (UnimplementedAdminServiceServer) ListQueues(context.Context, *ListQueuesRequest) (*ListQueuesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQueues not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteQueue not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -812,6 +854,42 @@ func _AdminService_Redeliver_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListQueues_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQueuesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListQueues(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListQueues_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListQueues(ctx, req.(*ListQueuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteQueue(ctx, req.(*DeleteQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -894,6 +972,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Redeliver",
 			Handler:    _AdminService_Redeliver_Handler,
+		},
+		{
+			MethodName: "ListQueues",
+			Handler:    _AdminService_ListQueues_Handler,
+		},
+		{
+			MethodName: "DeleteQueue",
+			Handler:    _AdminService_DeleteQueue_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
