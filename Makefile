@@ -97,7 +97,32 @@ tidy-check:
 		(cd $$m && GOWORK=off $(GO) mod tidy -diff) || { echo "go.mod of $$m is not tidy: run 'cd $$m && GOWORK=off go mod tidy'" >&2; exit 1; }; \
 	done
 
-ci: fmt-check vet tidy-check check-generated test
+ci: fmt-check vet tidy-check check-generated test fuzz-short
+
+# Every fuzz target, as package:Target. `make fuzz` runs each for FUZZTIME;
+# CI runs each for 20,000 inputs (fuzz-short). A crash leaves its input under the
+# package's testdata/fuzz, which then runs with every `go test` as a seed.
+FUZZ_TARGETS := \
+	./services/internal/event:FuzzDecode \
+	./services/internal/event:FuzzDecodeBatch \
+	./services/internal/event:FuzzFromBinary \
+	./services/internal/collmex:FuzzParseNotifications \
+	./services/internal/payload:FuzzRequestURL \
+	./services/internal/payload:FuzzBody \
+	./services/ingest:FuzzFeedQuery
+FUZZTIME ?= 1m
+
+.PHONY: fuzz fuzz-short
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 
 bench:
 	$(GO) run ./services/cmd/kurier bench ingest
