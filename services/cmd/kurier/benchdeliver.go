@@ -258,14 +258,12 @@ func benchDeliver(ctx context.Context, args []string) error {
 // waitKnown waits until the dispatcher knows at least n subscriptions.
 func waitKnown(reg prometheus.Gatherer, n int, limit time.Duration) error {
 	for start := time.Now(); time.Since(start) < limit; time.Sleep(100 * time.Millisecond) {
-		families, err := reg.Gather()
+		known, err := gauge(reg, "kurier_dispatch_subscriptions")
 		if err != nil {
 			return err
 		}
-		for _, f := range families {
-			if f.GetName() == "kurier_dispatch_subscriptions" && int(f.GetMetric()[0].GetGauge().GetValue()) >= n {
-				return nil
-			}
+		if int(known) >= n {
+			return nil
 		}
 	}
 	return fmt.Errorf("the dispatcher knows fewer than %d subscriptions after %v", n, limit)
