@@ -55,7 +55,7 @@ func NewID() string {
 
 // ValidID tells whether id has the form NewID makes.
 func ValidID(id string) bool {
-	return len(id) == 2*idBytes && tenant.ValidKeyID(id[:16]) && tenant.ValidKeyID(id[16:])
+	return len(id) == 2*idBytes && strings.Trim(id, "0123456789abcdef") == ""
 }
 
 // NewSecret makes a notification secret: 32 random bytes, base64url.
@@ -73,7 +73,6 @@ func (q Queue) Verify(secret string) bool {
 // Message is one message of a queue.
 type Message struct {
 	Seq     uint64 // the message id
-	Stored  time.Time
 	Content []byte
 }
 
@@ -155,8 +154,7 @@ func (s *Store) prune(ctx context.Context, set orgSet, now time.Time) error {
 }
 
 // forget takes an id out of its org's set. A failure leaves an id without
-// a record, which prune removes later, so it is only logged by callers
-// that care.
+// a record, which prune removes when the set is full, so it is no error.
 func (s *Store) forget(ctx context.Context, org, id string) {
 	_ = s.updateSet(ctx, org, func(set orgSet) error {
 		delete(set, id)
@@ -403,8 +401,7 @@ func (s *Store) peekDirect(ctx context.Context, id string, n int) ([]Message, er
 			if err != nil {
 				return nil, fmt.Errorf("peek queue %s: sequence: %w", id, err)
 			}
-			stored, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-			out = append(out, Message{Seq: seq, Stored: stored, Content: m.Data})
+			out = append(out, Message{Seq: seq, Content: m.Data})
 		case "204": // the end of the batch
 			return out, nil
 		case "404": // no message on the subject
@@ -425,7 +422,7 @@ func (s *Store) peekLeader(ctx context.Context, id string, n int) ([]Message, er
 		if err != nil {
 			return nil, fmt.Errorf("peek queue %s: %w", id, err)
 		}
-		out = append(out, Message{Seq: m.Sequence, Stored: m.Time, Content: m.Data})
+		out = append(out, Message{Seq: m.Sequence, Content: m.Data})
 		from = m.Sequence + 1
 	}
 	return out, nil
