@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
@@ -36,6 +37,8 @@ type Config struct {
 	Limits bus.Limits
 	// SecretGrace is how long a rotated-out signing secret still signs.
 	SecretGrace time.Duration
+	// Book says how persons changed by hand wait for a sync of their org.
+	Book book.Locking
 }
 
 // Service is the admin service.
@@ -45,6 +48,7 @@ type Service struct {
 	conn      *bus.Conn
 	tenants   *tenant.Store
 	subs      *subs.Store
+	book      *book.Store
 	queues    *queues.Store
 	notify    jetstream.Stream
 	log       *slog.Logger
@@ -76,6 +80,13 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Book == (book.Locking{}) {
+		cfg.Book = book.DefaultLocking()
+	}
+	persons, err := book.Open(ctx, conn, cfg.Book, log)
+	if err != nil {
+		return nil, err
+	}
 	queueStore, err := queues.Open(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -85,6 +96,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		conn:      conn,
 		tenants:   tenants,
 		subs:      subStore,
+		book:      persons,
 		queues:    queueStore,
 		notify:    notify,
 		log:       log,

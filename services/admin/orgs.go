@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +59,58 @@ func notFound(what, id string) error {
 }
 
 func orgPB(o tenant.Org) *adminv1.Org {
-	return &adminv1.Org{OrgId: o.ID, DisplayName: o.DisplayName, CreateTime: timestamppb.New(o.Created)}
+	return &adminv1.Org{OrgId: o.ID, DisplayName: o.DisplayName, CreateTime: timestamppb.New(o.Created),
+		AddressbookSyncEnabled: o.AddressbookSync, PersonQuota: uint32(o.PersonQuota), AllowPersonDeletion: o.AllowPersonDeletion}
+}
+
+// orgPaths are the fields UpdateOrg changes.
+var orgPaths = []string{"display_name", "addressbook_sync_enabled", "person_quota", "allow_person_deletion"}
+
+func (s *Service) UpdateOrg(ctx context.Context, req *adminv1.UpdateOrgRequest) (*adminv1.Org, error) {
+	in := req.GetOrg()
+	if in == nil {
+		return nil, invalid("org", "is required")
+	}
+	if err := checkOrgID(in.GetOrgId()); err != nil {
+		return nil, err
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		paths = orgPaths
+	}
+	for _, p := range paths {
+		if !slices.Contains(orgPaths, p) {
+			return nil, invalid("update_mask", "%q cannot be updated; these can: %s", p, strings.Join(orgPaths, ", "))
+		}
+	}
+	if slices.Contains(paths, "display_name") {
+		if err := checkText("display_name", in.GetDisplayName()); err != nil {
+			return nil, err
+		}
+	}
+	o, err := s.tenants.UpdateOrg(ctx, in.GetOrgId(), func(o *tenant.Org) error {
+		for _, p := range paths {
+			switch p {
+			case "display_name":
+				o.DisplayName = in.GetDisplayName()
+			case "addressbook_sync_enabled":
+				o.AddressbookSync = in.GetAddressbookSyncEnabled()
+			case "person_quota":
+				o.PersonQuota = int(in.GetPersonQuota())
+			case "allow_person_deletion":
+				o.AllowPersonDeletion = in.GetAllowPersonDeletion()
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, tenant.ErrNotFound) {
+		return nil, notFound("org", in.GetOrgId())
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("org updated", "org", o.ID, "fields", strings.Join(paths, ","))
+	return orgPB(o), nil
 }
 
 // org reads an org, answering NotFound when it is absent.
@@ -131,6 +183,14 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	}
 	if err := s.queues.DeleteOrg(ctx, id); err != nil {
 		return nil, err
+	}
+	// No sync begins while the book goes, and the org stays until it has
+	// gone, so that a delete that fails can be tried again.
+	if _, err := s.tenants.UpdateOrg(ctx, id, func(o *tenant.Org) error { o.AddressbookSync = false; return nil }); err != nil {
+		return nil, err
+	}
+	if err := s.book.DeleteOrg(ctx, id); err != nil {
+		return nil, bookErr(err)
 	}
 	if err := s.tenants.DeleteOrg(ctx, id); err != nil {
 		if errors.Is(err, tenant.ErrNotFound) {

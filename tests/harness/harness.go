@@ -87,12 +87,13 @@ type Options struct {
 
 // listeners names what each role logs as listening.
 var listeners = map[string][]string{
-	"all":        {"http", "grpc", "nats"},
-	"admin":      {"http", "grpc"},
-	"ingest":     {"http"},
-	"dispatcher": {"http"},
-	"gateway":    {"http", "grpc"},
-	"queue":      {"http"},
+	"all":         {"http", "grpc", "nats"},
+	"admin":       {"http", "grpc"},
+	"ingest":      {"http"},
+	"dispatcher":  {"http"},
+	"addresssync": {"http"},
+	"gateway":     {"http", "grpc"},
+	"queue":       {"http"},
 }
 
 // TestToken is the admin token tests use unless told otherwise.

@@ -46,8 +46,11 @@ func bench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "queue" {
 		return benchQueue(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "sync" {
+		return benchSync(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: kurier bench ingest|ping|deliver|queue [flags]; -h lists a benchmark's flags")
+		return errors.New("usage: kurier bench ingest|ping|deliver|sync|queue [flags]; -h lists a benchmark's flags")
 	}
 	fs := flag.NewFlagSet("kurier bench ingest", flag.ContinueOnError)
 	events := fs.Int("events", 100000, "events per measured path")

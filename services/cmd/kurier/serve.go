@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"kurier.dev/services/addresssync"
 	"kurier.dev/services/admin"
 	"kurier.dev/services/dispatcher"
 	"kurier.dev/services/ingest"
@@ -48,6 +49,7 @@ type settings struct {
 	ingest                 ingest.Config
 	dispatcher             dispatcher.Config
 	queue                  queue.Config
+	addresssync            addresssync.Config
 }
 
 func bind(r role, set *config.Set, s *settings) {
@@ -56,6 +58,7 @@ func bind(r role, set *config.Set, s *settings) {
 	s.dispatcher = dispatcher.DefaultConfig()
 	s.dispatcher.UserAgent = "kurier/" + version
 	s.queue = queue.DefaultConfig()
+	s.addresssync = addresssync.DefaultConfig()
 	set.String(&s.httpListen, "http-listen", "KURIER_HTTP_LISTEN", ":8080", "HTTP address of the APIs, health and metrics")
 	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
@@ -97,6 +100,14 @@ func bind(r role, set *config.Set, s *settings) {
 		set.String(&s.queue.PublicURL, "public-url", "KURIER_PUBLIC_URL", "", "base URL at which senders reach the queue API, for notificationURL (default http://<HTTP listen address>)")
 		set.Int(&s.queue.MaxPerOrg, "queue-max-per-org", "KURIER_QUEUE_MAX_PER_ORG", s.queue.MaxPerOrg, "queues one org may have (at most 10000)")
 		set.Duration(&s.queue.MaxTimeout, "queue-max-timeout", "KURIER_QUEUE_MAX_TIMEOUT", s.queue.MaxTimeout, "the longest a peek may wait for a message")
+	}
+	// The admin service changes address books by hand, under the same lock as a sync.
+	if r.runs("addresssync") || r.runs("admin") {
+		set.Duration(&s.addresssync.Lock.Wait, "sync-lock-wait", "KURIER_SYNC_LOCK_WAIT", s.addresssync.Lock.Wait, "how long a change of an address book waits for a sync of the same org (423 after that)")
+		set.Duration(&s.addresssync.Lock.TTL, "sync-lock-ttl", "KURIER_SYNC_LOCK_TTL", s.addresssync.Lock.TTL, "how long the lock of a replica that died outlives it, holding up syncs of its org")
+	}
+	if r.runs("addresssync") {
+		set.Int(&s.addresssync.MaxBody, "sync-max-body", "KURIER_SYNC_MAX_BODY", s.addresssync.MaxBody, "bytes of an address-book sync request")
 	}
 }
 
@@ -178,7 +189,7 @@ func serve(ctx context.Context, r role, args []string) error {
 				return err
 			}
 		}
-		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace}, conn, log.With("service", "admin"), reg)
+		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace, Book: s.addresssync.Lock}, conn, log.With("service", "admin"), reg)
 		if err != nil {
 			return err
 		}
@@ -194,6 +205,14 @@ func serve(ctx context.Context, r role, args []string) error {
 			s.queue.PublicURL = publicURL(lis.Addr())
 		}
 		svc, err := queue.New(ctx, s.queue, conn, log.With("service", "queue"), reg)
+		if err != nil {
+			return err
+		}
+		svc.Routes(mux)
+		runs = append(runs, svc.Run)
+	}
+	if r.runs("addresssync") {
+		svc, err := addresssync.New(ctx, s.addresssync, conn, log.With("service", "addresssync"), reg)
 		if err != nil {
 			return err
 		}

@@ -77,6 +77,7 @@ var commands = func() []*command {
 	cs = append(cs, applyCommand)
 	cs = append(cs, deliveryCommands...)
 	cs = append(cs, deadLetterCommands...)
+	cs = append(cs, personCommands...)
 	cs = append(cs, queueCommands...)
 	return append(cs, &command{
 		path:     "version",

@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 )
@@ -45,7 +48,58 @@ var orgCommands = []*command{
 				if err != nil {
 					return err
 				}
-				return s.out.orgs(org, org)
+				return s.out.org(org)
+			}
+		},
+	},
+	{
+		path:     "org update",
+		args:     []string{"org-id"},
+		synopsis: `org update <org-id> [--name "…"] [--addressbook-sync=true|false] [--person-quota N] [--allow-person-deletion=true|false]`,
+		about: "Changes what the flags given name and keeps the rest. The address-book sync API\n" +
+			"(FE2) answers 503 for an org without --addressbook-sync; --person-quota bounds its\n" +
+			"persons not marked deleted (0: no limit); with --allow-person-deletion a sync deletes\n" +
+			"the synced persons its list lacks, which it otherwise marks deleted.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			in := &adminv1.Org{}
+			mask := &fieldmaskpb.FieldMask{}
+			given := func(path string, set func(string) error) func(string) error {
+				return func(v string) error {
+					mask.Paths = append(mask.Paths, path)
+					return set(v)
+				}
+			}
+			fs.Func("name", "`display name` shown beside the id", given("display_name", func(v string) error {
+				in.DisplayName = v
+				return nil
+			}))
+			fs.BoolFunc("addressbook-sync", "switch the address-book sync API on (=false: off)", given("addressbook_sync_enabled", func(v string) (err error) {
+				in.AddressbookSyncEnabled, err = strconv.ParseBool(v)
+				return err
+			}))
+			fs.Func("person-quota", "at most `N` persons not marked deleted; 0 for no limit", given("person_quota", func(v string) error {
+				n, err := strconv.ParseUint(v, 10, 32)
+				in.PersonQuota = uint32(n)
+				return err
+			}))
+			fs.BoolFunc("allow-person-deletion", "let syncs delete persons (=false: they mark them deleted)", given("allow_person_deletion", func(v string) (err error) {
+				in.AllowPersonDeletion, err = strconv.ParseBool(v)
+				return err
+			}))
+			return func(ctx context.Context, s *session, args []string) error {
+				if len(mask.Paths) == 0 {
+					return usageErrorf("org update needs at least one of --name, --addressbook-sync, --person-quota, --allow-person-deletion")
+				}
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				in.OrgId = args[0]
+				org, err := api.UpdateOrg(ctx, &adminv1.UpdateOrgRequest{Org: in, UpdateMask: mask})
+				if err != nil {
+					return err
+				}
+				return s.out.org(org)
 			}
 		},
 	},
@@ -96,4 +150,25 @@ var orgCommands = []*command{
 			}
 		},
 	},
+}
+
+// org prints one organisation as JSON, or as a table row followed by its
+// address-book settings.
+func (p *printer) org(o *adminv1.Org) error {
+	if err := p.orgs(o, o); err != nil || p.format == "json" {
+		return err
+	}
+	var d details
+	d.add("ADDRESS BOOK SYNC", yesNo(o.GetAddressbookSyncEnabled()))
+	quota := "none"
+	if n := o.GetPersonQuota(); n > 0 {
+		quota = strconv.FormatUint(uint64(n), 10)
+	}
+	d.add("PERSON QUOTA", quota)
+	deletion := "no: a sync marks the persons its list lacks deleted"
+	if o.GetAllowPersonDeletion() {
+		deletion = "yes: a sync deletes the persons its list lacks"
+	}
+	d.add("PERSON DELETION", deletion)
+	return d.print(p.w)
 }

@@ -165,18 +165,8 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 	if err := p.subs(s, s); err != nil || p.format == "json" {
 		return err
 	}
-	var details [][2]string
-	add := func(key string, values ...string) {
-		if len(values) == 0 {
-			values = []string{""}
-		}
-		for i, v := range values {
-			if i > 0 {
-				key = ""
-			}
-			details = append(details, [2]string{key, cell(v)})
-		}
-	}
+	var d details
+	add := d.add
 	if s.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD {
 		add("TABLE", s.GetTable())
 		add("FIELDS", or(strings.Join(s.GetFields(), ","), "all"))
@@ -217,16 +207,37 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 	if s.GetDisabledReason() != "" {
 		add("DISABLED", s.GetDisabledReason())
 	}
-	if len(details) == 0 {
+	return d.print(p.w)
+}
+
+// details are labelled values shown under a table row, a value per line;
+// a list's values after the first go without the label.
+type details [][2]string
+
+func (d *details) add(label string, values ...string) {
+	if len(values) == 0 {
+		values = []string{""}
+	}
+	for i, v := range values {
+		if i > 0 {
+			label = ""
+		}
+		*d = append(*d, [2]string{label, cell(v)})
+	}
+}
+
+// print writes the details after an empty line, if there are any.
+func (d details) print(w io.Writer) error {
+	if len(d) == 0 {
 		return nil
 	}
-	fmt.Fprintln(p.w)
-	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
-	for _, d := range details {
-		if d[0] != "" {
-			d[0] += ":"
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, kv := range d {
+		if kv[0] != "" {
+			kv[0] += ":"
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", d[0], d[1])
+		fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
 	}
 	return tw.Flush()
 }

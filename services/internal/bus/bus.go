@@ -23,12 +23,15 @@ const (
 	StreamDeliveries  = "DELIVERIES"
 	StreamDeadLetters = "DEAD_LETTERS"
 	StreamQueues      = "QUEUES"
+	StreamSyncJournal = "SYNC_JOURNAL"
 	BucketOrgs        = "orgs"
 	BucketKeys        = "keys"
 	BucketSubs        = "subscriptions"
 	BucketNotifyState = "notify-state"
 	BucketFeeds       = "feeds"
 	BucketQueues      = "queues"
+	BucketPersons     = "persons"
+	BucketLocks       = "locks"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -187,6 +190,14 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		MaxMsgSize:  l.MaxMsgBytes,
 		AllowDirect: true,
 		RePublish:   &jetstream.RePublish{Source: "kurier.queue.>", Destination: "kurier.queued.>", HeadersOnly: true},
+	}, {
+		Name:        StreamSyncJournal,
+		Description: "Address-book syncs from their acceptance to their end: the change set and how far it got",
+		Subjects:    []string{"kurier.sync.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		MaxMsgSize:  l.MaxMsgBytes,
 	}}
 }
 
@@ -199,6 +210,10 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 		{Bucket: BucketNotifyState, Description: "Ping state per subscription: unacked count, last ping, claim", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketFeeds, Description: "Change feed positions per org, system and type", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketQueues, Description: "Pull queues (q.<id>) with their secrets' SHA-256 only, and each org's queue ids (org.<org>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketPersons, Description: "Address-book persons (p.<org>.<id>) and the org each synced id belongs to (o.<id>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		// A lock's key expires unless its holder renews it, so a holder that
+		// dies frees the lock by itself.
+		{Bucket: BucketLocks, Description: "Locks with a time to live, such as one address-book sync per org", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas, LimitMarkerTTL: time.Minute},
 	}
 }
 
@@ -249,6 +264,13 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, l Limits)
 func IsDuplicate(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10158
+}
+
+// IsWrongLastSeq tells whether a publish failed because the subject's last
+// sequence was not the one expected: 10071, or 10164 on replicated streams.
+func IsWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)
 }
 
 // Stream binds a stream that Ensure has created.
@@ -340,8 +362,7 @@ func StartTimer(ctx context.Context, js jetstream.JetStream, subject, target str
 	m.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set(jetstream.ScheduleTargetHeader, target)
 	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164) {
+	if IsWrongLastSeq(err) {
 		return ErrTimerRunning
 	}
 	if err != nil {

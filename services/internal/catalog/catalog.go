@@ -7,7 +7,7 @@ import "regexp"
 // Type is a known event type.
 type Type struct {
 	Name   string // the CloudEvents type, e.g. invoice.changed
-	System string // collmex, profacto or scopevisio
+	System string // collmex, profacto, scopevisio or fe2
 	// Code is Collmex's event number in API_NOTIFICATION ("1".."9").
 	Code   string
 	Title  string // English
@@ -37,6 +37,10 @@ var types = []Type{
 	{"process.status.changed", "profacto", "", "Process status changed", "Prozessstatus geändert"},
 	{"openitem.dunned", "profacto", "", "Open item dunned", "OP gemahnt"},
 	{"recurringinvoice.created", "scopevisio", "", "Recurring invoice created", "Wiederkehrende Rechnung erstellt"},
+	// Kurier's address-book sync emits these for the persons it changes.
+	{"person.created", "fe2", "", "Person created by an address-book sync", "Person angelegt"},
+	{"person.updated", "fe2", "", "Person changed, or restored, by an address-book sync", "Person geändert"},
+	{"person.deleted", "fe2", "", "Person deleted, or marked deleted, by an address-book sync", "Person gelöscht bzw. als gelöscht markiert"},
 }
 
 // All lists the known types in catalog order.

@@ -62,7 +62,7 @@ func TestAll(t *testing.T) {
 			if typ.Code == "" {
 				t.Errorf("%s: a Collmex type without a code", typ.Name)
 			}
-		case "profacto", "scopevisio":
+		case "profacto", "scopevisio", "fe2":
 			if typ.Code != "" {
 				t.Errorf("%s: a %s type with Collmex code %q", typ.Name, typ.System, typ.Code)
 			}

@@ -37,6 +37,13 @@ type Org struct {
 	ID          string    `json:"org_id"`
 	DisplayName string    `json:"display_name"`
 	Created     time.Time `json:"created"`
+	// The address-book sync (FE2): whether its API serves the org, how
+	// many persons not marked deleted the org may have (0: any number),
+	// and whether a sync deletes the persons its list lacks or only marks
+	// them deleted.
+	AddressbookSync     bool `json:"addressbook_sync,omitempty"`
+	PersonQuota         int  `json:"person_quota,omitempty"`
+	AllowPersonDeletion bool `json:"allow_person_deletion,omitempty"`
 }
 
 // Key is an API key. The secret itself is never stored: only its hash.
@@ -169,6 +176,11 @@ func (s *Store) Org(ctx context.Context, id string) (Org, error) {
 	return o, get(ctx, s.orgs, id, &o)
 }
 
+// UpdateOrg changes an org with change, which sees its current state.
+func (s *Store) UpdateOrg(ctx context.Context, id string, change func(*Org) error) (Org, error) {
+	return update(ctx, s.orgs, id, func(o *Org) (bool, error) { return true, change(o) })
+}
+
 // Orgs lists every org, ordered by id.
 func (s *Store) Orgs(ctx context.Context) ([]Org, error) {
 	return list[Org](ctx, s.orgs, func(o Org) string { return o.ID }, nil)
@@ -212,31 +224,46 @@ func (s *Store) Keys(ctx context.Context, org string) ([]Key, error) {
 
 // RevokeKey marks a key revoked; revoking twice keeps the first time.
 func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) (Key, error) {
-	for {
-		e, err := s.keys.Get(ctx, id)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return Key{}, ErrNotFound
-		}
-		if err != nil {
-			return Key{}, fmt.Errorf("read key %s: %w", id, err)
-		}
-		var k Key
-		if err := json.Unmarshal(e.Value(), &k); err != nil {
-			return Key{}, fmt.Errorf("decode key %s: %w", id, err)
-		}
+	return update(ctx, s.keys, id, func(k *Key) (bool, error) {
 		if k.Revoked != nil {
-			return k, nil
+			return false, nil
 		}
 		k.Revoked = &now
-		b, _ := json.Marshal(k)
-		_, err = s.keys.Update(ctx, id, b, e.Revision())
+		return true, nil
+	})
+}
+
+// update reads key, lets change alter it and writes it back if change
+// says so and nothing else wrote it meanwhile; otherwise it reads again.
+func update[T any](ctx context.Context, kv jetstream.KeyValue, key string, change func(*T) (bool, error)) (T, error) {
+	for {
+		var v T
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return v, ErrNotFound
+		}
+		if err != nil {
+			return v, fmt.Errorf("read %s: %w", key, err)
+		}
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return v, fmt.Errorf("decode %s: %w", key, err)
+		}
+		write, err := change(&v)
+		if err != nil || !write {
+			return v, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return v, fmt.Errorf("encode %s: %w", key, err)
+		}
+		_, err = kv.Update(ctx, key, b, e.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue // changed under us: read again
 		}
 		if err != nil {
-			return Key{}, fmt.Errorf("revoke key %s: %w", id, err)
+			return v, fmt.Errorf("update %s: %w", key, err)
 		}
-		return k, nil
+		return v, nil
 	}
 }
 

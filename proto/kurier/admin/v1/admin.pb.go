@@ -243,14 +243,124 @@ func (Ordering) EnumDescriptor() ([]byte, []int) {
 	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+type APagerProFieldMode int32
+
+const (
+	APagerProFieldMode_A_PAGER_PRO_FIELD_MODE_UNSPECIFIED APagerProFieldMode = 0
+	// a_pager_pro holds the address; the default.
+	APagerProFieldMode_A_PAGER_PRO_FIELD_MODE_LEGACY APagerProFieldMode = 1
+	// aPager PRO registers with a token Kurier makes.
+	APagerProFieldMode_A_PAGER_PRO_FIELD_MODE_TOKEN APagerProFieldMode = 2
+)
+
+// Enum value maps for APagerProFieldMode.
+var (
+	APagerProFieldMode_name = map[int32]string{
+		0: "A_PAGER_PRO_FIELD_MODE_UNSPECIFIED",
+		1: "A_PAGER_PRO_FIELD_MODE_LEGACY",
+		2: "A_PAGER_PRO_FIELD_MODE_TOKEN",
+	}
+	APagerProFieldMode_value = map[string]int32{
+		"A_PAGER_PRO_FIELD_MODE_UNSPECIFIED": 0,
+		"A_PAGER_PRO_FIELD_MODE_LEGACY":      1,
+		"A_PAGER_PRO_FIELD_MODE_TOKEN":       2,
+	}
+)
+
+func (x APagerProFieldMode) Enum() *APagerProFieldMode {
+	p := new(APagerProFieldMode)
+	*p = x
+	return p
+}
+
+func (x APagerProFieldMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (APagerProFieldMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[4].Descriptor()
+}
+
+func (APagerProFieldMode) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[4]
+}
+
+func (x APagerProFieldMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use APagerProFieldMode.Descriptor instead.
+func (APagerProFieldMode) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+type PersonOrigin int32
+
+const (
+	PersonOrigin_PERSON_ORIGIN_UNSPECIFIED PersonOrigin = 0
+	// Brought in by an address-book sync.
+	PersonOrigin_PERSON_ORIGIN_SYNC PersonOrigin = 1
+	// Created with CreatePerson.
+	PersonOrigin_PERSON_ORIGIN_MANUAL PersonOrigin = 2
+)
+
+// Enum value maps for PersonOrigin.
+var (
+	PersonOrigin_name = map[int32]string{
+		0: "PERSON_ORIGIN_UNSPECIFIED",
+		1: "PERSON_ORIGIN_SYNC",
+		2: "PERSON_ORIGIN_MANUAL",
+	}
+	PersonOrigin_value = map[string]int32{
+		"PERSON_ORIGIN_UNSPECIFIED": 0,
+		"PERSON_ORIGIN_SYNC":        1,
+		"PERSON_ORIGIN_MANUAL":      2,
+	}
+)
+
+func (x PersonOrigin) Enum() *PersonOrigin {
+	p := new(PersonOrigin)
+	*p = x
+	return p
+}
+
+func (x PersonOrigin) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PersonOrigin) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[5].Descriptor()
+}
+
+func (PersonOrigin) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[5]
+}
+
+func (x PersonOrigin) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PersonOrigin.Descriptor instead.
+func (PersonOrigin) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
 type Org struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// org_id matches [a-z0-9][a-z0-9-]{1,31}.
-	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OrgId       string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The address-book sync API (FE2) answers for the organisation: 503
+	// while this is off.
+	AddressbookSyncEnabled bool `protobuf:"varint,4,opt,name=addressbook_sync_enabled,json=addressbookSyncEnabled,proto3" json:"addressbook_sync_enabled,omitempty"`
+	// At most this many persons not marked deleted; 0 means no limit.
+	PersonQuota uint32 `protobuf:"varint,5,opt,name=person_quota,json=personQuota,proto3" json:"person_quota,omitempty"`
+	// A sync deletes the synced persons its list lacks, and the sync API's
+	// DELETE works; otherwise a sync only marks them deleted.
+	AllowPersonDeletion bool `protobuf:"varint,6,opt,name=allow_person_deletion,json=allowPersonDeletion,proto3" json:"allow_person_deletion,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Org) Reset() {
@@ -302,6 +412,27 @@ func (x *Org) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *Org) GetAddressbookSyncEnabled() bool {
+	if x != nil {
+		return x.AddressbookSyncEnabled
+	}
+	return false
+}
+
+func (x *Org) GetPersonQuota() uint32 {
+	if x != nil {
+		return x.PersonQuota
+	}
+	return 0
+}
+
+func (x *Org) GetAllowPersonDeletion() bool {
+	if x != nil {
+		return x.AllowPersonDeletion
+	}
+	return false
 }
 
 type CreateOrgRequest struct {
@@ -480,6 +611,59 @@ func (x *ListOrgsResponse) GetOrgs() []*Org {
 	return nil
 }
 
+type UpdateOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the organisation by org_id and holds the new values.
+	Org           *Org                   `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateOrgRequest) Reset() {
+	*x = UpdateOrgRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateOrgRequest) ProtoMessage() {}
+
+func (x *UpdateOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateOrgRequest.ProtoReflect.Descriptor instead.
+func (*UpdateOrgRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateOrgRequest) GetOrg() *Org {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
+func (x *UpdateOrgRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
 type DeleteOrgRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -489,7 +673,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +685,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +698,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteOrgRequest) GetOrgId() string {
@@ -532,7 +716,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +728,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +741,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type Key struct {
@@ -575,7 +759,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +771,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +784,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Key) GetKeyId() string {
@@ -657,7 +841,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +853,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +866,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateKeyRequest) GetOrgId() string {
@@ -717,7 +901,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +913,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +926,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateKeyResponse) GetKey() *Key {
@@ -768,7 +952,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +964,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +977,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListKeysRequest) GetOrgId() string {
@@ -812,7 +996,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1008,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1021,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListKeysResponse) GetKeys() []*Key {
@@ -856,7 +1040,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1052,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1065,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeKeyRequest) GetKeyId() string {
@@ -953,7 +1137,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1149,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1162,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Subscription) GetSubscriptionId() string {
@@ -1182,7 +1366,7 @@ type DeliverySchedule struct {
 
 func (x *DeliverySchedule) Reset() {
 	*x = DeliverySchedule{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1378,7 @@ func (x *DeliverySchedule) String() string {
 func (*DeliverySchedule) ProtoMessage() {}
 
 func (x *DeliverySchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1391,7 @@ func (x *DeliverySchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverySchedule.ProtoReflect.Descriptor instead.
 func (*DeliverySchedule) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeliverySchedule) GetDailyAt() string {
@@ -1236,7 +1420,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1432,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1445,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Attribute) GetName() string {
@@ -1295,7 +1479,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1491,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1504,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Header) GetName() string {
@@ -1348,7 +1532,7 @@ type CreateSubscriptionRequest struct {
 
 func (x *CreateSubscriptionRequest) Reset() {
 	*x = CreateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1544,7 @@ func (x *CreateSubscriptionRequest) String() string {
 func (*CreateSubscriptionRequest) ProtoMessage() {}
 
 func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1557,7 @@ func (x *CreateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1394,7 +1578,7 @@ type CreateSubscriptionResponse struct {
 
 func (x *CreateSubscriptionResponse) Reset() {
 	*x = CreateSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1590,7 @@ func (x *CreateSubscriptionResponse) String() string {
 func (*CreateSubscriptionResponse) ProtoMessage() {}
 
 func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1603,7 @@ func (x *CreateSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
@@ -1445,7 +1629,7 @@ type GetSubscriptionRequest struct {
 
 func (x *GetSubscriptionRequest) Reset() {
 	*x = GetSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1641,7 @@ func (x *GetSubscriptionRequest) String() string {
 func (*GetSubscriptionRequest) ProtoMessage() {}
 
 func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1654,7 @@ func (x *GetSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetSubscriptionRequest) GetSubscriptionId() string {
@@ -1489,7 +1673,7 @@ type ListSubscriptionsRequest struct {
 
 func (x *ListSubscriptionsRequest) Reset() {
 	*x = ListSubscriptionsRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1685,7 @@ func (x *ListSubscriptionsRequest) String() string {
 func (*ListSubscriptionsRequest) ProtoMessage() {}
 
 func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1698,7 @@ func (x *ListSubscriptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSubscriptionsRequest) GetOrgId() string {
@@ -1533,7 +1717,7 @@ type ListSubscriptionsResponse struct {
 
 func (x *ListSubscriptionsResponse) Reset() {
 	*x = ListSubscriptionsResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1729,7 @@ func (x *ListSubscriptionsResponse) String() string {
 func (*ListSubscriptionsResponse) ProtoMessage() {}
 
 func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1742,7 @@ func (x *ListSubscriptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubscriptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubscriptionsResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
@@ -1579,7 +1763,7 @@ type UpdateSubscriptionRequest struct {
 
 func (x *UpdateSubscriptionRequest) Reset() {
 	*x = UpdateSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1775,7 @@ func (x *UpdateSubscriptionRequest) String() string {
 func (*UpdateSubscriptionRequest) ProtoMessage() {}
 
 func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1788,7 @@ func (x *UpdateSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateSubscriptionRequest) GetSubscription() *Subscription {
@@ -1630,7 +1814,7 @@ type DeleteSubscriptionRequest struct {
 
 func (x *DeleteSubscriptionRequest) Reset() {
 	*x = DeleteSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1826,7 @@ func (x *DeleteSubscriptionRequest) String() string {
 func (*DeleteSubscriptionRequest) ProtoMessage() {}
 
 func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1839,7 @@ func (x *DeleteSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteSubscriptionRequest) GetSubscriptionId() string {
@@ -1673,7 +1857,7 @@ type DeleteSubscriptionResponse struct {
 
 func (x *DeleteSubscriptionResponse) Reset() {
 	*x = DeleteSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1869,7 @@ func (x *DeleteSubscriptionResponse) String() string {
 func (*DeleteSubscriptionResponse) ProtoMessage() {}
 
 func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1882,7 @@ func (x *DeleteSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type SetSubscriptionActiveRequest struct {
@@ -1711,7 +1895,7 @@ type SetSubscriptionActiveRequest struct {
 
 func (x *SetSubscriptionActiveRequest) Reset() {
 	*x = SetSubscriptionActiveRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1907,7 @@ func (x *SetSubscriptionActiveRequest) String() string {
 func (*SetSubscriptionActiveRequest) ProtoMessage() {}
 
 func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1920,7 @@ func (x *SetSubscriptionActiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscriptionActiveRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscriptionActiveRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetSubscriptionActiveRequest) GetSubscriptionId() string {
@@ -1762,7 +1946,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1958,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1971,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateSecretRequest) GetSubscriptionId() string {
@@ -1808,7 +1992,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2004,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2017,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateSecretResponse) GetSigningSecret() string {
@@ -1861,7 +2045,7 @@ type PreviewSubscriptionRequest struct {
 
 func (x *PreviewSubscriptionRequest) Reset() {
 	*x = PreviewSubscriptionRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2057,7 @@ func (x *PreviewSubscriptionRequest) String() string {
 func (*PreviewSubscriptionRequest) ProtoMessage() {}
 
 func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2070,7 @@ func (x *PreviewSubscriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PreviewSubscriptionRequest) GetSubscriptionId() string {
@@ -1917,7 +2101,7 @@ type PreviewSubscriptionResponse struct {
 
 func (x *PreviewSubscriptionResponse) Reset() {
 	*x = PreviewSubscriptionResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2113,7 @@ func (x *PreviewSubscriptionResponse) String() string {
 func (*PreviewSubscriptionResponse) ProtoMessage() {}
 
 func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2126,7 @@ func (x *PreviewSubscriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewSubscriptionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewSubscriptionResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PreviewSubscriptionResponse) GetMethod() string {
@@ -1979,7 +2163,7 @@ type ApplyApiNotificationRequest struct {
 
 func (x *ApplyApiNotificationRequest) Reset() {
 	*x = ApplyApiNotificationRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2175,7 @@ func (x *ApplyApiNotificationRequest) String() string {
 func (*ApplyApiNotificationRequest) ProtoMessage() {}
 
 func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2188,7 @@ func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApplyApiNotificationRequest) GetOrgId() string {
@@ -2035,7 +2219,7 @@ type ApplyApiNotificationResponse struct {
 
 func (x *ApplyApiNotificationResponse) Reset() {
 	*x = ApplyApiNotificationResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2231,7 @@ func (x *ApplyApiNotificationResponse) String() string {
 func (*ApplyApiNotificationResponse) ProtoMessage() {}
 
 func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2244,7 @@ func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
@@ -2131,7 +2315,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2327,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2340,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Delivery) GetTime() *timestamppb.Timestamp {
@@ -2294,7 +2478,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2490,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2503,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeadLetter) GetDeliveryId() string {
@@ -2376,7 +2560,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2572,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2585,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListDeadLettersRequest) GetOrgId() string {
@@ -2442,7 +2626,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2638,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2651,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2495,7 +2679,7 @@ type TimeRange struct {
 
 func (x *TimeRange) Reset() {
 	*x = TimeRange{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2691,7 @@ func (x *TimeRange) String() string {
 func (*TimeRange) ProtoMessage() {}
 
 func (x *TimeRange) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2704,7 @@ func (x *TimeRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeRange.ProtoReflect.Descriptor instead.
 func (*TimeRange) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TimeRange) GetSince() *timestamppb.Timestamp {
@@ -2552,7 +2736,7 @@ type RedeliverRequest struct {
 
 func (x *RedeliverRequest) Reset() {
 	*x = RedeliverRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2748,7 @@ func (x *RedeliverRequest) String() string {
 func (*RedeliverRequest) ProtoMessage() {}
 
 func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2761,7 @@ func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RedeliverRequest) GetSubscriptionId() string {
@@ -2655,7 +2839,7 @@ type RedeliverResponse struct {
 
 func (x *RedeliverResponse) Reset() {
 	*x = RedeliverResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2851,7 @@ func (x *RedeliverResponse) String() string {
 func (*RedeliverResponse) ProtoMessage() {}
 
 func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2864,7 @@ func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RedeliverResponse) GetQueued() uint32 {
@@ -2706,7 +2890,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +2902,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +2915,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Queue) GetQueueId() string {
@@ -2778,7 +2962,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +2974,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +2987,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListQueuesRequest) GetOrgId() string {
@@ -2823,7 +3007,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3019,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3032,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -2868,7 +3052,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3064,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3077,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteQueueRequest) GetOrgId() string {
@@ -2918,7 +3102,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3114,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3127,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 type ListDeliveriesRequest struct {
@@ -2963,7 +3147,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3159,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3172,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -3037,7 +3221,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3233,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3246,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -3091,7 +3275,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3287,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3300,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -3140,16 +3324,508 @@ func (x *TailDeliveriesRequest) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
+// Person is an address-book entry with the fields of the FE2 sync API.
+type Person struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source database's id: unique in the organisation, never changing.
+	ExternalDbId string   `protobuf:"bytes,1,opt,name=external_db_id,json=externalDbId,proto3" json:"external_db_id,omitempty"`
+	FirstName    string   `protobuf:"bytes,2,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	LastName     string   `protobuf:"bytes,3,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	Note         string   `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	OsFunctions  []string `protobuf:"bytes,5,rep,name=os_functions,json=osFunctions,proto3" json:"os_functions,omitempty"`
+	OsGroups     []string `protobuf:"bytes,6,rep,name=os_groups,json=osGroups,proto3" json:"os_groups,omitempty"`
+	AlarmGroups  []string `protobuf:"bytes,7,rep,name=alarm_groups,json=alarmGroups,proto3" json:"alarm_groups,omitempty"`
+	Issi         string   `protobuf:"bytes,8,opt,name=issi,proto3" json:"issi,omitempty"`
+	Xmpp         string   `protobuf:"bytes,9,opt,name=xmpp,proto3" json:"xmpp,omitempty"`
+	// The address aPager PRO is registered with: an e-mail address or a
+	// mobile number 0049…; empty in token mode.
+	APagerPro string `protobuf:"bytes,10,opt,name=a_pager_pro,json=aPagerPro,proto3" json:"a_pager_pro,omitempty"`
+	Email     string `protobuf:"bytes,11,opt,name=email,proto3" json:"email,omitempty"`
+	// A mobile number 0049… (digits only).
+	Mobil              string             `protobuf:"bytes,12,opt,name=mobil,proto3" json:"mobil,omitempty"`
+	APagerProFieldMode APagerProFieldMode `protobuf:"varint,13,opt,name=a_pager_pro_field_mode,json=aPagerProFieldMode,proto3,enum=kurier.admin.v1.APagerProFieldMode" json:"a_pager_pro_field_mode,omitempty"`
+	// Read-only.
+	Origin PersonOrigin `protobuf:"varint,14,opt,name=origin,proto3,enum=kurier.admin.v1.PersonOrigin" json:"origin,omitempty"`
+	// Set on a synced person a later sync no longer listed, where the
+	// organisation does not allow deleting persons.
+	Deleted bool `protobuf:"varint,15,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Made when the person first is in token mode; it never changes.
+	Token         string `protobuf:"bytes,16,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Person) Reset() {
+	*x = Person{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Person) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Person) ProtoMessage() {}
+
+func (x *Person) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Person.ProtoReflect.Descriptor instead.
+func (*Person) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *Person) GetExternalDbId() string {
+	if x != nil {
+		return x.ExternalDbId
+	}
+	return ""
+}
+
+func (x *Person) GetFirstName() string {
+	if x != nil {
+		return x.FirstName
+	}
+	return ""
+}
+
+func (x *Person) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
+func (x *Person) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *Person) GetOsFunctions() []string {
+	if x != nil {
+		return x.OsFunctions
+	}
+	return nil
+}
+
+func (x *Person) GetOsGroups() []string {
+	if x != nil {
+		return x.OsGroups
+	}
+	return nil
+}
+
+func (x *Person) GetAlarmGroups() []string {
+	if x != nil {
+		return x.AlarmGroups
+	}
+	return nil
+}
+
+func (x *Person) GetIssi() string {
+	if x != nil {
+		return x.Issi
+	}
+	return ""
+}
+
+func (x *Person) GetXmpp() string {
+	if x != nil {
+		return x.Xmpp
+	}
+	return ""
+}
+
+func (x *Person) GetAPagerPro() string {
+	if x != nil {
+		return x.APagerPro
+	}
+	return ""
+}
+
+func (x *Person) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Person) GetMobil() string {
+	if x != nil {
+		return x.Mobil
+	}
+	return ""
+}
+
+func (x *Person) GetAPagerProFieldMode() APagerProFieldMode {
+	if x != nil {
+		return x.APagerProFieldMode
+	}
+	return APagerProFieldMode_A_PAGER_PRO_FIELD_MODE_UNSPECIFIED
+}
+
+func (x *Person) GetOrigin() PersonOrigin {
+	if x != nil {
+		return x.Origin
+	}
+	return PersonOrigin_PERSON_ORIGIN_UNSPECIFIED
+}
+
+func (x *Person) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *Person) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type ListPersonsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Also list the persons marked deleted.
+	IncludeDeleted bool `protobuf:"varint,2,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	// 1-1000, 100 when 0.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPersonsRequest) Reset() {
+	*x = ListPersonsRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPersonsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPersonsRequest) ProtoMessage() {}
+
+func (x *ListPersonsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPersonsRequest.ProtoReflect.Descriptor instead.
+func (*ListPersonsRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListPersonsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListPersonsRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
+}
+
+func (x *ListPersonsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPersonsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListPersonsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Persons []*Person              `protobuf:"bytes,1,rep,name=persons,proto3" json:"persons,omitempty"`
+	// Set when more may follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPersonsResponse) Reset() {
+	*x = ListPersonsResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPersonsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPersonsResponse) ProtoMessage() {}
+
+func (x *ListPersonsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPersonsResponse.ProtoReflect.Descriptor instead.
+func (*ListPersonsResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListPersonsResponse) GetPersons() []*Person {
+	if x != nil {
+		return x.Persons
+	}
+	return nil
+}
+
+func (x *ListPersonsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetPersonRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ExternalDbId  string                 `protobuf:"bytes,2,opt,name=external_db_id,json=externalDbId,proto3" json:"external_db_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPersonRequest) Reset() {
+	*x = GetPersonRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPersonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPersonRequest) ProtoMessage() {}
+
+func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPersonRequest.ProtoReflect.Descriptor instead.
+func (*GetPersonRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GetPersonRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *GetPersonRequest) GetExternalDbId() string {
+	if x != nil {
+		return x.ExternalDbId
+	}
+	return ""
+}
+
+type CreatePersonRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// origin, deleted and token are ignored.
+	Person        *Person `protobuf:"bytes,2,opt,name=person,proto3" json:"person,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePersonRequest) Reset() {
+	*x = CreatePersonRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePersonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePersonRequest) ProtoMessage() {}
+
+func (x *CreatePersonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePersonRequest.ProtoReflect.Descriptor instead.
+func (*CreatePersonRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CreatePersonRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *CreatePersonRequest) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+type DeletePersonRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ExternalDbId  string                 `protobuf:"bytes,2,opt,name=external_db_id,json=externalDbId,proto3" json:"external_db_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePersonRequest) Reset() {
+	*x = DeletePersonRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePersonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePersonRequest) ProtoMessage() {}
+
+func (x *DeletePersonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePersonRequest.ProtoReflect.Descriptor instead.
+func (*DeletePersonRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DeletePersonRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *DeletePersonRequest) GetExternalDbId() string {
+	if x != nil {
+		return x.ExternalDbId
+	}
+	return ""
+}
+
+type DeletePersonResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePersonResponse) Reset() {
+	*x = DeletePersonResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePersonResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePersonResponse) ProtoMessage() {}
+
+func (x *DeletePersonResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePersonResponse.ProtoReflect.Descriptor instead.
+func (*DeletePersonResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
 var File_kurier_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bkurier/admin/v1/admin.proto\x12\x0fkurier.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n" +
+	"\x1bkurier/admin/v1/admin.proto\x12\x0fkurier.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n" +
 	"\x03Org\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"L\n" +
+	"createTime\x128\n" +
+	"\x18addressbook_sync_enabled\x18\x04 \x01(\bR\x16addressbookSyncEnabled\x12!\n" +
+	"\fperson_quota\x18\x05 \x01(\rR\vpersonQuota\x122\n" +
+	"\x15allow_person_deletion\x18\x06 \x01(\bR\x13allowPersonDeletion\"L\n" +
 	"\x10CreateOrgRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\"&\n" +
@@ -3157,7 +3833,11 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"\x11\n" +
 	"\x0fListOrgsRequest\"<\n" +
 	"\x10ListOrgsResponse\x12(\n" +
-	"\x04orgs\x18\x01 \x03(\v2\x14.kurier.admin.v1.OrgR\x04orgs\")\n" +
+	"\x04orgs\x18\x01 \x03(\v2\x14.kurier.admin.v1.OrgR\x04orgs\"w\n" +
+	"\x10UpdateOrgRequest\x12&\n" +
+	"\x03org\x18\x01 \x01(\v2\x14.kurier.admin.v1.OrgR\x03org\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\")\n" +
 	"\x10DeleteOrgRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"\x13\n" +
 	"\x11DeleteOrgResponse\"\x82\x02\n" +
@@ -3355,7 +4035,45 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x15TailDeliveriesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since*\x84\x01\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x95\x04\n" +
+	"\x06Person\x12$\n" +
+	"\x0eexternal_db_id\x18\x01 \x01(\tR\fexternalDbId\x12\x1d\n" +
+	"\n" +
+	"first_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n" +
+	"\tlast_name\x18\x03 \x01(\tR\blastName\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12!\n" +
+	"\fos_functions\x18\x05 \x03(\tR\vosFunctions\x12\x1b\n" +
+	"\tos_groups\x18\x06 \x03(\tR\bosGroups\x12!\n" +
+	"\falarm_groups\x18\a \x03(\tR\valarmGroups\x12\x12\n" +
+	"\x04issi\x18\b \x01(\tR\x04issi\x12\x12\n" +
+	"\x04xmpp\x18\t \x01(\tR\x04xmpp\x12\x1e\n" +
+	"\va_pager_pro\x18\n" +
+	" \x01(\tR\taPagerPro\x12\x14\n" +
+	"\x05email\x18\v \x01(\tR\x05email\x12\x14\n" +
+	"\x05mobil\x18\f \x01(\tR\x05mobil\x12W\n" +
+	"\x16a_pager_pro_field_mode\x18\r \x01(\x0e2#.kurier.admin.v1.APagerProFieldModeR\x12aPagerProFieldMode\x125\n" +
+	"\x06origin\x18\x0e \x01(\x0e2\x1d.kurier.admin.v1.PersonOriginR\x06origin\x12\x18\n" +
+	"\adeleted\x18\x0f \x01(\bR\adeleted\x12\x14\n" +
+	"\x05token\x18\x10 \x01(\tR\x05token\"\x90\x01\n" +
+	"\x12ListPersonsRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
+	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"p\n" +
+	"\x13ListPersonsResponse\x121\n" +
+	"\apersons\x18\x01 \x03(\v2\x17.kurier.admin.v1.PersonR\apersons\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
+	"\x10GetPersonRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12$\n" +
+	"\x0eexternal_db_id\x18\x02 \x01(\tR\fexternalDbId\"]\n" +
+	"\x13CreatePersonRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12/\n" +
+	"\x06person\x18\x02 \x01(\v2\x17.kurier.admin.v1.PersonR\x06person\"R\n" +
+	"\x13DeletePersonRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12$\n" +
+	"\x0eexternal_db_id\x18\x02 \x01(\tR\fexternalDbId\"\x16\n" +
+	"\x14DeletePersonResponse*\x84\x01\n" +
 	"\bKeyScope\x12\x19\n" +
 	"\x15KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_SCOPE_INGEST\x10\x01\x12\x15\n" +
@@ -3374,11 +4092,20 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ORDERING_CONCURRENT\x10\x01\x12\x14\n" +
-	"\x10ORDERING_ORDERED\x10\x022\xfa\x0f\n" +
+	"\x10ORDERING_ORDERED\x10\x02*\x81\x01\n" +
+	"\x12APagerProFieldMode\x12&\n" +
+	"\"A_PAGER_PRO_FIELD_MODE_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dA_PAGER_PRO_FIELD_MODE_LEGACY\x10\x01\x12 \n" +
+	"\x1cA_PAGER_PRO_FIELD_MODE_TOKEN\x10\x02*_\n" +
+	"\fPersonOrigin\x12\x1d\n" +
+	"\x19PERSON_ORIGIN_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12PERSON_ORIGIN_SYNC\x10\x01\x12\x18\n" +
+	"\x14PERSON_ORIGIN_MANUAL\x10\x022\x8f\x13\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
-	"\bListOrgs\x12 .kurier.admin.v1.ListOrgsRequest\x1a!.kurier.admin.v1.ListOrgsResponse\x12R\n" +
+	"\bListOrgs\x12 .kurier.admin.v1.ListOrgsRequest\x1a!.kurier.admin.v1.ListOrgsResponse\x12D\n" +
+	"\tUpdateOrg\x12!.kurier.admin.v1.UpdateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12R\n" +
 	"\tDeleteOrg\x12!.kurier.admin.v1.DeleteOrgRequest\x1a\".kurier.admin.v1.DeleteOrgResponse\x12R\n" +
 	"\tCreateKey\x12!.kurier.admin.v1.CreateKeyRequest\x1a\".kurier.admin.v1.CreateKeyResponse\x12O\n" +
 	"\bListKeys\x12 .kurier.admin.v1.ListKeysRequest\x1a!.kurier.admin.v1.ListKeysResponse\x12D\n" +
@@ -3398,7 +4125,11 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\tRedeliver\x12!.kurier.admin.v1.RedeliverRequest\x1a\".kurier.admin.v1.RedeliverResponse\x12U\n" +
 	"\n" +
 	"ListQueues\x12\".kurier.admin.v1.ListQueuesRequest\x1a#.kurier.admin.v1.ListQueuesResponse\x12X\n" +
-	"\vDeleteQueue\x12#.kurier.admin.v1.DeleteQueueRequest\x1a$.kurier.admin.v1.DeleteQueueResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
+	"\vDeleteQueue\x12#.kurier.admin.v1.DeleteQueueRequest\x1a$.kurier.admin.v1.DeleteQueueResponse\x12X\n" +
+	"\vListPersons\x12#.kurier.admin.v1.ListPersonsRequest\x1a$.kurier.admin.v1.ListPersonsResponse\x12G\n" +
+	"\tGetPerson\x12!.kurier.admin.v1.GetPersonRequest\x1a\x17.kurier.admin.v1.Person\x12M\n" +
+	"\fCreatePerson\x12$.kurier.admin.v1.CreatePersonRequest\x1a\x17.kurier.admin.v1.Person\x12[\n" +
+	"\fDeletePerson\x12$.kurier.admin.v1.DeletePersonRequest\x1a%.kurier.admin.v1.DeletePersonResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_kurier_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -3412,157 +4143,183 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_kurier_admin_v1_admin_proto_rawDescData
 }
 
-var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
 	(PayloadFormat)(0),                   // 2: kurier.admin.v1.PayloadFormat
 	(Ordering)(0),                        // 3: kurier.admin.v1.Ordering
-	(*Org)(nil),                          // 4: kurier.admin.v1.Org
-	(*CreateOrgRequest)(nil),             // 5: kurier.admin.v1.CreateOrgRequest
-	(*GetOrgRequest)(nil),                // 6: kurier.admin.v1.GetOrgRequest
-	(*ListOrgsRequest)(nil),              // 7: kurier.admin.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),             // 8: kurier.admin.v1.ListOrgsResponse
-	(*DeleteOrgRequest)(nil),             // 9: kurier.admin.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),            // 10: kurier.admin.v1.DeleteOrgResponse
-	(*Key)(nil),                          // 11: kurier.admin.v1.Key
-	(*CreateKeyRequest)(nil),             // 12: kurier.admin.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),            // 13: kurier.admin.v1.CreateKeyResponse
-	(*ListKeysRequest)(nil),              // 14: kurier.admin.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),             // 15: kurier.admin.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),             // 16: kurier.admin.v1.RevokeKeyRequest
-	(*Subscription)(nil),                 // 17: kurier.admin.v1.Subscription
-	(*DeliverySchedule)(nil),             // 18: kurier.admin.v1.DeliverySchedule
-	(*Attribute)(nil),                    // 19: kurier.admin.v1.Attribute
-	(*Header)(nil),                       // 20: kurier.admin.v1.Header
-	(*CreateSubscriptionRequest)(nil),    // 21: kurier.admin.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil),   // 22: kurier.admin.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),       // 23: kurier.admin.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),     // 24: kurier.admin.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),    // 25: kurier.admin.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),    // 26: kurier.admin.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil),    // 27: kurier.admin.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil),   // 28: kurier.admin.v1.DeleteSubscriptionResponse
-	(*SetSubscriptionActiveRequest)(nil), // 29: kurier.admin.v1.SetSubscriptionActiveRequest
-	(*RotateSecretRequest)(nil),          // 30: kurier.admin.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),         // 31: kurier.admin.v1.RotateSecretResponse
-	(*PreviewSubscriptionRequest)(nil),   // 32: kurier.admin.v1.PreviewSubscriptionRequest
-	(*PreviewSubscriptionResponse)(nil),  // 33: kurier.admin.v1.PreviewSubscriptionResponse
-	(*ApplyApiNotificationRequest)(nil),  // 34: kurier.admin.v1.ApplyApiNotificationRequest
-	(*ApplyApiNotificationResponse)(nil), // 35: kurier.admin.v1.ApplyApiNotificationResponse
-	(*Delivery)(nil),                     // 36: kurier.admin.v1.Delivery
-	(*DeadLetter)(nil),                   // 37: kurier.admin.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),       // 38: kurier.admin.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),      // 39: kurier.admin.v1.ListDeadLettersResponse
-	(*TimeRange)(nil),                    // 40: kurier.admin.v1.TimeRange
-	(*RedeliverRequest)(nil),             // 41: kurier.admin.v1.RedeliverRequest
-	(*RedeliverResponse)(nil),            // 42: kurier.admin.v1.RedeliverResponse
-	(*Queue)(nil),                        // 43: kurier.admin.v1.Queue
-	(*ListQueuesRequest)(nil),            // 44: kurier.admin.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),           // 45: kurier.admin.v1.ListQueuesResponse
-	(*DeleteQueueRequest)(nil),           // 46: kurier.admin.v1.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),          // 47: kurier.admin.v1.DeleteQueueResponse
-	(*ListDeliveriesRequest)(nil),        // 48: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 49: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 50: kurier.admin.v1.TailDeliveriesRequest
-	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 52: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),        // 53: google.protobuf.FieldMask
+	(APagerProFieldMode)(0),              // 4: kurier.admin.v1.APagerProFieldMode
+	(PersonOrigin)(0),                    // 5: kurier.admin.v1.PersonOrigin
+	(*Org)(nil),                          // 6: kurier.admin.v1.Org
+	(*CreateOrgRequest)(nil),             // 7: kurier.admin.v1.CreateOrgRequest
+	(*GetOrgRequest)(nil),                // 8: kurier.admin.v1.GetOrgRequest
+	(*ListOrgsRequest)(nil),              // 9: kurier.admin.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),             // 10: kurier.admin.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),             // 11: kurier.admin.v1.UpdateOrgRequest
+	(*DeleteOrgRequest)(nil),             // 12: kurier.admin.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),            // 13: kurier.admin.v1.DeleteOrgResponse
+	(*Key)(nil),                          // 14: kurier.admin.v1.Key
+	(*CreateKeyRequest)(nil),             // 15: kurier.admin.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),            // 16: kurier.admin.v1.CreateKeyResponse
+	(*ListKeysRequest)(nil),              // 17: kurier.admin.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),             // 18: kurier.admin.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),             // 19: kurier.admin.v1.RevokeKeyRequest
+	(*Subscription)(nil),                 // 20: kurier.admin.v1.Subscription
+	(*DeliverySchedule)(nil),             // 21: kurier.admin.v1.DeliverySchedule
+	(*Attribute)(nil),                    // 22: kurier.admin.v1.Attribute
+	(*Header)(nil),                       // 23: kurier.admin.v1.Header
+	(*CreateSubscriptionRequest)(nil),    // 24: kurier.admin.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),   // 25: kurier.admin.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),       // 26: kurier.admin.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),     // 27: kurier.admin.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),    // 28: kurier.admin.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),    // 29: kurier.admin.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),    // 30: kurier.admin.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),   // 31: kurier.admin.v1.DeleteSubscriptionResponse
+	(*SetSubscriptionActiveRequest)(nil), // 32: kurier.admin.v1.SetSubscriptionActiveRequest
+	(*RotateSecretRequest)(nil),          // 33: kurier.admin.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),         // 34: kurier.admin.v1.RotateSecretResponse
+	(*PreviewSubscriptionRequest)(nil),   // 35: kurier.admin.v1.PreviewSubscriptionRequest
+	(*PreviewSubscriptionResponse)(nil),  // 36: kurier.admin.v1.PreviewSubscriptionResponse
+	(*ApplyApiNotificationRequest)(nil),  // 37: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 38: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 39: kurier.admin.v1.Delivery
+	(*DeadLetter)(nil),                   // 40: kurier.admin.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),       // 41: kurier.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),      // 42: kurier.admin.v1.ListDeadLettersResponse
+	(*TimeRange)(nil),                    // 43: kurier.admin.v1.TimeRange
+	(*RedeliverRequest)(nil),             // 44: kurier.admin.v1.RedeliverRequest
+	(*RedeliverResponse)(nil),            // 45: kurier.admin.v1.RedeliverResponse
+	(*Queue)(nil),                        // 46: kurier.admin.v1.Queue
+	(*ListQueuesRequest)(nil),            // 47: kurier.admin.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),           // 48: kurier.admin.v1.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),           // 49: kurier.admin.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),          // 50: kurier.admin.v1.DeleteQueueResponse
+	(*ListDeliveriesRequest)(nil),        // 51: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 52: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 53: kurier.admin.v1.TailDeliveriesRequest
+	(*Person)(nil),                       // 54: kurier.admin.v1.Person
+	(*ListPersonsRequest)(nil),           // 55: kurier.admin.v1.ListPersonsRequest
+	(*ListPersonsResponse)(nil),          // 56: kurier.admin.v1.ListPersonsResponse
+	(*GetPersonRequest)(nil),             // 57: kurier.admin.v1.GetPersonRequest
+	(*CreatePersonRequest)(nil),          // 58: kurier.admin.v1.CreatePersonRequest
+	(*DeletePersonRequest)(nil),          // 59: kurier.admin.v1.DeletePersonRequest
+	(*DeletePersonResponse)(nil),         // 60: kurier.admin.v1.DeletePersonResponse
+	(*timestamppb.Timestamp)(nil),        // 61: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 62: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 63: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	51, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
-	0,  // 2: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	51, // 3: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	51, // 4: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
-	11, // 6: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
-	11, // 7: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
-	1,  // 8: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	51, // 9: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	51, // 10: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	51, // 11: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	51, // 12: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	19, // 13: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
-	20, // 14: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	52, // 15: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
-	2,  // 16: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
-	3,  // 17: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	52, // 18: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	51, // 19: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
-	18, // 20: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
-	17, // 21: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	17, // 22: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
-	17, // 23: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	17, // 24: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	53, // 25: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	51, // 26: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
-	17, // 27: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	51, // 28: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 29: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	52, // 30: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	51, // 31: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	51, // 32: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
-	37, // 33: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	51, // 34: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	51, // 35: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
-	40, // 36: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	51, // 37: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	52, // 38: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
-	43, // 39: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
-	51, // 40: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 41: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	51, // 42: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 43: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	6,  // 44: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	7,  // 45: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	9,  // 46: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	12, // 47: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	14, // 48: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	16, // 49: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	21, // 50: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	23, // 51: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	24, // 52: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	26, // 53: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	27, // 54: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	29, // 55: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	30, // 56: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	32, // 57: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	34, // 58: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	48, // 59: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	50, // 60: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	38, // 61: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	41, // 62: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	44, // 63: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
-	46, // 64: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
-	4,  // 65: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	4,  // 66: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	8,  // 67: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	10, // 68: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	13, // 69: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	15, // 70: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	11, // 71: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	22, // 72: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	17, // 73: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	25, // 74: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	17, // 75: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	28, // 76: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	17, // 77: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	31, // 78: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	33, // 79: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	35, // 80: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	49, // 81: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	36, // 82: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	39, // 83: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	42, // 84: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	45, // 85: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
-	47, // 86: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
-	65, // [65:87] is the sub-list for method output_type
-	43, // [43:65] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	61, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
+	6,  // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
+	62, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 4: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
+	61, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	61, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
+	14, // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
+	14, // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
+	1,  // 10: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
+	61, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	61, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	61, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	61, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	22, // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
+	23, // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
+	63, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	2,  // 18: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
+	3,  // 19: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
+	63, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	61, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	21, // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
+	20, // 23: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	20, // 24: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	20, // 25: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	20, // 26: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	62, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	61, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	20, // 29: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	61, // 30: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 31: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	63, // 32: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	61, // 33: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	61, // 34: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	40, // 35: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	61, // 36: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	61, // 37: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	43, // 38: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	61, // 39: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	63, // 40: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
+	46, // 41: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
+	61, // 42: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	39, // 43: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	61, // 44: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	4,  // 45: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
+	5,  // 46: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
+	54, // 47: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
+	54, // 48: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
+	7,  // 49: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	8,  // 50: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	9,  // 51: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	11, // 52: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
+	12, // 53: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	15, // 54: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	17, // 55: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	19, // 56: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	24, // 57: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	26, // 58: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	27, // 59: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	29, // 60: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	30, // 61: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	32, // 62: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	33, // 63: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	35, // 64: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	37, // 65: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	51, // 66: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	53, // 67: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	41, // 68: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	44, // 69: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	47, // 70: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
+	49, // 71: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
+	55, // 72: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
+	57, // 73: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
+	58, // 74: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
+	59, // 75: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
+	6,  // 76: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	6,  // 77: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	10, // 78: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	6,  // 79: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
+	13, // 80: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	16, // 81: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	18, // 82: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	14, // 83: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	25, // 84: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	20, // 85: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	28, // 86: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	20, // 87: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	31, // 88: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	20, // 89: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	34, // 90: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	36, // 91: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	38, // 92: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	52, // 93: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	39, // 94: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	42, // 95: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	45, // 96: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	48, // 97: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
+	50, // 98: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
+	56, // 99: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
+	54, // 100: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
+	54, // 101: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
+	60, // 102: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
+	76, // [76:103] is the sub-list for method output_type
+	49, // [49:76] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -3570,7 +4327,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 	if File_kurier_admin_v1_admin_proto != nil {
 		return
 	}
-	file_kurier_admin_v1_admin_proto_msgTypes[37].OneofWrappers = []any{
+	file_kurier_admin_v1_admin_proto_msgTypes[38].OneofWrappers = []any{
 		(*RedeliverRequest_DeliveryId)(nil),
 		(*RedeliverRequest_AllDeadLetters)(nil),
 		(*RedeliverRequest_Events)(nil),
@@ -3580,8 +4337,8 @@ func file_kurier_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   47,
+			NumEnums:      6,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

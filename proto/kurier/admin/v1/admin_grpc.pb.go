@@ -22,6 +22,7 @@ const (
 	AdminService_CreateOrg_FullMethodName             = "/kurier.admin.v1.AdminService/CreateOrg"
 	AdminService_GetOrg_FullMethodName                = "/kurier.admin.v1.AdminService/GetOrg"
 	AdminService_ListOrgs_FullMethodName              = "/kurier.admin.v1.AdminService/ListOrgs"
+	AdminService_UpdateOrg_FullMethodName             = "/kurier.admin.v1.AdminService/UpdateOrg"
 	AdminService_DeleteOrg_FullMethodName             = "/kurier.admin.v1.AdminService/DeleteOrg"
 	AdminService_CreateKey_FullMethodName             = "/kurier.admin.v1.AdminService/CreateKey"
 	AdminService_ListKeys_FullMethodName              = "/kurier.admin.v1.AdminService/ListKeys"
@@ -41,6 +42,10 @@ const (
 	AdminService_Redeliver_FullMethodName             = "/kurier.admin.v1.AdminService/Redeliver"
 	AdminService_ListQueues_FullMethodName            = "/kurier.admin.v1.AdminService/ListQueues"
 	AdminService_DeleteQueue_FullMethodName           = "/kurier.admin.v1.AdminService/DeleteQueue"
+	AdminService_ListPersons_FullMethodName           = "/kurier.admin.v1.AdminService/ListPersons"
+	AdminService_GetPerson_FullMethodName             = "/kurier.admin.v1.AdminService/GetPerson"
+	AdminService_CreatePerson_FullMethodName          = "/kurier.admin.v1.AdminService/CreatePerson"
+	AdminService_DeletePerson_FullMethodName          = "/kurier.admin.v1.AdminService/DeletePerson"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -54,6 +59,10 @@ type AdminServiceClient interface {
 	CreateOrg(ctx context.Context, in *CreateOrgRequest, opts ...grpc.CallOption) (*Org, error)
 	GetOrg(ctx context.Context, in *GetOrgRequest, opts ...grpc.CallOption) (*Org, error)
 	ListOrgs(ctx context.Context, in *ListOrgsRequest, opts ...grpc.CallOption) (*ListOrgsResponse, error)
+	// UpdateOrg changes the fields named in update_mask (display_name,
+	// addressbook_sync_enabled, person_quota, allow_person_deletion), or all
+	// of them when the mask is empty.
+	UpdateOrg(ctx context.Context, in *UpdateOrgRequest, opts ...grpc.CallOption) (*Org, error)
 	// DeleteOrg removes the organisation, all its keys, its stored events
 	// and its queues.
 	DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error)
@@ -104,6 +113,16 @@ type AdminServiceClient interface {
 	// DeleteQueue deletes a queue and all its messages, as the queue API's
 	// DELETE /api/queues/{queueId} does.
 	DeleteQueue(ctx context.Context, in *DeleteQueueRequest, opts ...grpc.CallOption) (*DeleteQueueResponse, error)
+	// ListPersons pages through an organisation's address book, in the
+	// order the persons were last written.
+	ListPersons(ctx context.Context, in *ListPersonsRequest, opts ...grpc.CallOption) (*ListPersonsResponse, error)
+	GetPerson(ctx context.Context, in *GetPersonRequest, opts ...grpc.CallOption) (*Person, error)
+	// CreatePerson adds a person by hand: no address-book sync ever changes
+	// or deletes it. It waits for a sync of the organisation that is
+	// running; Aborted when that takes longer than the sync lock wait.
+	CreatePerson(ctx context.Context, in *CreatePersonRequest, opts ...grpc.CallOption) (*Person, error)
+	// DeletePerson deletes a person, by hand or synced, at once.
+	DeletePerson(ctx context.Context, in *DeletePersonRequest, opts ...grpc.CallOption) (*DeletePersonResponse, error)
 }
 
 type adminServiceClient struct {
@@ -138,6 +157,16 @@ func (c *adminServiceClient) ListOrgs(ctx context.Context, in *ListOrgsRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListOrgsResponse)
 	err := c.cc.Invoke(ctx, AdminService_ListOrgs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateOrg(ctx context.Context, in *UpdateOrgRequest, opts ...grpc.CallOption) (*Org, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Org)
+	err := c.cc.Invoke(ctx, AdminService_UpdateOrg_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -343,6 +372,46 @@ func (c *adminServiceClient) DeleteQueue(ctx context.Context, in *DeleteQueueReq
 	return out, nil
 }
 
+func (c *adminServiceClient) ListPersons(ctx context.Context, in *ListPersonsRequest, opts ...grpc.CallOption) (*ListPersonsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPersonsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPersons_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetPerson(ctx context.Context, in *GetPersonRequest, opts ...grpc.CallOption) (*Person, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Person)
+	err := c.cc.Invoke(ctx, AdminService_GetPerson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CreatePerson(ctx context.Context, in *CreatePersonRequest, opts ...grpc.CallOption) (*Person, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Person)
+	err := c.cc.Invoke(ctx, AdminService_CreatePerson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeletePerson(ctx context.Context, in *DeletePersonRequest, opts ...grpc.CallOption) (*DeletePersonResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePersonResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeletePerson_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -354,6 +423,10 @@ type AdminServiceServer interface {
 	CreateOrg(context.Context, *CreateOrgRequest) (*Org, error)
 	GetOrg(context.Context, *GetOrgRequest) (*Org, error)
 	ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error)
+	// UpdateOrg changes the fields named in update_mask (display_name,
+	// addressbook_sync_enabled, person_quota, allow_person_deletion), or all
+	// of them when the mask is empty.
+	UpdateOrg(context.Context, *UpdateOrgRequest) (*Org, error)
 	// DeleteOrg removes the organisation, all its keys, its stored events
 	// and its queues.
 	DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error)
@@ -404,6 +477,16 @@ type AdminServiceServer interface {
 	// DeleteQueue deletes a queue and all its messages, as the queue API's
 	// DELETE /api/queues/{queueId} does.
 	DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error)
+	// ListPersons pages through an organisation's address book, in the
+	// order the persons were last written.
+	ListPersons(context.Context, *ListPersonsRequest) (*ListPersonsResponse, error)
+	GetPerson(context.Context, *GetPersonRequest) (*Person, error)
+	// CreatePerson adds a person by hand: no address-book sync ever changes
+	// or deletes it. It waits for a sync of the organisation that is
+	// running; Aborted when that takes longer than the sync lock wait.
+	CreatePerson(context.Context, *CreatePersonRequest) (*Person, error)
+	// DeletePerson deletes a person, by hand or synced, at once.
+	DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -422,6 +505,9 @@ func (UnimplementedAdminServiceServer) GetOrg(context.Context, *GetOrgRequest) (
 }
 func (UnimplementedAdminServiceServer) ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrgs not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateOrg(context.Context, *UpdateOrgRequest) (*Org, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateOrg not implemented")
 }
 func (UnimplementedAdminServiceServer) DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteOrg not implemented")
@@ -479,6 +565,18 @@ func (UnimplementedAdminServiceServer) ListQueues(context.Context, *ListQueuesRe
 }
 func (UnimplementedAdminServiceServer) DeleteQueue(context.Context, *DeleteQueueRequest) (*DeleteQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteQueue not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPersons(context.Context, *ListPersonsRequest) (*ListPersonsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPersons not implemented")
+}
+func (UnimplementedAdminServiceServer) GetPerson(context.Context, *GetPersonRequest) (*Person, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPerson not implemented")
+}
+func (UnimplementedAdminServiceServer) CreatePerson(context.Context, *CreatePersonRequest) (*Person, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePerson not implemented")
+}
+func (UnimplementedAdminServiceServer) DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePerson not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -551,6 +649,24 @@ func _AdminService_ListOrgs_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).ListOrgs(ctx, req.(*ListOrgsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateOrg_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateOrgRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateOrg(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateOrg_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateOrg(ctx, req.(*UpdateOrgRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -890,6 +1006,78 @@ func _AdminService_DeleteQueue_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListPersons_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPersonsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPersons(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPersons_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPersons(ctx, req.(*ListPersonsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetPerson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPersonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetPerson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetPerson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetPerson(ctx, req.(*GetPersonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CreatePerson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePersonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreatePerson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreatePerson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreatePerson(ctx, req.(*CreatePersonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeletePerson_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePersonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeletePerson(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeletePerson_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeletePerson(ctx, req.(*DeletePersonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -908,6 +1096,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrgs",
 			Handler:    _AdminService_ListOrgs_Handler,
+		},
+		{
+			MethodName: "UpdateOrg",
+			Handler:    _AdminService_UpdateOrg_Handler,
 		},
 		{
 			MethodName: "DeleteOrg",
@@ -980,6 +1172,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteQueue",
 			Handler:    _AdminService_DeleteQueue_Handler,
+		},
+		{
+			MethodName: "ListPersons",
+			Handler:    _AdminService_ListPersons_Handler,
+		},
+		{
+			MethodName: "GetPerson",
+			Handler:    _AdminService_GetPerson_Handler,
+		},
+		{
+			MethodName: "CreatePerson",
+			Handler:    _AdminService_CreatePerson_Handler,
+		},
+		{
+			MethodName: "DeletePerson",
+			Handler:    _AdminService_DeletePerson_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,211 @@
+// Package addresssync is the address-book sync service: the FE2 API
+// (POST /rest/addressbook/sync, DELETE /rest/addressbook/external/persons/
+// {externalDbId}) through which a directory pushes its whole person list,
+// reconciled with the org's book, every changed person announced as an
+// event.
+package addresssync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kurier.dev/services/internal/book"
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/internal/web"
+)
+
+// Config holds the service's settings.
+type Config struct {
+	// Lock says how long a sync waits for another of the same org (423
+	// after that) and how long a dead replica's lock outlives it.
+	Lock book.Locking
+	// MaxBody bounds a sync request's body.
+	MaxBody int
+}
+
+// DefaultConfig is what Kurier runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{Lock: book.DefaultLocking(), MaxBody: 64 << 20}
+}
+
+// Service is the address-book sync service.
+type Service struct {
+	cfg     Config
+	tenants *tenant.Store
+	book    *book.Store
+	log     *slog.Logger
+	m       metrics
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	persons  *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New makes the service; the streams and buckets must exist (bus.Ensure).
+func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	b, err := book.Open(ctx, conn, cfg.Lock, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:     cfg,
+		tenants: tenants,
+		book:    b,
+		log:     log,
+		m: metrics{
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_addresssync_requests_total", Help: "Address-book sync API requests by call (sync, delete) and status code.",
+			}, []string{"call", "status"}),
+			persons: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "kurier_addresssync_persons_total", Help: "Persons of accepted syncs by what happened to them.",
+			}, []string{"result"}),
+			latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "kurier_addresssync_request_seconds", Help: "Address-book sync API request duration by call.",
+				Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+			}, []string{"call"}),
+		},
+	}
+	for _, c := range []prometheus.Collector{s.m.requests, s.m.persons, s.m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("addresssync metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Routes adds the FE2 API to mux.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /rest/addressbook/sync", s.observe("sync", s.sync))
+	mux.HandleFunc("DELETE /rest/addressbook/external/persons/{externalDbId}", s.observe("delete", s.delete))
+}
+
+// Run finishes or undoes the syncs that replicas which died left
+// unfinished, then waits for ctx to end.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.book.RecoverAll(ctx); err != nil && ctx.Err() == nil {
+		// Each org's next sync finishes its own before it begins.
+		s.log.Warn("unfinished syncs not all recovered", "err", err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Counts answer an accepted sync: what happened to how many persons.
+type Counts struct {
+	Created       int `json:"created"`
+	Updated       int `json:"updated"`
+	Deleted       int `json:"deleted"`
+	MarkedDeleted int `json:"markedDeleted"`
+	Unchanged     int `json:"unchanged"`
+}
+
+func (s *Service) observe(call string, serve func(*http.Request) (Counts, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		c, err := serve(r)
+		status := http.StatusOK
+		if err != nil {
+			var we *web.Error
+			status = http.StatusInternalServerError
+			if errors.As(err, &we) {
+				status = we.Status
+			}
+			if we == nil || error(we) != err {
+				// It wraps a failure of its own: the answer does not tell it.
+				s.log.Warn("address book "+call+" failed", "status", status, "err", err)
+			}
+			web.WriteError(w, err)
+		} else {
+			web.WriteJSON(w, http.StatusOK, c)
+			for result, n := range map[string]int{"created": c.Created, "updated": c.Updated, "deleted": c.Deleted,
+				"marked_deleted": c.MarkedDeleted, "unchanged": c.Unchanged} {
+				s.m.persons.WithLabelValues(result).Add(float64(n))
+			}
+		}
+		s.m.requests.WithLabelValues(call, strconv.Itoa(status)).Inc()
+		s.m.latency.WithLabelValues(call).Observe(time.Since(start).Seconds())
+	}
+}
+
+// org checks the key, sent as the whole Authorization header as FE2 does,
+// and answers the org it belongs to if that has the sync switched on.
+func (s *Service) org(ctx context.Context, r *http.Request) (tenant.Org, error) {
+	key, err := s.tenants.Authenticate(ctx, r.Header.Get("Authorization"), tenant.ScopeAddressbook)
+	if errors.Is(err, tenant.ErrForbidden) {
+		// To FE2's clients a key that is not the org's access key is a
+		// wrong key, whatever else it may do.
+		err = tenant.ErrUnauthenticated
+	}
+	if err := web.KeyError(err, "Authorization"); err != nil {
+		return tenant.Org{}, err
+	}
+	o, err := s.tenants.Org(ctx, key.Org)
+	if err != nil {
+		return o, unavailable(err)
+	}
+	if !o.AddressbookSync {
+		return o, web.Errf(http.StatusServiceUnavailable, "sync_disabled", "", "the organisation has the address-book sync switched off")
+	}
+	return o, nil
+}
+
+// lock takes the org's book, turning a wait that ran out into 423.
+func (s *Service) lock(ctx context.Context, org string) (*book.Writer, error) {
+	w, err := s.book.Lock(ctx, org)
+	if errors.Is(err, book.ErrLocked) {
+		return nil, web.Errf(http.StatusLocked, "locked", "",
+			"another sync of the organisation is running and did not end within %v; nothing was changed, retry later", s.cfg.Lock.Wait)
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return w, nil
+}
+
+// unavailable answers a failure of the store: nothing was changed, retry.
+func unavailable(err error) error {
+	return fmt.Errorf("%w (%w)", &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message: "the address book cannot be reached right now; nothing was changed, retry later", RetryAfter: 1}, err)
+}
+
+func (s *Service) delete(r *http.Request) (Counts, error) {
+	ctx := r.Context()
+	o, err := s.org(ctx, r)
+	if err != nil {
+		return Counts{}, err
+	}
+	if !o.AllowPersonDeletion {
+		return Counts{}, web.Errf(http.StatusForbidden, "deletion_not_allowed", "", "the organisation does not allow deleting persons")
+	}
+	id := r.PathValue("externalDbId")
+	w, err := s.lock(ctx, o.ID)
+	if err != nil {
+		return Counts{}, err
+	}
+	defer w.Release()
+	b, err := w.Read(ctx, id)
+	if err != nil {
+		return Counts{}, unavailable(err)
+	}
+	if e, ok := b.Persons[id]; !ok || e.Person.Origin != book.OriginSync {
+		return Counts{}, web.Errf(http.StatusNotFound, "not_found", "externalDbId", "no synced person has this externalDbId")
+	}
+	if err := w.Commit(ctx, []book.Change{b.Change(id, nil)}); err != nil {
+		return Counts{}, unavailable(err)
+	}
+	return Counts{Deleted: 1}, nil
+}

@@ -1,0 +1,426 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/tests/harness"
+)
+
+// fe2Answer is an answer of the address-book sync API.
+type fe2Answer struct {
+	Status        int
+	Created       int `json:"created"`
+	Updated       int `json:"updated"`
+	Deleted       int `json:"deleted"`
+	MarkedDeleted int `json:"markedDeleted"`
+	Unchanged     int `json:"unchanged"`
+	Error         *struct {
+		Code  string `json:"code"`
+		Field string `json:"field"`
+		Index *int   `json:"index"`
+	} `json:"error"`
+}
+
+func (a fe2Answer) String() string {
+	if a.Error != nil {
+		return fmt.Sprintf("%d %s %s", a.Status, a.Error.Code, a.Error.Field)
+	}
+	return fmt.Sprintf("%d created %d, updated %d, deleted %d, marked %d, unchanged %d", a.Status, a.Created, a.Updated, a.Deleted, a.MarkedDeleted, a.Unchanged)
+}
+
+// fe2 calls the sync API as FE2's clients do: the key as the whole
+// Authorization header.
+func fe2(t *testing.T, base, key, method, path string, body []byte) fe2Answer {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := fe2Answer{Status: resp.StatusCode}
+	if err := json.Unmarshal(b, &a); err != nil || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("answer %d is not JSON: %s", resp.StatusCode, b)
+	}
+	return a
+}
+
+func syncBody(t *testing.T, persons ...map[string]any) []byte {
+	t.Helper()
+	if persons == nil {
+		persons = []map[string]any{}
+	}
+	return mustJSON(t, map[string]any{"source": "Personalverwaltung", "personList": persons})
+}
+
+func pushSync(t *testing.T, k *harness.Kurier, key string, persons ...map[string]any) fe2Answer {
+	t.Helper()
+	return fe2(t, k.HTTP, key, http.MethodPost, "/rest/addressbook/sync", syncBody(t, persons...))
+}
+
+// fe2Person is a person as FE2's documentation shows one.
+func fe2Person(id, first string, more ...any) map[string]any {
+	p := map[string]any{"externalDbId": id, "firstName": first, "lastName": "Mustermann", "note": "Das ist eine Notiz",
+		"osFunctions": []string{"AGT", "MA"}, "osGroups": []string{"Löschgruppe 1"}, "alarmGroups": []string{"Alarm Gruppe", "Alarm Gruppe 2"},
+		"issi": "", "xmpp": "", "aPagerPro": first + "@example.com", "email": first + "@example.com", "mobil": "0049151123456",
+		"aPagerProFieldMode": "LEGACY"}
+	for i := 0; i+1 < len(more); i += 2 {
+		p[more[i].(string)] = more[i+1]
+	}
+	return p
+}
+
+func updateOrg(t *testing.T, adm adminv1.AdminServiceClient, o *adminv1.Org, paths ...string) {
+	t.Helper()
+	if _, err := adm.UpdateOrg(context.Background(), &adminv1.UpdateOrgRequest{Org: o, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addressbookOrg(t *testing.T, k *harness.Kurier, org string) (adminv1.AdminServiceClient, string) {
+	t.Helper()
+	adm, key := setup(t, k, org, adminv1.KeyScope_KEY_SCOPE_ADDRESSBOOK)
+	updateOrg(t, adm, &adminv1.Org{OrgId: org, AddressbookSyncEnabled: true}, "addressbook_sync_enabled")
+	return adm, key
+}
+
+func wantFE2(t *testing.T, got fe2Answer, want string) {
+	t.Helper()
+	if got.String() != want {
+		t.Fatalf("answer %s, want %s", got, want)
+	}
+}
+
+func persons(t *testing.T, adm adminv1.AdminServiceClient, org string, deleted bool) map[string]*adminv1.Person {
+	t.Helper()
+	out := map[string]*adminv1.Person{}
+	req := &adminv1.ListPersonsRequest{OrgId: org, IncludeDeleted: deleted, PageSize: 1000}
+	for {
+		resp, err := adm.ListPersons(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range resp.GetPersons() {
+			out[p.GetExternalDbId()] = p
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out
+		}
+	}
+}
+
+func TestAddressBookSyncAsFE2(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	ctx := context.Background()
+	adm, key := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_ADDRESSBOOK)
+
+	if a := pushSync(t, k, key, fe2Person("1", "max")); a.Status != 503 || a.Error.Code != "sync_disabled" {
+		t.Fatalf("sync while the org has it off: %s", a)
+	}
+	updateOrg(t, adm, &adminv1.Org{OrgId: "acme", AddressbookSyncEnabled: true, PersonQuota: 4}, "addressbook_sync_enabled", "person_quota")
+	org, err := adm.GetOrg(ctx, &adminv1.GetOrgRequest{OrgId: "acme"})
+	if err != nil || !org.GetAddressbookSyncEnabled() || org.GetPersonQuota() != 4 || org.GetAllowPersonDeletion() || org.GetDisplayName() != "Org acme" {
+		t.Fatalf("org after a partial update: %v %v", org, err)
+	}
+
+	// Person changes reach a payload subscription.
+	rcv := newReceiver(t)
+	payloadSub(t, adm, &adminv1.Subscription{System: "dir", EventTypes: []string{"person.created", "person.updated", "person.deleted"}, Url: rcv.URL + "/persons"})
+	type delivered struct {
+		Type, Subject string
+		Data          struct {
+			ExternalDbID string `json:"externalDbId"`
+			FirstName    string `json:"firstName"`
+			Origin       string `json:"origin"`
+			Deleted      bool   `json:"deleted"`
+			Token        string `json:"token"`
+		}
+	}
+	next := func() delivered {
+		t.Helper()
+		var d delivered
+		h := rcv.next(t, 10*time.Second)
+		if err := json.Unmarshal(h.Body, &d); err != nil {
+			t.Fatalf("delivery body %s", h.Body)
+		}
+		return d
+	}
+	expect := func(want ...string) {
+		t.Helper()
+		var got []string
+		for range want {
+			d := next()
+			got = append(got, d.Type+" "+d.Subject)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("deliveries %q, want %q", got, want)
+		}
+	}
+
+	manual, err := adm.CreatePerson(ctx, &adminv1.CreatePersonRequest{OrgId: "acme", Person: &adminv1.Person{ExternalDbId: "m1", FirstName: "Hand", LastName: "Made"}})
+	if err != nil || manual.GetOrigin() != adminv1.PersonOrigin_PERSON_ORIGIN_MANUAL {
+		t.Fatalf("CreatePerson: %v %v", manual, err)
+	}
+	expect("person.created m1")
+
+	for _, bad := range []struct {
+		name, body, field string
+		index             int
+	}{
+		{"mobil", string(syncBody(t, fe2Person("1", "max"), fe2Person("2", "erika", "mobil", "0151 123456"))), "personList[1].mobil", 1},
+		{"aPagerPro in token mode", string(syncBody(t, fe2Person("1", "max", "aPagerProFieldMode", "TOKEN"))), "personList[0].aPagerPro", 0},
+		{"aPagerPro", string(syncBody(t, fe2Person("1", "max", "aPagerPro", "max"))), "personList[0].aPagerPro", 0},
+		{"no externalDbId", `{"source":"x","personList":[{"firstName":"max"}]}`, "personList[0].externalDbId", 0},
+		{"same id twice", string(syncBody(t, fe2Person("1", "max"), fe2Person("1", "erika"))), "personList[1].externalDbId", 1},
+		{"osFunctions a string", `{"personList":[{"externalDbId":"1","osFunctions":"AGT"}]}`, "personList[0].osFunctions", 0},
+	} {
+		a := fe2(t, k.HTTP, key, http.MethodPost, "/rest/addressbook/sync", []byte(bad.body))
+		if a.Status != 400 || a.Error.Field != bad.field || a.Error.Index == nil || *a.Error.Index != bad.index {
+			t.Fatalf("%s: %s, want 400 naming %s", bad.name, a, bad.field)
+		}
+	}
+	for _, wrong := range []string{"", "kur_0000000000000000_" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "Bearer " + key} {
+		if a := pushSync(t, k, wrong, fe2Person("1", "max")); a.Status != 401 {
+			t.Fatalf("key %q: %s", wrong, a)
+		}
+	}
+
+	first := []map[string]any{fe2Person("1", "max", "aPagerProFieldMode", "TOKEN", "aPagerPro", ""), fe2Person("2", "erika"), fe2Person("3", "otto")}
+	wantFE2(t, pushSync(t, k, key, first...), "200 created 3, updated 0, deleted 0, marked 0, unchanged 0")
+	expect("person.created 1", "person.created 2", "person.created 3")
+	got := persons(t, adm, "acme", false)
+	token := got["1"].GetToken()
+	if len(got) != 4 || token == "" || got["2"].GetToken() != "" || got["2"].GetOrigin() != adminv1.PersonOrigin_PERSON_ORIGIN_SYNC ||
+		got["2"].GetMobil() != "0049151123456" || !slices.Equal(got["2"].GetOsFunctions(), []string{"AGT", "MA"}) {
+		t.Fatalf("book after the first sync: %v", got)
+	}
+
+	// The same list again: nothing written, nothing sent.
+	wantFE2(t, pushSync(t, k, key, first...), "200 created 0, updated 0, deleted 0, marked 0, unchanged 3")
+	rcv.none(t, 1500*time.Millisecond)
+
+	// Refused, each changing nothing: over the quota (the manual person
+	// counts), a manual person's id, another org's person.
+	_, globex := addressbookOrg(t, k, "globex")
+	wantFE2(t, pushSync(t, k, globex, fe2Person("g1", "gina")), "200 created 1, updated 0, deleted 0, marked 0, unchanged 0")
+	for _, refused := range []struct {
+		list  []map[string]any
+		want  string
+		index int
+	}{
+		{append(slices.Clone(first), fe2Person("4", "paul")), "403 quota_exceeded personList", -1},
+		{append(slices.Clone(first), fe2Person("m1", "hand")), "412 person_made_by_hand personList[3].externalDbId", 3},
+		{append(slices.Clone(first[:2]), fe2Person("g1", "gina")), "412 person_of_other_org personList[2].externalDbId", 2},
+	} {
+		a := pushSync(t, k, key, refused.list...)
+		if a.String() != refused.want || refused.index >= 0 && (a.Error.Index == nil || *a.Error.Index != refused.index) {
+			t.Fatalf("answer %s, want %s", a, refused.want)
+		}
+	}
+	rcv.none(t, 500*time.Millisecond)
+	if after := persons(t, adm, "acme", true); len(after) != 4 || after["1"].GetToken() != token {
+		t.Fatalf("refused syncs changed the book: %v", after)
+	}
+
+	// Otto is gone from the list: marked deleted, as deleting is not
+	// allowed; Max leaves token mode and keeps his token.
+	second := []map[string]any{fe2Person("1", "max", "aPagerProFieldMode", "LEGACY"), fe2Person("2", "erika")}
+	wantFE2(t, pushSync(t, k, key, second...), "200 created 0, updated 1, deleted 0, marked 1, unchanged 1")
+	expect("person.updated 1", "person.deleted 3")
+	if got := persons(t, adm, "acme", false); len(got) != 3 || got["1"].GetToken() != token {
+		t.Fatalf("persons not marked deleted: %v", got)
+	}
+	if all := persons(t, adm, "acme", true); !all["3"].GetDeleted() {
+		t.Fatalf("otto is not marked deleted: %v", all["3"])
+	}
+	// Listed again, he is back.
+	wantFE2(t, pushSync(t, k, key, append(second, fe2Person("3", "otto"))...), "200 created 0, updated 1, deleted 0, marked 0, unchanged 2")
+	if d := next(); d.Type != "person.updated" || d.Subject != "3" || d.Data.Deleted || d.Data.Origin != "sync" {
+		t.Fatalf("restore delivered %+v", d)
+	}
+
+	// Deleting persons.
+	del := func(key, id string) fe2Answer {
+		return fe2(t, k.HTTP, key, http.MethodDelete, "/rest/addressbook/external/persons/"+url.PathEscape(id), nil)
+	}
+	if a := del(key, "3"); a.Status != 403 {
+		t.Fatalf("delete without permission: %s", a)
+	}
+	updateOrg(t, adm, &adminv1.Org{OrgId: "acme", AllowPersonDeletion: true}, "allow_person_deletion")
+	for _, id := range []string{"nobody", "m1", "g1"} {
+		if a := del(key, id); a.Status != 404 {
+			t.Fatalf("delete %s: %s", id, a)
+		}
+	}
+	wantFE2(t, del(key, "3"), "200 created 0, updated 0, deleted 1, marked 0, unchanged 0")
+	expect("person.deleted 3")
+	wantFE2(t, pushSync(t, k, key, second[0]), "200 created 0, updated 0, deleted 1, marked 0, unchanged 1")
+	if d := next(); d.Type != "person.deleted" || d.Subject != "2" || d.Data.FirstName != "erika" {
+		t.Fatalf("deletion delivered %+v", d)
+	}
+	got = persons(t, adm, "acme", true)
+	if len(got) != 2 || got["m1"].GetFirstName() != "Hand" || got["1"].GetToken() != token {
+		t.Fatalf("book at the end: %v", got)
+	}
+	if _, err := adm.GetPerson(ctx, &adminv1.GetPersonRequest{OrgId: "globex", ExternalDbId: "1"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("another org's person through GetPerson: %v", err)
+	}
+	if _, err := adm.DeletePerson(ctx, &adminv1.DeletePersonRequest{OrgId: "acme", ExternalDbId: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("person.deleted m1")
+}
+
+// bigList is n persons, enough to keep a sync busy for a while.
+func bigList(n int) []map[string]any {
+	list := make([]map[string]any, n)
+	for i := range list {
+		list[i] = fe2Person(strconv.Itoa(i), "p"+strconv.Itoa(i))
+	}
+	return list
+}
+
+func TestAddressBookSyncOneAtATime(t *testing.T) {
+	k := harness.Start(t, harness.Options{Env: []string{"KURIER_SYNC_LOCK_WAIT=300ms"}})
+	_, key := addressbookOrg(t, k, "acme")
+	// A second replica of the service, on the same NATS.
+	replica := harness.Start(t, harness.Options{Role: "addresssync", NATSURL: k.NATS, Env: []string{"KURIER_SYNC_LOCK_WAIT=30s"}})
+	js, err := jetstream.New(k.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks, err := js.KeyValue(context.Background(), "locks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := locks.Watch(context.Background(), "addressbook.acme", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Stop()
+
+	big := syncBody(t, bigList(5000)...)
+	done := make(chan fe2Answer, 1)
+	go func() { done <- fe2(t, k.HTTP, key, http.MethodPost, "/rest/addressbook/sync", big) }()
+	<-held.Updates() // the big sync has the lock
+	// Waiting 300 ms is not enough: 423, nothing changed.
+	if a := pushSync(t, k, key, fe2Person("x", "x")); a.Status != 423 || a.Error.Code != "locked" {
+		t.Fatalf("second sync while the first runs: %s", a)
+	}
+	// The patient replica waits its turn and finds the list synced.
+	wantFE2(t, fe2(t, replica.HTTP, key, http.MethodPost, "/rest/addressbook/sync", big), "200 created 0, updated 0, deleted 0, marked 0, unchanged 5000")
+	wantFE2(t, <-done, "200 created 5000, updated 0, deleted 0, marked 0, unchanged 0")
+}
+
+func TestAddressBookSyncKilledMidway(t *testing.T) {
+	env := []string{"KURIER_SYNC_LOCK_TTL=2s"}
+	k := harness.Start(t, harness.Options{Env: env})
+	adm, key := addressbookOrg(t, k, "acme")
+	list := bigList(6000)
+	wantFE2(t, pushSync(t, k, key, list[:3000]...), "200 created 3000, updated 0, deleted 0, marked 0, unchanged 0")
+
+	// The next sync changes every person it had and adds as many: killed
+	// as soon as its journal says it has begun.
+	for _, p := range list[:3000] {
+		p["note"] = "geändert"
+	}
+	begun, err := k.Conn(t).SubscribeSync("kurier.sync.acme.state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, k.HTTP+"/rest/addressbook/sync", bytes.NewReader(syncBody(t, list...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", key)
+	req.Header.Set("Content-Type", "application/json")
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d before the kill", resp.StatusCode)
+		}
+		answered <- err
+	}()
+	if _, err := begun.NextMsg(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	k.Stop(t, syscall.SIGKILL)
+	t.Logf("sync request: %v", <-answered)
+
+	// Restarted, it finishes or undoes the sync on its own.
+	k = harness.Start(t, harness.Options{DataDir: k.DataDir, Env: env})
+	adm = k.Admin(t)
+	js, err := jetstream.New(k.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := js.Stream(context.Background(), "SYNC_JOURNAL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal still holds %d messages", info.State.Msgs)
+		}
+	}
+	book := persons(t, adm, "acme", true)
+	changed := 0
+	for _, p := range book {
+		if p.GetNote() == "geändert" {
+			changed++
+		}
+	}
+	events := len(stored(t, k, "acme"))
+	switch {
+	case len(book) == 3000 && changed == 0 && events == 3000:
+		t.Log("the sync was undone")
+	case len(book) == 6000 && changed == 3000 && events == 9000:
+		t.Log("the sync was finished")
+	default:
+		t.Fatalf("book between before and after: %d persons, %d changed, %d events", len(book), changed, events)
+	}
+	// Sent again, it makes the book as it should be, announcing each change once.
+	a := pushSync(t, k, key, list...)
+	if a.Status != 200 || a.Created+a.Updated+a.Unchanged != 6000 {
+		t.Fatalf("the sync sent again: %s", a)
+	}
+	if events := len(stored(t, k, "acme")); events != 9000 {
+		t.Fatalf("%d events, want 9000: each change announced once", events)
+	}
+}
