@@ -85,8 +85,9 @@ run:
 test:
 	$(GO) test -race -count=1 -timeout 15m work
 
+# With the tag of the compose end-to-end test, so that it is vetted too.
 vet:
-	$(GO) vet work
+	$(GO) vet -tags compose work
 
 fmt-check:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "not gofmt-clean:" >&2; echo "$$out" >&2; exit 1; fi

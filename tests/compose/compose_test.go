@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -59,26 +60,30 @@ func TestCompose(t *testing.T) {
 	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	key, err := adm.CreateKey(ctx, &adminv1.CreateKeyRequest{OrgId: "acme", Scopes: []adminv1.KeyScope{adminv1.KeyScope_KEY_SCOPE_INGEST}})
+	created, err := adm.CreateKey(ctx, &adminv1.CreateKeyRequest{OrgId: "acme", Scopes: []adminv1.KeyScope{
+		adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subscribe := func(s *adminv1.Subscription) *adminv1.CreateSubscriptionResponse {
+	key := created.GetSecret()
+	q := createQueue(t, k.HTTP, key)
+	subscribe := func(s *adminv1.Subscription, types ...string) *adminv1.CreateSubscriptionResponse {
 		t.Helper()
-		s.OrgId, s.EventTypes, s.Active = "acme", []string{eventType}, true
+		s.OrgId, s.EventTypes, s.Active = "acme", types, true
 		resp, err := adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: s})
 		if err != nil {
 			t.Fatalf("subscribe %s: %v", s.GetSystem(), err)
 		}
 		return resp
 	}
-	subscribe(&adminv1.Subscription{System: "shop", Mode: adminv1.DeliveryMode_DELIVERY_MODE_PING, Url: receiverURL + "/ping"})
+	subscribe(&adminv1.Subscription{System: "shop", Mode: adminv1.DeliveryMode_DELIVERY_MODE_PING, Url: receiverURL + "/ping"}, eventType)
 	payload := subscribe(&adminv1.Subscription{System: "crm", Mode: adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD, Url: receiverURL + "/payload",
 		Timeout: durationpb.New(5 * time.Second), RetrySchedule: []*durationpb.Duration{
-			durationpb.New(0), durationpb.New(time.Second), durationpb.New(2 * time.Second), durationpb.New(5 * time.Second)}})
-	pub := &publisher{url: k.HTTP + "/v1/events", key: key.GetSecret(), client: &http.Client{Timeout: 30 * time.Second}}
+			durationpb.New(0), durationpb.New(time.Second), durationpb.New(2 * time.Second), durationpb.New(5 * time.Second)}}, eventType)
+	subscribe(&adminv1.Subscription{System: "hub", Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: q.QueueID}, eventType)
+	pub := &publisher{url: k.HTTP + "/v1/events", key: key, client: &http.Client{Timeout: 30 * time.Second}}
 
-	// Every mode delivers, signed.
+	// Every mode delivers: pings, signed payloads, queue messages.
 	for range 5 {
 		pub.send(t)
 	}
@@ -90,6 +95,11 @@ func TestCompose(t *testing.T) {
 	}
 	if h := got[0]; wh.Verify([]byte(h.Body), h.Header) != nil {
 		t.Fatalf("payload signature does not verify: %v", h.Header)
+	}
+	q.waitFor(t, pub.ids(), time.Minute)
+	if code, body := call(t, http.MethodPost, q.senderURL(k.HTTP), map[string]string{"X-COMNORM-NOTIFICATION-SECRET": q.NotificationSecret},
+		`{"from":"a sender"}`); code != http.StatusOK {
+		t.Fatalf("a sender's message: %d %s", code, body)
 	}
 
 	// A steady flow; then a NATS node (the one leading EVENTS) and a
@@ -120,22 +130,142 @@ func TestCompose(t *testing.T) {
 	flowing.Wait()
 
 	// Nothing lost, and the cluster whole again.
-	rcv.waitPayloads(t, pub.ids(), 2*time.Minute)
+	sent := pub.ids()
+	rcv.waitPayloads(t, sent, 2*time.Minute)
+	queued := q.drain(t, sent, 2*time.Minute)
 	s.waitHealthy(2 * time.Minute)
 	rcv.waitFor(t, "a ping after the loss", 30*time.Second, func(h hit) bool { return h.Path == "/ping" && h.At.After(back) })
 
-	sent := pub.ids()
-	perID := rcv.payloadCounts()
-	deliveries := 0
-	for _, n := range perID {
-		deliveries += n
-	}
+	delivered, dups := tally(rcv.payloadCounts())
+	_, queueDups := tally(queued)
 	pause := rcv.longestPause(lost, back)
-	fmt.Printf("compose-e2e: %d events sent, %d delivered, %d duplicates; longest pause in deliveries while %s and a dispatcher were down for %v: %v; %d publish retries; took %v\n",
-		len(sent), len(perID), deliveries-len(perID), leader, loss, pause.Round(10*time.Millisecond), pub.retries(), time.Since(began).Round(time.Second))
+	fmt.Printf("compose-e2e: %d events sent, %d delivered, %d duplicates (queue: %d duplicates); longest pause in deliveries while %s and a dispatcher were down for %v: %v; %d publish retries; took %v\n",
+		len(sent), delivered, dups, queueDups, leader, loss, pause.Round(10*time.Millisecond), pub.retries(), time.Since(began).Round(time.Second))
 	if pause >= loss {
 		t.Errorf("no delivery while the node was down (longest pause %v)", pause)
 	}
+}
+
+// tally answers how many ids were delivered and how many deliveries were
+// repeats.
+func tally(perID map[string]int) (delivered, duplicates int) {
+	for _, n := range perID {
+		delivered++
+		duplicates += n - 1
+	}
+	return delivered, duplicates
+}
+
+// call makes one HTTP request and answers the status and body.
+func call(t *testing.T, method, url string, header map[string]string, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// queue is a pull queue of the queue API (ComNorm), read with its
+// partner key.
+type queue struct {
+	QueueID            string `json:"queueId"`
+	NotificationURL    string `json:"notificationURL"`
+	NotificationSecret string `json:"notificationSecret"`
+	base, key          string
+}
+
+func createQueue(t *testing.T, base, key string) *queue {
+	t.Helper()
+	code, body := call(t, http.MethodPost, base+"/api/queues", map[string]string{"X-PARTNER-KEY": key}, "")
+	q := &queue{base: base, key: key}
+	if code != http.StatusOK || json.Unmarshal(body, q) != nil || q.QueueID == "" {
+		t.Fatalf("create queue: %d %s", code, body)
+	}
+	return q
+}
+
+// senderURL is the queue's notificationURL at the gateway's published
+// address, which the deployment cannot know.
+func (q *queue) senderURL(base string) string {
+	u, err := url.Parse(q.NotificationURL)
+	if err != nil {
+		return q.NotificationURL
+	}
+	return base + u.Path
+}
+
+// peek answers the event ids of the messages at the head of the queue,
+// and the messages' ids.
+func (q *queue) peek(t *testing.T) (ids, messages []string) {
+	t.Helper()
+	code, body := call(t, http.MethodGet, q.base+"/api/queues/"+q.QueueID+"/messages?count=100&timeout=1", map[string]string{"X-PARTNER-KEY": q.key}, "")
+	if code == http.StatusRequestTimeout {
+		return nil, nil
+	}
+	var msgs []struct {
+		MessageID string              `json:"messageId"`
+		Content   struct{ ID string } `json:"content"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &msgs) != nil {
+		t.Fatalf("peek: %d %s", code, body)
+	}
+	for _, m := range msgs {
+		ids, messages = append(ids, m.Content.ID), append(messages, m.MessageID)
+	}
+	return ids, messages
+}
+
+// waitFor waits until the messages at the head of the queue hold every id.
+func (q *queue) waitFor(t *testing.T, want []string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(200 * time.Millisecond) {
+		ids, _ := q.peek(t)
+		if !slices.ContainsFunc(want, func(id string) bool { return !slices.Contains(ids, id) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue holds %v, want %v", ids, want)
+		}
+	}
+}
+
+// drain reads and deletes messages until every id has come, and counts
+// the messages per id.
+func (q *queue) drain(t *testing.T, want []string, d time.Duration) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for deadline := time.Now().Add(d); slices.ContainsFunc(want, func(id string) bool { return seen[id] == 0 }); {
+		if time.Now().After(deadline) {
+			var missing []string
+			for _, id := range want {
+				if seen[id] == 0 {
+					missing = append(missing, id)
+				}
+			}
+			t.Fatalf("%d of %d events not queued within %v: %v", len(missing), len(want), d, missing[:min(len(missing), 20)])
+		}
+		ids, msgs := q.peek(t)
+		for i, m := range msgs {
+			if code, body := call(t, http.MethodDelete, q.base+"/api/queues/"+q.QueueID+"/messages/"+m, map[string]string{"X-PARTNER-KEY": q.key}, ""); code != http.StatusOK {
+				t.Fatalf("delete message %s: %d %s", m, code, body)
+			}
+			if ids[i] != "" {
+				seen[ids[i]]++
+			}
+		}
+	}
+	return seen
 }
 
 // streamLeader names the NATS server leading a stream.
