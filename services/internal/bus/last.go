@@ -31,10 +31,22 @@ func LastMsgs(ctx context.Context, nc *nats.Conn, stream string, subjects []stri
 }
 
 func lastMsgs(ctx context.Context, nc *nats.Conn, stream string, subjects []string, out map[string]*nats.Msg) error {
-	req, err := json.Marshal(struct {
+	req := struct {
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
+	}{subjects, len(subjects)}
+	return DirectBatch(ctx, nc, stream, req, func(m *nats.Msg) error {
+		out[m.Header.Get(jetstream.SubjectHeader)] = m
+		return nil
+	})
+}
+
+// DirectBatch sends a batched Direct Get request (req, encoded as JSON) to
+// a stream with AllowDirect and hands each message of the answer to each,
+// in order, until the end of the batch. An answer without any message is
+// no error.
+func DirectBatch(ctx context.Context, nc *nats.Conn, stream string, req any, each func(*nats.Msg) error) error {
+	b, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
@@ -44,7 +56,7 @@ func lastMsgs(ctx context.Context, nc *nats.Conn, stream string, subjects []stri
 		return fmt.Errorf("direct get %s: %w", stream, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, b); err != nil {
 		return fmt.Errorf("direct get %s: %w", stream, err)
 	}
 	for {
@@ -54,7 +66,9 @@ func lastMsgs(ctx context.Context, nc *nats.Conn, stream string, subjects []stri
 		}
 		switch st := m.Header.Get("Status"); st {
 		case "":
-			out[m.Header.Get(jetstream.SubjectHeader)] = m
+			if err := each(m); err != nil {
+				return err
+			}
 		case "204", "404": // the end of the batch; none at all
 			return nil
 		default:

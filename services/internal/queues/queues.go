@@ -225,7 +225,7 @@ func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		// A queue made a moment ago through another replica may not yet
 		// have reached the one that answered: the leader has it.
-		m, err := bus.LeaderGet(ctx, s.nc, "KV_"+bus.BucketQueues, bus.LeaderQuery{LastBySubject: "$KV." + bus.BucketQueues + "." + recordKey(id)})
+		m, err := bus.LeaderGet(ctx, s.nc, bus.KVStream(bus.BucketQueues), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketQueues, recordKey(id))})
 		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Header.Get(kvOperation) != "" {
 			return Queue{}, ErrNotFound
 		}
@@ -376,40 +376,23 @@ func (s *Store) Peek(ctx context.Context, id string, n int) ([]Message, error) {
 func (s *Store) replicated() bool { return s.stream.CachedInfo().Config.Replicas > 1 }
 
 func (s *Store) peekDirect(ctx context.Context, id string, n int) ([]Message, error) {
-	req, _ := json.Marshal(struct {
+	req := struct {
 		NextBy string `json:"next_by_subj"`
 		Batch  int    `json:"batch"`
-	}{bus.QueueSubject(id), n})
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
+	}{bus.QueueSubject(id), n}
+	var out []Message
+	err := bus.DirectBatch(ctx, s.nc, bus.StreamQueues, req, func(m *nats.Msg) error {
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return fmt.Errorf("sequence: %w", err)
+		}
+		out = append(out, Message{Seq: seq, Content: m.Data})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("peek queue %s: %w", id, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamQueues, inbox, req); err != nil {
-		return nil, fmt.Errorf("peek queue %s: %w", id, err)
-	}
-	var out []Message
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("peek queue %s: %w", id, err)
-		}
-		switch st := m.Header.Get("Status"); st {
-		case "":
-			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("peek queue %s: sequence: %w", id, err)
-			}
-			out = append(out, Message{Seq: seq, Content: m.Data})
-		case "204": // the end of the batch
-			return out, nil
-		case "404": // no message on the subject
-			return nil, nil
-		default:
-			return nil, fmt.Errorf("peek queue %s: status %s %s", id, st, m.Header.Get("Description"))
-		}
-	}
+	return out, nil
 }
 
 func (s *Store) peekLeader(ctx context.Context, id string, n int) ([]Message, error) {
