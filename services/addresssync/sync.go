@@ -1,6 +1,7 @@
 package addresssync
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -51,7 +52,7 @@ func (s *Service) sync(r *http.Request) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	if err := s.claim(r, p, list); err != nil {
+	if err := s.claim(ctx, p, list); err != nil {
 		return Counts{}, err
 	}
 	if o.PersonQuota > 0 && p.active > o.PersonQuota {
@@ -73,7 +74,7 @@ func (s *Service) sync(r *http.Request) (Counts, error) {
 
 // claim checks that no listed person new to the org belongs to another
 // org, and marks the new ids to be claimed for it.
-func (s *Service) claim(r *http.Request, p *plan, list []book.Fields) error {
+func (s *Service) claim(ctx context.Context, p *plan, list []book.Fields) error {
 	ids := make([]string, 0, len(p.news))
 	for _, i := range p.news {
 		ids = append(ids, p.changes[i].ID)
@@ -81,7 +82,7 @@ func (s *Service) claim(r *http.Request, p *plan, list []book.Fields) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	owners, err := s.book.Owners(r.Context(), ids)
+	owners, err := s.book.Owners(ctx, ids)
 	if err != nil {
 		return unavailable(err)
 	}

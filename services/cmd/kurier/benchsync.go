@@ -121,7 +121,8 @@ func benchSync(ctx context.Context, args []string) error {
 }
 
 // syncBodies builds the three request bodies before any clock runs: n
-// persons, the same again, and the share changed.
+// persons, the same again, and the share changed. The ids differ by book
+// size, as those of different orgs must.
 func syncBodies(n int, changed float64) (first, again, changes []byte) {
 	type person struct {
 		ExternalDbID string   `json:"externalDbId"`
@@ -141,7 +142,7 @@ func syncBodies(n int, changed float64) (first, again, changes []byte) {
 	list := make([]person, n)
 	for i := range list {
 		mail := "person" + strconv.Itoa(i) + "@example.com"
-		list[i] = person{ExternalDbID: strconv.Itoa(100000 + i), FirstName: "Max", LastName: "Mustermann " + strconv.Itoa(i),
+		list[i] = person{ExternalDbID: strconv.Itoa(n) + "-" + strconv.Itoa(i), FirstName: "Max", LastName: "Mustermann " + strconv.Itoa(i),
 			Note: "Zug " + strconv.Itoa(i%40), OSFunctions: []string{"AGT", "MA"}, OSGroups: []string{"Löschgruppe " + strconv.Itoa(i%12)},
 			AlarmGroups: []string{"Alarm Gruppe", "Alarm Gruppe 2"}, APagerPro: mail, Email: mail,
 			Mobil: "0049151" + strconv.Itoa(1000000+i), Mode: "LEGACY"}
