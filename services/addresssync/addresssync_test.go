@@ -332,7 +332,7 @@ func TestSyncRefusals(t *testing.T) {
 		{"body not an object", key, "application/json", `[1]`, 400, "invalid_body", "body", -1},
 		{"source not a string", key, "application/json", `{"source":1,"personList":[]}`, 400, "invalid_body", "source", -1},
 		{"personList not an array", key, "application/json", `{"personList":{}}`, 400, "invalid_body", "personList", -1},
-		{"person not an object", key, "application/json", `{"personList":[{"externalDbId":"1"},"x"]}`, 400, "invalid_person", "personList[1].", 1},
+		{"person not an object", key, "application/json", `{"personList":[{"externalDbId":"1"},"x"]}`, 400, "invalid_person", "personList[1]", 1},
 		{"firstName a number", key, "application/json", `{"personList":[{"externalDbId":"1"},{"externalDbId":"2","firstName":5}]}`, 400, "invalid_person", "personList[1].firstName", 1},
 		{"osGroups a string", key, "application/json", `{"personList":[{"externalDbId":"1","osGroups":"x"}]}`, 400, "invalid_person", "personList[0].osGroups", 0},
 		{"no externalDbId", key, "application/json", `{"personList":[{"externalDbId":"1"},{"externalDbId":"2"},{"firstName":"x"}]}`, 400, "invalid_person", "personList[2].externalDbId", 2},

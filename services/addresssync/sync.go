@@ -105,8 +105,13 @@ func otherOrg(list []book.Fields, i int) error {
 		"%q belongs to a person of another organisation; nothing was changed", list[i].ExternalDbID)
 }
 
+// personErr names the person at index i and, if given, its field.
 func personErr(status int, code string, i int, field, format string, args ...any) *web.Error {
-	e := web.Errf(status, code, "personList["+strconv.Itoa(i)+"]."+field, format, args...)
+	name := "personList[" + strconv.Itoa(i) + "]"
+	if field != "" {
+		name += "." + field
+	}
+	e := web.Errf(status, code, name, format, args...)
 	e.Index = &i
 	return e
 }
