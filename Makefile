@@ -110,7 +110,9 @@ FUZZ_TARGETS := \
 	./services/internal/collmex:FuzzParseNotifications \
 	./services/internal/payload:FuzzRequestURL \
 	./services/internal/payload:FuzzBody \
-	./services/ingest:FuzzFeedQuery
+	./services/ingest:FuzzFeedQuery \
+	./services/internal/queues:FuzzCheckContent \
+	./services/addresssync:FuzzDecode
 FUZZTIME ?= 1m
 
 .PHONY: fuzz fuzz-short
