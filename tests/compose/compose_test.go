@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/tests/harness"
@@ -60,8 +61,12 @@ func TestCompose(t *testing.T) {
 	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := adm.UpdateOrg(ctx, &adminv1.UpdateOrgRequest{Org: &adminv1.Org{OrgId: "acme", AddressbookSyncEnabled: true},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"addressbook_sync_enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
 	created, err := adm.CreateKey(ctx, &adminv1.CreateKeyRequest{OrgId: "acme", Scopes: []adminv1.KeyScope{
-		adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER}})
+		adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER, adminv1.KeyScope_KEY_SCOPE_ADDRESSBOOK}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +85,17 @@ func TestCompose(t *testing.T) {
 	payload := subscribe(&adminv1.Subscription{System: "crm", Mode: adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD, Url: receiverURL + "/payload",
 		Timeout: durationpb.New(5 * time.Second), RetrySchedule: []*durationpb.Duration{
 			durationpb.New(0), durationpb.New(time.Second), durationpb.New(2 * time.Second), durationpb.New(5 * time.Second)}}, eventType)
-	subscribe(&adminv1.Subscription{System: "hub", Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: q.QueueID}, eventType)
+	subscribe(&adminv1.Subscription{System: "hub", Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: q.QueueID}, eventType, "person.created")
 	pub := &publisher{url: k.HTTP + "/v1/events", key: key, client: &http.Client{Timeout: 30 * time.Second}}
 
-	// Every mode delivers: pings, signed payloads, queue messages.
+	// Every mode delivers: pings, signed payloads, queue messages, the
+	// person an address-book sync creates among them.
 	for range 5 {
 		pub.send(t)
+	}
+	if code, body := call(t, http.MethodPost, k.HTTP+"/rest/addressbook/sync", map[string]string{"Authorization": key},
+		`{"source":"e2e","personList":[{"externalDbId":"p-1","firstName":"Erika","lastName":"Mustermann"}]}`); code != http.StatusOK {
+		t.Fatalf("address-book sync: %d %s", code, body)
 	}
 	got := rcv.waitPayloads(t, pub.ids(), time.Minute)
 	rcv.waitFor(t, "a ping", 30*time.Second, func(h hit) bool { return h.Method == http.MethodGet && h.Path == "/ping" })
@@ -96,7 +106,7 @@ func TestCompose(t *testing.T) {
 	if h := got[0]; wh.Verify([]byte(h.Body), h.Header) != nil {
 		t.Fatalf("payload signature does not verify: %v", h.Header)
 	}
-	q.waitFor(t, pub.ids(), time.Minute)
+	q.waitFor(t, append(pub.ids(), "p-1"), time.Minute)
 	if code, body := call(t, http.MethodPost, q.senderURL(k.HTTP), map[string]string{"X-COMNORM-NOTIFICATION-SECRET": q.NotificationSecret},
 		`{"from":"a sender"}`); code != http.StatusOK {
 		t.Fatalf("a sender's message: %d %s", code, body)
@@ -132,7 +142,7 @@ func TestCompose(t *testing.T) {
 	// Nothing lost, and the cluster whole again.
 	sent := pub.ids()
 	rcv.waitPayloads(t, sent, 2*time.Minute)
-	queued := q.drain(t, sent, 2*time.Minute)
+	queued := q.drain(t, append(sent, "p-1"), 2*time.Minute)
 	s.waitHealthy(2 * time.Minute)
 	rcv.waitFor(t, "a ping after the loss", 30*time.Second, func(h hit) bool { return h.Path == "/ping" && h.At.After(back) })
 
@@ -205,8 +215,8 @@ func (q *queue) senderURL(base string) string {
 	return base + u.Path
 }
 
-// peek answers the event ids of the messages at the head of the queue,
-// and the messages' ids.
+// peek answers the event (or person) ids of the messages at the head of
+// the queue, and the messages' ids.
 func (q *queue) peek(t *testing.T) (ids, messages []string) {
 	t.Helper()
 	code, body := call(t, http.MethodGet, q.base+"/api/queues/"+q.QueueID+"/messages?count=100&timeout=1", map[string]string{"X-PARTNER-KEY": q.key}, "")
@@ -214,14 +224,20 @@ func (q *queue) peek(t *testing.T) (ids, messages []string) {
 		return nil, nil
 	}
 	var msgs []struct {
-		MessageID string              `json:"messageId"`
-		Content   struct{ ID string } `json:"content"`
+		MessageID string `json:"messageId"`
+		Content   struct {
+			ID, Subject, Type string
+		} `json:"content"`
 	}
 	if code != http.StatusOK || json.Unmarshal(body, &msgs) != nil {
 		t.Fatalf("peek: %d %s", code, body)
 	}
 	for _, m := range msgs {
-		ids, messages = append(ids, m.Content.ID), append(messages, m.MessageID)
+		id := m.Content.ID
+		if strings.HasPrefix(m.Content.Type, "person.") {
+			id = m.Content.Subject
+		}
+		ids, messages = append(ids, id), append(messages, m.MessageID)
 	}
 	return ids, messages
 }
@@ -268,7 +284,8 @@ func (q *queue) drain(t *testing.T, want []string, d time.Duration) map[string]i
 	return seen
 }
 
-// streamLeader names the NATS server leading a stream.
+// streamLeader names the NATS server leading a stream: deploy/nats names
+// each server after its compose service.
 func streamLeader(t *testing.T, k *harness.Kurier, stream string) string {
 	t.Helper()
 	js, err := jetstream.New(k.Conn(t))
