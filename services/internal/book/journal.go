@@ -148,30 +148,33 @@ func (w *Writer) Commit(ctx context.Context, changes []Change) error {
 }
 
 func (s *Store) writeJournal(ctx context.Context, j *journal) error {
+	// A chunk holds changes up to chunkBytes, or a single larger one,
+	// which still fits a message: a person is far smaller.
 	chunks := func(yield func(*nats.Msg, error) bool) {
-		buf := bytes.NewBufferString("[")
-		for i, c := range j.changes {
+		var buf bytes.Buffer
+		chunk := func() *nats.Msg {
+			m := nats.NewMsg(bus.SyncOps(j.org))
+			m.Header.Set(headerSync, j.state.Sync)
+			m.Data = append(append([]byte("["), buf.Bytes()...), ']')
+			j.state.Chunks++
+			buf.Reset()
+			return m
+		}
+		for _, c := range j.changes {
 			b, err := json.Marshal(c)
 			if err != nil {
 				yield(nil, err)
 				return
 			}
-			buf.Write(b)
-			if i+1 < len(j.changes) && buf.Len()+len(b) < chunkBytes {
-				buf.WriteByte(',')
-				continue
-			}
-			buf.WriteByte(']')
-			m := nats.NewMsg(bus.SyncOps(j.org))
-			m.Header.Set(headerSync, j.state.Sync)
-			m.Data = bytes.Clone(buf.Bytes())
-			j.state.Chunks++
-			if !yield(m, nil) {
+			if buf.Len() > 0 && buf.Len()+len(b) >= chunkBytes && !yield(chunk(), nil) {
 				return
 			}
-			buf.Reset()
-			buf.WriteByte('[')
+			if buf.Len() > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(b)
 		}
+		yield(chunk(), nil)
 	}
 	if _, err := s.publishAll(ctx, chunks); err != nil {
 		return fmt.Errorf("journal: %w", err)
