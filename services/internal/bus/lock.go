@@ -108,12 +108,9 @@ func (l *Lease) renew(holder []byte) {
 	}
 }
 
-// Lost closes when the lease could not be renewed in time: the key may
-// have expired and another holder may have it.
-func (l *Lease) Lost() <-chan struct{} { return l.lost }
-
-// Guard answers a context that ends with ctx or when the lease is lost,
-// so that work done under the lock stops when the lock is gone.
+// Guard answers a context that ends with ctx or when the lease is lost:
+// when it could not be renewed in time, so that the key may have expired
+// and another holder may have it. Work done under the lock stops then.
 func (l *Lease) Guard(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {

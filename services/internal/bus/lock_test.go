@@ -75,10 +75,11 @@ func TestLockOfDeadHolderExpires(t *testing.T) {
 	if d := time.Since(start); d < 500*time.Millisecond || d > 3*time.Second {
 		t.Fatalf("took the dead holder's lock after %v, want about its TTL", d)
 	}
-	select {
-	case <-l.Lost():
+	guarded, cancel := l.Guard(ctx)
+	defer cancel()
+	time.Sleep(1500 * time.Millisecond)
+	if guarded.Err() != nil {
 		t.Fatal("lost a lease that renews")
-	default:
 	}
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
