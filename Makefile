@@ -152,7 +152,7 @@ images:
 	cd services && CGO_ENABLED=0 GOWORK=off $(GO) build -trimpath -ldflags '-s -w' -o ../$(IMAGE_DIR)/nats-server github.com/nats-io/nats-server/v2
 	cp $(CA_CERTS) $(IMAGE_DIR)/ca-certificates.crt
 	cp deploy/nats/nats.conf $(IMAGE_DIR)/nats.conf
-	docker build -q -f deploy/Dockerfile --target kurier -t $(KURIER_IMAGE):$(VERSION) -t $(KURIER_IMAGE):latest $(IMAGE_DIR)
+	docker build -q -f deploy/Dockerfile --target kurier -t $(KURIER_IMAGE):latest $(IMAGE_DIR)
 	docker build -q -f deploy/Dockerfile --target nats -t $(NATS_IMAGE):$(NATS_VERSION) -t $(NATS_IMAGE):latest $(IMAGE_DIR)
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' $(KURIER_IMAGE):latest
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' $(NATS_IMAGE):latest
