@@ -424,3 +424,24 @@ func TestAddressBookSyncKilledMidway(t *testing.T) {
 		t.Fatalf("%d events, want 9000: each change announced once", events)
 	}
 }
+
+// TestPersonChangesAreCollmexEvent9: a Collmex system that subscribed to
+// event 9 ("address or member changed") is pinged for the persons a sync
+// changes and finds them in its change feed.
+func TestPersonChangesAreCollmexEvent9(t *testing.T) {
+	k := pingKurier(t)
+	adm, key := addressbookOrg(t, k, "acme")
+	ctx := context.Background()
+	kr, err := adm.CreateKey(ctx, &adminv1.CreateKeyRequest{OrgId: "acme", Description: "feed", Scopes: []adminv1.KeyScope{adminv1.KeyScope_KEY_SCOPE_CHANGES}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t)
+	pingSub(t, adm, "acme", "collmex", rcv.URL+"/collmex", "9")
+	wantFE2(t, pushSync(t, k, key, fe2Person("P-1", "Erika")), "200 created 1, updated 0, deleted 0, marked 0, unchanged 0")
+	rcv.next(t, 10*delay)
+	c := feed(t, k, kr.GetSecret(), "system=collmex&type=9")
+	if c.Status != http.StatusOK || len(c.Changes) != 1 || c.Changes[0].Type != "person.created" || c.Changes[0].Subject != "P-1" {
+		t.Fatalf("feed for event 9: %+v", c)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/subs"
 )
@@ -187,7 +188,7 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 		return 0, invalid("events.until", "must be after since")
 	}
 	var filters []string
-	for _, t := range sub.EventTypes {
+	for _, t := range catalog.Expand(sub.EventTypes) {
 		filters = append(filters, bus.EventsSubject(sub.Org, t))
 	}
 	var queued uint32

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -513,7 +514,7 @@ func (d *fanout) reconcile(ctx, work context.Context, wg *sync.WaitGroup, id str
 		// events straight from the stream, one at a time, so neither
 		// concurrent dispatching nor retries can reorder them.
 		var filters []string
-		for _, t := range sub.EventTypes {
+		for _, t := range catalog.Expand(sub.EventTypes) {
 			filters = append(filters, bus.EventsSubject(sub.Org, t))
 		}
 		from := sub.Created

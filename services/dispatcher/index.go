@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -91,7 +92,7 @@ func (x *index) put(id string, sub *subs.Subscription) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old := x.byID[id]; old != nil {
-		for _, t := range old.sub.EventTypes {
+		for _, t := range catalog.Expand(old.sub.EventTypes) {
 			k := typeKey(old.sub.Org, t)
 			list := x.byType[k]
 			for i, e := range list {
@@ -116,7 +117,7 @@ func (x *index) put(id string, sub *subs.Subscription) {
 	if !sub.Active {
 		return
 	}
-	for _, t := range sub.EventTypes {
+	for _, t := range catalog.Expand(sub.EventTypes) {
 		k := typeKey(sub.Org, t)
 		x.byType[k] = append(x.byType[k], e)
 	}

@@ -234,8 +234,12 @@ func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Cha
 	at := map[string]int{} // document -> index in list
 	var list []*Change
 	full := false
+	var filters []string
+	for _, t := range catalog.Expand([]string{fq.typ}) {
+		filters = append(filters, bus.EventsSubject(fq.org, t))
+	}
 	pending, read, err := bus.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.EventsSubject(fq.org, fq.typ)},
+		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
 	}, max(scanFactor*fq.limit, minScan), func(m jetstream.Msg) (bool, error) {

@@ -46,6 +46,29 @@ var types = []Type{
 // All lists the known types in catalog order.
 func All() []Type { return append([]Type(nil), types...) }
 
+// covers: a subscription to one of these types is also one to the others,
+// since they are kinds of the same change. Collmex's event 9 ("address or
+// member changed") is what the address-book sync's person changes are.
+var covers = map[string][]string{
+	"address.changed": {"person.created", "person.updated", "person.deleted"},
+}
+
+// Expand lists the types a subscription to types receives: each of them,
+// and those it covers, once.
+func Expand(types []string) []string {
+	out := make([]string, 0, len(types))
+	seen := map[string]bool{}
+	for _, t := range types {
+		for _, x := range append([]string{t}, covers[t]...) {
+			if !seen[x] {
+				seen[x] = true
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
 // ByCode maps a Collmex event number to its type name.
 func ByCode(code string) (string, bool) {
 	for _, t := range types {
