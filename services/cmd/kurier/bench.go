@@ -173,14 +173,7 @@ func bench(ctx context.Context, args []string) error {
 			}
 			futures[j] = f
 		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			}
-		}
-		return nil
+		return acked(ctx, futures)
 	})
 	if err != nil {
 		return fmt.Errorf("raw publish: %w", err)
@@ -301,4 +294,18 @@ func benchBus(ctx context.Context, listen string) (conn *bus.Conn, srv *server.S
 		return nil, nil, nil, err
 	}
 	return conn, srv, done, nil
+}
+
+// acked waits for every publication's acknowledgement.
+func acked(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

@@ -137,14 +137,7 @@ func benchQueue(ctx context.Context, args []string) error {
 			}
 			futures[j] = f
 		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			}
-		}
-		return nil
+		return acked(ctx, futures)
 	})
 	if err != nil {
 		return fmt.Errorf("raw publish: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/tenant"
 )
@@ -124,28 +125,13 @@ func benchSync(ctx context.Context, args []string) error {
 // persons, the same again, and the share changed. The ids differ by book
 // size, as those of different orgs must.
 func syncBodies(n int, changed float64) (first, again, changes []byte) {
-	type person struct {
-		ExternalDbID string   `json:"externalDbId"`
-		FirstName    string   `json:"firstName"`
-		LastName     string   `json:"lastName"`
-		Note         string   `json:"note"`
-		OSFunctions  []string `json:"osFunctions"`
-		OSGroups     []string `json:"osGroups"`
-		AlarmGroups  []string `json:"alarmGroups"`
-		ISSI         string   `json:"issi"`
-		XMPP         string   `json:"xmpp"`
-		APagerPro    string   `json:"aPagerPro"`
-		Email        string   `json:"email"`
-		Mobil        string   `json:"mobil"`
-		Mode         string   `json:"aPagerProFieldMode"`
-	}
-	list := make([]person, n)
+	list := make([]book.Fields, n)
 	for i := range list {
 		mail := "person" + strconv.Itoa(i) + "@example.com"
-		list[i] = person{ExternalDbID: strconv.Itoa(n) + "-" + strconv.Itoa(i), FirstName: "Max", LastName: "Mustermann " + strconv.Itoa(i),
+		list[i] = book.Fields{ExternalDbID: strconv.Itoa(n) + "-" + strconv.Itoa(i), FirstName: "Max", LastName: "Mustermann " + strconv.Itoa(i),
 			Note: "Zug " + strconv.Itoa(i%40), OSFunctions: []string{"AGT", "MA"}, OSGroups: []string{"Löschgruppe " + strconv.Itoa(i%12)},
 			AlarmGroups: []string{"Alarm Gruppe", "Alarm Gruppe 2"}, APagerPro: mail, Email: mail,
-			Mobil: "0049151" + strconv.Itoa(1000000+i), Mode: "LEGACY"}
+			Mobil: "0049151" + strconv.Itoa(1000000+i), APagerProFieldMode: book.ModeLegacy}
 	}
 	body := func() []byte {
 		b, _ := json.Marshal(map[string]any{"source": "bench", "personList": list})
@@ -171,16 +157,7 @@ func rawPuts(ctx context.Context, js jetstream.JetStream, body []byte, n int) er
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return acked(ctx, futures)
 }
 
 // startSyncService runs `kurier addresssync` against the bench's server
