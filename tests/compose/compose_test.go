@@ -156,6 +156,17 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// missing answers the ids of want not seen.
+func missing(want []string, seen map[string]int) []string {
+	var out []string
+	for _, id := range want {
+		if seen[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // tally answers how many ids were delivered and how many deliveries were
 // repeats.
 func tally(perID map[string]int) (delivered, duplicates int) {
@@ -261,15 +272,13 @@ func (q *queue) waitFor(t *testing.T, want []string, d time.Duration) {
 func (q *queue) drain(t *testing.T, want []string, d time.Duration) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
-	for deadline := time.Now().Add(d); slices.ContainsFunc(want, func(id string) bool { return seen[id] == 0 }); {
+	for deadline := time.Now().Add(d); ; {
+		left := missing(want, seen)
+		if len(left) == 0 {
+			return seen
+		}
 		if time.Now().After(deadline) {
-			var missing []string
-			for _, id := range want {
-				if seen[id] == 0 {
-					missing = append(missing, id)
-				}
-			}
-			t.Fatalf("%d of %d events not queued within %v: %v", len(missing), len(want), d, missing[:min(len(missing), 20)])
+			t.Fatalf("%d of %d events not queued within %v: %v", len(left), len(want), d, left[:min(len(left), 20)])
 		}
 		ids, msgs := q.peek(t)
 		for i, m := range msgs {
@@ -281,7 +290,6 @@ func (q *queue) drain(t *testing.T, want []string, d time.Duration) map[string]i
 			}
 		}
 	}
-	return seen
 }
 
 // streamLeader names the NATS server leading a stream: deploy/nats names
@@ -438,18 +446,12 @@ func (r *receiver) waitPayloads(t *testing.T, ids []string, d time.Duration) []h
 	t.Helper()
 	for deadline := time.Now().Add(d); ; time.Sleep(500 * time.Millisecond) {
 		r.poll(t)
-		n := r.payloadCounts()
-		var missing []string
-		for _, id := range ids {
-			if n[id] == 0 {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) == 0 {
+		left := missing(ids, r.payloadCounts())
+		if len(left) == 0 {
 			return r.payloads()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events not delivered within %v: %v", len(missing), len(ids), d, missing[:min(len(missing), 20)])
+			t.Fatalf("%d of %d events not delivered within %v: %v", len(left), len(ids), d, left[:min(len(left), 20)])
 		}
 	}
 }
