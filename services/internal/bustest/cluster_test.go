@@ -104,7 +104,7 @@ func waitReplicaMsgs(t *testing.T, s *server.Server, stream string, want uint64)
 	var got uint64
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		acc, err := s.JszAccount(&server.JSzOptions{Account: account, Streams: true})
+		acc, err := s.JszAccount(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
 		if err == nil {
 			for _, sd := range acc.Streams {
 				if sd.Name == stream {
