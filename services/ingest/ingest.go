@@ -128,55 +128,83 @@ type Result struct {
 	Duplicates []string `json:"duplicates"`
 }
 
+// attemptWait is how long a publication waits for the stream's
+// acknowledgement before it is sent again under the same Nats-Msg-Id: a
+// stream leader that dies holding it never answers, and a new one is
+// elected within about a second, so waiting out PublishTimeout would stall
+// the sender for nothing.
+const attemptWait = 2 * time.Second
+
 // store publishes the events of an org and waits until the stream has them
 // all. A failure part-way may leave some stored; the sender retries the
 // whole request and those come back as duplicates.
 func (s *Service) store(ctx context.Context, org string, events []event.Event) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
+	msgs := make([]*nats.Msg, len(events))
+	for i, e := range events {
+		var err error
+		if msgs[i], err = message(org, e); err != nil {
+			return Result{}, err
+		}
+	}
+	// An event acknowledged as a duplicate on a second sending was most
+	// likely stored by the first: only the first sending tells.
+	dup := make([]bool, len(events))
+	pending := make([]int, len(events))
+	for i := range pending {
+		pending[i] = i
+	}
+	for first := true; len(pending) > 0; first = false {
+		futures := make([]jetstream.PubAckFuture, len(pending))
+		for k, i := range pending {
+			var err error
+			if futures[k], err = s.conn.JS.PublishMsgAsync(msgs[i], jetstream.WithStallWait(time.Second)); err != nil {
+				return Result{}, publishErr(err)
+			}
+		}
+		timeout := time.NewTimer(attemptWait)
+		var again []int
+	wait:
+		for k, f := range futures {
+			i := pending[k]
+			select {
+			case ack := <-f.Ok():
+				dup[i] = first && ack.Duplicate
+			case err := <-f.Err():
+				switch {
+				case bus.IsDuplicate(err):
+					dup[i] = first
+				case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected):
+					again = append(again, i) // no leader, or no server, at the moment
+				default:
+					timeout.Stop()
+					return Result{}, publishErr(err)
+				}
+			case <-timeout.C:
+				again = append(again, pending[k:]...)
+				break wait
+			case <-ctx.Done():
+				timeout.Stop()
+				return Result{}, publishErr(ctx.Err())
+			}
+		}
+		if timeout.Stop() && len(again) > 0 {
+			// Nobody answered at once: give the election a moment.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return Result{}, publishErr(ctx.Err())
+			}
+		}
+		pending = again
+	}
 	res := Result{Accepted: make([]string, 0, len(events)), Duplicates: []string{}}
-	record := func(e event.Event, dup bool) {
-		if dup {
+	for i, e := range events {
+		if dup[i] {
 			res.Duplicates = append(res.Duplicates, e.ID)
 		} else {
 			res.Accepted = append(res.Accepted, e.ID)
-		}
-	}
-	if len(events) == 1 {
-		msg, err := message(org, events[0])
-		if err != nil {
-			return Result{}, err
-		}
-		ack, err := s.conn.JS.PublishMsg(ctx, msg)
-		if err != nil && !bus.IsDuplicate(err) {
-			return Result{}, publishErr(err)
-		}
-		record(events[0], err != nil || ack.Duplicate)
-		s.count(res)
-		return res, nil
-	}
-	futures := make([]jetstream.PubAckFuture, len(events))
-	for i, e := range events {
-		msg, err := message(org, e)
-		if err != nil {
-			return Result{}, err
-		}
-		futures[i], err = s.conn.JS.PublishMsgAsync(msg, jetstream.WithStallWait(time.Second))
-		if err != nil {
-			return Result{}, publishErr(err)
-		}
-	}
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			record(events[i], ack.Duplicate)
-		case err := <-f.Err():
-			if !bus.IsDuplicate(err) {
-				return Result{}, publishErr(err)
-			}
-			record(events[i], true)
-		case <-ctx.Done():
-			return Result{}, publishErr(ctx.Err())
 		}
 	}
 	s.count(res)

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -145,4 +147,54 @@ func newRequest(secret, body string) *nats.Msg {
 	m.Header.Set(KeyHeader, secret)
 	m.Data = []byte(body)
 	return m
+}
+
+// A request that meets the death of the events stream's leader is
+// answered once a new leader has the event, not failed after the whole
+// publish timeout: the publication is sent again under its message id.
+func TestStoreOutlivesStreamLeaderLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	ctx := context.Background()
+	limits := bus.DefaultLimits()
+	limits.Replicas = 3
+	cluster := bustest.StartCluster(t, 3)
+	conn := cluster.Connect(t, limits)
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenants.CreateOrg(ctx, tenant.Org{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.PublishTimeout = 6 * time.Second
+	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []event.Event
+	for i := range 2000 {
+		events = append(events, event.Event{ID: fmt.Sprint("e", i), Source: "/s", Type: "invoice.changed", Subject: "I-1"})
+	}
+	leader := cluster.StreamLeader(t, bus.StreamEvents)
+	go func() {
+		time.Sleep(10 * time.Millisecond) // while the events are on their way
+		cluster.Kill(leader)
+	}()
+	res, err := svc.store(ctx, "acme", events)
+	if err != nil {
+		t.Fatalf("store across a leader loss: %v", err)
+	}
+	if len(res.Accepted)+len(res.Duplicates) != len(events) {
+		t.Fatalf("%d accepted, %d duplicates of %d", len(res.Accepted), len(res.Duplicates), len(events))
+	}
+	info, err := conn.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != uint64(len(events)) {
+		t.Fatalf("%d events stored, want %d", n, len(events))
+	}
 }
