@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -29,6 +31,9 @@ type Config struct {
 	Lock book.Locking
 	// MaxBody bounds a sync request's body.
 	MaxBody int
+	// RateLimit bounds the requests of each access key; the zero Rate is
+	// no limit.
+	RateLimit ratelimit.Rate
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
@@ -41,6 +46,7 @@ type Service struct {
 	cfg     Config
 	tenants *tenant.Store
 	book    *book.Store
+	limit   *ratelimit.Limiter
 	log     *slog.Logger
 	m       metrics
 }
@@ -53,6 +59,10 @@ type metrics struct {
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
 func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	limit, err := ratelimit.New(cfg.RateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("addresssync: %w", err)
+	}
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		return nil, err
@@ -65,6 +75,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		cfg:     cfg,
 		tenants: tenants,
 		book:    b,
+		limit:   limit,
 		log:     log,
 		m: metrics{
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -153,6 +164,9 @@ func (s *Service) org(ctx context.Context, r *http.Request) (tenant.Org, error) 
 	if err := web.KeyError(err, "Authorization"); err != nil {
 		return tenant.Org{}, err
 	}
+	if err := web.Limit(s.limit, key.ID, "Authorization"); err != nil {
+		return tenant.Org{}, err
+	}
 	o, err := s.tenants.Org(ctx, key.Org)
 	if err != nil {
 		return o, unavailable(err)
@@ -192,17 +206,30 @@ func (s *Service) delete(r *http.Request) (Counts, error) {
 		return Counts{}, web.Errf(http.StatusForbidden, "deletion_not_allowed", "", "the organisation does not allow deleting persons")
 	}
 	id := r.PathValue("externalDbId")
+	notFound := web.Errf(http.StatusNotFound, "not_found", "externalDbId", "no synced person has this externalDbId")
+	synced := func(b *book.Book) bool { e, ok := b.Persons[id]; return ok && e.Person.Origin == book.OriginSync }
+	// An id no sync can have brought in, or one the org has no synced
+	// person with, is answered before the lock is taken: a request for
+	// nothing neither waits for nor holds up the org's syncs.
+	if len(id) > book.MaxIDLen || !utf8.ValidString(id) {
+		return Counts{}, notFound
+	}
+	if b, err := s.book.Read(ctx, o.ID, id); err != nil {
+		return Counts{}, unavailable(err)
+	} else if !synced(b) {
+		return Counts{}, notFound
+	}
 	w, err := s.lock(ctx, o.ID)
 	if err != nil {
 		return Counts{}, err
 	}
 	defer w.Release()
-	b, err := w.Read(ctx, id)
+	b, err := w.Read(ctx, id) // again: a sync may have changed it meanwhile
 	if err != nil {
 		return Counts{}, unavailable(err)
 	}
-	if e, ok := b.Persons[id]; !ok || e.Person.Origin != book.OriginSync {
-		return Counts{}, web.Errf(http.StatusNotFound, "not_found", "externalDbId", "no synced person has this externalDbId")
+	if !synced(b) {
+		return Counts{}, notFound
 	}
 	if err := w.Commit(ctx, []book.Change{b.Change(id, nil)}); err != nil {
 		return Counts{}, unavailable(err)

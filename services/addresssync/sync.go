@@ -118,6 +118,11 @@ func personErr(status int, code string, i int, field, format string, args ...any
 
 // decode reads a sync request and checks every person in it.
 func decode(body []byte) (string, []book.Fields, error) {
+	// The decoder would take bytes that are not UTF-8 as U+FFFD, storing
+	// persons that are not what the directory sent.
+	if !utf8.Valid(body) {
+		return "", nil, web.Errf(http.StatusBadRequest, "invalid_body", "body", "is not valid UTF-8")
+	}
 	var req struct {
 		Source     json.RawMessage `json:"source"`
 		PersonList []book.Fields   `json:"personList"`

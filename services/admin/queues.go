@@ -39,6 +39,9 @@ func (s *Service) DeleteQueue(ctx context.Context, req *adminv1.DeleteQueueReque
 	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
 		return nil, err
 	}
+	if !queues.ValidID(req.GetQueueId()) {
+		return nil, invalid("queue_id", "must be the queueId that POST /api/queues answered")
+	}
 	err := s.queues.Delete(ctx, req.GetOrgId(), req.GetQueueId())
 	if errors.Is(err, queues.ErrNotFound) {
 		return nil, notFound("queue", req.GetQueueId())

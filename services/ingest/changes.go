@@ -135,7 +135,7 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 	if !ok {
 		return Changes{}, web.ErrUnauthenticated
 	}
-	key, err := s.authenticate(ctx, secret, tenant.ScopeChanges)
+	key, err := s.authenticate(ctx, secret, tenant.ScopeChanges, "Authorization")
 	if err != nil {
 		return Changes{}, err
 	}

@@ -49,7 +49,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if !ok {
 		return 0, web.ErrUnauthenticated
 	}
-	key, err := s.authenticate(ctx, secret, tenant.ScopeIngest)
+	key, err := s.authenticate(ctx, secret, tenant.ScopeIngest, "Authorization")
 	if err != nil {
 		return 0, err
 	}
@@ -113,9 +113,14 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	return http.StatusAccepted, nil
 }
 
-func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope) (tenant.Key, error) {
+// authenticate checks a key and takes one request of its rate. field
+// names where the key was sent.
+func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope, field string) (tenant.Key, error) {
 	key, err := s.tenants.Authenticate(ctx, secret, scope)
-	return key, web.KeyError(err, "")
+	if err := web.KeyError(err, ""); err != nil {
+		return key, err
+	}
+	return key, web.Limit(s.limit, key.ID, field)
 }
 
 // modeOf picks the CloudEvents HTTP mode: the structured and batched media

@@ -18,6 +18,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
@@ -35,6 +36,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Workers is how many NATS ingest requests are handled at once.
 	Workers int
+	// RateLimit bounds the requests of each key, over HTTP and NATS
+	// together; the zero Rate is no limit.
+	RateLimit ratelimit.Rate
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
@@ -62,6 +66,7 @@ type Service struct {
 	events   jetstream.Stream
 	log      *slog.Logger
 	inflight *semaphore.Weighted
+	limit    *ratelimit.Limiter
 	m        metrics
 }
 
@@ -92,6 +97,10 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if cfg.MaxInflight < int64(cfg.MaxBatchBytes) {
 		return nil, fmt.Errorf("ingest: in-flight limit %d is below the batch size limit %d", cfg.MaxInflight, cfg.MaxBatchBytes)
 	}
+	limit, err := ratelimit.New(cfg.RateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	s := &Service{
 		cfg:      cfg,
 		conn:     conn,
@@ -101,6 +110,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		events:   events,
 		log:      log,
 		inflight: semaphore.NewWeighted(cfg.MaxInflight),
+		limit:    limit,
 		m: metrics{
 			events: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "kurier_ingest_events_total", Help: "Events taken in, by result (accepted, duplicate).",

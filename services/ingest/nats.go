@@ -92,7 +92,7 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 
 func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	org := strings.TrimPrefix(m.Subject, "kurier.ingest.")
-	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader), tenant.ScopeIngest)
+	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader), tenant.ScopeIngest, KeyHeader)
 	if err != nil {
 		return Result{}, err
 	}

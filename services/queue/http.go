@@ -78,7 +78,10 @@ func (s *Service) partner(r *http.Request) (string, error) {
 		return "", web.KeyError(tenant.ErrUnauthenticated, PartnerKeyHeader)
 	}
 	key, err := s.tenants.Authenticate(r.Context(), secret, tenant.ScopePartner)
-	return key.Org, web.KeyError(err, PartnerKeyHeader)
+	if err := web.KeyError(err, PartnerKeyHeader); err != nil {
+		return "", err
+	}
+	return key.Org, web.Limit(s.limit, key.ID, PartnerKeyHeader)
 }
 
 // storeErr turns the store's answers into the API's.
@@ -135,12 +138,20 @@ func (s *Service) deleteQueue(w http.ResponseWriter, r *http.Request) error {
 // notification secret instead.
 func (s *Service) postMessage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	q, err := s.queues.Get(ctx, r.PathValue("queueId"))
-	if err != nil {
-		return storeErr(err)
-	}
-	if !q.Verify(r.Header.Get(SecretHeader)) {
+	id := r.PathValue("queueId")
+	q, err := s.queues.Get(ctx, id)
+	switch {
+	case errors.Is(err, queues.ErrNotFound) && queues.ValidID(id):
+		// As for a queue whose secret the sender lacks: whoever holds one
+		// queue's secret learns nothing of which other queues exist.
 		return errWrongSecret
+	case err != nil:
+		return storeErr(err)
+	case !q.Verify(r.Header.Get(SecretHeader)):
+		return errWrongSecret
+	}
+	if err := web.Limit(s.limit, "queue:"+q.ID, SecretHeader); err != nil {
+		return err
 	}
 	tooLong := web.Errf(http.StatusRequestEntityTooLarge, "too_large", "body", "the message has more than %d characters", queues.MaxContent)
 	if r.ContentLength > queues.MaxContentBytes {

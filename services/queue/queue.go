@@ -20,6 +20,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/queues"
+	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	MaxPerOrg int
 	// MaxTimeout is the longest a peek may wait for a message.
 	MaxTimeout time.Duration
+	// RateLimit bounds the requests of each partner key, and the posts to
+	// each queue; the zero Rate is no limit.
+	RateLimit ratelimit.Rate
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise; the public
@@ -58,6 +62,7 @@ type Service struct {
 	nc      *nats.Conn
 	tenants *tenant.Store
 	queues  *queues.Store
+	limit   *ratelimit.Limiter
 	log     *slog.Logger
 	waiters waiters
 	wakeSub *nats.Subscription
@@ -83,6 +88,10 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if cfg.MaxPerOrg < 1 || cfg.MaxPerOrg > maxPerOrg || cfg.MaxTimeout < time.Second {
 		return nil, fmt.Errorf("queue: queues per org must be from 1 to %d and the longest wait at least 1s", maxPerOrg)
 	}
+	limit, err := ratelimit.New(cfg.RateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		return nil, err
@@ -92,7 +101,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, nc: conn.NC, tenants: tenants, queues: store, log: log,
+		cfg: cfg, nc: conn.NC, tenants: tenants, queues: store, limit: limit, log: log,
 		waiters:  waiters{byQueue: map[string]map[chan struct{}]struct{}{}},
 		stopping: make(chan struct{}),
 		m: metrics{

@@ -26,6 +26,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/config"
 	"kurier.dev/services/internal/natsd"
+	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/web"
 	"kurier.dev/services/queue"
@@ -46,6 +47,7 @@ type settings struct {
 	logLevel               string
 	grace                  time.Duration
 	limits                 bus.Limits
+	rate                   ratelimit.Rate
 	ingest                 ingest.Config
 	dispatcher             dispatcher.Config
 	queue                  queue.Config
@@ -106,6 +108,10 @@ func bind(r role, set *config.Set, s *settings) {
 		set.Duration(&s.addresssync.Lock.Wait, "sync-lock-wait", "KURIER_SYNC_LOCK_WAIT", s.addresssync.Lock.Wait, "how long a change of an address book waits for a sync of the same org (423 after that)")
 		set.Duration(&s.addresssync.Lock.TTL, "sync-lock-ttl", "KURIER_SYNC_LOCK_TTL", s.addresssync.Lock.TTL, "how long the lock of a replica that died outlives it, holding up syncs of its org")
 	}
+	if r.runs("ingest") || r.runs("queue") || r.runs("addresssync") {
+		set.Int(&s.rate.PerSecond, "rate-limit", "KURIER_RATE_LIMIT", ratelimit.Default.PerSecond, "requests per second one API key, or one queue's senders, may make to this process's APIs; 0 for no limit")
+		set.Int(&s.rate.Burst, "rate-burst", "KURIER_RATE_BURST", ratelimit.Default.Burst, "requests one API key may make at once before the rate limit applies")
+	}
 	if r.runs("addresssync") {
 		set.Int(&s.addresssync.MaxBody, "sync-max-body", "KURIER_SYNC_MAX_BODY", s.addresssync.MaxBody, "bytes of an address-book sync request")
 	}
@@ -127,6 +133,7 @@ func serve(ctx context.Context, r role, args []string) error {
 	if r == "admin" && s.adminToken == "" {
 		return errors.New("kurier admin needs an admin token: set KURIER_ADMIN_TOKEN or --admin-token")
 	}
+	s.ingest.RateLimit, s.queue.RateLimit, s.addresssync.RateLimit = s.rate, s.rate, s.rate
 	log := telemetry.Logger(os.Stderr, s.logLevel).With("role", string(r))
 	slog.SetDefault(log)
 
@@ -220,7 +227,7 @@ func serve(ctx context.Context, r role, args []string) error {
 		runs = append(runs, svc.Run)
 	}
 	log.Info("http listening", "addr", lis.Addr().String())
-	runs = append(runs, func(ctx context.Context) error { return web.Serve(ctx, lis, mux, s.grace, log) })
+	runs = append(runs, func(ctx context.Context) error { return web.Serve(ctx, lis, web.Routes(mux), s.grace, log) })
 
 	err = runAll(ctx, runs)
 	// Everything taken in has been answered: flush what is still buffered.

@@ -251,10 +251,16 @@ func (w *Writer) Book(ctx context.Context) (*Book, error) { return w.s.load(ctx,
 // the bucket's stream, so that none written a moment ago is missed: the
 // part of the book a change of a few needs.
 func (w *Writer) Read(ctx context.Context, ids ...string) (*Book, error) {
-	b := &Book{Org: w.org, Persons: map[string]Entry{}, gone: map[string]uint64{}}
+	return w.s.Read(ctx, w.org, ids...)
+}
+
+// Read reads persons as Writer.Read does, without the lock: what it
+// answers may have changed by the time the caller acts on it.
+func (s *Store) Read(ctx context.Context, org string, ids ...string) (*Book, error) {
+	b := &Book{Org: org, Persons: map[string]Entry{}, gone: map[string]uint64{}}
 	for _, id := range ids {
-		m, err := bus.LeaderGet(ctx, w.s.conn.NC, bus.KVStream(bus.BucketPersons),
-			bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketPersons, bus.PersonKey(w.org, id))})
+		m, err := bus.LeaderGet(ctx, s.conn.NC, bus.KVStream(bus.BucketPersons),
+			bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketPersons, bus.PersonKey(org, id))})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}

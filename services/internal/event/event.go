@@ -286,6 +286,8 @@ func (e *Event) Check(l Limits) error {
 		err := fieldErr("data", "is %d bytes, at most %d are allowed", len(e.Data), l.MaxData)
 		err.TooLarge = true
 		return err
+	case Depth(e.Data) > MaxDepth:
+		return fieldErr("data", "nests %d levels of arrays and objects, at most %d are allowed", Depth(e.Data), MaxDepth)
 	}
 	for name := range e.Extensions {
 		if reserved[name] {
@@ -312,6 +314,37 @@ func (e *Event) Check(l Limits) error {
 		}
 	}
 	return nil
+}
+
+// MaxDepth bounds how deeply the JSON Kurier passes on to receivers (event
+// data, queue messages) may nest arrays and objects. Documents rarely go
+// past ten levels; 32 leaves room for the envelopes Kurier wraps data in
+// and stays within what common JSON parsers take by default (64 for
+// .NET's), so that no receiver is handed a document its parser refuses.
+const MaxDepth = 32
+
+// Depth answers how deeply the JSON text b nests arrays and objects: 0
+// for a scalar, 1 for {"a":1}. b must be valid JSON.
+func Depth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString:
+			if c == '\\' {
+				i++ // the escaped character cannot end the string
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // IsJSON tells whether a media type is JSON (application/json or a +json type).

@@ -3,6 +3,7 @@ package queues
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -25,7 +26,8 @@ type ContentError struct {
 func (e *ContentError) Error() string { return e.Message }
 
 // CheckContent checks a message: a JSON object, in UTF-8, of at most
-// MaxContent characters, counted as posted (white space included).
+// MaxContent characters, counted as posted (white space included), nested
+// no deeper than event.MaxDepth.
 func CheckContent(b []byte) error {
 	if n := utf8.RuneCount(b); n > MaxContent {
 		return &ContentError{TooLong: true, Message: "the message has more than 16384 characters"}
@@ -35,6 +37,9 @@ func CheckContent(b []byte) error {
 	}
 	if t := bytes.TrimLeft(b, " \t\r\n"); t[0] != '{' {
 		return &ContentError{Message: "the message must be a JSON object, not an array, string, number, boolean or null"}
+	}
+	if d := event.Depth(b); d > event.MaxDepth {
+		return &ContentError{Message: fmt.Sprintf("the message nests %d levels of arrays and objects, at most %d are allowed", d, event.MaxDepth)}
 	}
 	return nil
 }
