@@ -340,9 +340,19 @@ func TestAddressBookSyncOneAtATime(t *testing.T) {
 }
 
 func TestAddressBookSyncKilledMidway(t *testing.T) {
-	env := []string{"KURIER_SYNC_LOCK_TTL=2s"}
-	k := harness.Start(t, harness.Options{Env: env})
-	adm, key := addressbookOrg(t, k, "acme")
+	k := harness.Start(t, harness.Options{Env: []string{"KURIER_SYNC_LOCK_TTL=2s"}})
+	_, key := addressbookOrg(t, k, "acme")
+	syncKilledMidway(t, k, key, func(k *harness.Kurier) adminv1.AdminServiceClient { return k.Admin(t) })
+}
+
+// syncKilledMidway has k, which serves the sync API of acme's key, sync
+// 3000 persons, then a list that changes each of them and adds as many,
+// and kills k as soon as that sync's journal says it has begun. Restarted,
+// k finishes or undoes the sync: the book is as before it or as after,
+// never in between, and each change is announced once. admin dials an
+// admin API, which may be k's.
+func syncKilledMidway(t *testing.T, k *harness.Kurier, key string, admin func(*harness.Kurier) adminv1.AdminServiceClient) {
+	t.Helper()
 	list := bigList(6000)
 	wantFE2(t, pushSync(t, k, key, list[:3000]...), "200 created 3000, updated 0, deleted 0, marked 0, unchanged 0")
 
@@ -377,8 +387,8 @@ func TestAddressBookSyncKilledMidway(t *testing.T) {
 	t.Logf("sync request: %v", <-answered)
 
 	// Restarted, it finishes or undoes the sync on its own.
-	k = harness.Start(t, harness.Options{DataDir: k.DataDir, Env: env})
-	adm = k.Admin(t)
+	k = k.Restart(t)
+	adm := admin(k)
 	js, err := jetstream.New(k.Conn(t))
 	if err != nil {
 		t.Fatal(err)

@@ -66,6 +66,7 @@ type Kurier struct {
 	DataDir string
 	Token   string // the admin token
 
+	opts   Options // as started, for Restart
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	logs   bytes.Buffer // stderr, JSON lines
@@ -112,7 +113,7 @@ func Start(t testing.TB, o Options) *Kurier {
 	if o.Token == "" {
 		o.Token = TestToken
 	}
-	k := &Kurier{DataDir: o.DataDir, exited: make(chan struct{})}
+	k := &Kurier{DataDir: o.DataDir, opts: o, exited: make(chan struct{})}
 	k.cmd = exec.Command(Binary(t), o.Role)
 	k.cmd.Env = append(os.Environ(),
 		"KURIER_HTTP_LISTEN=127.0.0.1:0",
@@ -230,6 +231,18 @@ func (k *Kurier) Stop(t testing.TB, sig syscall.Signal) int {
 		}
 	}
 	return k.cmd.ProcessState.ExitCode()
+}
+
+// Restart starts a kurier that has stopped again, with the options and
+// data folder it had. Its listeners get new ports.
+func (k *Kurier) Restart(t testing.TB) *Kurier {
+	t.Helper()
+	select {
+	case <-k.exited:
+	default:
+		t.Fatal("harness: Restart of a kurier that still runs; Stop it first")
+	}
+	return Start(t, k.opts)
 }
 
 // Admin dials the admin API with the admin token.
