@@ -221,10 +221,10 @@ func TestIngestRejects(t *testing.T) {
 		code, field      string
 		index            int // -1: none
 	}{
-		{"no key", "", ce, good, nil, 401, "unauthenticated", "", -1},
-		{"unknown key", "kur_0000000000000000_" + strings.Repeat("A", 43), ce, good, nil, 401, "unauthenticated", "", -1},
-		{"garbage key", "nonsense", ce, good, nil, 401, "unauthenticated", "", -1},
-		{"wrong scope", other.GetSecret(), ce, good, nil, 403, "forbidden", "", -1},
+		{"no key", "", ce, good, nil, 401, "unauthenticated", "Authorization", -1},
+		{"unknown key", "kur_0000000000000000_" + strings.Repeat("A", 43), ce, good, nil, 401, "unauthenticated", "Authorization", -1},
+		{"garbage key", "nonsense", ce, good, nil, 401, "unauthenticated", "Authorization", -1},
+		{"wrong scope", other.GetSecret(), ce, good, nil, 403, "forbidden", "Authorization", -1},
 		{"no content type", secret, "", good, nil, 415, "unsupported_media_type", "Content-Type", -1},
 		{"text/plain", secret, "text/plain", good, nil, 415, "unsupported_media_type", "Content-Type", -1},
 		{"binary with xml", secret, "application/xml", []byte("<a/>"), map[string]string{"ce-specversion": "1.0"}, 415, "unsupported_media_type", "Content-Type", -1},

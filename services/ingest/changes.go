@@ -133,7 +133,7 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 	ctx := r.Context()
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return Changes{}, web.ErrUnauthenticated
+		return Changes{}, web.KeyError(tenant.ErrUnauthenticated, "Authorization")
 	}
 	key, err := s.authenticate(ctx, secret, tenant.ScopeChanges, "Authorization")
 	if err != nil {

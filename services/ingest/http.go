@@ -47,7 +47,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	ctx := r.Context()
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return 0, web.ErrUnauthenticated
+		return 0, web.KeyError(tenant.ErrUnauthenticated, "Authorization")
 	}
 	key, err := s.authenticate(ctx, secret, tenant.ScopeIngest, "Authorization")
 	if err != nil {
@@ -117,7 +117,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 // names where the key was sent.
 func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope, field string) (tenant.Key, error) {
 	key, err := s.tenants.Authenticate(ctx, secret, scope)
-	if err := web.KeyError(err, ""); err != nil {
+	if err := web.KeyError(err, field); err != nil {
 		return key, err
 	}
 	return key, web.Limit(s.limit, key.ID, field)

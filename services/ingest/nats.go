@@ -97,7 +97,7 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 		return Result{}, err
 	}
 	if key.Org != org {
-		return Result{}, web.ErrForbidden
+		return Result{}, web.KeyError(tenant.ErrForbidden, KeyHeader)
 	}
 	lim := event.Limits{MaxData: s.cfg.MaxData}
 	var events []event.Event

@@ -1,0 +1,58 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams is what every stream of a NATS server holds at one moment, by
+// name. Key-value buckets are streams too (KV_<bucket>), so their
+// revisions are in it. Two equal readings saw no message written, deleted
+// or purged in between.
+type Streams map[string]StreamState
+
+// StreamState is one stream's counters.
+type StreamState struct {
+	Msgs, FirstSeq, LastSeq uint64
+	Deleted                 int
+}
+
+// ReadStreams reads every stream that js sees.
+func ReadStreams(t testing.TB, js jetstream.JetStream) Streams {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out := Streams{}
+	l := js.ListStreams(ctx)
+	for info := range l.Info() {
+		s := info.State
+		out[info.Config.Name] = StreamState{Msgs: s.Msgs, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Deleted: s.NumDeleted}
+	}
+	if err := l.Err(); err != nil {
+		t.Fatalf("list streams: %v", err)
+	}
+	return out
+}
+
+// Changed names each stream that differs from before, with how; none when
+// nothing changed.
+func (s Streams) Changed(before Streams) []string {
+	var out []string
+	for name, now := range s {
+		if was, ok := before[name]; !ok || was != now {
+			out = append(out, fmt.Sprintf("%s: %+v, was %+v", name, now, was))
+		}
+	}
+	for name := range before {
+		if _, ok := s[name]; !ok {
+			out = append(out, name+": gone")
+		}
+	}
+	slices.Sort(out)
+	return out
+}
