@@ -123,6 +123,19 @@ func (d *deployment) restart(t *testing.T, name string) {
 	d.mu.Unlock()
 }
 
+// checkRunning fails the test for each process that has ended without
+// being killed: a replica must outlive anything NATS does.
+func (d *deployment) checkRunning(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, k := range d.proc {
+		if ended, err := k.Exited(); ended {
+			t.Errorf("%s ended by itself: %v", name, err)
+		}
+	}
+}
+
 // waitKnown waits until every dispatcher knows n subscriptions, as its
 // metrics say: events stored before then would find fewer.
 func (d *deployment) waitKnown(t *testing.T, n int, dispatchers ...string) {
@@ -702,6 +715,7 @@ func TestChaosFlow(t *testing.T) {
 		payloadDups += rcv.duplicates("/" + org + "/hook")
 	}
 	payloadDups += rcv.duplicates("/" + orgs[0] + "/ordered")
+	d.checkRunning(t)
 	killed := map[string]int{}
 	for _, v := range kills {
 		role, _, _ := strings.Cut(v, "-")
@@ -900,6 +914,7 @@ func TestChaosStopAndStart(t *testing.T) {
 		t.Fatalf("a sender's message after the restart: %d", a.status)
 	}
 	wantFE2(t, pushSync(t, d.get("addresssync"), key, bigList(50)...), "200 created 0, updated 0, deleted 0, marked 0, unchanged 50")
+	d.checkRunning(t)
 }
 
 // TestChaosSyncKilledMidway kills the address-book sync service's process

@@ -139,7 +139,11 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 func (s *Service) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
-	if err := s.index.watch(wctx, s.subs, s.log, s.fanout.notice); err != nil {
+	// A replica restarted while NATS elects leaders waits for them rather
+	// than exit: each step below is retried until it is done.
+	if err := bus.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
+		return s.index.watch(wctx, s.subs, s.log, s.fanout.notice)
+	}); err != nil {
 		return err
 	}
 	// Work taken before a stop is finished, so it runs on a context that
@@ -183,21 +187,31 @@ func (s *Service) Run(ctx context.Context) error {
 		}, 8, s.handleDigest, nil},
 	} {
 		c.cfg.AckPolicy = jetstream.AckExplicitPolicy
-		cons, err := s.conn.JS.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+		if err := bus.Retry(ctx, s.log, "consumer "+c.cfg.Durable, func(ctx context.Context) error {
+			cons, err := s.conn.JS.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
+			if err != nil {
+				return err
+			}
+			stop, err := consume(work, cons, c.n, &wg, c.handle, c.done)
+			if err != nil {
+				return err
+			}
+			stops = append(stops, stop)
+			return nil
+		}); err != nil {
+			return err
 		}
-		stop, err := consume(work, cons, c.n, &wg, c.handle, c.done)
+	}
+	if err := bus.Retry(ctx, s.log, "payload deliveries", func(context.Context) error {
+		stop, err := s.fanout.run(work, work, &wg)
 		if err != nil {
 			return err
 		}
 		stops = append(stops, stop)
-	}
-	stop, err := s.fanout.run(work, work, &wg)
-	if err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
-	stops = append(stops, stop)
 	<-ctx.Done()
 	for _, stop := range stops {
 		stop()

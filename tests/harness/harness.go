@@ -237,12 +237,22 @@ func (k *Kurier) Stop(t testing.TB, sig syscall.Signal) int {
 // data folder it had. Its listeners get new ports.
 func (k *Kurier) Restart(t testing.TB) *Kurier {
 	t.Helper()
-	select {
-	case <-k.exited:
-	default:
+	if ended, _ := k.Exited(); !ended {
 		t.Fatal("harness: Restart of a kurier that still runs; Stop it first")
 	}
 	return Start(t, k.opts)
+}
+
+// Exited tells whether the process has ended, and how.
+func (k *Kurier) Exited() (bool, error) {
+	select {
+	case <-k.exited:
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return true, k.err
+	default:
+		return false, nil
+	}
 }
 
 // Admin dials the admin API with the admin token.

@@ -284,18 +284,7 @@ func startEmbedded(s settings, log *slog.Logger) (*server.Server, error) {
 // ensure lays down the streams and buckets, waiting for a cluster that is
 // still forming its JetStream meta group.
 func ensure(ctx context.Context, conn *bus.Conn, l bus.Limits, log *slog.Logger) error {
-	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
-		err := bus.Ensure(ctx, conn.JS, l)
-		if err == nil {
-			return nil
-		}
-		log.Warn("streams not ready, retrying", "err", err, "in", delay.String())
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("streams: %w", err)
-		case <-time.After(delay):
-		}
-	}
+	return bus.Retry(ctx, log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
 }
 
 func drain(nc *nats.Conn, grace time.Duration) error {
