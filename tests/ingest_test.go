@@ -110,38 +110,14 @@ func setup(t *testing.T, k *harness.Kurier, org string, scopes ...adminv1.KeySco
 // stored reads every event of an org from the EVENTS stream.
 func stored(t *testing.T, k *harness.Kurier, org string) []map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	js, err := jetstream.New(k.Conn(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := js.OrderedConsumer(ctx, "EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"kurier.events." + org + ".>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []map[string]any
-	for n := info.NumPending; n > 0; {
-		batch, err := c.FetchNoWait(int(n))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range harness.Messages(t, jsOf(t, k), "EVENTS", "kurier.events."+org+".>") {
+		var e map[string]any
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			t.Fatalf("stored event is not JSON: %s", m.Data())
 		}
-		for m := range batch.Messages() {
-			var e map[string]any
-			if err := json.Unmarshal(m.Data(), &e); err != nil {
-				t.Fatalf("stored event is not JSON: %s", m.Data())
-			}
-			e["_subject"] = m.Subject()
-			out = append(out, e)
-			n--
-		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
-		}
+		e["_subject"] = m.Subject()
+		out = append(out, e)
 	}
 	return out
 }

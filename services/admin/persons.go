@@ -160,12 +160,19 @@ func (s *Service) DeletePerson(ctx context.Context, req *adminv1.DeletePersonReq
 	if err := checkExternalID(id); err != nil {
 		return nil, err
 	}
+	// A person the org does not have is answered before the lock is
+	// taken, so that asking for one neither waits for nor holds up a sync.
+	if b, err := s.book.Read(ctx, org, id); err != nil {
+		return nil, err
+	} else if _, ok := b.Persons[id]; !ok {
+		return nil, notFound("person", id)
+	}
 	w, err := s.book.Lock(ctx, org)
 	if err != nil {
 		return nil, bookErr(err)
 	}
 	defer w.Release()
-	b, err := w.Read(ctx, id)
+	b, err := w.Read(ctx, id) // again: a sync may have changed it meanwhile
 	if err != nil {
 		return nil, err
 	}

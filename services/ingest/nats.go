@@ -62,7 +62,7 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 	start := time.Now()
 	// Requests taken before shutdown are finished even as ctx ends.
 	ctx = context.WithoutCancel(ctx)
-	status := http.StatusAccepted
+	status, retryAfter := http.StatusAccepted, 0
 	var body []byte
 	res, err := s.ingestMsg(ctx, m)
 	if err == nil {
@@ -75,7 +75,7 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 		if we.Status >= 500 {
 			s.log.Warn("nats ingest failed", "subject", m.Subject, "err", err)
 		}
-		status, body = we.Status, we.Body()
+		status, retryAfter, body = we.Status, we.RetryAfter, we.Body()
 	}
 	s.m.requests.WithLabelValues("nats", strconv.Itoa(status)).Inc()
 	s.m.latency.WithLabelValues("nats").Observe(time.Since(start).Seconds())
@@ -84,6 +84,9 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 	}
 	reply := nats.NewMsg(m.Reply)
 	reply.Header.Set(StatusHeader, strconv.Itoa(status))
+	if retryAfter > 0 {
+		reply.Header.Set("Retry-After", strconv.Itoa(retryAfter))
+	}
 	reply.Data = body
 	if err := m.RespondMsg(reply); err != nil {
 		s.log.Warn("nats ingest reply", "err", err)

@@ -56,3 +56,33 @@ func (s Streams) Changed(before Streams) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Messages reads every message of a stream, or of the subjects given.
+func Messages(t testing.TB, js jetstream.JetStream, stream string, subjects ...string) []jetstream.Msg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	var out []jetstream.Msg
+	for n := info.NumPending; n > 0; {
+		batch, err := c.FetchNoWait(int(n))
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n--
+		}
+		if batch.Error() != nil {
+			t.Fatalf("read %s: %v", stream, batch.Error())
+		}
+	}
+	return out
+}
