@@ -289,10 +289,12 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
-// endpoint is an HTTP endpoint that takes a credential, called the way the
-// scope matrix calls it: so that a credential it takes gets `allowed`.
+// endpoint is an endpoint that takes a credential, as the scope matrix
+// calls it.
 type endpoint struct {
-	name    string
+	name  string
+	takes string // the credential it is for: a scope, or "queue secret"
+	// allowed is the status the credential it takes gets.
 	allowed int
 	// allowedCode is the error code the allowed call gets ("" for none):
 	// some are asked of things that do not exist, so as to change nothing.
@@ -318,7 +320,7 @@ func TestKeyScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	http1 := func(method, path, header, prefix, body, ct string) func(*testing.T, string) (int, string) {
+	viaHTTP := func(method, path, header, prefix, body, ct string) func(*testing.T, string) (int, string) {
 		return func(t *testing.T, credential string) (int, string) {
 			h := hdr(header, prefix+credential)
 			if ct != "" {
@@ -333,30 +335,22 @@ func TestKeyScopes(t *testing.T) {
 	nextID := func() string { n++; return fmt.Sprint("scope-", n) }
 	absent := strings.Repeat("0f", 16)
 	endpoints := []endpoint{
-		{"POST /v1/events", 202, "", 403, func(t *testing.T, c string) (int, string) {
-			return http1(http.MethodPost, "/v1/events", "Authorization", "Bearer ", structured(nextID(), "invoice.changed", ""), "application/cloudevents+json")(t, c)
+		{"POST /v1/events", "ingest", 202, "", 403, func(t *testing.T, c string) (int, string) {
+			return viaHTTP(http.MethodPost, "/v1/events", "Authorization", "Bearer ", structured(nextID(), "invoice.changed", ""), "application/cloudevents+json")(t, c)
 		}},
-		{"GET /v1/changes", 200, "", 403, http1(http.MethodGet, "/v1/changes?system=shop&type=5", "Authorization", "Bearer ", "", "")},
-		{"POST /api/queues", 200, "", 403, http1(http.MethodPost, "/api/queues", "X-PARTNER-KEY", "", "", "")},
-		{"DELETE /api/queues/{queueId}", 404, "not_found", 403, http1(http.MethodDelete, "/api/queues/"+absent, "X-PARTNER-KEY", "", "", "")},
-		{"GET /api/queues/{queueId}/messages", 200, "", 403, http1(http.MethodGet, "/api/queues/"+q.QueueID+"/messages", "X-PARTNER-KEY", "", "", "")},
-		{"DELETE /api/queues/{queueId}/messages/{messageId}", 404, "not_found", 403, http1(http.MethodDelete, "/api/queues/"+q.QueueID+"/messages/1", "X-PARTNER-KEY", "", "", "")},
-		{"POST /api/queues/{queueId}/messages", 200, "", 401, http1(http.MethodPost, "/api/queues/"+q.QueueID+"/messages", "X-COMNORM-NOTIFICATION-SECRET", "", `{"a":1}`, "")},
-		{"POST /rest/addressbook/sync", 200, "", 401, http1(http.MethodPost, "/rest/addressbook/sync", "Authorization", "", `{"personList":[]}`, "application/json")},
-		{"DELETE /rest/addressbook/external/persons/{externalDbId}", 404, "not_found", 401, http1(http.MethodDelete, "/rest/addressbook/external/persons/nobody", "Authorization", "", "", "")},
-		{"NATS kurier.ingest.<org>", 202, "", 403, func(t *testing.T, c string) (int, string) {
+		{"GET /v1/changes", "changes", 200, "", 403, viaHTTP(http.MethodGet, "/v1/changes?system=shop&type=5", "Authorization", "Bearer ", "", "")},
+		{"POST /api/queues", "partner", 200, "", 403, viaHTTP(http.MethodPost, "/api/queues", "X-PARTNER-KEY", "", "", "")},
+		{"DELETE /api/queues/{queueId}", "partner", 404, "not_found", 403, viaHTTP(http.MethodDelete, "/api/queues/"+absent, "X-PARTNER-KEY", "", "", "")},
+		{"GET /api/queues/{queueId}/messages", "partner", 200, "", 403, viaHTTP(http.MethodGet, "/api/queues/"+q.QueueID+"/messages", "X-PARTNER-KEY", "", "", "")},
+		{"DELETE /api/queues/{queueId}/messages/{messageId}", "partner", 404, "not_found", 403, viaHTTP(http.MethodDelete, "/api/queues/"+q.QueueID+"/messages/1", "X-PARTNER-KEY", "", "", "")},
+		{"POST /api/queues/{queueId}/messages", "queue secret", 200, "", 401, viaHTTP(http.MethodPost, "/api/queues/"+q.QueueID+"/messages", "X-COMNORM-NOTIFICATION-SECRET", "", `{"a":1}`, "")},
+		{"POST /rest/addressbook/sync", "addressbook", 200, "", 401, viaHTTP(http.MethodPost, "/rest/addressbook/sync", "Authorization", "", `{"personList":[]}`, "application/json")},
+		{"DELETE /rest/addressbook/external/persons/{externalDbId}", "addressbook", 404, "not_found", 401, viaHTTP(http.MethodDelete, "/rest/addressbook/external/persons/nobody", "Authorization", "", "", "")},
+		{"NATS kurier.ingest.<org>", "ingest", 202, "", 403, func(t *testing.T, c string) (int, string) {
 			a := natsIngest(t, nc, "alpha", c, nextID())
 			e, _ := a.ErrorForm()
 			return a.Status, e.Code
 		}},
-	}
-	// Which credential each endpoint takes.
-	takes := map[string]string{
-		"POST /v1/events": "ingest", "GET /v1/changes": "changes", "POST /api/queues": "partner",
-		"DELETE /api/queues/{queueId}": "partner", "GET /api/queues/{queueId}/messages": "partner",
-		"DELETE /api/queues/{queueId}/messages/{messageId}": "partner", "POST /api/queues/{queueId}/messages": "queue secret",
-		"POST /rest/addressbook/sync": "addressbook", "DELETE /rest/addressbook/external/persons/{externalDbId}": "addressbook",
-		"NATS kurier.ingest.<org>": "ingest",
 	}
 	credentials := map[string]string{"queue secret": q.NotificationSecret, "revoked key of every scope": all.GetSecret(), "admin token": k.Token}
 	for name, key := range alpha.keys {
@@ -368,7 +362,7 @@ func TestKeyScopes(t *testing.T) {
 			status, code := ep.call(t, secret)
 			want, wantCode := ep.refused, map[int]string{401: "unauthenticated", 403: "forbidden"}[ep.refused]
 			switch _, live := alpha.keys[cred]; {
-			case takes[ep.name] == cred:
+			case ep.takes == cred:
 				want, wantCode = ep.allowed, ep.allowedCode
 			case !live: // revoked, the admin token, a queue secret as a key
 				want, wantCode = 401, "unauthenticated"
