@@ -72,7 +72,7 @@ MODULES := proto services tests
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test vet fmt-check tidy-check ci bench run
+.PHONY: build test chaos vet fmt-check tidy-check ci bench run
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kurier ./services/cmd/kurier
@@ -84,6 +84,13 @@ run:
 # Every test of every module, with the race detector.
 test:
 	$(GO) test -race -count=1 -timeout 15m work
+
+# The long form of the chaos suite (tests/chaos_test.go): 100,000 events
+# while ingest and dispatcher processes and NATS stream leaders are killed,
+# in under 10 minutes, without the race detector. `make test` runs the
+# short form.
+chaos:
+	cd tests && KURIER_CHAOS=long $(GO) test -count=1 -timeout 15m -run '^TestChaos' -v .
 
 # With the tag of the compose end-to-end test, so that it is vetted too.
 vet:

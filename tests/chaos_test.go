@@ -51,7 +51,7 @@ func chaosFormOf(t *testing.T) chaosForm {
 	case "long":
 		return chaosForm{name: "long", events: 100000, rate: 500, batch: 25, killEvery: 5 * time.Second, natsKills: 4, maxUnacked: 100}
 	case "", "short":
-		return chaosForm{name: "short", events: 2400, rate: 150, batch: 10, killEvery: 1500 * time.Millisecond, natsKills: 2, maxUnacked: 5}
+		return chaosForm{name: "short", events: 2000, rate: 150, batch: 10, killEvery: 1500 * time.Millisecond, natsKills: 2, maxUnacked: 5}
 	default:
 		t.Fatalf("KURIER_CHAOS=%q: want short or long", f)
 		return chaosForm{}
@@ -589,9 +589,10 @@ func TestChaosFlow(t *testing.T) {
 	flowBegan := time.Now()
 	go func() { fl.run(4); close(flowing) }()
 
-	// Kills at a steady beat through the first four fifths of the flow, a
-	// process (dispatcher and ingest in turn) or, at even spacing among
-	// them, the node leading EVENTS or DELIVERIES.
+	// Kills at a steady beat through the first four fifths of the flow: a
+	// process, dispatcher and ingest in turn, and at even spacing among
+	// the beats the node leading EVENTS or DELIVERIES as well, so that the
+	// process comes back while NATS elects new leaders.
 	expected := time.Duration(form.events) * time.Second / time.Duration(form.rate)
 	beats := int(expected * 4 / 5 / form.killEvery)
 	natsAt := map[int]string{}
@@ -605,19 +606,21 @@ func TestChaosFlow(t *testing.T) {
 		case <-flowing:
 		case <-time.After(time.Until(flowBegan.Add(time.Duration(beat) * form.killEvery))):
 		}
-		if stream, ok := natsAt[beat]; ok {
-			node := d.nats.WaitStreamLeader(t, stream)
-			d.nats.Kill(node)
-			time.Sleep(chaosDown)
-			d.nats.Restart(t, node)
-			natsKills = append(natsKills, fmt.Sprintf("n%d leading %s", node+1, stream))
-			continue
-		}
 		v := victims[len(kills)%len(victims)]
+		stream, leader := natsAt[beat]
+		node := 0
+		if leader {
+			node = d.nats.WaitStreamLeader(t, stream)
+			d.nats.Kill(node)
+		}
 		d.kill(t, v)
 		time.Sleep(chaosDown)
 		d.restart(t, v)
 		kills = append(kills, v)
+		if leader {
+			d.nats.Restart(t, node)
+			natsKills = append(natsKills, fmt.Sprintf("n%d leading %s", node+1, stream))
+		}
 	}
 	<-flowing
 	flowTook := time.Since(flowBegan)
