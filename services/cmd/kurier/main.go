@@ -20,7 +20,7 @@ const usage = `kurier runs Kurier, the change-notification and webhook platform.
 Usage:
   kurier all          every service in one process, on an embedded JetStream server
   kurier ingest       the ingest service (POST /v1/events, NATS kurier.ingest.<org>)
-  kurier dispatcher   the dispatcher: ping timers and pings
+  kurier dispatcher   the dispatcher: pings, payload webhooks, queue delivery, daily digests
   kurier admin        the admin gRPC service
   kurier queue        the queue service (ComNorm pull queues, /api/queues)
   kurier addresssync  the address-book sync service (FE2 API, /rest/addressbook)
@@ -28,7 +28,7 @@ Usage:
   kurier healthcheck  probe a service's /readyz (or gRPC health) once: exit 0 or 1, for container healthchecks
   kurier bench ingest measure ingest throughput and latency on an embedded server
   kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
-  kurier bench deliver measure payload deliveries: throughput by fan-out, latency at fixed rates
+  kurier bench deliver  measure payload deliveries: throughput by fan-out, latency at fixed rates
   kurier bench queue  measure the queue API: posts, peeks and deletes, long-poll wake-ups
   kurier bench sync   measure full address-book syncs of 10,000 and 100,000 persons
   kurier version      print the version
