@@ -136,10 +136,19 @@ func (d *deployment) checkRunning(t *testing.T) {
 	}
 }
 
-// waitKnown waits until every dispatcher knows n subscriptions, as its
-// metrics say: events stored before then would find fewer.
-func (d *deployment) waitKnown(t *testing.T, n int, dispatchers ...string) {
+// waitDispatching waits until every dispatcher knows n subscriptions, as
+// its metrics say, and the dispatchers' consumer of EVENTS exists: events
+// stored before then would find fewer subscriptions, or no dispatcher.
+func (d *deployment) waitDispatching(t *testing.T, n int, dispatchers ...string) {
 	t.Helper()
+	js := jsOf(t, d.get(dispatchers[0]))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := js.Consumer(context.Background(), "EVENTS", "dispatcher"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no dispatcher consumes EVENTS within 30s: %v", err)
+		}
+	}
 	want := fmt.Sprintf("\nkurier_dispatch_subscriptions %d\n", n)
 	for _, name := range dispatchers {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -580,7 +589,7 @@ func TestChaosFlow(t *testing.T) {
 			nSubs++
 		}
 	}
-	d.waitKnown(t, nSubs, "dispatcher-1", "dispatcher-2")
+	d.waitDispatching(t, nSubs, "dispatcher-1", "dispatcher-2")
 	setupTook := time.Since(began)
 
 	fl := &flow{form: form, orgs: orgs, keys: keys, ingest: ingest, ok: map[string][]string{},
@@ -841,7 +850,7 @@ func TestChaosStopAndStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d.waitKnown(t, 4, "dispatcher")
+	d.waitDispatching(t, 4, "dispatcher")
 
 	// One ping makes the capped subscription reach its cap; payloads,
 	// queue messages, log records and persons pile up.
