@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,23 +48,14 @@ func (a fe2Answer) String() string {
 // Authorization header.
 func fe2(t *testing.T, base, key, method, path string, body []byte) fe2Answer {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", key)
+	h := map[string]string{"Authorization": key}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = "application/json"
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := fe2Answer{Status: resp.StatusCode}
-	if err := json.Unmarshal(b, &a); err != nil || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("answer %d is not JSON: %s", resp.StatusCode, b)
+	r := harness.Do(t, harness.Request{Method: method, URL: base + path, Header: h, Body: body})
+	a := fe2Answer{Status: r.Status}
+	if err := json.Unmarshal(r.Body, &a); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("answer %d is not JSON: %s", r.Status, r.Body)
 	}
 	return a
 }

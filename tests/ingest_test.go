@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,31 +47,21 @@ type answer struct {
 
 func post(t *testing.T, k *harness.Kurier, secret, contentType string, body []byte, hdr map[string]string) answer {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, k.HTTP+"/v1/events", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := map[string]string{}
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		h["Content-Type"] = contentType
 	}
 	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
+		h["Authorization"] = "Bearer " + secret
 	}
-	for n, v := range hdr {
-		req.Header.Set(n, v)
+	maps.Copy(h, hdr)
+	r := harness.Do(t, harness.Request{Method: http.MethodPost, URL: k.HTTP + "/v1/events", Header: h, Body: body})
+	a := answer{Status: r.Status, RetryAfter: r.Header.Get("Retry-After")}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("answer content type %q, body %s", ct, r.Body)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("answer content type %q, body %s", ct, b)
-	}
-	if err := json.Unmarshal(b, &a); err != nil {
-		t.Fatalf("answer %d is not JSON: %s", resp.StatusCode, b)
+	if err := json.Unmarshal(r.Body, &a); err != nil {
+		t.Fatalf("answer %d is not JSON: %s", r.Status, r.Body)
 	}
 	return a
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -36,20 +35,8 @@ func (a qAnswer) code() (string, string) {
 
 func qDo(t *testing.T, method, url string, hdr map[string]string, body string) qAnswer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return qAnswer{status: resp.StatusCode, body: b, header: resp.Header}
+	a := harness.Do(t, harness.Request{Method: method, URL: url, Header: hdr, Body: []byte(body)})
+	return qAnswer{status: a.Status, body: a.Body, header: a.Header}
 }
 
 func partnerKey(key string) map[string]string { return map[string]string{"X-PARTNER-KEY": key} }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -180,21 +181,10 @@ func tally(perID map[string]int) (delivered, duplicates int) {
 // call makes one HTTP request and answers the status and body.
 func call(t *testing.T, method, url string, header map[string]string, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	h := map[string]string{"Content-Type": "application/json"}
+	maps.Copy(h, header)
+	a := harness.Do(t, harness.Request{Method: method, URL: url, Header: h, Body: []byte(body)})
+	return a.Status, a.Body
 }
 
 // queue is a pull queue of the queue API (ComNorm), read with its
