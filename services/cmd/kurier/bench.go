@@ -58,10 +58,7 @@ func bench(ctx context.Context, args []string) error {
 	size := fs.Int("size", 256, "bytes of data per event")
 	batch := fs.Int("batch", 100, "events per batch request")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(fs, args[1:]); stop {
 		return err
 	}
 	if *cpuprofile != "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -35,10 +34,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 	fanouts := fs.String("subs", "1,100,10000", "subscription counts of the throughput runs")
 	rates := fs.String("rates", "100,1000,5000", "event rates of the latency runs, per second")
 	span := fs.Duration("span", 5*time.Second, "length of each latency run")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(fs, args); stop {
 		return err
 	}
 	fanoutList, err := splitInts(*fanouts)

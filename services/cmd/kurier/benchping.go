@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -33,10 +32,7 @@ func benchPing(ctx context.Context, args []string) error {
 	nEvents := fs.Int("events", 1000000, "changes in the burst")
 	nTypes := fs.Int("types", 1000, "event types the subscriptions spread over")
 	delay := fs.Duration("delay", time.Second, "notify delay")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(fs, args); stop {
 		return err
 	}
 	conn, srv, done, err := benchBus(ctx, "127.0.0.1:0")

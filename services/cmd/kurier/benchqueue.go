@@ -39,10 +39,7 @@ func benchQueue(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 10, "messages a receiver peeks at once before deleting them")
 	rounds := fs.Int("rounds", 500, "wake-ups measured per queue count")
 	counts := fs.String("queues", "1,1000", "queue counts")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(fs, args); stop {
 		return err
 	}
 	queueCounts, err := splitInts(*counts)

@@ -33,10 +33,7 @@ func benchSync(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("kurier bench sync", flag.ContinueOnError)
 	sizes := fs.String("persons", "10000,100000", "book sizes to sync, comma-separated")
 	changed := fs.Float64("changed", 0.01, "share of the persons the third sync changes")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(fs, args); stop {
 		return err
 	}
 	var ns []int

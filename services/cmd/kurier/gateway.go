@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,10 +31,7 @@ func runGateway(ctx context.Context, args []string) error {
 	set.Duration(&cfg.DialTimeout, "dial-timeout", "KURIER_GATEWAY_DIAL_TIMEOUT", cfg.DialTimeout, "how long connecting to one replica may take before the next is tried")
 	set.String(&logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for requests in flight")
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(set, args); stop {
 		return err
 	}
 	log := telemetry.Logger(os.Stderr, logLevel).With("role", "gateway")

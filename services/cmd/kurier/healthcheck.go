@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,10 +27,7 @@ func healthcheck(ctx context.Context, args []string) error {
 	set.String(&url, "url", "KURIER_HEALTHCHECK_URL", defaultProbeURL(), "URL that must answer 2xx; by default the /readyz of this container's service")
 	set.String(&grpcAddr, "grpc", "KURIER_HEALTHCHECK_GRPC", "", "host:port of a gRPC server whose grpc.health.v1 status must be SERVING; replaces -url")
 	set.Duration(&timeout, "timeout", "KURIER_HEALTHCHECK_TIMEOUT", 3*time.Second, "how long the probe may take")
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(set, args); stop {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

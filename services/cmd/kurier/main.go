@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -66,4 +68,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kurier:", err)
 		os.Exit(1)
 	}
+}
+
+// parse reads a command's flags. Asking for help (-h) prints it and is no
+// error, so stop says whether the command ends here, and err why.
+func parse(fs interface{ Parse([]string) error }, args []string) (stop bool, err error) {
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return true, nil
+	}
+	return err != nil, err
 }

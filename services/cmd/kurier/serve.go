@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -124,10 +123,7 @@ func serve(ctx context.Context, r role, args []string) error {
 	var s settings
 	set := config.New("kurier " + string(r))
 	bind(r, set, &s)
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if stop, err := parse(set, args); stop {
 		return err
 	}
 	if r == "admin" && s.adminToken == "" {
