@@ -67,8 +67,8 @@ const (
 	chaosDown = time.Second
 )
 
-// chaosTypes are the event types of the flow, each matched by other
-// subscriptions (see TestChaosFlow).
+// chaosTypes are the event types of the flow; each goes to subscriptions
+// of other modes (see TestChaosFlow).
 var chaosTypes = []string{"invoice.changed", "order.changed", "stock.changed"}
 
 // deployment is Kurier's services as separate processes on a natstest
@@ -136,19 +136,10 @@ func (d *deployment) checkRunning(t *testing.T) {
 	}
 }
 
-// waitDispatching waits until every dispatcher knows n subscriptions, as
-// its metrics say, and the dispatchers' consumer of EVENTS exists: events
-// stored before then would find fewer subscriptions, or no dispatcher.
-func (d *deployment) waitDispatching(t *testing.T, n int, dispatchers ...string) {
+// waitKnown waits until every dispatcher knows n subscriptions, as its
+// metrics say: events matched before then would find fewer.
+func (d *deployment) waitKnown(t *testing.T, n int, dispatchers ...string) {
 	t.Helper()
-	js := jsOf(t, d.get(dispatchers[0]))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := js.Consumer(context.Background(), "EVENTS", "dispatcher"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no dispatcher consumes EVENTS within 30s: %v", err)
-		}
-	}
 	want := fmt.Sprintf("\nkurier_dispatch_subscriptions %d\n", n)
 	for _, name := range dispatchers {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -297,7 +288,6 @@ type payloadTally struct {
 	got   map[string]int // 2xx answers per webhook-id
 	ids   map[string]bool
 	order []uint64 // event sequence of each 2xx answer, in arrival order
-	last  time.Time
 }
 
 type pingHit struct {
@@ -346,7 +336,6 @@ func (r *chaosReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	p.got[id]++
 	p.ids[e.ID] = true
 	p.order = append(p.order, n)
-	p.last = at
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
@@ -430,7 +419,6 @@ type feedReader struct {
 	mu               sync.Mutex
 	cursor           string
 	seen             map[string]bool
-	reads            int
 }
 
 func newFeedReader(system, typ, key string, ingest func(int) string) *feedReader {
@@ -486,7 +474,6 @@ func (f *feedReader) read(base string) (bool, error) {
 		f.seen[ch.ID] = true
 	}
 	f.cursor = c.Cursor
-	f.reads++
 	return c.More, nil
 }
 
@@ -503,13 +490,14 @@ func (f *feedReader) missing(want []string) []string {
 }
 
 // drainQueue reads a queue as its receiver does, peeking and deleting,
-// until it is empty, and counts the messages per event id.
-func drainQueue(t *testing.T, base, key, queue string) map[string]int {
+// until every id of want has come and the queue is empty, or d has
+// passed, and counts the messages per event id.
+func drainQueue(t *testing.T, base, key, queue string, want []string, d time.Duration) map[string]int {
 	t.Helper()
 	got := map[string]int{}
-	for {
-		_, msgs := qPeek(t, base, key, queue, "?count=100")
-		if len(msgs) == 0 {
+	for deadline := time.Now().Add(d); ; {
+		_, msgs := qPeek(t, base, key, queue, "?count=100&timeout=1")
+		if len(msgs) == 0 && (time.Now().After(deadline) || !slices.ContainsFunc(want, func(id string) bool { return got[id] == 0 })) {
 			return got
 		}
 		for _, m := range msgs {
@@ -589,7 +577,7 @@ func TestChaosFlow(t *testing.T) {
 			nSubs++
 		}
 	}
-	d.waitDispatching(t, nSubs, "dispatcher-1", "dispatcher-2")
+	d.waitKnown(t, nSubs, "dispatcher-1", "dispatcher-2")
 	setupTook := time.Since(began)
 
 	fl := &flow{form: form, orgs: orgs, keys: keys, ingest: ingest, ok: map[string][]string{},
@@ -657,7 +645,6 @@ func TestChaosFlow(t *testing.T) {
 		}
 	}
 	lost := 0
-	var done time.Time
 	for _, w := range wants {
 		left := w.missing(w.ids)
 		for deadline := time.Now().Add(2 * time.Minute); len(left) > 0 && time.Now().Before(deadline); left = w.missing(w.ids) {
@@ -668,11 +655,11 @@ func TestChaosFlow(t *testing.T) {
 			t.Errorf("%s: %d of %d accepted events never arrived, e.g. %v", w.what, len(left), len(w.ids), left[:min(len(left), 10)])
 		}
 	}
-	done = time.Now()
+	done := time.Now()
 	queueDups := 0
 	for _, org := range orgs {
-		got := drainQueue(t, d.get("queue").HTTP, keys[org], queues[org].QueueID)
 		want := fl.accepted(org, chaosTypes[1])
+		got := drainQueue(t, d.get("queue").HTTP, keys[org], queues[org].QueueID, want, 2*time.Minute)
 		var left []string
 		for _, id := range want {
 			if got[id] == 0 {
@@ -850,7 +837,7 @@ func TestChaosStopAndStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d.waitDispatching(t, 4, "dispatcher")
+	d.waitKnown(t, 4, "dispatcher")
 
 	// One ping makes the capped subscription reach its cap; payloads,
 	// queue messages, log records and persons pile up.
@@ -936,4 +923,26 @@ func TestChaosSyncKilledMidway(t *testing.T) {
 	d := startDeployment(t, []string{"KURIER_SYNC_LOCK_TTL=2s"}, "admin", "addresssync")
 	adm, key := addressbookOrg(t, d.get("admin"), "acme")
 	syncKilledMidway(t, d.get("addresssync"), key, func(*harness.Kurier) adminv1.AdminServiceClient { return adm })
+}
+
+// TestChaosDispatcherStartsLast brings a deployment up in the worst order:
+// ingest takes events before any dispatcher has ever run, as a fresh
+// cluster whose dispatchers start late (or crash at once) does. Once one
+// runs, it delivers them.
+func TestChaosDispatcherStartsLast(t *testing.T) {
+	d := startDeployment(t, nil, "admin", "ingest")
+	adm, key := setup(t, d.get("admin"), "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	rcv := newReceiver(t)
+	if _, err := adm.CreateSubscription(context.Background(), &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{
+		OrgId: "acme", System: "hook", EventTypes: []string{"invoice.changed"}, Mode: adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD,
+		Url: rcv.URL + "/hook", Active: true}}); err != nil {
+		t.Fatal(err)
+	}
+	early := change(t, d.get("ingest"), key, "invoice.changed", "INV-1", nil)
+	d.start(t, "dispatcher")
+	h := rcv.next(t, 30*time.Second)
+	var body struct{ ID string }
+	if err := json.Unmarshal(h.Body, &body); err != nil || body.ID != early {
+		t.Fatalf("delivered %s %s, want event %s", h.Method, h.Body, early)
+	}
 }

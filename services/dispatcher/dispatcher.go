@@ -56,9 +56,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Durable consumer names, shared by every replica.
+// Durable consumer names, shared by every replica; that of EVENTS is
+// bus.DispatchConsumer.
 const (
-	eventsConsumer = "dispatcher"
 	dueConsumer    = "dispatcher-pings"
 	digestConsumer = "dispatcher-digests"
 )
@@ -163,13 +163,7 @@ func (s *Service) Run(ctx context.Context) error {
 		handle func(context.Context, jetstream.Msg)
 		done   func(jetstream.Msg) bool
 	}{
-		{bus.StreamEvents, jetstream.ConsumerConfig{
-			Durable:       eventsConsumer,
-			Description:   "Matches events to subscriptions",
-			DeliverPolicy: jetstream.DeliverNewPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 10000,
-		}, s.cfg.Workers, s.handleEvent, s.covered},
+		{bus.StreamEvents, bus.DispatchConsumer(), s.cfg.Workers, s.handleEvent, s.covered},
 		{bus.StreamNotify, jetstream.ConsumerConfig{
 			Durable:       dueConsumer,
 			Description:   "Makes the pings whose time has come",

@@ -52,14 +52,6 @@ func TestQueueDelivery(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = svc.Run(rctx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
-	// Events stored before the dispatcher's consumer exists are not its.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := conn.JS.Consumer(ctx, bus.StreamEvents, eventsConsumer); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
 
 	publish := func(id, typ string, data string) {
 		t.Helper()

@@ -94,9 +94,10 @@ func benchPing(ctx context.Context, args []string) error {
 			_ = disp.Wait()
 		}
 	}()
-	// The dispatcher's consumer exists once it is ready for the burst.
+	// The dispatcher is ready for the burst once it asks its consumer for
+	// events.
 	for {
-		if _, err := conn.JS.Consumer(ctx, bus.StreamEvents, "dispatcher"); err == nil {
+		if c, err := conn.JS.Consumer(ctx, bus.StreamEvents, bus.DispatchConsumer().Durable); err == nil && c.CachedInfo().NumWaiting > 0 {
 			break
 		}
 		select {
@@ -133,7 +134,7 @@ func benchPing(ctx context.Context, args []string) error {
 			case <-tick.C:
 			}
 			pending := uint64(0)
-			if c, err := conn.JS.Consumer(pctx, bus.StreamEvents, "dispatcher"); err == nil {
+			if c, err := conn.JS.Consumer(pctx, bus.StreamEvents, bus.DispatchConsumer().Durable); err == nil {
 				if info, err := c.Info(pctx); err == nil {
 					pending = info.NumPending + uint64(info.NumAckPending)
 				}
@@ -166,7 +167,7 @@ func benchPing(ctx context.Context, args []string) error {
 	}
 	published := time.Since(firstChange)
 
-	cons, err := conn.JS.Consumer(ctx, bus.StreamEvents, "dispatcher")
+	cons, err := conn.JS.Consumer(ctx, bus.StreamEvents, bus.DispatchConsumer().Durable)
 	if err != nil {
 		return err
 	}

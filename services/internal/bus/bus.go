@@ -217,8 +217,25 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 	}
 }
 
-// Ensure creates or updates every stream and bucket, so whichever service
-// starts first lays them down and a changed replica count is applied.
+// DispatchConsumer is the dispatchers' durable consumer of EVENTS, which
+// every replica shares. It starts with the events stored after it is made,
+// so Ensure makes it with the streams, before ingest can accept any: made
+// by the first dispatcher to run, it would pass over what ingest had
+// accepted until then, and those events would reach no subscription.
+func DispatchConsumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       "dispatcher",
+		Description:   "Matches events to subscriptions",
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 10000,
+	}
+}
+
+// Ensure creates or updates every stream and bucket, and the dispatchers'
+// consumer of EVENTS, so whichever service starts first lays them down and
+// a changed replica count is applied.
 func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	for _, cfg := range Streams(l) {
 		cctx, cancel := context.WithTimeout(ctx, l.OperationLimit)
@@ -235,6 +252,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.OperationLimit)
+	defer cancel()
+	if _, err := js.CreateOrUpdateConsumer(cctx, StreamEvents, DispatchConsumer()); err != nil {
+		return fmt.Errorf("consumer %s of %s: %w", DispatchConsumer().Durable, StreamEvents, err)
 	}
 	return nil
 }
