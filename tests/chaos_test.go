@@ -442,7 +442,7 @@ func (f *feedReader) run(ctx context.Context) {
 		}
 		for more := true; more && ctx.Err() == nil; try++ {
 			var err error
-			if more, err = f.read(f.ingest(try)); err != nil {
+			if more, err = f.read(ctx, f.ingest(try)); err != nil {
 				more = true
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -450,11 +450,13 @@ func (f *feedReader) run(ctx context.Context) {
 	}
 }
 
-func (f *feedReader) read(base string) (bool, error) {
+func (f *feedReader) read(ctx context.Context, base string) (bool, error) {
 	f.mu.Lock()
 	q := fmt.Sprintf("%s/v1/changes?system=%s&type=%s&cursor=%s", base, f.system, f.typ, f.cursor)
 	f.mu.Unlock()
-	req, err := http.NewRequest(http.MethodGet, q, nil)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q, nil)
 	if err != nil {
 		return false, err
 	}
