@@ -299,32 +299,45 @@ func bigList(n int) []map[string]any {
 
 func TestAddressBookSyncOneAtATime(t *testing.T) {
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_SYNC_LOCK_WAIT=300ms"}})
-	_, key := addressbookOrg(t, k, "acme")
+	adm, key := addressbookOrg(t, k, "acme")
 	// A second replica of the service, on the same NATS.
 	replica := harness.Start(t, harness.Options{Role: "addresssync", NATSURL: k.NATS, Env: []string{"KURIER_SYNC_LOCK_WAIT=30s"}})
+	ctx := context.Background()
 	js, err := jetstream.New(k.Conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	locks, err := js.KeyValue(context.Background(), "locks")
+	locks, err := js.KeyValue(ctx, "locks")
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := locks.Watch(context.Background(), "addressbook.acme", jetstream.UpdatesOnly())
+
+	// While another holds acme's lock, waiting 300 ms is not enough: 423,
+	// nothing changed.
+	if _, err := locks.Create(ctx, "addressbook.acme", []byte("another replica")); err != nil {
+		t.Fatal(err)
+	}
+	if a := pushSync(t, k, key, fe2Person("x", "x")); a.Status != 423 || a.Error.Code != "locked" {
+		t.Fatalf("second sync while the first runs: %s", a)
+	}
+	if got := persons(t, adm, "acme", true); len(got) != 0 {
+		t.Fatalf("a refused sync left persons: %v", got)
+	}
+	if err := locks.Delete(ctx, "addressbook.acme"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two real syncs at once: the patient replica waits its turn and finds
+	// the list synced, whichever finishes when.
+	held, err := locks.Watch(ctx, "addressbook.acme", jetstream.UpdatesOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Stop()
-
 	big := syncBody(t, bigList(5000)...)
 	done := make(chan fe2Answer, 1)
 	go func() { done <- fe2(t, k.HTTP, key, http.MethodPost, "/rest/addressbook/sync", big) }()
 	<-held.Updates() // the big sync has the lock
-	// Waiting 300 ms is not enough: 423, nothing changed.
-	if a := pushSync(t, k, key, fe2Person("x", "x")); a.Status != 423 || a.Error.Code != "locked" {
-		t.Fatalf("second sync while the first runs: %s", a)
-	}
-	// The patient replica waits its turn and finds the list synced.
 	wantFE2(t, fe2(t, replica.HTTP, key, http.MethodPost, "/rest/addressbook/sync", big), "200 created 0, updated 0, deleted 0, marked 0, unchanged 5000")
 	wantFE2(t, <-done, "200 created 5000, updated 0, deleted 0, marked 0, unchanged 0")
 }
