@@ -62,27 +62,43 @@ func Messages(t testing.TB, js jetstream.JetStream, stream string, subjects ...s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	for {
+		out, err := messages(ctx, js, stream, subjects)
+		if err == nil {
+			return out
+		}
+		// A cluster that has just lost or regained a node may not answer
+		// for a moment: read again until the deadline.
+		select {
+		case <-ctx.Done():
+			t.Fatalf("read %s: %v", stream, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func messages(ctx context.Context, js jetstream.JetStream, stream string, subjects []string) ([]jetstream.Msg, error) {
 	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
-		t.Fatalf("read %s: %v", stream, err)
+		return nil, err
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		t.Fatalf("read %s: %v", stream, err)
+		return nil, err
 	}
 	var out []jetstream.Msg
 	for n := info.NumPending; n > 0; {
 		batch, err := c.FetchNoWait(int(n))
 		if err != nil {
-			t.Fatalf("read %s: %v", stream, err)
+			return nil, err
 		}
 		for m := range batch.Messages() {
 			out = append(out, m)
 			n--
 		}
 		if batch.Error() != nil {
-			t.Fatalf("read %s: %v", stream, batch.Error())
+			return nil, batch.Error()
 		}
 	}
-	return out
+	return out, nil
 }
