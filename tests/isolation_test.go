@@ -134,7 +134,6 @@ func TestIsolation(t *testing.T) {
 		{"wait on bravo's queue", http.MethodGet, "/api/queues/" + qb.QueueID + "/messages?timeout=5", "/api/queues/" + absentQueue + "/messages?timeout=5", partner, ""},
 		{"delete bravo's message in bravo's queue", http.MethodDelete, "/api/queues/" + qb.QueueID + "/messages/" + mb, "/api/queues/" + absentQueue + "/messages/" + mb, partner, ""},
 		{"delete bravo's message through alpha's queue", http.MethodDelete, "/api/queues/" + qa.QueueID + "/messages/" + mb, "/api/queues/" + qa.QueueID + "/messages/" + absentMsg, partner, ""},
-		{"post to bravo's queue with alpha's queue secret", http.MethodPost, "/api/queues/" + qb.QueueID + "/messages", "/api/queues/" + absentQueue + "/messages", sender, `{"from":"alpha"}`},
 		{"delete bravo's synced person", http.MethodDelete, "/rest/addressbook/external/persons/bravo-1", "/rest/addressbook/external/persons/" + absentPerson, book, ""},
 	} {
 		what := "isolation: " + c.name
@@ -151,6 +150,16 @@ func TestIsolation(t *testing.T) {
 		})
 		cases++
 	}
+
+	// A queue secret opens its own queue only. (An unknown queue id is 404
+	// to a sender, as ComNorm answers; queue ids are 128 random bits.)
+	tr.none(t, "isolation: post to bravo's queue with alpha's queue secret", "", func() {
+		a := harness.Do(t, harness.Request{Method: http.MethodPost, URL: k.HTTP + "/api/queues/" + qb.QueueID + "/messages", Header: sender, Body: []byte(`{"from":"alpha"}`)})
+		if e, ok := a.ErrorForm(); !ok || a.Status != http.StatusUnauthorized || e.Field != "X-COMNORM-NOTIFICATION-SECRET" {
+			t.Errorf("post to bravo's queue with alpha's queue secret: %d %s", a.Status, a.Body)
+		}
+	})
+	cases++
 
 	// Alpha's change feed has none of bravo's events, though bravo has one
 	// of the type asked for.

@@ -138,13 +138,10 @@ func (s *Service) deleteQueue(w http.ResponseWriter, r *http.Request) error {
 // notification secret instead.
 func (s *Service) postMessage(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	id := r.PathValue("queueId")
-	q, err := s.queues.Get(ctx, id)
+	// An unknown queue is 404, as ComNorm answers; its id is 128 random
+	// bits, so the answer tells a guesser nothing useful.
+	q, err := s.queues.Get(ctx, r.PathValue("queueId"))
 	switch {
-	case errors.Is(err, queues.ErrNotFound) && queues.ValidID(id):
-		// As for a queue whose secret the sender lacks: whoever holds one
-		// queue's secret learns nothing of which other queues exist.
-		return errWrongSecret
 	case err != nil:
 		return storeErr(err)
 	case !q.Verify(r.Header.Get(SecretHeader)):
