@@ -287,7 +287,21 @@ func TestPendingPingSurvivesRestart(t *testing.T) {
 	pingSub(t, adm, "acme", "shop", rcv.URL, "invoice.changed")
 	changed := time.Now()
 	change(t, k, secret, "invoice.changed", "INV-1", nil)
-	time.Sleep(300 * time.Millisecond)
+	// Killed once the ping's timer is in NOTIFY: a change whose dispatcher
+	// dies before that comes again only after the consumer's ack wait.
+	notify, err := jsOf(t, k).Stream(context.Background(), "NOTIFY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := notify.Info(context.Background())
+		if err == nil && info.State.Msgs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ping timer after 10 s: %v", err)
+		}
+	}
 	k.Stop(t, syscall.SIGKILL)
 
 	harness.Start(t, harness.Options{DataDir: dir, Env: env})
