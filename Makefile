@@ -134,8 +134,10 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 
+# The benchmarks are their own command, not part of the kurier binary;
+# BENCHMARKS.md has the others (ping, deliver, queue, sync).
 bench:
-	$(GO) run ./services/cmd/kurier bench ingest
+	$(GO) run ./services/cmd/kurier-bench ingest
 
 # ---------------------------------------------------------------------------
 # Images and docker-compose

@@ -398,6 +398,13 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if err := s.checkQueue(ctx, sub); err != nil {
 		return nil, err
 	}
+	if sub.Ordered {
+		last, err := s.eventsLast(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sub.OrderedFrom = last
+	}
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return nil, storeErr(err)
 	}
@@ -410,6 +417,19 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 		return nil, err
 	}
 	return &adminv1.CreateSubscriptionResponse{Subscription: pb, SigningSecret: sub.Secret}, nil
+}
+
+// eventsLast answers the last sequence in EVENTS.
+func (s *Service) eventsLast(ctx context.Context) (uint64, error) {
+	st, err := bus.Stream(ctx, s.conn.JS, bus.StreamEvents)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("events stream: %w", err)
+	}
+	return info.State.LastSeq, nil
 }
 
 func (s *Service) GetSubscription(ctx context.Context, req *adminv1.GetSubscriptionRequest) (*adminv1.Subscription, error) {
@@ -458,8 +478,18 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 			return nil, invalid("update_mask", "%q cannot be updated; these can: %s (active through SetSubscriptionActive)", p, strings.Join(allowed, ", "))
 		}
 	}
+	// Switched to ordered, it delivers in order from the switch on, not the
+	// events since it was created.
+	last, err := s.eventsLast(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
+		was := sub.Ordered
 		fromPB(in, sub, paths)
+		if sub.Ordered && !was {
+			sub.OrderedFrom = last
+		}
 		sub.Updated = s.now().UTC()
 		if err := checkSub(sub); err != nil {
 			return err

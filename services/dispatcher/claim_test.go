@@ -9,7 +9,7 @@ import (
 )
 
 func TestClaim(t *testing.T) {
-	s := &Service{cfg: Config{NotifyDelay: time.Minute, MaxUnacked: 3, PingTimeout: 10 * time.Second}}
+	s := &pinger{cfg: Config{NotifyDelay: time.Minute, MaxUnacked: 3, PingTimeout: 10 * time.Second}}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	stale := now.Add(-s.cfg.PingTimeout - claimGrace - time.Second)
 	cases := []struct {

@@ -3,6 +3,9 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -16,58 +19,68 @@ import (
 	"kurier.dev/services/internal/subs"
 )
 
-// Daily digests (Scopevisio's "täglich"): a daily subscription's tasks
-// wait in its queue, which nothing consumes continuously; at the digest
-// time a timer fires, and whichever replica gets it sends everything
-// waiting as one POST of a JSON array, then sets the next day's timer.
+// digests sends daily digests (Scopevisio's "täglich"): a daily
+// subscription's tasks gather on its digest subject, which nothing
+// consumes; at the digest time a timer fires, and whichever replica gets
+// it reads everything waiting through a consumer made for the digest
+// alone, sends it as one POST of a JSON array (or several, past
+// digestMax), and sets the next day's timer.
+type digests struct {
+	js    jetstream.JetStream
+	index *index
+	send  *sender
+	fails *failures
+	log   *slog.Logger
+}
 
 // digestMax bounds one POST; more waiting goes in further POSTs at once.
 const digestMax = 10000
 
-func (s *Service) handleDigest(ctx context.Context, m jetstream.Msg) {
+func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
 	id := strings.TrimPrefix(m.Subject(), "kurier.notify.digested.")
-	e := s.index.get(id)
+	e := d.index.get(id)
 	if e == nil || !e.sub.Daily() || !e.sub.Active {
-		_ = m.Ack()
-		return
+		return nil
 	}
 	sub := e.sub
-	if err := subs.ArmDigest(ctx, s.conn.JS, sub, time.Now()); err != nil {
-		s.log.Warn("next digest not scheduled", "subscription", id, "err", err)
+	if err := subs.ArmDigest(ctx, d.js, sub, time.Now()); err != nil {
+		d.log.Warn("next digest not scheduled", "subscription", id, "err", err)
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		_ = m.Term()
-		return
+		return errNoMetadata
 	}
-	cons, err := s.conn.JS.Consumer(ctx, bus.StreamDeliveries, laneConsumer(id))
+	// One consumer per digest being sent, so consumers do not grow with
+	// daily subscriptions; the due message is out to one replica at a
+	// time, so no two digests of a subscription overlap.
+	name := "digest-" + id
+	_ = d.js.DeleteConsumer(ctx, bus.StreamDeliveries, name) // one left by a replica that died
+	cons, err := d.js.CreateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: bus.DigestSubject(id), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 5 * time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
+	})
 	if err != nil {
-		s.log.Warn("digest queue not found, trying again", "subscription", id, "err", err)
-		_ = m.NakWithDelay(5 * time.Second)
-		return
+		return again(5*time.Second, fmt.Errorf("digest queue: %w", err))
 	}
+	defer func() { _ = d.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, name) }()
 	for part := 0; ; part++ {
 		tasks, err := fetchAll(cons, digestMax)
 		if err != nil {
-			s.log.Warn("digest not gathered, trying again", "subscription", id, "err", err)
-			_ = m.NakWithDelay(5 * time.Second)
-			return
+			return again(5*time.Second, fmt.Errorf("digest not gathered: %w", err))
 		}
 		if len(tasks) == 0 {
-			_ = m.Ack()
-			return
+			return nil
 		}
-		if wait, sent, again := s.sendDigest(ctx, sub, tasks, md.Sequence.Stream, part, int(md.NumDelivered)); !sent {
-			if again {
-				_ = m.NakWithDelay(wait) // the digest is tried again then
-			} else {
-				_ = m.Ack() // given up for today: tomorrow's digest takes the tasks
-			}
-			return
-		}
-		if len(tasks) < digestMax {
-			_ = m.Ack()
-			return
+		wait, sent, retry := d.post(ctx, sub, tasks, md.Sequence.Stream, part, int(md.NumDelivered))
+		switch {
+		case sent && len(tasks) < digestMax:
+			return nil
+		case sent:
+			continue
+		case retry:
+			return again(wait, nil) // the digest is tried again then
+		default:
+			return nil // given up for today: tomorrow's digest takes the tasks
 		}
 	}
 }
@@ -94,74 +107,57 @@ func fetchAll(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {
 	return out, nil
 }
 
-// sendDigest POSTs one digest and settles its tasks. It answers whether the
+// post sends one digest and settles its tasks. It answers whether the
 // digest went through and, when not, whether and after what wait to try
 // again.
-func (s *Service) sendDigest(ctx context.Context, sub subs.Subscription, tasks []jetstream.Msg, dueSeq uint64, part, attempt int) (wait time.Duration, sent, again bool) {
+func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetstream.Msg, dueSeq uint64, part, attempt int) (wait time.Duration, sent, retry bool) {
 	events := make([]event.Event, 0, len(tasks))
 	stored := make([]time.Time, 0, len(tasks))
+	var oldest time.Time
 	for _, t := range tasks {
 		var ev event.Event
-		md, err := t.Metadata()
-		if err == nil {
-			err = ev.UnmarshalJSON(t.Data())
-		}
-		if err != nil {
-			s.log.Error("undecodable delivery task dropped", "subscription", sub.ID, "err", err)
-			_ = t.Term()
+		if err := ev.UnmarshalJSON(t.Data()); err != nil {
+			settle(d.log, t, fmt.Errorf("undecodable delivery task of %s: %w", sub.ID, err))
 			continue
 		}
-		_, at := origin(t, md)
+		_, at := origin(t)
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
 		events, stored = append(events, ev), append(stored, at)
 	}
-	now := time.Now()
 	spec := sub.Spec()
-	rec := dlog.Record{Time: now.UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System, EventTypes: sub.EventTypes,
-		Mode: string(sub.Mode), EventID: "digest of " + strconv.Itoa(len(events)) + " events", Attempt: attempt}
-	rec.URL, _ = payload.MaskedURL(spec, "digest")
-	var o outcome
-	body, err := payload.Digest(spec, events, stored)
-	if err != nil {
-		o = outcome{err: err}
-	} else {
-		url, err := payload.RequestURL(spec, "digest")
-		if err != nil {
-			o = outcome{err: err}
-		} else {
-			// The same id on every attempt of this digest.
-			o = s.send(ctx, sub, url, body, "digest_"+sub.ID+"_"+strconv.FormatUint(dueSeq, 10)+"_"+strconv.Itoa(part), now)
-		}
+	c := call{sub: sub, mode: subs.ModePayload, method: http.MethodPost, timeout: sub.Timeout, since: oldest,
+		// The same id on every attempt of this digest.
+		msgID: "digest_" + sub.ID + "_" + strconv.FormatUint(dueSeq, 10) + "_" + strconv.Itoa(part),
+		rec:   dlog.Record{EventTypes: sub.EventTypes, EventID: "digest of " + strconv.Itoa(len(events)) + " events", Attempt: attempt}}
+	c.rec.URL, _ = payload.MaskedURL(spec, "digest")
+	if c.body, c.err = payload.Digest(spec, events, stored); c.err == nil {
+		c.url, c.err = payload.RequestURL(spec, "digest")
 	}
-	rec.LatencyMS = float64(time.Since(now).Microseconds()) / 1000
-	rec.Status, rec.Response = o.status, string(o.body)
-	if o.err != nil {
-		rec.Error = describe(o.err)
-	}
-	defer s.logs.Go(func() {
-		if err := dlog.Append(ctx, s.conn.JS, rec); err != nil {
-			s.log.Warn("delivery not logged", "subscription", sub.ID, "err", err)
-		}
-	})
+	o, rec := d.send.send(ctx, c)
 	if o.ok() {
 		rec.Outcome = "delivered"
 		for _, t := range tasks {
-			_ = t.Ack()
+			settle(d.log, t, nil)
 		}
-		s.succeeded(ctx, sub)
+		d.fails.succeeded(ctx, sub)
+		d.send.record(ctx, rec, outSuccess)
 		return 0, true, false
 	}
 	// The tasks wait for the next attempt; the due message brings it.
 	for _, t := range tasks {
-		_ = t.Nak()
+		settle(d.log, t, again(0, nil))
 	}
 	if !o.transient() {
-		s.failed(ctx, sub)
+		d.fails.failed(ctx, sub)
 	}
 	rec.Outcome = "retry"
-	wait, again = nextAttempt(sub, attempt, o)
-	if again {
+	wait, retry = nextAttempt(sub, attempt, o)
+	if retry {
 		next := time.Now().Add(wait).UTC()
 		rec.NextAttempt = &next
 	}
-	return wait, false, again
+	d.send.record(ctx, rec, outRetry)
+	return wait, false, retry
 }

@@ -1,7 +1,20 @@
 // Package dispatcher matches stored events to subscriptions and notifies
-// their systems. Files follow an event's way through it: index.go keeps
-// the subscriptions, schedule.go coalesces changes into ping timers,
-// ping.go makes the pings and logs them.
+// their systems. It is a router plus one component per delivery mode, each
+// a Handler of its own messages, all acknowledged in one place:
+//
+//	dispatcher.go  the Service: settings, start-up, the consumers it runs
+//	consume.go     Handler, the consume loop and settle, which acks, naks or terminates
+//	index.go       the subscriptions and their state, as watched in their buckets
+//	router.go      an event's way to its subscriptions: a ping timer, a delivery task, a queue message
+//	ping.go        ping mode: coalescing timers, the due ping and its claim
+//	payload.go     payload mode: one attempt of a task, its retry as a scheduled message, dead letters
+//	partition.go   which replica delivers which subscriptions' tasks, within their in-flight limits
+//	ordered.go     ordered payload subscriptions, delivered in EVENTS' order
+//	digest.go      daily digests of payload subscriptions
+//	queue.go       queue mode: the event as a message in a pull queue
+//	attempt.go     the one place a request is made, classified, logged and counted
+//	metrics.go     what the dispatcher counts
+//	migrate.go     moving the tasks of the layout before partitions into them
 package dispatcher
 
 import (
@@ -9,8 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +42,13 @@ type Config struct {
 	MaxUnacked  int
 	PingTimeout time.Duration
 	UserAgent   string
-	// Workers handle events at once; Senders make pings at once.
+	// Workers route events at once. Senders bounds the pings made at
+	// once: each waits on its own receiver, so a receiver that hangs holds
+	// up its own ping only.
 	Workers int
 	Senders int
+	// Deliveries bounds the payload requests this replica makes at once.
+	Deliveries int
 	// AllowPrivate lets requests reach loopback and private addresses,
 	// which are refused by default so that a subscription cannot probe the
 	// network Kurier runs in.
@@ -51,47 +66,43 @@ func DefaultConfig() Config {
 		PingTimeout:  10 * time.Second,
 		UserAgent:    "kurier/dev",
 		Workers:      32,
-		Senders:      64,
+		Senders:      dueMaxPending,
+		Deliveries:   4096,
 		DisableAfter: 5 * 24 * time.Hour,
 	}
 }
 
-// Durable consumer names, shared by every replica; that of EVENTS is
-// bus.DispatchConsumer.
+// Durable consumer names of NOTIFY, shared by every replica; that of
+// EVENTS is bus.DispatchConsumer, those of DELIVERIES bus.PartitionConsumer.
 const (
 	dueConsumer    = "dispatcher-pings"
 	digestConsumer = "dispatcher-digests"
+	// dueMaxPending bounds the due pings out at once, and so the pings in
+	// flight.
+	dueMaxPending = 10000
 )
 
 // Service is the dispatcher.
 type Service struct {
-	cfg    Config
-	conn   *bus.Conn
-	subs   *subs.Store
-	notify jetstream.Stream
-	index  *index
-	client *http.Client // pings
-	// payloadClient has no overall timeout: each subscription sets its own.
-	payloadClient *http.Client
-	fanout        *fanout
-	queueing      *queueing
-	log           *slog.Logger
-	m             metrics
-	logs          sync.WaitGroup // delivery log records being written
-}
-
-type metrics struct {
-	events    prometheus.Counter
-	scheduled prometheus.Counter
-	pings     *prometheus.CounterVec
-	skipped   *prometheus.CounterVec
-	latency   prometheus.Histogram
+	cfg      Config
+	conn     *bus.Conn
+	log      *slog.Logger
+	subs     *subs.Store
+	index    *index
+	m        metrics
+	send     *sender
+	router   *router
+	pings    *pinger
+	payloads *payloads
+	ordered  *ordered
+	digests  *digests
+	parts    *partitions
 }
 
 // New makes the dispatcher; the streams and buckets must exist (bus.Ensure).
 func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 {
-		return nil, errors.New("dispatcher: notify delay, max unacked and ping timeout must be positive")
+	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 || cfg.Workers <= 0 || cfg.Senders <= 0 || cfg.Deliveries <= 0 {
+		return nil, errors.New("dispatcher: notify delay, max unacked, ping timeout, workers, senders and deliveries must be positive")
 	}
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
@@ -101,36 +112,43 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{
-		cfg: cfg, conn: conn, subs: store, notify: notify, log: log,
-		index:         newIndex(),
-		client:        webhook.NewClient(webhook.ClientOptions{Timeout: cfg.PingTimeout, AllowPrivate: cfg.AllowPrivate}),
-		payloadClient: webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
-		m: metrics{
-			events:    prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_dispatch_events_total", Help: "Events the dispatcher has handled."}),
-			scheduled: prometheus.NewCounter(prometheus.CounterOpts{Name: "kurier_ping_scheduled_total", Help: "Ping timers started."}),
-			pings: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "kurier_pings_total", Help: "Pings made, by result (2xx, 3xx, 4xx, 5xx, error).",
-			}, []string{"result"}),
-			skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "kurier_pings_skipped_total", Help: "Due pings not made, by reason (capped, covered, inactive).",
-			}, []string{"reason"}),
-			latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-				Name: "kurier_ping_seconds", Help: "Ping request duration.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
-			}),
-		},
-	}
-	s.fanout = newFanout(s)
-	if s.queueing, err = newQueueing(ctx, conn, reg); err != nil {
+	deliveries, err := bus.Stream(ctx, conn.JS, bus.StreamDeliveries)
+	if err != nil {
 		return nil, err
 	}
+	events, err := bus.Stream(ctx, conn.JS, bus.StreamEvents)
+	if err != nil {
+		return nil, err
+	}
+	members, err := bus.Bucket(ctx, conn.JS, bus.BucketDispatchers)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, conn: conn, log: log, subs: store, index: newIndex()}
+	s.send = &sender{
+		client:    webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
+		userAgent: cfg.UserAgent, js: conn.JS, log: log, m: &s.m,
+	}
+	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
+	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
+	s.ordered = &ordered{js: conn.JS, events: events, subs: store, index: s.index, send: s.send, fails: fails, log: log}
+	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
+	s.ordered.payloads = s.payloads
+	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
+	queue, err := newQueuer(ctx, conn, s.send)
+	if err != nil {
+		return nil, err
+	}
+	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked}
+	s.parts = newPartitions(conn.JS, deliveries, members, s.index, s.payloads, s.ordered, cfg.Deliveries, log, &s.m)
 	known := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kurier_dispatch_subscriptions", Help: "Subscriptions the dispatcher knows of.",
 	}, func() float64 { return float64(len(s.index.all())) })
-	for _, c := range []prometheus.Collector{known, s.m.events, s.m.scheduled, s.m.pings, s.m.skipped, s.m.latency} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("dispatcher metrics: %w", err)
-		}
+	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kurier_retries_scheduled", Help: "Payload deliveries waiting for their next attempt (or, deferred, for a free slot) as scheduled messages.",
+	}, s.payloads.scheduled(deliveries))
+	if s.m, err = newMetrics(reg, known, waiting, queue.results); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -142,7 +160,12 @@ func (s *Service) Run(ctx context.Context) error {
 	// A replica restarted while NATS elects leaders waits for them rather
 	// than exit: each step below is retried until it is done.
 	if err := bus.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
-		return s.index.watch(wctx, s.subs, s.log, s.fanout.notice)
+		return s.index.watch(wctx, s.subs, s.log)
+	}); err != nil {
+		return err
+	}
+	if err := bus.Retry(ctx, s.log, "tasks of the earlier layout", func(ctx context.Context) error {
+		return migrate(ctx, s.conn.JS, s.subs, s.log)
 	}); err != nil {
 		return err
 	}
@@ -159,34 +182,33 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, c := range []struct {
 		stream string
 		cfg    jetstream.ConsumerConfig
-		n      int
-		handle func(context.Context, jetstream.Msg)
-		done   func(jetstream.Msg) bool
+		pool   *pool
 	}{
-		{bus.StreamEvents, bus.DispatchConsumer(), s.cfg.Workers, s.handleEvent, s.covered},
+		{bus.StreamEvents, bus.DispatchConsumer(), &pool{h: s.router, slots: make(chan struct{}, s.cfg.Workers), skip: s.router.covered}},
 		{bus.StreamNotify, jetstream.ConsumerConfig{
 			Durable:       dueConsumer,
 			Description:   "Makes the pings whose time has come",
 			FilterSubject: bus.NotifyDueWildcard,
 			// Longer than a ping can take, so a ping in flight is not redelivered.
 			AckWait:       s.cfg.PingTimeout + 20*time.Second,
-			MaxAckPending: 10000,
-		}, s.cfg.Senders, s.handleDue, nil},
+			MaxAckPending: dueMaxPending,
+		}, &pool{h: s.pings, slots: make(chan struct{}, s.cfg.Senders)}},
 		{bus.StreamNotify, jetstream.ConsumerConfig{
 			Durable:       digestConsumer,
 			Description:   "Sends the daily digests whose time has come",
 			FilterSubject: bus.DigestDueWildcard,
 			AckWait:       5 * time.Minute,
 			MaxAckPending: 1000,
-		}, 8, s.handleDigest, nil},
+		}, &pool{h: s.digests, slots: make(chan struct{}, 8)}},
 	} {
 		c.cfg.AckPolicy = jetstream.AckExplicitPolicy
+		c.pool.ctx, c.pool.log, c.pool.wg = work, s.log, &wg
 		if err := bus.Retry(ctx, s.log, "consumer "+c.cfg.Durable, func(ctx context.Context) error {
 			cons, err := s.conn.JS.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
 			if err != nil {
 				return err
 			}
-			stop, err := consume(work, cons, c.n, &wg, c.handle, c.done)
+			stop, err := consume(cons, c.pool.take, jetstream.PullMaxMessages(min(max(2*cap(c.pool.slots), 500), 5000)))
 			if err != nil {
 				return err
 			}
@@ -196,55 +218,32 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := bus.Retry(ctx, s.log, "payload deliveries", func(context.Context) error {
-		stop, err := s.fanout.run(work, work, &wg)
-		if err != nil {
-			return err
-		}
-		stops = append(stops, stop)
-		return nil
-	}); err != nil {
+	if err := bus.Retry(ctx, s.log, "partition consumers", s.parts.ensure); err != nil {
 		return err
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.parts.run(ctx, work)
+	}()
 	<-ctx.Done()
 	for _, stop := range stops {
 		stop()
 	}
 	stops = nil
+	<-done // every partition handed back
 	wg.Wait()
-	s.logs.Wait()
+	s.send.logs.Wait()
 	return nil
 }
 
-// consume hands messages to handle on at most n goroutines. Waiting for a
-// free one holds the consumer back, so pending work stays in the stream.
-// Messages that done says need nothing more are acknowledged at once.
-func consume(ctx context.Context, c jetstream.Consumer, n int, wg *sync.WaitGroup, handle func(context.Context, jetstream.Msg), done func(jetstream.Msg) bool) (func(), error) {
-	slots := make(chan struct{}, n)
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		if done != nil && done(m) {
-			_ = m.Ack()
-			return
-		}
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			handle(ctx, m)
-		})
-	}, jetstream.PullMaxMessages(max(2*n, 500)))
+// storedAt is when the stream stored a message; zero if unknown.
+func storedAt(m jetstream.Msg) time.Time {
+	md, err := m.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("consume: %w", err)
+		return time.Time{}
 	}
-	// Drain hands over what is buffered; once Closed, no callback starts
-	// again, so the caller's wg.Wait sees every handler.
-	return func() { cc.Drain(); <-cc.Closed() }, nil
+	return md.Timestamp
 }
 
-// eventKey parses kurier.events.<org>.<type…>.
-func eventKey(subject string) (org, typ string, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "kurier.events.")
-	if !ok {
-		return "", "", false
-	}
-	return strings.Cut(rest, ".")
-}
+var errNoMetadata = fmt.Errorf("message without metadata")

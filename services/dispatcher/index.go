@@ -124,27 +124,23 @@ func (x *index) put(id string, sub *subs.Subscription) {
 }
 
 // setState records a state seen; an older revision than the one known
-// (a watcher lagging behind this replica's own write) is ignored. It
-// answers whether the subscription's lane came or went.
-func (x *index) setState(id string, k knownState) bool {
+// (a watcher lagging behind this replica's own write) is ignored.
+func (x *index) setState(id string, k knownState) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	old := x.states[id]
 	if k.rev == 0 {
 		delete(x.states, id)
-		return old.st.Lane
+		return
 	}
-	if k.rev > old.rev {
+	if k.rev > x.states[id].rev {
 		x.states[id] = k
-		return k.st.Lane != old.st.Lane
 	}
-	return false
 }
 
-// watch loads both buckets and keeps following them until ctx ends,
-// telling changed of every subscription that changes, or whose lane does. It returns once the
-// initial contents are in, so no event is matched against an empty index.
-func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string)) error {
+// watch loads both buckets and keeps following them until ctx ends. It
+// returns once the initial contents are in, so no event is matched against
+// an empty index.
+func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) error {
 	sw, err := store.Bucket().Watch(ctx, subs.SubPrefix)
 	if err != nil {
 		return fmt.Errorf("watch subscriptions: %w", err)
@@ -171,7 +167,6 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 	}
 	go follow(sw, func(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(e.Key(), "sub.")
-		defer changed(id)
 		if e.Operation() != jetstream.KeyValuePut {
 			x.put(id, nil)
 			return
@@ -193,9 +188,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 			}
 			k = knownState{st: st, rev: e.Revision()}
 		}
-		if x.setState(e.Key(), k) {
-			changed(e.Key())
-		}
+		x.setState(e.Key(), k)
 	})
 	for range 2 {
 		select {

@@ -4,20 +4,84 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
+	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/subs"
-	"kurier.dev/services/internal/webhook"
 )
+
+// pinger is ping mode (Collmex): a change starts a coalescing timer in
+// NOTIFY unless one runs; when it fires, the due message comes here and
+// the subscription's URL gets a GET, unless the subscription has too many
+// unacknowledged pings.
+type pinger struct {
+	cfg    Config
+	js     jetstream.JetStream
+	notify jetstream.Stream
+	subs   *subs.Store
+	index  *index
+	send   *sender
+	log    *slog.Logger
+	m      *metrics
+}
+
+// clockSlack allows for replicas' clocks differing from the server's,
+// whose time stamps events, when comparing the two.
+const clockSlack = time.Second
+
+// pingedSince tells whether a ping of the subscription began after the
+// event was stored. Such a ping covers the event, so a backlog of old
+// events, as after a burst or an outage, needs no new timers. The state is
+// a watcher's copy: if it lags, fewer events count as covered, never more.
+func (p *pinger) pingedSince(e *entry, stored time.Time) bool {
+	st, _ := p.index.state(e.sub.ID)
+	return !stored.IsZero() && st.Started.After(stored.Add(clockSlack))
+}
+
+// schedule makes sure a ping is pending for the subscription: either one
+// already is (the change is coalesced into it), or a timer is started that
+// fires NotifyDelay from now.
+func (p *pinger) schedule(ctx context.Context, e *entry) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := e.sub.ID
+	for {
+		now := time.Now()
+		if now.Before(e.pendingUntil) {
+			return nil
+		}
+		if p.index.unackedOf(id) >= p.cfg.MaxUnacked {
+			return nil // capped: no ping until the feed is read
+		}
+		at := now.Add(p.cfg.NotifyDelay)
+		err := bus.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at)
+		if err == nil {
+			p.m.scheduled.Inc()
+			e.pendingUntil = at
+			return nil
+		}
+		if !errors.Is(err, bus.ErrTimerRunning) {
+			return err
+		}
+		// A timer runs already, set by another replica: learn until when.
+		msg, err := p.notify.GetLastMsgForSubject(ctx, bus.NotifySched(id))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			continue // it fired meanwhile: set the next one
+		case err != nil:
+			return fmt.Errorf("read ping timer: %w", err)
+		}
+		if e.pendingUntil = bus.TimerAt(msg.Header); e.pendingUntil.IsZero() {
+			return fmt.Errorf("ping timer of %s has no readable time", id)
+		}
+	}
+}
 
 // claimGrace is added to the ping timeout before a claim whose replica
 // went silent is taken over.
@@ -34,55 +98,52 @@ type waitError struct{ until time.Time }
 
 func (w *waitError) Error() string { return "not before " + w.until.Format(time.RFC3339Nano) }
 
-// handleDue makes the ping a due message asks for. Ping state changes by
+// Handle makes the ping a due message asks for. Ping state changes by
 // compare-and-set, in two steps around the request: claim (count the ping,
 // note who makes it), then finish (note when it ended). Between them no
 // other replica pings the subscription, and the next ping starts no sooner
 // than NotifyDelay after this one ended: so the receiver never sees two
 // pings closer than that.
-func (s *Service) handleDue(ctx context.Context, m jetstream.Msg) {
+func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	id := strings.TrimPrefix(m.Subject(), "kurier.notify.due.")
 	md, err := m.Metadata()
 	if err != nil {
-		_ = m.Term()
-		return
+		return errNoMetadata
 	}
 	seq := md.Sequence.Stream
-	e := s.index.get(id)
+	e := p.index.get(id)
 	if e == nil || !e.sub.Active || e.sub.Mode != subs.ModePing {
-		s.m.skipped.WithLabelValues("inactive").Inc()
-		_ = m.Ack()
-		return
+		p.m.skipped.WithLabelValues("inactive").Inc()
+		return nil
 	}
 	sub := e.sub
-	known, rev := s.index.state(id)
-	st, rev, err := s.subs.UpdateStateFrom(ctx, id, known, rev, func(st *subs.PingState) error {
-		return s.claim(st, seq, time.Now())
+	known, rev := p.index.state(id)
+	st, rev, err := p.subs.UpdateStateFrom(ctx, id, known, rev, func(st *subs.PingState) error {
+		return p.claim(st, seq, time.Now())
 	})
 	var wait *waitError
 	switch {
 	case errors.Is(err, errCovered):
-		s.m.skipped.WithLabelValues("covered").Inc()
-		_ = m.Ack()
-		return
+		p.m.skipped.WithLabelValues("covered").Inc()
+		return nil
 	case errors.Is(err, errCapped):
-		s.m.skipped.WithLabelValues("capped").Inc()
-		_ = m.Ack()
-		return
+		p.m.skipped.WithLabelValues("capped").Inc()
+		return nil
 	case errors.As(err, &wait):
-		_ = m.NakWithDelay(time.Until(wait.until))
-		return
+		return again(time.Until(wait.until), nil)
 	case err != nil:
-		s.log.Warn("ping not claimed, it comes again", "subscription", id, "err", err)
-		_ = m.NakWithDelay(time.Second)
-		return
+		return again(time.Second, fmt.Errorf("ping not claimed: %w", err))
 	}
 
-	s.index.setState(id, knownState{st: st, rev: rev})
-	rec := s.ping(ctx, sub, fmt.Sprintf("ping_%s_%d", id, seq))
+	p.index.setState(id, knownState{st: st, rev: rev})
+	// The timer was set NotifyDelay before it fired, by the change that
+	// started it: the ping's lag starts there.
+	o, rec := p.send.send(ctx, call{sub: sub, mode: subs.ModePing, method: http.MethodGet, url: sub.URL,
+		msgID: fmt.Sprintf("ping_%s_%d", id, seq), timeout: p.cfg.PingTimeout, since: md.Timestamp.Add(-p.cfg.NotifyDelay),
+		rec: dlog.Record{EventTypes: sub.EventTypes}})
 	rec.Unacked = st.Unacked
 	started := st.ClaimAt
-	st, rev, err = s.subs.UpdateStateFrom(ctx, id, st, rev, func(st *subs.PingState) error {
+	st, rev, err = p.subs.UpdateStateFrom(ctx, id, st, rev, func(st *subs.PingState) error {
 		st.Last = time.Now()
 		if started.After(st.Started) {
 			st.Started = started
@@ -96,43 +157,44 @@ func (s *Service) handleDue(ctx context.Context, m jetstream.Msg) {
 	if err != nil {
 		// The claim stays and goes stale; whoever takes it over counts this
 		// ping as ended at the latest possible time.
-		s.log.Warn("ping made but not recorded", "subscription", id, "err", err)
+		p.log.Warn("ping made but not recorded", "subscription", id, "err", err)
 	} else {
-		s.index.setState(id, knownState{st: st, rev: rev})
+		p.index.setState(id, knownState{st: st, rev: rev})
 	}
-	_ = m.Ack()
-	// The log record is written beside the next pings, not before them.
-	s.logs.Go(func() {
-		if err := dlog.Append(ctx, s.conn.JS, rec); err != nil {
-			s.log.Warn("delivery not logged", "subscription", id, "err", err)
-		}
-	})
+	// A ping is made once: a failed one is not repeated, the next change
+	// pings again.
+	outcome := outSuccess
+	if !o.ok() {
+		outcome = outDropped
+	}
+	p.send.record(ctx, rec, outcome)
+	return nil
 }
 
 // claim decides whether the due message seq may ping now, and if so
 // records the claim in st.
-func (s *Service) claim(st *subs.PingState, seq uint64, now time.Time) error {
+func (p *pinger) claim(st *subs.PingState, seq uint64, now time.Time) error {
 	if seq <= st.Done {
 		return errCovered
 	}
 	own := false
 	if st.Claim != 0 {
-		stale := st.ClaimAt.Add(s.cfg.PingTimeout + claimGrace)
+		stale := st.ClaimAt.Add(p.cfg.PingTimeout + claimGrace)
 		if now.Before(stale) {
 			return &waitError{until: stale}
 		}
 		// That ping's replica went silent. It may have reached the
 		// receiver as late as its timeout: count it as ending then.
 		own = st.Claim == seq
-		if end := st.ClaimAt.Add(s.cfg.PingTimeout); end.After(st.Last) {
+		if end := st.ClaimAt.Add(p.cfg.PingTimeout); end.After(st.Last) {
 			st.Last = end
 		}
 		st.Claim, st.ClaimAt = 0, time.Time{}
 	}
-	if !own && st.Unacked >= s.cfg.MaxUnacked {
+	if !own && st.Unacked >= p.cfg.MaxUnacked {
 		return errCapped
 	}
-	if next := st.Last.Add(s.cfg.NotifyDelay); now.Before(next) {
+	if next := st.Last.Add(p.cfg.NotifyDelay); now.Before(next) {
 		return &waitError{until: next}
 	}
 	if !own {
@@ -140,53 +202,4 @@ func (s *Service) claim(st *subs.PingState, seq uint64, now time.Time) error {
 	}
 	st.Claim, st.ClaimAt = seq, now
 	return nil
-}
-
-// ping makes the GET, signed over the empty body, and describes it for the
-// delivery log.
-func (s *Service) ping(ctx context.Context, sub subs.Subscription, msgID string) dlog.Record {
-	start := time.Now()
-	rec := dlog.Record{Time: start.UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
-		EventTypes: sub.EventTypes, Mode: string(sub.Mode), URL: sub.URL}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PingTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sub.URL, nil)
-	if err == nil {
-		req.Header.Set("User-Agent", s.cfg.UserAgent)
-		err = webhook.Sign(req.Header, msgID, start, nil, sub.Secrets(start)...)
-	}
-	var resp *http.Response
-	if err == nil {
-		resp, err = s.client.Do(req)
-	}
-	rec.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
-	s.m.latency.Observe(time.Since(start).Seconds())
-	if err != nil {
-		rec.Error = describe(err)
-		s.m.pings.WithLabelValues("error").Inc()
-		return rec
-	}
-	// Read a little of the answer so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	rec.Status = resp.StatusCode
-	s.m.pings.WithLabelValues(strconv.Itoa(resp.StatusCode/100) + "xx").Inc()
-	return rec
-}
-
-// describe says why a request failed without quoting the URL, which the
-// record holds already.
-func describe(err error) string {
-	if errors.Is(err, webhook.ErrForbiddenTarget) {
-		return "target address is not allowed (loopback, private or link-local; KURIER_ALLOW_PRIVATE_TARGETS=true allows it)"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
 }

@@ -104,7 +104,11 @@ func TestQueueDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.enqueue(ctx, sub, first); err != nil {
+	md, err := first.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.router.queue.put(ctx, sub, first, md); err != nil {
 		t.Fatal(err)
 	}
 	if msgs := waitDepth(2); len(msgs) != 2 {

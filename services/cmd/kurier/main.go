@@ -28,11 +28,6 @@ Usage:
   kurier addresssync  the address-book sync service (FE2 API, /rest/addressbook)
   kurier gateway      one HTTP and one gRPC address in front of replicated services (docker-compose)
   kurier healthcheck  probe a service's /readyz (or gRPC health) once: exit 0 or 1, for container healthchecks
-  kurier bench ingest measure ingest throughput and latency on an embedded server
-  kurier bench ping   measure the dispatcher under a burst of changes to many ping subscriptions
-  kurier bench deliver  measure payload deliveries: throughput by fan-out, latency at fixed rates
-  kurier bench queue  measure the queue API: posts, peeks and deletes, long-poll wake-ups
-  kurier bench sync   measure full address-book syncs of 10,000 and 100,000 persons
   kurier version      print the version
 
 Run "kurier <command> -h" for a command's settings. Every setting can also be
@@ -54,8 +49,6 @@ func main() {
 		err = runGateway(ctx, args)
 	case "healthcheck":
 		err = healthcheck(ctx, args)
-	case "bench":
-		err = bench(ctx, args)
 	case "version", "--version", "-v":
 		fmt.Println("kurier", version)
 	case "help", "-h", "--help":

@@ -5,6 +5,7 @@ package bus
 
 import (
 	"context"
+	"hash/fnv"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,6 +33,7 @@ const (
 	BucketQueues      = "queues"
 	BucketPersons     = "persons"
 	BucketLocks       = "locks"
+	BucketDispatchers = "dispatchers"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -58,11 +60,48 @@ func NotifyAll(sub string) string   { return "kurier.notify.*." + sub }
 
 const NotifyDueWildcard = "kurier.notify.due.>"
 
+// Payload delivery tasks are spread over Partitions partitions by
+// subscription id. A partition has one consumer, which one dispatcher
+// replica at a time reads (a pinned priority group): so a subscription's
+// tasks are in one replica's hands, and the number of consumers does not
+// grow with subscriptions. All replicas must agree on the count, which is
+// why it is fixed here.
+const Partitions = 16
+
+// Partition answers the partition of a subscription's delivery tasks.
+func Partition(sub string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sub))
+	return int(h.Sum32() % Partitions)
+}
+
 // DeliverSubject holds a payload subscription's delivery tasks, one per
-// event, which one consumer shared by all subscriptions takes;
-// LaneSubject those of a subscription with a consumer of its own.
-func DeliverSubject(sub string) string { return "kurier.deliver." + sub }
-func LaneSubject(sub string) string    { return "kurier.lane." + sub }
+// event (kurier.deliver.<partition>.<sub>); PartitionFilter matches a
+// partition's.
+func DeliverSubject(sub string) string {
+	return "kurier.deliver." + strconv.Itoa(Partition(sub)) + "." + sub
+}
+func PartitionFilter(p int) string { return "kurier.deliver." + strconv.Itoa(p) + ".>" }
+
+// DigestSubject gathers a daily subscription's tasks until its digest;
+// nothing consumes it but the digest itself.
+func DigestSubject(sub string) string { return "kurier.digest." + sub }
+
+// RetrySubject holds the scheduled next attempt of one task, which the
+// server writes on the subscription's DeliverSubject at its time: a task
+// waiting for its retry is a message in the stream, not one out on a
+// consumer. key names the task (RetryKey).
+func RetrySubject(sub, key string) string { return "kurier.retry." + sub + "." + key }
+
+const RetryWildcard = "kurier.retry.>"
+
+// Subjects of the layout before partitions: a shared consumer on
+// kurier.deliver.<sub> and a lane per subscription. A dispatcher moves
+// what is left on them into partitions.
+const (
+	LegacyDeliverFilter = "kurier.deliver.*"
+	LegacyLaneFilter    = "kurier.lane.>"
+)
 
 // DeadSubject keeps a subscription's deliveries whose retries ran out.
 func DeadSubject(org, sub string) string { return "kurier.dead." + org + "." + sub }
@@ -147,14 +186,16 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		AllowDirect:       true,
 	}, {
 		Name:        StreamDeliveries,
-		Description: "Payload delivery tasks, one subject per subscription",
-		Subjects:    []string{"kurier.deliver.>", "kurier.lane.>"},
+		Description: "Payload delivery tasks by partition and subscription, scheduled retries, daily digests' tasks",
+		Subjects:    []string{"kurier.deliver.>", "kurier.retry.>", "kurier.digest.>", LegacyLaneFilter},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		// A redelivered event makes the same task: recognise it.
 		Duplicates: l.DedupeWindow,
 		MaxMsgSize: l.MaxMsgBytes,
+		// Retries wait as scheduled messages.
+		AllowMsgSchedules: true,
 	}, {
 		Name:        StreamDeadLetters,
 		Description: "Payload deliveries whose retries ran out, kept for redelivery",
@@ -214,6 +255,9 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 		// A lock's key expires unless its holder renews it, so a holder that
 		// dies frees the lock by itself.
 		{Bucket: BucketLocks, Description: "Locks with a time to live, such as one address-book sync per org", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas, LimitMarkerTTL: time.Minute},
+		// A dispatcher replica that stops renewing its key is gone once the
+		// key ages out: the others then share its partitions.
+		{Bucket: BucketDispatchers, Description: "Live dispatcher replicas, each renewing its key", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas, TTL: MemberTTL},
 	}
 }
 
@@ -232,6 +276,16 @@ func DispatchConsumer() jetstream.ConsumerConfig {
 		MaxAckPending: 10000,
 	}
 }
+
+// MemberTTL is how long a dispatcher replica counts as alive after it last
+// renewed its key in BucketDispatchers.
+const MemberTTL = 3 * time.Second
+
+// PartitionConsumer names the consumer of a partition's delivery tasks;
+// PartitionGroup is the priority group that pins it to one replica.
+func PartitionConsumer(p int) string { return "partition-" + strconv.Itoa(p) }
+
+const PartitionGroup = "owner"
 
 // Ensure creates or updates every stream and bucket, and the dispatchers'
 // consumer of EVENTS, so whichever service starts first lays them down and
@@ -318,9 +372,16 @@ func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream
 const (
 	HeaderEventSeq  = "Kurier-Event-Seq"
 	HeaderEventTime = "Kurier-Event-Time"
-	// A task moved to a lane after failed attempts says how many there
-	// were, and when the next may be made.
-	HeaderAttempts  = "Kurier-Attempts"
+	// HeaderAttempts: attempts made before this message; a retry says so.
+	HeaderAttempts = "Kurier-Attempts"
+	// HeaderRedelivery marks a task queued again by an admin, which an
+	// ordered subscription delivers out of its order.
+	HeaderRedelivery = "Kurier-Redelivery"
+	// HeaderDeferred counts how often a task of a subscription that could
+	// not keep up was stored again for later.
+	HeaderDeferred = "Kurier-Deferred"
+	// HeaderNotBefore is the legacy lanes' retry time, read when they are
+	// moved into partitions.
 	HeaderNotBefore = "Kurier-Not-Before"
 )
 
@@ -336,31 +397,65 @@ func DeliveryTask(sub string, eventSeq uint64, stored time.Time, data []byte, re
 	id := sub + ":" + seq
 	if redelivery != "" {
 		id += ":" + redelivery
+		t.Header.Set(HeaderRedelivery, redelivery)
 	}
 	t.Header.Set(jetstream.MsgIDHeader, id)
 	return t
 }
 
-// LaneTask is a task moved onto a subscription's lane: the same event,
-// under an id of its own, since the original's id is still in the
-// duplicate window, after attempts made so far, the next not before
-// notBefore (zero: at once).
-func LaneTask(sub string, m jetstream.Msg, attempts int, notBefore time.Time) *nats.Msg {
-	t := nats.NewMsg(LaneSubject(sub))
-	t.Data = m.Data()
-	// Only the task's own headers: a delivered message carries the
-	// server's too (Nats-Pin-Id), which mean nothing on another consumer.
-	for _, k := range []string{HeaderEventSeq, HeaderEventTime} {
-		t.Header.Set(k, m.Headers().Get(k))
+// TaskID is the id a task was first stored under, kept by its retries.
+func TaskID(h nats.Header) string {
+	if id := h.Get(HeaderTaskID); id != "" {
+		return id
 	}
+	return h.Get(jetstream.MsgIDHeader)
+}
+
+// HeaderTaskID carries a task's first id on its retries, whose messages
+// are stored by the server's scheduler without a message id.
+const HeaderTaskID = "Kurier-Task-Id"
+
+// Again is a task stored once more for sub on subject: the same event and
+// id, with the attempts made so far and how often it was deferred, under
+// a message id of its own (what the caller names) so that doing it twice
+// stores it once. With at set, it is a scheduled message that the server
+// writes on the subscription's DeliverSubject then.
+func Again(m *nats.Msg, sub, subject string, attempts, deferred int, at time.Time, why string) *nats.Msg {
+	t := nats.NewMsg(subject)
+	t.Data = m.Data
+	// Only the task's own headers: a delivered message carries the
+	// server's too (Nats-Pin-Id, Nats-Scheduler), which mean nothing here.
+	for _, k := range []string{HeaderEventSeq, HeaderEventTime, HeaderRedelivery} {
+		if v := m.Header.Get(k); v != "" {
+			t.Header.Set(k, v)
+		}
+	}
+	id := TaskID(m.Header)
+	t.Header.Set(HeaderTaskID, id)
 	if attempts > 0 {
 		t.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
 	}
-	if !notBefore.IsZero() {
-		t.Header.Set(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	if deferred > 0 {
+		t.Header.Set(HeaderDeferred, strconv.Itoa(deferred))
 	}
-	t.Header.Set(jetstream.MsgIDHeader, "lane:"+m.Headers().Get(jetstream.MsgIDHeader))
+	if !at.IsZero() {
+		t.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
+		t.Header.Set(jetstream.ScheduleTargetHeader, DeliverSubject(sub))
+	}
+	t.Header.Set(jetstream.MsgIDHeader, id+":"+why+":"+strconv.Itoa(attempts)+"."+strconv.Itoa(deferred))
 	return t
+}
+
+// RetryKey names a task in its retry subject: its id without the
+// subscription, in characters a subject token may hold.
+func RetryKey(sub string, h nats.Header) string {
+	id := strings.TrimPrefix(TaskID(h), sub+":")
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' {
+			return '_'
+		}
+		return r
+	}, id)
 }
 
 // Digest timers of daily payload subscriptions, beside the ping timers.

@@ -30,9 +30,12 @@ type PingState struct {
 	// Claim is the due message a ping is being made for, since ClaimAt.
 	Claim   uint64    `json:"claim,omitempty"`
 	ClaimAt time.Time `json:"claim_at,omitzero"`
-	// Lane (payload mode): the subscription's tasks go to a queue of its
-	// own, since it could not keep up with the shared one.
-	Lane bool `json:"lane,omitempty"`
+	// Ordered payload subscriptions: Cursor is the last event (EVENTS
+	// sequence) delivered or given up in order; a failed attempt at the
+	// next one is retried at RetryAt, after Attempts so far.
+	Cursor   uint64    `json:"cursor,omitempty"`
+	Attempts int       `json:"attempts,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
 }
 
 // ParseState decodes a stored state.

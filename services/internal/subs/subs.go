@@ -51,16 +51,19 @@ type Subscription struct {
 	Updated    time.Time `json:"updated"`
 
 	// Payload mode.
-	Table         string           `json:"table,omitempty"`
-	Fields        []string         `json:"fields,omitempty"`
-	Conditions    string           `json:"conditions,omitempty"`
-	Attributes    []payload.Attr   `json:"attributes,omitempty"`
-	Headers       []payload.Header `json:"headers,omitempty"`
-	Timeout       time.Duration    `json:"timeout,omitempty"`
-	Format        payload.Format   `json:"format,omitempty"`
-	Ordered       bool             `json:"ordered,omitempty"`
-	MaxInFlight   int              `json:"max_in_flight,omitempty"`
-	RetrySchedule []time.Duration  `json:"retry_schedule,omitempty"`
+	Table      string           `json:"table,omitempty"`
+	Fields     []string         `json:"fields,omitempty"`
+	Conditions string           `json:"conditions,omitempty"`
+	Attributes []payload.Attr   `json:"attributes,omitempty"`
+	Headers    []payload.Header `json:"headers,omitempty"`
+	Timeout    time.Duration    `json:"timeout,omitempty"`
+	Format     payload.Format   `json:"format,omitempty"`
+	Ordered    bool             `json:"ordered,omitempty"`
+	// OrderedFrom is the last EVENTS sequence when the subscription
+	// became ordered: ordered delivery starts after it.
+	OrderedFrom   uint64          `json:"ordered_from,omitempty"`
+	MaxInFlight   int             `json:"max_in_flight,omitempty"`
+	RetrySchedule []time.Duration `json:"retry_schedule,omitempty"`
 	// DisabledReason says why Kurier switched the subscription off.
 	DisabledReason string `json:"disabled_reason,omitempty"`
 	// DailyAt ("HH:MM" in TimeZone) makes deliveries a daily digest.

@@ -25,15 +25,16 @@ import (
 	"kurier.dev/services/internal/tenant"
 )
 
-// benchSync runs `kurier bench sync`: full address-book syncs of
+// benchSync runs `kurier-bench sync`: full address-book syncs of
 // growing books through the FE2 API of an addresssync service in its own
-// process, so its peak memory is its own, beside the raw JetStream
-// figure for writing that many persons.
+// process (`kurier addresssync`), so its peak memory is its own, beside the
+// raw JetStream figure for writing that many persons.
 func benchSync(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("kurier bench sync", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kurier-bench sync", flag.ContinueOnError)
 	sizes := fs.String("persons", "10000,100000", "book sizes to sync, comma-separated")
 	changed := fs.Float64("changed", 0.01, "share of the persons the third sync changes")
-	if stop, err := parse(fs, args); stop {
+	kurier := fs.String("kurier", "", "the kurier binary that runs the addresssync service (default: built from this source tree)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var ns []int
@@ -44,6 +45,11 @@ func benchSync(ctx context.Context, args []string) error {
 		}
 		ns = append(ns, n)
 	}
+	bin, rmBin, err := kurierBinary(ctx, *kurier)
+	if err != nil {
+		return err
+	}
+	defer rmBin()
 	conn, srv, done, err := benchBus(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -57,7 +63,7 @@ func benchSync(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("kurier bench sync: books of %s persons, %.0f%% changed in the third sync, %d CPUs, Go %s\n\n",
+	fmt.Printf("kurier-bench sync: books of %s persons, %.0f%% changed in the third sync, %d CPUs, Go %s\n\n",
 		*sizes, 100**changed, runtime.NumCPU(), runtime.Version())
 	fmt.Printf("%-8s %-34s %10s %9s %10s  %s\n", "persons", "run", "time", "vs raw", "events", "answer")
 
@@ -81,7 +87,7 @@ func benchSync(ctx context.Context, args []string) error {
 		if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: org, Scopes: []tenant.Scope{tenant.ScopeAddressbook}, Hash: tenant.HashSecret(secret), Created: time.Now()}); err != nil {
 			return err
 		}
-		svc, url, err := startSyncService(ctx, srv.ClientURL())
+		svc, url, err := startSyncService(ctx, bin, srv.ClientURL())
 		if err != nil {
 			return err
 		}
@@ -157,20 +163,16 @@ func rawPuts(ctx context.Context, js jetstream.JetStream, body []byte, n int) er
 	return acked(ctx, futures)
 }
 
-// startSyncService runs `kurier addresssync` against the bench's server
-// and waits until it answers.
-func startSyncService(ctx context.Context, natsURL string) (*exec.Cmd, string, error) {
+// startSyncService runs `kurier addresssync` (bin is the kurier binary)
+// against the bench's server and waits until it answers.
+func startSyncService(ctx context.Context, bin, natsURL string) (*exec.Cmd, string, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	self, err := os.Executable()
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.CommandContext(ctx, self, "addresssync")
+	cmd := exec.CommandContext(ctx, bin, "addresssync")
 	cmd.Env = append(os.Environ(), "KURIER_NATS_URL="+natsURL, "KURIER_HTTP_LISTEN="+addr, "KURIER_LOG_LEVEL=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

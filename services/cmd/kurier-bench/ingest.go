@@ -4,23 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,37 +22,21 @@ import (
 	"kurier.dev/services/ingest"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
-	"kurier.dev/services/internal/natsd"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
 
-// bench runs `kurier bench ingest`: the raw JetStream publish rate and
-// Kurier's ingest paths, measured in one run on one embedded server, so the
-// ratio between them holds whatever the machine.
-func bench(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "ping" {
-		return benchPing(ctx, args[1:])
-	}
-	if len(args) > 0 && args[0] == "deliver" {
-		return benchDeliver(ctx, args[1:])
-	}
-	if len(args) > 0 && args[0] == "queue" {
-		return benchQueue(ctx, args[1:])
-	}
-	if len(args) > 0 && args[0] == "sync" {
-		return benchSync(ctx, args[1:])
-	}
-	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: kurier bench ingest|ping|deliver|sync|queue [flags]; -h lists a benchmark's flags")
-	}
-	fs := flag.NewFlagSet("kurier bench ingest", flag.ContinueOnError)
+// benchIngest runs `kurier-bench ingest`: the raw JetStream publish rate
+// and Kurier's ingest paths, measured in one run on one embedded server, so
+// the ratio between them holds whatever the machine.
+func benchIngest(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("kurier-bench ingest", flag.ContinueOnError)
 	events := fs.Int("events", 100000, "events per measured path")
 	conc := fs.Int("concurrency", 32, "concurrent senders")
 	size := fs.Int("size", 256, "bytes of data per event")
 	batch := fs.Int("batch", 100, "events per batch request")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if stop, err := parse(fs, args[1:]); stop {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *cpuprofile != "" {
@@ -143,7 +121,7 @@ func bench(ctx context.Context, args []string) error {
 		return nil
 	}
 
-	fmt.Printf("kurier bench ingest: %d events per path, %d senders, %d B data, %s/%s, %d CPUs, Go %s\n\n",
+	fmt.Printf("kurier-bench ingest: %d events per path, %d senders, %d B data, %s/%s, %d CPUs, Go %s\n\n",
 		*events, *conc, *size, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	fmt.Printf("%-24s %10s %12s %10s %10s %8s\n", "path", "events", "events/s", "p50", "p99", "vs raw")
 
@@ -210,99 +188,5 @@ func bench(ctx context.Context, args []string) error {
 		return fmt.Errorf("nats single: %w", err)
 	}
 	report("nats single", r)
-	return nil
-}
-
-// result is one measured path: how many events in how long, and the
-// latency of each request.
-type result struct {
-	events  int
-	elapsed time.Duration
-	lat     []time.Duration
-}
-
-func (r result) p(q float64) string {
-	if len(r.lat) == 0 {
-		return "-"
-	}
-	d := r.lat[min(int(q*float64(len(r.lat))), len(r.lat)-1)]
-	return d.Round(10 * time.Microsecond).String()
-}
-
-// run calls op for requests 0..n-1 from conc goroutines; each request
-// carries per events.
-func run(ctx context.Context, n, conc, per int, op func(context.Context, int) error) (result, error) {
-	var next atomic.Int64
-	lats := make([][]time.Duration, conc)
-	errs := make([]error, conc)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range conc {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				t := time.Now()
-				if err := op(ctx, i); err != nil {
-					errs[w] = err
-					return
-				}
-				lats[w] = append(lats[w], time.Since(t))
-			}
-		})
-	}
-	wg.Wait()
-	r := result{events: n * per, elapsed: time.Since(start), lat: slices.Concat(lats...)}
-	slices.Sort(r.lat)
-	return r, errors.Join(errs...)
-}
-
-// benchLog discards: a benchmark prints its figures, not the services' logs.
-func benchLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// benchBus runs an embedded server in a temporary folder with every stream
-// and bucket in place, connected in-process; listen, when set, also opens
-// a client port for other processes. done stops it and removes the folder.
-func benchBus(ctx context.Context, listen string) (conn *bus.Conn, srv *server.Server, done func(), err error) {
-	dir, err := os.MkdirTemp("", "kurier-bench-")
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	srv, err = natsd.Start(natsd.Options{DataDir: dir, Listen: listen})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, nil, err
-	}
-	done = func() {
-		if conn != nil {
-			conn.NC.Close()
-		}
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		os.RemoveAll(dir)
-	}
-	if conn, err = bus.Connect("", "kurier-bench", benchLog(), nats.InProcessServer(srv)); err == nil {
-		err = bus.Ensure(ctx, conn.JS, bus.DefaultLimits())
-	}
-	if err != nil {
-		done()
-		return nil, nil, nil, err
-	}
-	return conn, srv, done, nil
-}
-
-// acked waits for every publication's acknowledgement.
-func acked(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	return nil
 }

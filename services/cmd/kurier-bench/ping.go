@@ -23,18 +23,25 @@ import (
 	"kurier.dev/services/internal/web"
 )
 
-// benchPing runs `kurier bench ping`: many ping subscriptions, a burst of
-// changes, and a dispatcher in its own process so its CPU time and memory
-// are its own. It checks the ping rules on everything the receiver got.
+// benchPing runs `kurier-bench ping`: many ping subscriptions, a burst of
+// changes, and a dispatcher in its own process (`kurier dispatcher`) so its
+// CPU time and memory are its own. It checks the ping rules on everything
+// the receiver got.
 func benchPing(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("kurier bench ping", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kurier-bench ping", flag.ContinueOnError)
 	nSubs := fs.Int("subs", 10000, "ping subscriptions")
 	nEvents := fs.Int("events", 1000000, "changes in the burst")
 	nTypes := fs.Int("types", 1000, "event types the subscriptions spread over")
 	delay := fs.Duration("delay", time.Second, "notify delay")
-	if stop, err := parse(fs, args); stop {
+	kurier := fs.String("kurier", "", "the kurier binary that runs the dispatcher (default: built from this source tree)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	bin, rmBin, err := kurierBinary(ctx, *kurier)
+	if err != nil {
+		return err
+	}
+	defer rmBin()
 	conn, srv, done, err := benchBus(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -76,11 +83,7 @@ func benchPing(ctx context.Context, args []string) error {
 		ids[i] = id
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	disp := exec.CommandContext(ctx, self, "dispatcher")
+	disp := exec.CommandContext(ctx, bin, "dispatcher")
 	disp.Env = append(os.Environ(), "KURIER_NATS_URL="+srv.ClientURL(), "KURIER_HTTP_LISTEN=127.0.0.1:0",
 		"KURIER_NOTIFY_DELAY="+delay.String(), "KURIER_LOG_LEVEL=warn", "KURIER_ALLOW_PRIVATE_TARGETS=true")
 	disp.Stderr = os.Stderr
@@ -107,7 +110,7 @@ func benchPing(ctx context.Context, args []string) error {
 		}
 	}
 
-	fmt.Printf("kurier bench ping: %d subscriptions over %d types, %d changes in a burst, delay %v, %d CPUs, Go %s\n\n",
+	fmt.Printf("kurier-bench ping: %d subscriptions over %d types, %d changes in a burst, delay %v, %d CPUs, Go %s\n\n",
 		*nSubs, *nTypes, *nEvents, *delay, runtime.NumCPU(), runtime.Version())
 	lastChange := make([]time.Time, *nTypes)
 	firstChange := time.Now()

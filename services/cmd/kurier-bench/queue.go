@@ -28,18 +28,18 @@ import (
 	"kurier.dev/services/queue"
 )
 
-// benchQueue runs `kurier bench queue`: the queue API over HTTP with two
+// benchQueue runs `kurier-bench queue`: the queue API over HTTP with two
 // queue service replicas on one embedded server, each on its own
 // connection, against raw JetStream publishing into the same stream.
 func benchQueue(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("kurier bench queue", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kurier-bench queue", flag.ContinueOnError)
 	messages := fs.Int("messages", 20000, "messages per measured run")
 	conc := fs.Int("concurrency", 32, "concurrent senders, and receivers at most")
 	size := fs.Int("size", 256, "characters per message")
 	batch := fs.Int("batch", 10, "messages a receiver peeks at once before deleting them")
 	rounds := fs.Int("rounds", 500, "wake-ups measured per queue count")
 	counts := fs.String("queues", "1,1000", "queue counts")
-	if stop, err := parse(fs, args); stop {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	queueCounts, err := splitInts(*counts)
@@ -118,7 +118,7 @@ func benchQueue(ctx context.Context, args []string) error {
 		bodies[i] = content(i)
 	}
 
-	fmt.Printf("kurier bench queue: %d messages of %d characters per run, %d senders, peeks of %d, two queue replicas on one embedded server, %d CPUs, Go %s\n\n",
+	fmt.Printf("kurier-bench queue: %d messages of %d characters per run, %d senders, peeks of %d, two queue replicas on one embedded server, %d CPUs, Go %s\n\n",
 		*messages, *size, *conc, *batch, runtime.NumCPU(), runtime.Version())
 
 	perSecond := func(n int, d time.Duration) string { return fmt.Sprintf("%.0f msgs/s", float64(n)/d.Seconds()) }
@@ -312,18 +312,4 @@ func wakeUps(ctx context.Context, call func(context.Context, string, string, map
 	}
 	slices.Sort(res.lat)
 	return res, nil
-}
-
-// gauge reads a gauge's value from a registry.
-func gauge(g prometheus.Gatherer, name string) (float64, error) {
-	families, err := g.Gather()
-	if err != nil {
-		return 0, err
-	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) > 0 {
-			return f.GetMetric()[0].GetGauge().GetValue(), nil
-		}
-	}
-	return 0, fmt.Errorf("no gauge %s", name)
 }

@@ -1,0 +1,176 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/webhook"
+)
+
+// responseKeep is how much of an answer's body the log keeps.
+const responseKeep = 4 << 10
+
+// call is one request to a receiver: a ping, a payload or a digest.
+type call struct {
+	sub     subs.Subscription
+	mode    subs.Mode
+	method  string
+	url     string
+	body    []byte // nil for a GET
+	msgID   string // webhook-id: the same on every attempt
+	timeout time.Duration
+	// since is when the oldest change the call tells of was stored, where
+	// the delivery's lag starts.
+	since time.Time
+	// rec is the log record so far (event, attempt); send fills in the
+	// rest.
+	rec dlog.Record
+	// err: the request could not be made (its URL or body); send records
+	// that instead.
+	err error
+}
+
+// outcome is what one attempt came to.
+type outcome struct {
+	status    int
+	err       error
+	retryWait time.Duration // the receiver's Retry-After
+	body      []byte
+}
+
+func (o outcome) ok() bool { return o.err == nil && o.status >= 200 && o.status < 300 }
+
+// transient failures are retried but do not count towards disabling: the
+// receiver said "later" or could not be reached.
+func (o outcome) transient() bool {
+	if o.err != nil {
+		return true
+	}
+	switch o.status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// sender is the one place that makes an attempt: it signs, sends,
+// classifies the answer, times it, and logs and counts what the caller
+// made of it.
+type sender struct {
+	client    *http.Client // no overall timeout: each call sets its own
+	userAgent string
+	js        jetstream.JetStream
+	log       *slog.Logger
+	m         *metrics
+	logs      sync.WaitGroup // delivery log records being written
+}
+
+// send makes the request and describes it in the log record, whose
+// outcome the caller decides.
+func (s *sender) send(ctx context.Context, c call) (outcome, dlog.Record) {
+	start := time.Now()
+	rec := c.rec
+	rec.Time, rec.Org, rec.Subscription, rec.System, rec.Mode = start.UTC(), c.sub.Org, c.sub.ID, c.sub.System, string(c.mode)
+	if rec.URL == "" {
+		rec.URL = c.url
+	}
+	o := outcome{err: c.err}
+	if c.err == nil {
+		o = s.do(ctx, c, start)
+	}
+	took := time.Since(start)
+	s.m.duration.WithLabelValues(string(c.mode)).Observe(took.Seconds())
+	if o.ok() && !c.since.IsZero() {
+		s.m.lag.WithLabelValues(string(c.mode)).Observe(time.Since(c.since).Seconds())
+	}
+	rec.LatencyMS = float64(took.Microseconds()) / 1000
+	rec.Status, rec.Response = o.status, string(o.body)
+	if o.err != nil {
+		rec.Error = describe(o.err)
+	}
+	return o, rec
+}
+
+func (s *sender) do(ctx context.Context, c call, now time.Time) outcome {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	if err != nil {
+		return outcome{err: err}
+	}
+	for _, h := range c.sub.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", s.userAgent)
+	if err := webhook.Sign(req.Header, c.msgID, now, c.body, c.sub.Secrets(now)...); err != nil {
+		return outcome{err: err}
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return outcome{err: err}
+	}
+	defer resp.Body.Close()
+	kept, _ := io.ReadAll(io.LimitReader(resp.Body, responseKeep))
+	// Read a little more of the answer so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	o := outcome{status: resp.StatusCode, body: kept}
+	if c.body == nil {
+		o.body = nil // a ping's answer is not kept
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+			o.retryWait = time.Duration(secs) * time.Second
+		} else if t, err := http.ParseTime(ra); err == nil {
+			o.retryWait = time.Until(t)
+		}
+	}
+	return o
+}
+
+// record counts a delivery by its outcome and logs it, beside the next
+// deliveries rather than before them.
+func (s *sender) record(ctx context.Context, rec dlog.Record, outcome string) {
+	s.m.deliveries.WithLabelValues(rec.Mode, outcome).Inc()
+	s.logs.Go(func() {
+		if err := dlog.Append(context.WithoutCancel(ctx), s.js, rec); err != nil {
+			s.log.Warn("delivery not logged", "subscription", rec.Subscription, "err", err)
+		}
+	})
+}
+
+// describe says why a request failed without quoting the URL, which the
+// record holds already.
+func describe(err error) string {
+	if errors.Is(err, webhook.ErrForbiddenTarget) {
+		return "target address is not allowed (loopback, private or link-local; KURIER_ALLOW_PRIVATE_TARGETS=true allows it)"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,523 @@
+package dispatcher
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/subs"
+)
+
+// Payload tasks are spread over bus.Partitions partitions by subscription,
+// each with one consumer. The live dispatcher replicas (each renews a key
+// in bus.BucketDispatchers) share the partitions out among themselves by
+// the same rule, so each reads its own share; a replica that joins takes a
+// share, one that leaves or dies has its share taken over. A partition's
+// consumer is a pinned priority group: whichever replica reads it, the
+// server hands its tasks to one at a time, so a subscription's in-flight
+// limit holds across replicas: the owner keeps it in memory.
+//
+// A replica hands a partition over by stopping to read it, giving back
+// the tasks it holds, waiting for its requests in flight, and unpinning
+// the consumer; the next owner then gets the tasks at once. A replica that
+// dies stops renewing its key and its pull requests: after bus.MemberTTL
+// the others count it gone, and after pinTTL the server unpins it.
+
+const (
+	// pinTTL is how long a partition stays with a replica that has
+	// stopped asking for tasks: the pause in a dead replica's partitions.
+	pinTTL = 4 * time.Second
+	// pullExpiry is how long one pull request waits, well within pinTTL.
+	pullExpiry = 1500 * time.Millisecond
+	// partitionAckWait bounds how long a dead replica's tasks in flight
+	// wait to be redelivered; a request longer than a third of it renews
+	// it while it runs.
+	partitionAckWait = 30 * time.Second
+	// partitionPending bounds a partition's tasks out at once: in flight
+	// and held back.
+	partitionPending = 10000
+	// beat is how often a replica renews its key and looks at the others.
+	beat = time.Second
+	// holdAge: a subscription whose oldest held task has waited this long
+	// cannot keep up; its tasks beyond its in-flight limit are stored
+	// again for later, so they stand in no other subscription's way.
+	holdAge = 2 * time.Second
+)
+
+// partitions is this replica's part in sharing out the partitions.
+type partitions struct {
+	js         jetstream.JetStream
+	deliveries jetstream.Stream
+	members    jetstream.KeyValue
+	index      *index
+	payloads   *payloads
+	ordered    *ordered
+	log        *slog.Logger
+	m          *metrics
+	id         string        // this replica's key
+	slots      chan struct{} // payload requests at once in this replica
+
+	mu       sync.Mutex // guards owned and leaving
+	owned    map[int]*part
+	leaving  map[int]chan struct{} // closed when the hand-over is done
+	seenMu   sync.Mutex
+	seen     map[string]time.Time // replica key -> last renewal seen
+	handover sync.WaitGroup
+}
+
+func newPartitions(js jetstream.JetStream, deliveries jetstream.Stream, members jetstream.KeyValue, x *index, p *payloads, o *ordered, n int, log *slog.Logger, m *metrics) *partitions {
+	return &partitions{js: js, deliveries: deliveries, members: members, index: x, payloads: p, ordered: o, log: log, m: m,
+		id: "d-" + nuid.Next(), slots: make(chan struct{}, n),
+		owned: map[int]*part{}, leaving: map[int]chan struct{}{}, seen: map[string]time.Time{}}
+}
+
+// ensure creates or updates every partition's consumer.
+func (ps *partitions) ensure(ctx context.Context) error {
+	for p := range bus.Partitions {
+		if _, err := ps.js.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
+			Durable:        bus.PartitionConsumer(p),
+			Description:    "Payload delivery tasks of partition " + strconv.Itoa(p),
+			FilterSubject:  bus.PartitionFilter(p),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        partitionAckWait,
+			MaxAckPending:  partitionPending,
+			MaxDeliver:     -1,
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PriorityGroups: []string{bus.PartitionGroup},
+			PinnedTTL:      pinTTL,
+		}); err != nil {
+			return fmt.Errorf("consumer %s: %w", bus.PartitionConsumer(p), err)
+		}
+	}
+	return nil
+}
+
+// run renews this replica's key and follows the others' until ctx ends,
+// taking and handing over partitions as the replicas come and go; then it
+// hands over every partition it owns, its requests in flight finished on
+// work.
+func (ps *partitions) run(ctx, work context.Context) {
+	w, err := ps.members.WatchAll(ctx)
+	if err == nil {
+		go ps.follow(w)
+	} else {
+		ps.log.Warn("dispatcher replicas not watched, retrying", "err", err)
+	}
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	sweep := time.NewTicker(holdAge / 4)
+	defer sweep.Stop()
+	for {
+		if w == nil {
+			if w, err = ps.members.WatchAll(ctx); err == nil {
+				go ps.follow(w)
+			}
+		}
+		renewed := ps.renew(ctx)
+		ps.rebalance(work, ps.alive(renewed))
+		for done := false; !done; {
+			select {
+			case <-ctx.Done():
+				ps.stop()
+				return
+			case <-sweep.C:
+				ps.mu.Lock()
+				for _, pt := range ps.owned {
+					pt.sweep(work)
+				}
+				ps.mu.Unlock()
+			case <-tick.C:
+				done = true
+			}
+		}
+	}
+}
+
+// renew puts this replica's key; false if it could not.
+func (ps *partitions) renew(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, beat)
+	defer cancel()
+	if _, err := ps.members.PutString(ctx, ps.id, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		ps.log.Warn("dispatcher replica key not renewed", "err", err)
+		return false
+	}
+	return true
+}
+
+// follow notes every renewal and removal of a replica's key.
+func (ps *partitions) follow(w jetstream.KeyWatcher) {
+	defer w.Stop()
+	loaded := false
+	for e := range w.Updates() {
+		if e == nil {
+			loaded = true
+			continue
+		}
+		ps.seenMu.Lock()
+		if e.Operation() == jetstream.KeyValuePut {
+			// Renewals seen live are timed here, so clocks that differ
+			// from the server's do not matter; the first load has only
+			// the server's time.
+			at := time.Now()
+			if !loaded {
+				at = e.Created()
+			}
+			ps.seen[e.Key()] = at
+		} else {
+			delete(ps.seen, e.Key())
+		}
+		ps.seenMu.Unlock()
+	}
+}
+
+// alive answers the live replicas' keys, this one's among them if it
+// could renew it.
+func (ps *partitions) alive(self bool) []string {
+	ps.seenMu.Lock()
+	defer ps.seenMu.Unlock()
+	var out []string
+	for k, at := range ps.seen {
+		if time.Since(at) < bus.MemberTTL && k != ps.id {
+			out = append(out, k)
+		} else if time.Since(at) >= 2*bus.MemberTTL {
+			delete(ps.seen, k)
+		}
+	}
+	if self {
+		out = append(out, ps.id)
+	}
+	return out
+}
+
+// assign shares the partitions out among replicas: each partition goes to
+// the replica that ranks it highest (rendezvous hashing, so a replica
+// coming or going moves few partitions) among those not yet at their fair
+// share. Every replica computes the same answer from the same keys.
+func assign(replicas []string) map[int]string {
+	out := map[int]string{}
+	if len(replicas) == 0 {
+		return out
+	}
+	fair := (bus.Partitions + len(replicas) - 1) / len(replicas)
+	count := map[string]int{}
+	ranked := slices.Clone(replicas)
+	for p := range bus.Partitions {
+		score := func(r string) uint64 {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte(r + "/" + strconv.Itoa(p)))
+			return h.Sum64()
+		}
+		slices.SortFunc(ranked, func(a, b string) int { return cmp.Compare(score(b), score(a)) })
+		for _, r := range ranked {
+			if count[r] < fair {
+				out[p], count[r] = r, count[r]+1
+				break
+			}
+		}
+	}
+	return out
+}
+
+// rebalance takes the partitions assigned to this replica and hands over
+// the others.
+func (ps *partitions) rebalance(work context.Context, replicas []string) {
+	owner := assign(replicas)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for p, pt := range ps.owned {
+		if owner[p] != ps.id {
+			ps.handOver(p, pt)
+		}
+	}
+	for p := range bus.Partitions {
+		if owner[p] != ps.id || ps.owned[p] != nil {
+			continue
+		}
+		if done, ok := ps.leaving[p]; ok {
+			select {
+			case <-done:
+				delete(ps.leaving, p)
+			default:
+				continue // still being handed over: taken at the next beat
+			}
+		}
+		pt, err := ps.take(work, p)
+		if err != nil {
+			ps.log.Warn("partition not taken, trying again", "partition", p, "err", err)
+			continue
+		}
+		ps.owned[p] = pt
+	}
+	ps.m.partitions.Set(float64(len(ps.owned)))
+}
+
+// handOver stops reading a partition and hands it over in the background.
+// ps.mu must be held.
+func (ps *partitions) handOver(p int, pt *part) {
+	delete(ps.owned, p)
+	done := make(chan struct{})
+	ps.leaving[p] = done
+	ps.handover.Go(func() {
+		defer close(done)
+		pt.close()
+	})
+}
+
+// stop hands over every partition and removes this replica's key, so the
+// others take its share at once.
+func (ps *partitions) stop() {
+	ps.mu.Lock()
+	for p, pt := range ps.owned {
+		ps.handOver(p, pt)
+	}
+	ps.m.partitions.Set(0)
+	ps.mu.Unlock()
+	ps.handover.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ps.members.Delete(ctx, ps.id); err != nil {
+		ps.log.Warn("dispatcher replica key not removed; the others wait for it to expire", "err", err)
+	}
+}
+
+// part is a partition this replica owns.
+type part struct {
+	n     int
+	ps    *partitions
+	work  context.Context
+	stopC func()
+	// ctx ends when the partition is handed over: ordered walks stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // requests in flight and ordered walks
+
+	mu      sync.Mutex // guards gates and closing
+	gates   map[string]*gate
+	closing bool
+}
+
+// gate keeps a subscription within its in-flight limit.
+type gate struct {
+	inflight int
+	held     []heldTask
+	latency  time.Duration // of its requests, smoothed
+}
+
+type heldTask struct {
+	m       jetstream.Msg
+	since   time.Time // held back since
+	touched time.Time // last told the server it is being worked on
+}
+
+// take starts reading a partition.
+func (ps *partitions) take(work context.Context, p int) (*part, error) {
+	ctx, cancel := context.WithTimeout(work, 2*time.Second)
+	defer cancel()
+	cons, err := ps.js.Consumer(ctx, bus.StreamDeliveries, bus.PartitionConsumer(p))
+	if err != nil {
+		return nil, err
+	}
+	pt := &part{n: p, ps: ps, work: work, gates: map[string]*gate{}}
+	pt.ctx, pt.cancel = context.WithCancel(work)
+	pt.stopC, err = consume(cons, pt.take, jetstream.PullPriorityGroup(bus.PartitionGroup),
+		jetstream.PullMaxMessages(1000), jetstream.PullExpiry(pullExpiry))
+	if err != nil {
+		pt.cancel()
+		return nil, err
+	}
+	// An ordered subscription may have been left mid-walk by the last
+	// owner: each one of the partition looks where it stands.
+	for _, e := range ps.index.all() {
+		if e.sub.Mode == subs.ModePayload && e.sub.Ordered && e.sub.Active && !e.sub.Daily() && bus.Partition(e.sub.ID) == p {
+			ps.ordered.wake(pt.ctx, &pt.wg, e.sub)
+		}
+	}
+	ps.log.Debug("partition taken", "partition", p)
+	return pt, nil
+}
+
+// close hands the partition back: no more reading, the held tasks back to
+// the stream, the requests in flight finished, then the consumer unpinned
+// so that the next owner gets its tasks at once.
+func (pt *part) close() {
+	pt.stopC()
+	pt.mu.Lock()
+	pt.closing = true
+	var held []heldTask
+	for _, g := range pt.gates {
+		held = append(held, g.held...)
+		g.held = nil
+	}
+	pt.mu.Unlock()
+	for _, h := range held {
+		settle(pt.ps.log, h.m, again(0, nil))
+	}
+	pt.cancel()
+	pt.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := pt.ps.deliveries.UnpinConsumer(ctx, bus.PartitionConsumer(pt.n), bus.PartitionGroup); err != nil && !errors.Is(err, context.Canceled) {
+		pt.ps.log.Debug("partition not unpinned; the server does once its pin expires", "partition", pt.n, "err", err)
+	}
+	pt.ps.log.Debug("partition handed over", "partition", pt.n)
+}
+
+// take is the partition consumer's callback: deliver now, hold back within
+// the subscription's limit, or hand an ordered subscription's task to its
+// walk.
+func (pt *part) take(m jetstream.Msg) {
+	id := taskSub(m.Subject())
+	e := pt.ps.index.get(id)
+	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
+		pt.start(id, m, false) // not delivered here: no slot of its own
+		return
+	}
+	if e.sub.Ordered && m.Headers().Get(bus.HeaderRedelivery) == "" {
+		// In order means in EVENTS' order: the task only wakes the walk,
+		// which reads the events themselves.
+		pt.ps.ordered.wake(pt.ctx, &pt.wg, e.sub)
+		settle(pt.ps.log, m, nil)
+		return
+	}
+	pt.mu.Lock()
+	if pt.closing {
+		pt.mu.Unlock()
+		settle(pt.ps.log, m, again(0, nil))
+		return
+	}
+	g := pt.gates[id]
+	if g == nil {
+		g = &gate{latency: time.Second}
+		pt.gates[id] = g
+	}
+	now := time.Now()
+	g.held = append(g.held, heldTask{m: m, since: now, touched: now})
+	pt.fill(id, g, limitOf(e.sub))
+}
+
+// limitOf is how many of a subscription's tasks may be out at once.
+func limitOf(sub subs.Subscription) int { return max(sub.MaxInFlight, 1) }
+
+// fill starts held tasks while the subscription is under its limit.
+// pt.mu must be held; fill unlocks it.
+func (pt *part) fill(id string, g *gate, limit int) {
+	var next []jetstream.Msg
+	for !pt.closing && len(g.held) > 0 && g.inflight < limit {
+		next = append(next, g.held[0].m)
+		g.held = g.held[1:]
+		g.inflight++
+	}
+	if g.inflight == 0 && len(g.held) == 0 {
+		delete(pt.gates, id)
+	}
+	pt.mu.Unlock()
+	for _, m := range next {
+		pt.start(id, m, true)
+	}
+}
+
+// start delivers a task (gated: it has its slot in its subscription's gate).
+func (pt *part) start(id string, m jetstream.Msg, gated bool) {
+	ps := pt.ps
+	ps.slots <- struct{}{}
+	pt.wg.Go(func() {
+		began := time.Now()
+		if e := ps.index.get(id); e != nil && e.sub.Timeout > partitionAckWait/3 {
+			defer keepAlive(m)()
+		}
+		run(pt.work, ps.log, ps.payloads, m)
+		<-ps.slots
+		if gated {
+			pt.done(id, time.Since(began))
+		}
+	})
+}
+
+// done frees a subscription's slot for the next held task.
+func (pt *part) done(id string, took time.Duration) {
+	limit := 1
+	if e := pt.ps.index.get(id); e != nil {
+		limit = limitOf(e.sub)
+	}
+	pt.mu.Lock()
+	g := pt.gates[id]
+	g.inflight--
+	g.latency = (4*g.latency + took) / 5
+	pt.fill(id, g, limit)
+}
+
+// sweep stores the tasks of subscriptions that cannot keep up again for
+// later, all but as many as they may have in flight, and tells the server
+// that the tasks still held are being worked on.
+func (pt *part) sweep(ctx context.Context) {
+	type move struct {
+		sub   subs.Subscription
+		tasks []heldTask
+		wait  time.Duration
+	}
+	var moves []move
+	now := time.Now()
+	pt.mu.Lock()
+	for id, g := range pt.gates {
+		e := pt.ps.index.get(id)
+		if e == nil || len(g.held) == 0 {
+			continue
+		}
+		limit := limitOf(e.sub)
+		if now.Sub(g.held[0].since) >= holdAge && len(g.held) > limit {
+			excess := g.held[limit:]
+			g.held = slices.Clone(g.held[:limit])
+			// When its requests will have worked through the excess.
+			wait := time.Duration(len(excess)) * g.latency / time.Duration(limit)
+			moves = append(moves, move{e.sub, excess, min(max(wait, time.Second), 10*time.Minute)})
+		}
+		for i := range g.held {
+			if now.Sub(g.held[i].touched) > partitionAckWait/3 {
+				_ = g.held[i].m.InProgress()
+				g.held[i].touched = now
+			}
+		}
+	}
+	pt.mu.Unlock()
+	for _, mv := range moves {
+		for i, h := range mv.tasks {
+			at := now.Add(time.Second + mv.wait*time.Duration(i+1)/time.Duration(len(mv.tasks)))
+			deferred, _ := strconv.Atoi(h.m.Headers().Get(bus.HeaderDeferred))
+			err := pt.ps.payloads.retry(ctx, mv.sub, msgOf(h.m), attemptsOf(h.m.Headers()), deferred+1, at)
+			if err != nil {
+				err = again(time.Second, err)
+			}
+			settle(pt.ps.log, h.m, err)
+		}
+	}
+}
+
+// keepAlive tells the server, while a long attempt runs, that its task is
+// being worked on, so that it is not redelivered; the answer stops it.
+func keepAlive(m jetstream.Msg) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(partitionAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,351 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/internal/subs"
+)
+
+// posts records payload deliveries per subscription (the URL path), and
+// how many of a subscription's were in flight at once.
+type posts struct {
+	delay map[string]time.Duration
+	// fail answers this status to the first attempt of these event ids.
+	fail  map[string]int
+	mu    sync.Mutex
+	tries map[string]int      // event id -> attempts seen
+	got   map[string][]string // subscription -> event ids
+	now   map[string]int
+	most  map[string]int
+}
+
+func newPosts() *posts {
+	return &posts{delay: map[string]time.Duration{}, fail: map[string]int{}, tries: map[string]int{}, got: map[string][]string{}, now: map[string]int{}, most: map[string]int{}}
+}
+
+func (p *posts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/")
+	var ev struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&ev)
+	p.mu.Lock()
+	p.now[id]++
+	p.most[id] = max(p.most[id], p.now[id])
+	p.tries[ev.ID]++
+	status := http.StatusOK
+	if p.tries[ev.ID] == 1 && p.fail[ev.ID] != 0 {
+		status = p.fail[ev.ID]
+	}
+	p.mu.Unlock()
+	time.Sleep(p.delay[id])
+	p.mu.Lock()
+	p.now[id]--
+	if status == http.StatusOK {
+		p.got[id] = append(p.got[id], ev.ID)
+	}
+	p.mu.Unlock()
+	w.WriteHeader(status)
+}
+
+func (p *posts) count(id string) (n, most int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.got[id]), p.most[id]
+}
+
+func (p *posts) ids(id string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.got[id]...)
+}
+
+// setup starts n dispatchers on one server and a receiver; it answers the
+// publishing connection, the subscription store, the receiver and the
+// dispatchers.
+func setup(t *testing.T, n int) (*bus.Conn, *subs.Store, *posts, string, []*Service) {
+	t.Helper()
+	ctx := context.Background()
+	conn := bustest.Start(t, bus.DefaultLimits())
+	store, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := newPosts()
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	var svcs []*Service
+	for range n {
+		svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, svc)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(rctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	return conn, store, rcv, srv.URL, svcs
+}
+
+func payloadSub(t *testing.T, store *subs.Store, url, typ string, inFlight int, adjust ...func(*subs.Subscription)) string {
+	t.Helper()
+	sub := subs.Subscription{ID: subs.NewID(), Org: "acme", System: "s", EventTypes: []string{typ}, Mode: subs.ModePayload,
+		Active: true, Secret: subs.NewSecret(), Created: time.Now(), Timeout: 5 * time.Second, MaxInFlight: inFlight, Format: "standard"}
+	sub.URL = url + "/" + sub.ID
+	for _, a := range adjust {
+		a(&sub)
+	}
+	if err := store.Create(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	return sub.ID
+}
+
+func publishEvents(t *testing.T, conn *bus.Conn, typ string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", typ, i)
+		ids = append(ids, id)
+		ev := `{"specversion":"1.0","id":"` + id + `","source":"/t","type":"` + typ + `","subject":"d","data":{}}`
+		if _, err := conn.JS.Publish(context.Background(), bus.EventsSubject("acme", typ), []byte(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", limit, what)
+		}
+	}
+}
+
+// consumers counts the consumers on DELIVERIES.
+func consumers(t *testing.T, conn *bus.Conn) int {
+	t.Helper()
+	st, err := conn.JS.Stream(context.Background(), bus.StreamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Consumers
+}
+
+// TestPartitionsKeepInFlightLimits: many subscriptions, two dispatcher
+// replicas sharing the partitions, and no subscription ever has more
+// requests in flight than it allows.
+func TestPartitionsKeepInFlightLimits(t *testing.T) {
+	conn, store, rcv, url, svcs := setup(t, 2)
+	const nSubs, nEvents, limit = 30, 10, 2
+	var ids []string
+	for range nSubs {
+		id := payloadSub(t, store, url, "doc.changed", limit)
+		rcv.delay[id] = 30 * time.Millisecond
+		ids = append(ids, id)
+	}
+	waitFor(t, 10*time.Second, "both replicas own partitions", func() bool {
+		return owned(svcs[0]) > 0 && owned(svcs[1]) > 0 && owned(svcs[0])+owned(svcs[1]) == bus.Partitions
+	})
+	publishEvents(t, conn, "doc.changed", nEvents)
+	waitFor(t, 30*time.Second, "every delivery", func() bool {
+		for _, id := range ids {
+			if n, _ := rcv.count(id); n < nEvents {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		if n, most := rcv.count(id); n != nEvents || most > limit {
+			t.Errorf("subscription %s: %d deliveries, %d at once (limit %d)", id, n, most, limit)
+		}
+	}
+	if n := consumers(t, conn); n != bus.Partitions {
+		t.Errorf("%d consumers on the delivery queue, want one per partition (%d)", n, bus.Partitions)
+	}
+}
+
+// owned is how many partitions a dispatcher replica owns.
+func owned(s *Service) int {
+	s.parts.mu.Lock()
+	defer s.parts.mu.Unlock()
+	return len(s.parts.owned)
+}
+
+// TestRetryHoldsNoSlot: two events answered 400 wait for their retry
+// without holding back a third to a subscription that allows two at once.
+func TestRetryHoldsNoSlot(t *testing.T) {
+	conn, store, rcv, url, _ := setup(t, 1)
+	id := payloadSub(t, store, url, "doc.changed", 2, func(s *subs.Subscription) {
+		s.RetrySchedule = []time.Duration{5 * time.Second}
+	})
+	time.Sleep(300 * time.Millisecond) // the dispatcher knows it
+	rcv.fail["doc.changed-0"], rcv.fail["doc.changed-1"] = http.StatusBadRequest, http.StatusBadRequest
+	publishEvents(t, conn, "doc.changed", 2)
+	waitFor(t, 5*time.Second, "both failed attempts", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.tries["doc.changed-0"] == 1 && rcv.tries["doc.changed-1"] == 1
+	})
+	start := time.Now()
+	ev := `{"specversion":"1.0","id":"healthy","source":"/t","type":"doc.changed","subject":"d","data":{}}`
+	if _, err := conn.JS.Publish(context.Background(), bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the healthy event", func() bool { return slices.Contains(rcv.ids(id), "healthy") })
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the healthy event took %v behind two waiting retries", took)
+	}
+	waitFor(t, 15*time.Second, "the retries", func() bool { n, _ := rcv.count(id); return n == 3 })
+}
+
+// TestConsumersStayFlat: subscriptions that fail once and are retried add
+// no consumers.
+func TestConsumersStayFlat(t *testing.T) {
+	conn, store, rcv, url, svcs := setup(t, 1)
+	waitFor(t, 10*time.Second, "every partition taken", func() bool { return owned(svcs[0]) == bus.Partitions })
+	before := consumers(t, conn)
+	var ids []string
+	for i := range 60 {
+		typ := fmt.Sprintf("t%d.changed", i)
+		ids = append(ids, payloadSub(t, store, url, typ, 1, func(s *subs.Subscription) {
+			s.RetrySchedule = []time.Duration{200 * time.Millisecond}
+		}))
+		rcv.fail[typ+"-0"] = http.StatusInternalServerError
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := range 60 {
+		publishEvents(t, conn, fmt.Sprintf("t%d.changed", i), 1)
+	}
+	waitFor(t, 20*time.Second, "every retried delivery", func() bool {
+		for _, id := range ids {
+			if n, _ := rcv.count(id); n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if after := consumers(t, conn); after != before {
+		t.Errorf("%d consumers after 60 subscriptions failed once, %d before", after, before)
+	}
+}
+
+// samePartition makes a subscription id in the given one's partition.
+func samePartition(id string) string {
+	for {
+		if other := subs.NewID(); bus.Partition(other) == bus.Partition(id) {
+			return other
+		}
+	}
+}
+
+// TestSlowSubscriptionStandsInNoOnesWay: a receiver that falls behind gets
+// everything it is owed, within its limit, while another subscription in
+// the same partition is served at once.
+func TestSlowSubscriptionStandsInNoOnesWay(t *testing.T) {
+	conn, store, rcv, url, _ := setup(t, 1)
+	slow := payloadSub(t, store, url, "doc.changed", 1)
+	fast := payloadSub(t, store, url, "doc.changed", 1, func(s *subs.Subscription) {
+		s.ID = samePartition(slow)
+		s.URL = url + "/" + s.ID
+	})
+	rcv.delay[slow] = 300 * time.Millisecond
+	time.Sleep(300 * time.Millisecond)
+	const n = 12
+	want := publishEvents(t, conn, "doc.changed", n)
+	start := time.Now()
+	waitFor(t, 10*time.Second, "the fast subscription's deliveries", func() bool { got, _ := rcv.count(fast); return got == n })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the fast subscription took %v beside a slow one", took)
+	}
+	waitFor(t, 30*time.Second, "the slow subscription's deliveries", func() bool { got, _ := rcv.count(slow); return got >= n })
+	got := map[string]bool{}
+	for _, id := range rcv.ids(slow) {
+		got[id] = true
+	}
+	for _, id := range want {
+		if !got[id] {
+			t.Errorf("slow subscription never got %s", id)
+		}
+	}
+	if _, most := rcv.count(slow); most > 1 {
+		t.Errorf("%d requests at once to the slow receiver, limit 1", most)
+	}
+}
+
+// TestOrderedThroughRetries: an ordered subscription whose receiver fails
+// an event gets it again before any later one, and every event in order.
+func TestOrderedThroughRetries(t *testing.T) {
+	conn, store, rcv, url, _ := setup(t, 1)
+	id := payloadSub(t, store, url, "doc.changed", 5, func(s *subs.Subscription) {
+		s.Ordered = true
+		s.RetrySchedule = []time.Duration{300 * time.Millisecond}
+	})
+	time.Sleep(300 * time.Millisecond)
+	rcv.fail["doc.changed-2"] = http.StatusServiceUnavailable
+	want := publishEvents(t, conn, "doc.changed", 8)
+	waitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n == len(want) })
+	if got := rcv.ids(id); !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	if _, most := rcv.count(id); most > 1 {
+		t.Errorf("%d requests at once to an ordered subscription", most)
+	}
+}
+
+// TestPartitionsMoveToTheOthers: a replica that stops hands its partitions
+// to the one left, which delivers what follows.
+func TestPartitionsMoveToTheOthers(t *testing.T) {
+	ctx := context.Background()
+	conn, store, rcv, url, svcs := setup(t, 1)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	second, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- second.Run(rctx) }()
+	waitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
+	id := payloadSub(t, store, url, "doc.changed", 3)
+	time.Sleep(300 * time.Millisecond)
+	publishEvents(t, conn, "doc.changed", 20)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
+	t.Logf("partitions moved in %v", time.Since(start))
+	waitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
+}

@@ -1,0 +1,124 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/subs"
+)
+
+// router handles EVENTS: it matches an event to its subscriptions and
+// hands it to each one's mode at once: a ping timer, a delivery task, a
+// queue message. The event is acknowledged once all are in place; on a
+// failure it comes again, which is harmless: a running timer covers it,
+// and tasks and queue messages carry ids that make them duplicates.
+type router struct {
+	js         jetstream.JetStream
+	index      *index
+	pings      *pinger
+	queue      *queuer
+	m          *metrics
+	maxUnacked int
+}
+
+func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
+	org, typ, ok := eventKey(m.Subject())
+	if !ok {
+		return fmt.Errorf("not an event subject")
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return errNoMetadata
+	}
+	r.m.events.Inc()
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for _, e := range r.index.match(org, typ) {
+		var step func() error
+		switch e.sub.Mode {
+		case subs.ModeQueue:
+			step = func() error { return r.queue.put(ctx, e.sub, m, md) }
+		case subs.ModePayload:
+			step = func() error { return r.task(ctx, e.sub, m, md) }
+		case subs.ModePing:
+			if r.pings.pingedSince(e, md.Timestamp) {
+				continue
+			}
+			step = func() error { return r.pings.schedule(ctx, e) }
+		default:
+			continue
+		}
+		wg.Go(func() {
+			if err := step(); err != nil {
+				err = fmt.Errorf("subscription %s: %w", e.sub.ID, err)
+				failed.Store(&err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return again(time.Second, *err)
+	}
+	return nil
+}
+
+// task queues an event's delivery task for a payload subscription: in its
+// partition, or with the digest's for a daily one. The message id makes a
+// routed-again event's task a duplicate. An ordered subscription reads its
+// events from EVENTS; its task only wakes it.
+func (r *router) task(ctx context.Context, sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) error {
+	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
+	if sub.Daily() {
+		t.Subject = bus.DigestSubject(sub.ID)
+	}
+	if _, err := r.js.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
+		return fmt.Errorf("delivery task: %w", err)
+	}
+	return nil
+}
+
+// covered tells, without any I/O, whether every subscription the event
+// matches is a ping one with a timer running or capped: then the event
+// needs no more than its acknowledgement.
+func (r *router) covered(m jetstream.Msg) bool {
+	org, typ, ok := eventKey(m.Subject())
+	if !ok {
+		return false
+	}
+	now, stored := time.Now(), storedAt(m)
+	for _, e := range r.index.match(org, typ) {
+		if e.sub.Mode != subs.ModePing {
+			return false // every event is a delivery task or a queue message
+		}
+		if r.pings.pingedSince(e, stored) {
+			continue
+		}
+		// A held lock means a worker is setting the timer: leave the event
+		// to the workers rather than hold up the consumer behind its I/O.
+		if !e.mu.TryLock() {
+			return false
+		}
+		pending := now.Before(e.pendingUntil)
+		e.mu.Unlock()
+		if !pending && r.index.unackedOf(e.sub.ID) < r.maxUnacked {
+			return false
+		}
+	}
+	return true
+}
+
+// eventKey parses kurier.events.<org>.<type…>.
+func eventKey(subject string) (org, typ string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "kurier.events.")
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
+}
