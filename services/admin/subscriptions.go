@@ -479,7 +479,8 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 		}
 	}
 	// Switched to ordered, it delivers in order from the switch on, not the
-	// events since it was created.
+	// events since it was created; switched back, it finishes in order
+	// what came before the switch.
 	last, err := s.eventsLast(ctx)
 	if err != nil {
 		return nil, err
@@ -487,8 +488,11 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
 		was := sub.Ordered
 		fromPB(in, sub, paths)
-		if sub.Ordered && !was {
+		switch {
+		case sub.Ordered && !was:
 			sub.OrderedFrom = last
+		case was && !sub.Ordered:
+			sub.OrderedUntil = last
 		}
 		sub.Updated = s.now().UTC()
 		if err := checkSub(sub); err != nil {

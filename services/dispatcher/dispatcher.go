@@ -160,7 +160,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// A replica restarted while NATS elects leaders waits for them rather
 	// than exit: each step below is retried until it is done.
 	if err := bus.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
-		return s.index.watch(wctx, s.subs, s.log)
+		return s.index.watch(wctx, s.subs, s.log, s.parts.changed)
 	}); err != nil {
 		return err
 	}

@@ -137,10 +137,10 @@ func (x *index) setState(id string, k knownState) {
 	}
 }
 
-// watch loads both buckets and keeps following them until ctx ends. It
-// returns once the initial contents are in, so no event is matched against
-// an empty index.
-func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) error {
+// watch loads both buckets and keeps following them until ctx ends,
+// telling changed of every subscription that changes. It returns once the
+// initial contents are in, so no event is matched against an empty index.
+func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string)) error {
 	sw, err := store.Bucket().Watch(ctx, subs.SubPrefix)
 	if err != nil {
 		return fmt.Errorf("watch subscriptions: %w", err)
@@ -167,6 +167,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger) 
 	}
 	go follow(sw, func(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(e.Key(), "sub.")
+		defer changed(id)
 		if e.Operation() != jetstream.KeyValuePut {
 			x.put(id, nil)
 			return

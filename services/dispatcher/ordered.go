@@ -79,7 +79,7 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 	}
 	for ctx.Err() == nil {
 		e := o.index.get(id)
-		if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Ordered || !e.sub.Active || e.sub.Daily() {
+		if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
 			return nil
 		}
 		sub := e.sub
@@ -95,7 +95,7 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 		}
 		cursor := max(st.Cursor, sub.OrderedFrom)
 		msg, err := o.next(ctx, sub, cursor)
-		if err != nil || msg == nil {
+		if err != nil || msg == nil || !inOrder(sub, msg.Sequence) {
 			return err
 		}
 		var ev event.Event
@@ -148,6 +148,15 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// inOrder tells whether an event (its EVENTS sequence) goes to the
+// subscription in order: it is ordered, or was when the event came.
+func inOrder(sub subs.Subscription, seq uint64) bool {
+	if sub.Ordered {
+		return seq > sub.OrderedFrom
+	}
+	return seq > sub.OrderedFrom && seq <= sub.OrderedUntil
 }
 
 // advance stores the cursor, attempts and retry time; a cursor another

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,6 +69,7 @@ type partitions struct {
 	id         string        // this replica's key
 	slots      chan struct{} // payload requests at once in this replica
 
+	renewed  time.Time  // when this replica's key was last renewed; run's own
 	mu       sync.Mutex // guards owned and leaving
 	owned    map[int]*part
 	leaving  map[int]chan struct{} // closed when the hand-over is done
@@ -124,8 +126,12 @@ func (ps *partitions) run(ctx, work context.Context) {
 				go ps.follow(w)
 			}
 		}
-		renewed := ps.renew(ctx)
-		ps.rebalance(work, ps.alive(renewed))
+		if ps.renew(ctx) {
+			ps.renewed = time.Now()
+		}
+		// A renewal that failed for a moment, as while NATS elects a
+		// leader, does not make this replica give up its partitions.
+		ps.rebalance(work, ps.alive(time.Since(ps.renewed) < bus.MemberTTL))
 		for done := false; !done; {
 			select {
 			case <-ctx.Done():
@@ -181,8 +187,7 @@ func (ps *partitions) follow(w jetstream.KeyWatcher) {
 	}
 }
 
-// alive answers the live replicas' keys, this one's among them if it
-// could renew it.
+// alive answers the live replicas' keys, this one's among them if self.
 func (ps *partitions) alive(self bool) []string {
 	ps.seenMu.Lock()
 	defer ps.seenMu.Unlock()
@@ -301,6 +306,10 @@ type part struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // requests in flight and ordered walks
+	// got: tasks came, so this replica holds the pin, and unpins it when
+	// it hands the partition over; one that never had it leaves the pin
+	// with whoever has.
+	got atomic.Bool
 
 	mu      sync.Mutex // guards gates and closing
 	gates   map[string]*gate
@@ -339,12 +348,34 @@ func (ps *partitions) take(work context.Context, p int) (*part, error) {
 	// An ordered subscription may have been left mid-walk by the last
 	// owner: each one of the partition looks where it stands.
 	for _, e := range ps.index.all() {
-		if e.sub.Mode == subs.ModePayload && e.sub.Ordered && e.sub.Active && !e.sub.Daily() && bus.Partition(e.sub.ID) == p {
-			ps.ordered.wake(pt.ctx, &pt.wg, e.sub)
+		if bus.Partition(e.sub.ID) == p {
+			pt.changed(e.sub)
 		}
 	}
 	ps.log.Debug("partition taken", "partition", p)
 	return pt, nil
+}
+
+// changed wakes the walk of a subscription that is, or was until lately,
+// ordered: it may have events to deliver in order that no task will wake
+// it for.
+func (pt *part) changed(sub subs.Subscription) {
+	if sub.Mode == subs.ModePayload && sub.Active && !sub.Daily() && (sub.Ordered || sub.OrderedUntil > sub.OrderedFrom) {
+		pt.ps.ordered.wake(pt.ctx, &pt.wg, sub)
+	}
+}
+
+// changed tells the owner of a changed subscription's partition.
+func (ps *partitions) changed(id string) {
+	e := ps.index.get(id)
+	if e == nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if pt := ps.owned[bus.Partition(id)]; pt != nil {
+		pt.changed(e.sub)
+	}
 }
 
 // close hands the partition back: no more reading, the held tasks back to
@@ -365,6 +396,9 @@ func (pt *part) close() {
 	}
 	pt.cancel()
 	pt.wg.Wait()
+	if !pt.got.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := pt.ps.deliveries.UnpinConsumer(ctx, bus.PartitionConsumer(pt.n), bus.PartitionGroup); err != nil && !errors.Is(err, context.Canceled) {
@@ -377,13 +411,14 @@ func (pt *part) close() {
 // the subscription's limit, or hand an ordered subscription's task to its
 // walk.
 func (pt *part) take(m jetstream.Msg) {
+	pt.got.Store(true)
 	id := taskSub(m.Subject())
 	e := pt.ps.index.get(id)
 	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
 		pt.start(id, m, false) // not delivered here: no slot of its own
 		return
 	}
-	if e.sub.Ordered && m.Headers().Get(bus.HeaderRedelivery) == "" {
+	if seq, _ := origin(m); inOrder(e.sub, seq) && m.Headers().Get(bus.HeaderRedelivery) == "" {
 		// In order means in EVENTS' order: the task only wakes the walk,
 		// which reads the events themselves.
 		pt.ps.ordered.wake(pt.ctx, &pt.wg, e.sub)

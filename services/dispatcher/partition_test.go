@@ -349,3 +349,53 @@ func TestPartitionsMoveToTheOthers(t *testing.T) {
 	t.Logf("partitions moved in %v", time.Since(start))
 	waitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
 }
+
+// TestOrderedSwitchedOff: an ordered subscription waiting for a retry is
+// switched to concurrent delivery; the events from its ordered time still
+// come, in order, and those after the switch come too, each once.
+func TestOrderedSwitchedOff(t *testing.T) {
+	ctx := context.Background()
+	conn, store, rcv, url, _ := setup(t, 1)
+	id := payloadSub(t, store, url, "doc.changed", 5, func(s *subs.Subscription) {
+		s.Ordered = true
+		s.RetrySchedule = []time.Duration{time.Second}
+	})
+	time.Sleep(300 * time.Millisecond)
+	rcv.fail["doc.changed-1"] = http.StatusInternalServerError
+	publishEvents(t, conn, "doc.changed", 3)
+	waitFor(t, 5*time.Second, "the failed attempt", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.tries["doc.changed-1"] == 1
+	})
+	st, err := conn.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Update(ctx, id, func(s *subs.Subscription) error {
+		s.Ordered, s.OrderedUntil = false, info.State.LastSeq
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ev := `{"specversion":"1.0","id":"after","source":"/t","type":"doc.changed","subject":"d","data":{}}`
+	if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n >= 4 })
+	time.Sleep(500 * time.Millisecond) // nothing more comes
+	got := rcv.ids(id)
+	var ordered []string
+	for _, e := range got {
+		if e != "after" {
+			ordered = append(ordered, e)
+		}
+	}
+	if len(got) != 4 || !slices.Equal(ordered, []string{"doc.changed-0", "doc.changed-1", "doc.changed-2"}) {
+		t.Errorf("delivered %v", got)
+	}
+}

@@ -60,8 +60,11 @@ type Subscription struct {
 	Format     payload.Format   `json:"format,omitempty"`
 	Ordered    bool             `json:"ordered,omitempty"`
 	// OrderedFrom is the last EVENTS sequence when the subscription
-	// became ordered: ordered delivery starts after it.
+	// became ordered: ordered delivery starts after it. OrderedUntil is
+	// the last when it stopped being ordered: the events up to it are
+	// still delivered in order, those after it concurrently.
 	OrderedFrom   uint64          `json:"ordered_from,omitempty"`
+	OrderedUntil  uint64          `json:"ordered_until,omitempty"`
 	MaxInFlight   int             `json:"max_in_flight,omitempty"`
 	RetrySchedule []time.Duration `json:"retry_schedule,omitempty"`
 	// DisabledReason says why Kurier switched the subscription off.

@@ -1,0 +1,88 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/internal/subs"
+)
+
+// TestHungPingReceiversHoldUpOnlyThemselves: 300 subscriptions whose
+// receivers accept and never answer, and one healthy beside them: the
+// healthy one is pinged its delay after its change, not after theirs
+// have timed out.
+func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
+	ctx := context.Background()
+	conn := bustest.Start(t, bus.DefaultLimits())
+	store, err := subs.Open(ctx, conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	rcv := &pings{at: map[string][]time.Time{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/hang/") {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		rcv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	const hung = 300
+	for i := range hung + 1 {
+		sub := subs.Subscription{ID: subs.NewID(), Org: "acme", System: fmt.Sprint("sys", i), EventTypes: []string{"doc.changed"},
+			Mode: subs.ModePing, Active: true, Secret: subs.NewSecret(), Created: time.Now()}
+		sub.URL = srv.URL + "/hang/" + sub.ID
+		if i == hung {
+			sub.System, sub.EventTypes, sub.URL = "healthy", []string{"other.changed"}, srv.URL+"/"+sub.ID
+		}
+		if err := store.Create(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.NotifyDelay = 300 * time.Millisecond
+	cfg.PingTimeout = 20 * time.Second
+	cfg.AllowPrivate = true
+	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	t.Cleanup(func() { close(release); cancel(); <-done })
+	waitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
+
+	publish := func(typ string) time.Time {
+		if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", typ), []byte(`{"specversion":"1.0","id":"`+typ+`","source":"/t","type":"`+typ+`","subject":"d"}`)); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	publish("doc.changed")
+	time.Sleep(cfg.NotifyDelay + 500*time.Millisecond) // the hung pings are out
+	changed := publish("other.changed")
+	var healthy string
+	for _, e := range svc.index.all() {
+		if e.sub.System == "healthy" {
+			healthy = e.sub.ID
+		}
+	}
+	waitFor(t, 10*time.Second, "the healthy subscription's ping", func() bool { return len(rcv.of(healthy)) > 0 })
+	if late := rcv.of(healthy)[0].Sub(changed) - cfg.NotifyDelay; late > 2*time.Second {
+		t.Errorf("the healthy ping came %v after its delay, beside %d hung receivers", late, hung)
+	}
+}
