@@ -40,6 +40,12 @@ func (w *webhookIDs) count() int {
 // from its metrics.
 func delivered(t *testing.T, base string) int {
 	t.Helper()
+	return metric(t, base, `kurier_deliveries_total{mode="payload",outcome="success"}`)
+}
+
+// metric reads one sample of a process's metrics, 0 if it has none.
+func metric(t *testing.T, base, sample string) int {
+	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +53,7 @@ func delivered(t *testing.T, base string) int {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), `kurier_deliveries_total{mode="payload",outcome="success"} `); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
 			n, _ := strconv.ParseFloat(v, 64)
 			return int(n)
 		}
@@ -76,6 +82,15 @@ func TestPayloadSharedByDispatchers(t *testing.T) {
 		}
 	}
 	d.waitKnown(t, nSubs, "dispatcher-1", "dispatcher-2")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		one, two := metric(t, d.get("dispatcher-1").HTTP, "kurier_dispatcher_partitions"), metric(t, d.get("dispatcher-2").HTTP, "kurier_dispatcher_partitions")
+		if one > 0 && two > 0 && one+two == 16 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dispatchers own %d and %d partitions, not 16 between them", one, two)
+		}
+	}
 	send := func(from int) {
 		for b := from; b < from+nEvents; b += 25 {
 			var batch []map[string]any

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,4 +211,56 @@ func kurierBinary(ctx context.Context, path string) (bin string, done func(), er
 		return "", nil, fmt.Errorf("go build kurier (run from within the repository, or give -kurier PATH): %w\n%s", err, out)
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// hangingReceiver listens on loopback as receivers that take a request and
+// never answer: each connection is read, so the request goes through, and
+// held open until its client gives up or stop is called. held counts the
+// connections taken; an unanswered HTTP/1.1 connection carries one request.
+func hangingReceiver() (addr string, held *atomic.Int64, stop func(), err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	held = new(atomic.Int64)
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	stopped := false
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			held.Add(1)
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns[c] = struct{}{}
+			mu.Unlock()
+			go func() {
+				_, _ = io.Copy(io.Discard, c)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			lis.Close()
+			mu.Lock()
+			stopped = true
+			for c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+		})
+	}
+	return lis.Addr().String(), held, stop, nil
 }
