@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/webhook"
@@ -72,10 +73,9 @@ func (o outcome) transient() bool {
 type sender struct {
 	client    *http.Client // no overall timeout: each call sets its own
 	userAgent string
-	js        jetstream.JetStream
 	log       *slog.Logger
 	m         *metrics
-	logs      sync.WaitGroup // delivery log records being written
+	journal   *journal
 }
 
 // send makes the request and describes it in the log record, whose
@@ -149,13 +149,65 @@ func (s *sender) do(ctx context.Context, c call, now time.Time) outcome {
 
 // record counts a delivery by its outcome and logs it, beside the next
 // deliveries rather than before them.
-func (s *sender) record(ctx context.Context, rec dlog.Record, outcome string) {
+func (s *sender) record(rec dlog.Record, outcome string) {
 	s.m.deliveries.WithLabelValues(rec.Mode, outcome).Inc()
-	s.logs.Go(func() {
-		if err := dlog.Append(context.WithoutCancel(ctx), s.js, rec); err != nil {
-			s.log.Warn("delivery not logged", "subscription", rec.Subscription, "err", err)
+	s.journal.add(rec)
+}
+
+// journal writes the delivery log in the background: one goroutine takes
+// the records as they come and stores each batch with one wait.
+type journal struct {
+	js   jetstream.JetStream
+	log  *slog.Logger
+	in   chan dlog.Record
+	done chan struct{}
+}
+
+func newJournal(js jetstream.JetStream, log *slog.Logger) *journal {
+	return &journal{js: js, log: log, in: make(chan dlog.Record, 4096), done: make(chan struct{})}
+}
+
+// add queues a record; a full queue holds the delivery back.
+func (j *journal) add(rec dlog.Record) { j.in <- rec }
+
+// close writes what is queued and stops; nothing may be added after it.
+func (j *journal) close() {
+	close(j.in)
+	<-j.done
+}
+
+// run writes until close.
+func (j *journal) run() {
+	defer close(j.done)
+	for rec := range j.in {
+		batch := []dlog.Record{rec}
+	more:
+		for len(batch) < 256 {
+			select {
+			case r, ok := <-j.in:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
 		}
-	})
+		msgs := make([]*nats.Msg, 0, len(batch))
+		for _, r := range batch {
+			m, err := dlog.Message(r)
+			if err != nil {
+				j.log.Warn("delivery not logged", "subscription", r.Subscription, "err", err)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := bus.PublishAll(ctx, j.js, msgs); err != nil {
+			j.log.Warn("deliveries not logged", "records", len(msgs), "err", err)
+		}
+		cancel()
+	}
 }
 
 // describe says why a request failed without quoting the URL, which the

@@ -142,7 +142,7 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 			settle(d.log, t, nil)
 		}
 		d.fails.succeeded(ctx, sub)
-		d.send.record(ctx, rec, outSuccess)
+		d.send.record(rec, outSuccess)
 		return 0, true, false
 	}
 	// The tasks wait for the next attempt; the due message brings it.
@@ -158,6 +158,6 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 		next := time.Now().Add(wait).UTC()
 		rec.NextAttempt = &next
 	}
-	d.send.record(ctx, rec, outRetry)
+	d.send.record(rec, outRetry)
 	return wait, false, retry
 }

@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		MaxUnacked:   100,
 		PingTimeout:  10 * time.Second,
 		UserAgent:    "kurier/dev",
-		Workers:      32,
+		Workers:      256,
 		Senders:      dueMaxPending,
 		Deliveries:   4096,
 		DisableAfter: 5 * 24 * time.Hour,
@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	s := &Service{cfg: cfg, conn: conn, log: log, subs: store, index: newIndex()}
 	s.send = &sender{
 		client:    webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
-		userAgent: cfg.UserAgent, js: conn.JS, log: log, m: &s.m,
+		userAgent: cfg.UserAgent, log: log, m: &s.m, journal: newJournal(conn.JS, log),
 	}
 	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
 	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
@@ -169,6 +169,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	go s.send.journal.run()
+	defer s.send.journal.close()
 	// Work taken before a stop is finished, so it runs on a context that
 	// the stop does not cancel.
 	work := context.WithoutCancel(ctx)
@@ -233,7 +235,6 @@ func (s *Service) Run(ctx context.Context) error {
 	stops = nil
 	<-done // every partition handed back
 	wg.Wait()
-	s.send.logs.Wait()
 	return nil
 }
 

@@ -139,10 +139,10 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 			if st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next); err == nil {
 				err = o.payloads.retry(ctx, sub, task, attempt, 0, next)
 			}
-			o.send.record(ctx, rec, outcomeOf(rec.Outcome))
+			o.send.record(rec, outcomeOf(rec.Outcome))
 			return err
 		}
-		o.send.record(ctx, rec, outcomeOf(rec.Outcome))
+		o.send.record(rec, outcomeOf(rec.Outcome))
 		if err != nil {
 			return err
 		}

@@ -100,7 +100,7 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 			return again(time.Second, err)
 		}
 	}
-	p.send.record(ctx, rec, outcomeOf(rec.Outcome))
+	p.send.record(rec, outcomeOf(rec.Outcome))
 	return nil
 }
 
@@ -167,7 +167,7 @@ func (p *payloads) dead(ctx context.Context, sub subs.Subscription, seq uint64, 
 	if why != "" {
 		var ev event.Event
 		_ = ev.UnmarshalJSON(data)
-		p.send.record(ctx, dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
+		p.send.record(dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
 			EventTypes: []string{ev.Type}, Mode: string(sub.Mode), EventID: ev.ID, Error: why, Outcome: "dead"}, outDead)
 	}
 	return nil

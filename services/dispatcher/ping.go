@@ -167,7 +167,7 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	if !o.ok() {
 		outcome = outDropped
 	}
-	p.send.record(ctx, rec, outcome)
+	p.send.record(rec, outcome)
 	return nil
 }
 

@@ -83,7 +83,7 @@ func (q *queuer) put(ctx context.Context, sub subs.Subscription, m jetstream.Msg
 		return nil
 	}
 	q.send.log.Warn("event dropped", "subscription", sub.ID, "queue", sub.QueueID, "event", e.ID, "err", err)
-	q.send.record(ctx, dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
+	q.send.record(dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
 		EventTypes: []string{e.Type}, Mode: string(sub.Mode), EventID: e.ID, Error: err.Error(),
 		LatencyMS: float64(took.Microseconds()) / 1000, Attempt: 1, Outcome: "dropped"}, outDropped)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -40,13 +41,15 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 	r.m.events.Inc()
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
+	var tasks []*nats.Msg
 	for _, e := range r.index.match(org, typ) {
 		var step func() error
 		switch e.sub.Mode {
 		case subs.ModeQueue:
 			step = func() error { return r.queue.put(ctx, e.sub, m, md) }
 		case subs.ModePayload:
-			step = func() error { return r.task(ctx, e.sub, m, md) }
+			tasks = append(tasks, task(e.sub, m, md))
+			continue
 		case subs.ModePing:
 			if r.pings.pingedSince(e, md.Timestamp) {
 				continue
@@ -62,6 +65,10 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 			}
 		})
 	}
+	if err := bus.PublishAll(ctx, r.js, tasks); err != nil {
+		err = fmt.Errorf("delivery tasks: %w", err)
+		failed.Store(&err)
+	}
 	wg.Wait()
 	if err := failed.Load(); err != nil {
 		return again(time.Second, *err)
@@ -69,19 +76,16 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 	return nil
 }
 
-// task queues an event's delivery task for a payload subscription: in its
+// task is an event's delivery task for a payload subscription: in its
 // partition, or with the digest's for a daily one. The message id makes a
 // routed-again event's task a duplicate. An ordered subscription reads its
 // events from EVENTS; its task only wakes it.
-func (r *router) task(ctx context.Context, sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) error {
+func task(sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
 	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
 	if sub.Daily() {
 		t.Subject = bus.DigestSubject(sub.ID)
 	}
-	if _, err := r.js.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
-		return fmt.Errorf("delivery task: %w", err)
-	}
-	return nil
+	return t
 }
 
 // covered tells, without any I/O, whether every subscription the event

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -263,4 +265,24 @@ func hangingReceiver() (addr string, held *atomic.Int64, stop func(), err error)
 		})
 	}
 	return lis.Addr().String(), held, stop, nil
+}
+
+// cpuProfile adds -cpuprofile to fs; once fs is parsed, the answer starts
+// the profile it asks for, and answers what stops it.
+func cpuProfile(fs *flag.FlagSet) func() (func(), error) {
+	path := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	return func() (func(), error) {
+		if *path == "" {
+			return func() {}, nil
+		}
+		f, err := os.Create(*path)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	}
 }

@@ -60,9 +60,15 @@ func benchDeliver(ctx context.Context, args []string) error {
 	span := fs.Duration("span", 5*time.Second, "length of each latency run")
 	nRetries := fs.Int("retries", 0, "failed deliveries that wait for their retry as scheduled messages during a second round of the latency runs")
 	replicas := fs.Int("dispatchers", 1, "dispatcher replicas on the same server, each with its own connection and registry; with more than one, each one's share of the deliveries is reported")
+	profile := cpuProfile(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	stop, err := profile()
+	if err != nil {
+		return err
+	}
+	defer stop()
 	fanoutList, err := splitInts(*fanouts)
 	if err != nil {
 		return fmt.Errorf("-subs: %w", err)

@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -35,21 +33,15 @@ func benchIngest(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 32, "concurrent senders")
 	size := fs.Int("size", 256, "bytes of data per event")
 	batch := fs.Int("batch", 100, "events per batch request")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	profile := cpuProfile(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := profile()
+	if err != nil {
+		return err
 	}
+	defer stop()
 	conn, _, done, err := benchBus(ctx, "")
 	if err != nil {
 		return err

@@ -699,7 +699,11 @@ func logDeliveries(t *testing.T, conn *bus.Conn, at time.Time, recs ...dlog.Reco
 	t.Helper()
 	for i, rec := range recs {
 		rec.Time = at.Add(time.Duration(i) * time.Second)
-		if err := dlog.Append(context.Background(), conn.JS, rec); err != nil {
+		m, err := dlog.Message(rec)
+		if err == nil {
+			_, err = conn.JS.PublishMsg(context.Background(), m)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

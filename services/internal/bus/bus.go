@@ -349,6 +349,46 @@ func IsWrongLastSeq(err error) bool {
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)
 }
 
+// publishWindow bounds the publications PublishAll has in the air at once,
+// well within the connection's limit for asynchronous ones.
+const publishWindow = 256
+
+// PublishAll stores every message and waits until the streams have them
+// all, sending up to publishWindow before waiting for their answers: one
+// round trip for many, where a synchronous publish waits for each. A
+// duplicate counts as stored. It answers the first failure.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
+	for len(msgs) > 0 {
+		n := min(len(msgs), publishWindow)
+		futures := make([]jetstream.PubAckFuture, 0, n)
+		var failed error
+		for _, m := range msgs[:n] {
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				failed = fmt.Errorf("publish %s: %w", m.Subject, err)
+				break
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				if failed == nil && !IsDuplicate(err) {
+					failed = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if failed != nil {
+			return failed
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
 // Stream binds a stream that Ensure has created.
 func Stream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, name)

@@ -3,11 +3,11 @@
 package dlog
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -36,16 +36,13 @@ type Record struct {
 	Sequence uint64 `json:"-"`
 }
 
-// Append logs an attempt and waits for the stream to have it.
-func Append(ctx context.Context, js jetstream.JetStream, r Record) error {
+// Message is the stream message that logs an attempt.
+func Message(r Record) (*nats.Msg, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode delivery record: %w", err)
+		return nil, fmt.Errorf("encode delivery record: %w", err)
 	}
-	if _, err := js.Publish(ctx, bus.DeliveryLogSubject(r.Org, r.Subscription), b); err != nil {
-		return fmt.Errorf("log delivery: %w", err)
-	}
-	return nil
+	return &nats.Msg{Subject: bus.DeliveryLogSubject(r.Org, r.Subscription), Data: b}, nil
 }
 
 // Decode reads a record from a stream message.

@@ -17,8 +17,10 @@ type ClientOptions struct {
 	// AllowPrivate (KURIER_ALLOW_PRIVATE_TARGETS) lets requests reach
 	// loopback and private addresses, for local receivers and tests.
 	AllowPrivate bool
-	// MaxIdlePerHost defaults to 64 when zero or negative: http.Transport's
-	// own default of 2 would make a busy receiver redo handshakes constantly.
+	// MaxIdlePerHost defaults to 1024 when zero or negative: one receiver
+	// may have many subscriptions, each with up to 100 requests in flight,
+	// and connections past the idle limit are closed after each request
+	// (http.Transport's own default of 2 would redo handshakes constantly).
 	MaxIdlePerHost int
 }
 
@@ -26,7 +28,7 @@ type ClientOptions struct {
 // errors.Is finds it through *url.Error and *net.OpError.
 var ErrForbiddenTarget = errors.New("target address is not allowed")
 
-const defaultMaxIdlePerHost = 64
+const defaultMaxIdlePerHost = 1024
 
 // NewClient returns the client for every outgoing webhook request. Unless
 // o.AllowPrivate is set, it refuses to connect to addresses for which
@@ -58,7 +60,7 @@ func NewClient(o ClientOptions) *http.Client {
 			Proxy:                 proxy,
 			DialContext:           dialer.DialContext,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1000,
+			MaxIdleConns:          4096,
 			MaxIdleConnsPerHost:   perHost,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,

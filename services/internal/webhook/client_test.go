@@ -128,8 +128,8 @@ func TestNewClientTransport(t *testing.T) {
 	if tr.Proxy != nil {
 		t.Error("guarded client has a Proxy; the dial guard would only see the proxy")
 	}
-	if tr.MaxIdleConnsPerHost != 64 || tr.MaxIdleConns != 1000 {
-		t.Errorf("idle conns = %d per host, %d total; want 64, 1000", tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
+	if tr.MaxIdleConnsPerHost != 1024 || tr.MaxIdleConns != 4096 {
+		t.Errorf("idle conns = %d per host, %d total; want 1024, 4096", tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
 	}
 	if tr.ResponseHeaderTimeout != 7*time.Second || guarded.Timeout != 7*time.Second {
 		t.Errorf("timeouts = %v header, %v client; want 7s both", tr.ResponseHeaderTimeout, guarded.Timeout)
