@@ -462,34 +462,53 @@ func (pt *part) fill(id string, g *gate, limit int) {
 	}
 }
 
-// start delivers a task (gated: it has its slot in its subscription's gate).
+// start delivers a task (gated: it has its slot in its subscription's
+// gate) and, in the same goroutine, the subscription's held tasks that
+// follow it, as long as there are any: a busy subscription keeps its
+// requests going without a hand-over between goroutines.
 func (pt *part) start(id string, m jetstream.Msg, gated bool) {
 	ps := pt.ps
 	ps.slots <- struct{}{}
 	pt.wg.Go(func() {
-		began := time.Now()
-		if e := ps.index.get(id); e != nil && e.sub.Timeout > partitionAckWait/3 {
-			defer keepAlive(m)()
-		}
-		run(pt.work, ps.log, ps.payloads, m)
-		<-ps.slots
-		if gated {
-			pt.done(id, time.Since(began))
+		defer func() { <-ps.slots }()
+		for m != nil {
+			began := time.Now()
+			pt.attempt(id, m)
+			if !gated {
+				return
+			}
+			m = pt.done(id, time.Since(began))
 		}
 	})
 }
 
-// done frees a subscription's slot for the next held task.
-func (pt *part) done(id string, took time.Duration) {
+func (pt *part) attempt(id string, m jetstream.Msg) {
+	if e := pt.ps.index.get(id); e != nil && e.sub.Timeout > partitionAckWait/3 {
+		defer keepAlive(m)()
+	}
+	run(pt.work, pt.ps.log, pt.ps.payloads, m)
+}
+
+// done frees a subscription's slot and answers the held task to deliver
+// next in it, if any; more slots, as after a raised limit, get
+// goroutines of their own.
+func (pt *part) done(id string, took time.Duration) jetstream.Msg {
 	limit := 1
 	if e := pt.ps.index.get(id); e != nil {
 		limit = limitOf(e.sub)
 	}
 	pt.mu.Lock()
 	g := pt.gates[id]
-	g.inflight--
 	g.latency = (4*g.latency + took) / 5
+	var next jetstream.Msg
+	if !pt.closing && len(g.held) > 0 && g.inflight <= limit {
+		next = g.held[0].m
+		g.held = g.held[1:]
+	} else {
+		g.inflight--
+	}
 	pt.fill(id, g, limit)
+	return next
 }
 
 // sweep stores the tasks of subscriptions that cannot keep up again for
