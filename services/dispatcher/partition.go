@@ -38,9 +38,9 @@ import (
 const (
 	// pinTTL is how long a partition stays with a replica that has
 	// stopped asking for tasks: the pause in a dead replica's partitions.
-	pinTTL = 4 * time.Second
+	pinTTL = 2500 * time.Millisecond
 	// pullExpiry is how long one pull request waits, well within pinTTL.
-	pullExpiry = 1500 * time.Millisecond
+	pullExpiry = time.Second
 	// partitionAckWait bounds how long a dead replica's tasks in flight
 	// wait to be redelivered; a request longer than a third of it renews
 	// it while it runs.
@@ -69,7 +69,6 @@ type partitions struct {
 	id         string        // this replica's key
 	slots      chan struct{} // payload requests at once in this replica
 
-	renewed  time.Time  // when this replica's key was last renewed; run's own
 	mu       sync.Mutex // guards owned and leaving
 	owned    map[int]*part
 	leaving  map[int]chan struct{} // closed when the hand-over is done
@@ -126,12 +125,12 @@ func (ps *partitions) run(ctx, work context.Context) {
 				go ps.follow(w)
 			}
 		}
-		if ps.renew(ctx) {
-			ps.renewed = time.Now()
-		}
-		// A renewal that failed for a moment, as while NATS elects a
-		// leader, does not make this replica give up its partitions.
-		ps.rebalance(work, ps.alive(time.Since(ps.renewed) < bus.MemberTTL))
+		// A replica counts itself alive even when its renewal fails, as
+		// while NATS elects a leader: giving up its partitions would only
+		// pause them. Should the others count it gone meanwhile, they read
+		// its partitions too, but the server hands each to one reader.
+		ps.renew(ctx)
+		ps.rebalance(work, ps.alive())
 		for done := false; !done; {
 			select {
 			case <-ctx.Done():
@@ -150,15 +149,13 @@ func (ps *partitions) run(ctx, work context.Context) {
 	}
 }
 
-// renew puts this replica's key; false if it could not.
-func (ps *partitions) renew(ctx context.Context) bool {
+// renew puts this replica's key.
+func (ps *partitions) renew(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, beat)
 	defer cancel()
 	if _, err := ps.members.PutString(ctx, ps.id, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
 		ps.log.Warn("dispatcher replica key not renewed", "err", err)
-		return false
 	}
-	return true
 }
 
 // follow notes every renewal and removal of a replica's key.
@@ -187,8 +184,8 @@ func (ps *partitions) follow(w jetstream.KeyWatcher) {
 	}
 }
 
-// alive answers the live replicas' keys, this one's among them if self.
-func (ps *partitions) alive(self bool) []string {
+// alive answers the live replicas' keys, this one's among them.
+func (ps *partitions) alive() []string {
 	ps.seenMu.Lock()
 	defer ps.seenMu.Unlock()
 	var out []string
@@ -199,10 +196,7 @@ func (ps *partitions) alive(self bool) []string {
 			delete(ps.seen, k)
 		}
 	}
-	if self {
-		out = append(out, ps.id)
-	}
-	return out
+	return append(out, ps.id)
 }
 
 // assign shares the partitions out among replicas: each partition goes to

@@ -279,7 +279,7 @@ func DispatchConsumer() jetstream.ConsumerConfig {
 
 // MemberTTL is how long a dispatcher replica counts as alive after it last
 // renewed its key in BucketDispatchers.
-const MemberTTL = 3 * time.Second
+const MemberTTL = 2 * time.Second
 
 // PartitionConsumer names the consumer of a partition's delivery tasks;
 // PartitionGroup is the priority group that pins it to one replica.
