@@ -43,8 +43,8 @@ type Config struct {
 	PingTimeout time.Duration
 	UserAgent   string
 	// Workers route events at once. Senders bounds the pings made at
-	// once: each waits on its own receiver, so a receiver that hangs holds
-	// up its own ping only.
+	// once: each waits on its own receiver, so receivers that hang hold up
+	// their own pings only, as long as fewer than Senders hang at once.
 	Workers int
 	Senders int
 	// Deliveries bounds the payload requests this replica makes at once.
@@ -66,7 +66,7 @@ func DefaultConfig() Config {
 		PingTimeout:  10 * time.Second,
 		UserAgent:    "kurier/dev",
 		Workers:      256,
-		Senders:      dueMaxPending,
+		Senders:      4096,
 		Deliveries:   4096,
 		DisableAfter: 5 * 24 * time.Hour,
 	}
@@ -77,8 +77,8 @@ func DefaultConfig() Config {
 const (
 	dueConsumer    = "dispatcher-pings"
 	digestConsumer = "dispatcher-digests"
-	// dueMaxPending bounds the due pings out at once, and so the pings in
-	// flight.
+	// dueMaxPending bounds the due pings out at once: those in flight
+	// (at most Senders) and those waiting for a sender.
 	dueMaxPending = 10000
 )
 
@@ -124,6 +124,10 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	locks, err := bus.Bucket(ctx, conn.JS, bus.BucketLocks)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: cfg, conn: conn, log: log, subs: store, index: newIndex()}
 	s.send = &sender{
 		client:    webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
@@ -131,7 +135,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	}
 	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
 	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
-	s.ordered = &ordered{js: conn.JS, events: events, subs: store, index: s.index, send: s.send, fails: fails, log: log}
+	s.ordered = &ordered{js: conn.JS, nc: conn.NC, locks: locks, events: events, subs: store, index: s.index, send: s.send, fails: fails, log: log}
 	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
 	s.ordered.payloads = s.payloads
 	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
@@ -141,6 +145,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	}
 	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked}
 	s.parts = newPartitions(conn.JS, deliveries, members, s.index, s.payloads, s.ordered, cfg.Deliveries, log, &s.m)
+	s.ordered.holder = s.parts.id
 	known := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kurier_dispatch_subscriptions", Help: "Subscriptions the dispatcher knows of.",
 	}, func() float64 { return float64(len(s.index.all())) })

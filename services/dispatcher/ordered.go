@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -27,6 +28,9 @@ import (
 // contract here, but it occupies nothing meanwhile.
 type ordered struct {
 	js       jetstream.JetStream
+	nc       *nats.Conn
+	locks    jetstream.KeyValue
+	holder   string // this replica, as the walk locks name it
 	events   jetstream.Stream
 	subs     *subs.Store
 	index    *index
@@ -70,11 +74,29 @@ func (o *ordered) wake(ctx context.Context, wg *sync.WaitGroup, sub subs.Subscri
 	})
 }
 
+// walkLock is how long a walk's lock outlives a replica that died
+// walking; a live walk renews it.
+const walkLock = 10 * time.Second
+
 // walk delivers the subscription's events after its cursor until none is
-// left, an attempt fails, or ctx ends.
+// left, an attempt fails, or ctx ends. It holds the subscription's walk
+// lock, so that two replicas that both count the partition theirs for a
+// moment (one of them wrongly) never walk it at once, and it reads the
+// cursor through the leader, so that it starts where the last walk, on
+// whichever replica, left off.
 func (o *ordered) walk(ctx context.Context, id string) error {
-	st, rev, err := o.subs.UpdateState(ctx, id, func(*subs.PingState) error { return subs.ErrSkip })
-	if err != nil && !errors.Is(err, subs.ErrSkip) {
+	lease, err := bus.Lock(ctx, o.js, o.locks, "walk."+id, o.holder, walkLock, walkLock+time.Second)
+	if errors.Is(err, bus.ErrLocked) {
+		return nil // another walk runs, and goes on until nothing is left
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	ctx, cancel := lease.Guard(ctx)
+	defer cancel()
+	st, rev, err := o.subs.LeaderState(ctx, o.nc, id)
+	if err != nil {
 		return err
 	}
 	for ctx.Err() == nil {

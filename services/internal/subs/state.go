@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
 )
 
 // PingState is what the dispatcher keeps per subscription. Changes go
@@ -64,6 +67,27 @@ func (s *Store) readState(ctx context.Context, id string) (PingState, uint64, er
 		return PingState{}, 0, fmt.Errorf("decode ping state %s: %w", id, err)
 	}
 	return st, e.Revision(), nil
+}
+
+// LeaderState reads a subscription's state and its revision through the
+// bucket's leader, for a reader that must not act on a state a moment
+// old: on a replicated bucket a plain read may be answered by a follower
+// that does not have the last write yet.
+func (s *Store) LeaderState(ctx context.Context, nc *nats.Conn, id string) (PingState, uint64, error) {
+	m, err := bus.LeaderGet(ctx, nc, bus.KVStream(bus.BucketNotifyState), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketNotifyState, id)})
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return PingState{}, 0, nil
+	case err != nil:
+		return PingState{}, 0, fmt.Errorf("read ping state %s: %w", id, err)
+	case m.Header.Get("KV-Operation") != "":
+		return PingState{}, m.Sequence, nil // deleted
+	}
+	st, err := ParseState(m.Data)
+	if err != nil {
+		return PingState{}, 0, fmt.Errorf("decode ping state %s: %w", id, err)
+	}
+	return st, m.Sequence, nil
 }
 
 // ErrSkip, returned by an UpdateState function, leaves the state as it is.
