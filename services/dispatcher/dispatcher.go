@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	}
 	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
 	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
-	s.ordered = &ordered{js: conn.JS, nc: conn.NC, locks: locks, events: events, subs: store, index: s.index, send: s.send, fails: fails, log: log}
+	s.ordered = &ordered{js: conn.JS, nc: conn.NC, locks: locks, events: events, subs: store, index: s.index, log: log}
 	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
 	s.ordered.payloads = s.payloads
 	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -34,8 +33,6 @@ type ordered struct {
 	events   jetstream.Stream
 	subs     *subs.Store
 	index    *index
-	send     *sender
-	fails    *failures
 	payloads *payloads
 	log      *slog.Logger
 
@@ -130,42 +127,19 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 			continue
 		}
 		attempt := st.Attempts + 1
-		out, rec := o.payloads.attempt(ctx, sub, ev, msg.Sequence, msg.Time, attempt)
 		task := bus.DeliveryTask(sub.ID, msg.Sequence, msg.Time, msg.Data, "")
-		switch {
-		case out.ok():
-			rec.Outcome = "delivered"
-			o.fails.succeeded(ctx, sub)
-			st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{})
-		case out.status == http.StatusGone:
-			rec.Outcome = "disabled"
-			if err = o.payloads.dead(ctx, sub, msg.Sequence, msg.Time, msg.Data, ""); err == nil {
-				st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{})
-			}
-			o.fails.disable(ctx, sub, "the receiver answered 410 Gone")
-		default:
-			if !out.transient() {
-				o.fails.failed(ctx, sub)
-			}
-			wait, ok := nextAttempt(sub, attempt, out)
-			if !ok {
-				rec.Outcome = "dead"
-				if err = o.payloads.dead(ctx, sub, msg.Sequence, msg.Time, msg.Data, ""); err == nil {
-					st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{})
-				}
-				break
-			}
-			next := time.Now().Add(wait).UTC()
-			rec.Outcome, rec.NextAttempt = "retry", &next
+		retrying, err := o.payloads.deliver(ctx, sub, ev, msg.Sequence, msg.Time, msg.Data, attempt, func(next time.Time) error {
 			// The state first: a wake-up before the retry time finds it.
-			if st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next); err == nil {
-				err = o.payloads.retry(ctx, sub, task, attempt, 0, next)
+			var err error
+			if st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next); err != nil {
+				return err
 			}
-			o.send.record(rec, outcomeOf(rec.Outcome))
+			return o.payloads.retry(ctx, sub, task, attempt, 0, next)
+		})
+		if err != nil || retrying {
 			return err
 		}
-		o.send.record(rec, outcomeOf(rec.Outcome))
-		if err != nil {
+		if st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{}); err != nil {
 			return err
 		}
 	}

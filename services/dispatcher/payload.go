@@ -70,15 +70,29 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	seq, stored := origin(m)
 	attempt := attemptsOf(h) + 1
+	_, err := p.deliver(ctx, sub, ev, seq, stored, m.Data(), attempt, func(next time.Time) error {
+		return p.retry(ctx, sub, msgOf(m), attempt, 0, next)
+	})
+	return err
+}
+
+// deliver makes one attempt of an event for a payload subscription and
+// stores what follows it: nothing after a success; a dead letter when the
+// retries have run out or the receiver answered 410 Gone (which also
+// switches the subscription off); else the next attempt, through retry.
+// Only then is the attempt logged and counted. It answers whether a retry
+// follows.
+func (p *payloads) deliver(ctx context.Context, sub subs.Subscription, ev event.Event, seq uint64, stored time.Time, data []byte, attempt int, retry func(next time.Time) error) (bool, error) {
 	o, rec := p.attempt(ctx, sub, ev, seq, stored, attempt)
+	retrying := false
 	switch {
 	case o.ok():
 		rec.Outcome = "delivered"
 		p.fails.succeeded(ctx, sub)
 	case o.status == http.StatusGone:
 		rec.Outcome = "disabled"
-		if err := p.dead(ctx, sub, seq, stored, m.Data(), ""); err != nil {
-			return err
+		if err := p.dead(ctx, sub, seq, stored, data, ""); err != nil {
+			return false, err
 		}
 		p.fails.disable(ctx, sub, "the receiver answered 410 Gone")
 	default:
@@ -88,20 +102,20 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 		wait, ok := nextAttempt(sub, attempt, o)
 		if !ok {
 			rec.Outcome = "dead"
-			if err := p.dead(ctx, sub, seq, stored, m.Data(), ""); err != nil {
-				return err
+			if err := p.dead(ctx, sub, seq, stored, data, ""); err != nil {
+				return false, err
 			}
 			break
 		}
 		next := time.Now().Add(wait).UTC()
-		rec.Outcome, rec.NextAttempt = "retry", &next
-		if err := p.retry(ctx, sub, msgOf(m), attempt, 0, next); err != nil {
+		rec.Outcome, rec.NextAttempt, retrying = "retry", &next, true
+		if err := retry(next); err != nil {
 			// The attempt is made again instead, under the same webhook-id.
-			return again(time.Second, err)
+			return false, again(time.Second, err)
 		}
 	}
 	p.send.record(rec, outcomeOf(rec.Outcome))
-	return nil
+	return retrying, nil
 }
 
 // attempt POSTs one event to a payload subscription.
