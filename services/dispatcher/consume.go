@@ -19,11 +19,6 @@ type Handler interface {
 	Handle(ctx context.Context, m jetstream.Msg) error
 }
 
-// HandlerFunc makes a function a Handler.
-type HandlerFunc func(ctx context.Context, m jetstream.Msg) error
-
-func (f HandlerFunc) Handle(ctx context.Context, m jetstream.Msg) error { return f(ctx, m) }
-
 // later is a handler's "not now": the message comes again after wait.
 type later struct {
 	wait time.Duration

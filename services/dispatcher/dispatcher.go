@@ -20,7 +20,6 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -252,4 +251,4 @@ func storedAt(m jetstream.Msg) time.Time {
 	return md.Timestamp
 }
 
-var errNoMetadata = fmt.Errorf("message without metadata")
+var errNoMetadata = errors.New("message without metadata")
