@@ -69,14 +69,7 @@ func TestMetricsMove(t *testing.T) {
 	cfg.NotifyDelay = 300 * time.Millisecond
 	cfg.AllowPrivate = true
 	reg := prometheus.NewRegistry()
-	svc, err := New(ctx, cfg, conn, bustest.Log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(rctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	svc, _ := start(t, conn, cfg, reg)
 	waitFor(t, 10*time.Second, "every subscription known and partition taken", func() bool {
 		return len(svc.index.all()) == 9 && owned(svc) == bus.Partitions
 	})

@@ -59,14 +59,7 @@ func TestMigrateFromLanes(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
-	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	start(t, conn, cfg, prometheus.NewRegistry())
 
 	waitFor(t, 10*time.Second, "the shared task", func() bool { return len(rcv.ids(id)) >= 1 })
 	waitFor(t, 10*time.Second, "the lane's retry", func() bool { return len(rcv.ids(id)) >= 2 })

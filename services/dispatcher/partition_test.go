@@ -91,22 +91,34 @@ func setup(t *testing.T, n int) (*bus.Conn, *subs.Store, *posts, string, []*Serv
 	cfg.AllowPrivate = true
 	var svcs []*Service
 	for range n {
-		svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
+		svc, _ := start(t, conn, cfg, prometheus.NewRegistry())
 		svcs = append(svcs, svc)
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- svc.Run(rctx) }()
-		t.Cleanup(func() {
+	}
+	return conn, store, rcv, srv.URL, svcs
+}
+
+// start runs a dispatcher until the returned stop, or the test's end,
+// failing the test if Run fails.
+func start(t *testing.T, conn *bus.Conn, cfg Config, reg prometheus.Registerer) (*Service, func()) {
+	t.Helper()
+	svc, err := New(context.Background(), cfg, conn, bustest.Log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				t.Error(err)
+				t.Errorf("dispatcher: %v", err)
 			}
 		})
 	}
-	return conn, store, rcv, srv.URL, svcs
+	t.Cleanup(stop)
+	return svc, stop
 }
 
 func payloadSub(t *testing.T, store *subs.Store, url, typ string, inFlight int, adjust ...func(*subs.Subscription)) string {
@@ -325,28 +337,18 @@ func TestOrderedThroughRetries(t *testing.T) {
 // TestPartitionsMoveToTheOthers: a replica that stops hands its partitions
 // to the one left, which delivers what follows.
 func TestPartitionsMoveToTheOthers(t *testing.T) {
-	ctx := context.Background()
 	conn, store, rcv, url, svcs := setup(t, 1)
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
-	second, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- second.Run(rctx) }()
+	second, stop := start(t, conn, cfg, prometheus.NewRegistry())
 	waitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
 	id := payloadSub(t, store, url, "doc.changed", 3)
 	time.Sleep(300 * time.Millisecond)
 	publishEvents(t, conn, "doc.changed", 20)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
+	stop()
+	began := time.Now()
 	waitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
-	t.Logf("partitions moved in %v", time.Since(start))
+	t.Logf("partitions moved in %v", time.Since(began))
 	waitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
 }
 

@@ -56,14 +56,10 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	cfg.NotifyDelay = 300 * time.Millisecond
 	cfg.PingTimeout = 20 * time.Second
 	cfg.AllowPrivate = true
-	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(rctx) }()
-	t.Cleanup(func() { close(release); cancel(); <-done })
+	svc, _ := start(t, conn, cfg, prometheus.NewRegistry())
+	// Cleanups run last first: the hung requests end before the stop
+	// waits for them.
+	t.Cleanup(func() { close(release) })
 	waitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
 
 	publish := func(typ string) time.Time {

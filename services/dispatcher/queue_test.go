@@ -44,14 +44,7 @@ func TestQueueDelivery(t *testing.T) {
 	if err := subStore.Create(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(ctx, DefaultConfig(), conn, bustest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = svc.Run(rctx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	svc, _ := start(t, conn, DefaultConfig(), prometheus.NewRegistry())
 
 	publish := func(id, typ string, data string) {
 		t.Helper()

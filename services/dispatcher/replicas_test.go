@@ -78,23 +78,10 @@ func TestThreeReplicasKeepThePingRules(t *testing.T) {
 	cfg.NotifyDelay = delay
 	cfg.PingTimeout = 2 * time.Second
 	cfg.AllowPrivate = true // the receiver is on loopback
-	stops := make([]context.CancelFunc, 3)
-	done := make([]chan error, 3)
+	stops := make([]func(), 3)
 	for i := range 3 {
-		svc, err := New(ctx, cfg, cluster.Connect(t, limits), bustest.Log, prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		stops[i], done[i] = cancel, make(chan error, 1)
-		go func() { done[i] <- svc.Run(rctx) }()
+		_, stops[i] = start(t, cluster.Connect(t, limits), cfg, prometheus.NewRegistry())
 	}
-	t.Cleanup(func() {
-		for i := range 3 {
-			stops[i]()
-			<-done[i]
-		}
-	})
 	time.Sleep(500 * time.Millisecond) // consumers in place before the first change
 
 	lastChange := map[string]time.Time{} // doc type -> time of its last stored change
