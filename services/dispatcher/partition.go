@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -137,11 +138,14 @@ func (ps *partitions) run(ctx, work context.Context) {
 				ps.stop()
 				return
 			case <-sweep.C:
+				// Outside ps.mu: a sweep may store tasks again, and only
+				// this goroutine hands partitions over.
 				ps.mu.Lock()
-				for _, pt := range ps.owned {
+				owned := slices.Collect(maps.Values(ps.owned))
+				ps.mu.Unlock()
+				for _, pt := range owned {
 					pt.sweep(work)
 				}
-				ps.mu.Unlock()
 			case <-tick.C:
 				done = true
 			}
