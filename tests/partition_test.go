@@ -1,13 +1,10 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,25 +37,15 @@ func (w *webhookIDs) count() int {
 // from its metrics.
 func delivered(t *testing.T, base string) int {
 	t.Helper()
-	return metric(t, base, `kurier_deliveries_total{mode="payload",outcome="success"}`)
+	v, _ := scrapeMetrics(t, base).value("kurier_deliveries_total", map[string]string{"mode": "payload", "outcome": "success"})
+	return int(v)
 }
 
-// metric reads one sample of a process's metrics, 0 if it has none.
-func metric(t *testing.T, base, sample string) int {
+// partitions reads how many payload partitions a dispatcher owns.
+func partitions(t *testing.T, base string) int {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
-		}
-	}
-	return 0
+	v, _ := scrapeMetrics(t, base).value("kurier_dispatcher_partitions", map[string]string{})
+	return int(v)
 }
 
 // TestPayloadSharedByDispatchers: two dispatcher processes share the
@@ -83,7 +70,7 @@ func TestPayloadSharedByDispatchers(t *testing.T) {
 	}
 	d.waitKnown(t, nSubs, "dispatcher-1", "dispatcher-2")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		one, two := metric(t, d.get("dispatcher-1").HTTP, "kurier_dispatcher_partitions"), metric(t, d.get("dispatcher-2").HTTP, "kurier_dispatcher_partitions")
+		one, two := partitions(t, d.get("dispatcher-1").HTTP), partitions(t, d.get("dispatcher-2").HTTP)
 		if one > 0 && two > 0 && one+two == 16 {
 			break
 		}
