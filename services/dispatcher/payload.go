@@ -55,11 +55,11 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	sub := e.sub
 	h := m.Headers()
+	seq, stored := origin(m)
 	switch {
 	case !sub.Active:
 		// Its events are not delivered while it is off; what was queued is
 		// kept for Redeliver.
-		seq, stored := origin(m)
 		return p.dead(ctx, sub, seq, stored, m.Data(), "the subscription is switched off")
 	case sub.Daily():
 		return p.store(ctx, bus.Again(msgOf(m), sub.ID, bus.DigestSubject(sub.ID), attemptsOf(h), 0, time.Time{}, "digest"))
@@ -68,7 +68,6 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 	if err := ev.UnmarshalJSON(m.Data()); err != nil {
 		return fmt.Errorf("undecodable delivery task: %w", err)
 	}
-	seq, stored := origin(m)
 	attempt := attemptsOf(h) + 1
 	_, err := p.deliver(ctx, sub, ev, seq, stored, m.Data(), attempt, func(next time.Time) error {
 		return p.retry(ctx, sub, msgOf(m), attempt, 0, next)
