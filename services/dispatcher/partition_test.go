@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -98,7 +99,8 @@ func setup(t *testing.T, n int) (*bus.Conn, *subs.Store, *posts, string, []*Serv
 }
 
 // start runs a dispatcher until the returned stop, or the test's end,
-// failing the test if Run fails.
+// failing the test if Run fails; a stop while it is still setting itself
+// up is no failure.
 func start(t *testing.T, conn *bus.Conn, cfg Config, reg prometheus.Registerer) (*Service, func()) {
 	t.Helper()
 	svc, err := New(context.Background(), cfg, conn, bustest.Log, reg)
@@ -112,7 +114,7 @@ func start(t *testing.T, conn *bus.Conn, cfg Config, reg prometheus.Registerer) 
 	stop := func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("dispatcher: %v", err)
 			}
 		})
