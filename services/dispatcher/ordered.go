@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -36,39 +37,87 @@ type ordered struct {
 	payloads *payloads
 	log      *slog.Logger
 
-	mu      sync.Mutex       // guards walking
-	walking map[string]*bool // subscription -> woken again while walking
+	mu      sync.Mutex            // guards walking
+	walking map[string]*walkState // subscription -> its running walk
+}
+
+// walkState is what came for a running walk: a wake-up since it began,
+// and the tasks that woke it, which are settled once it is over.
+type walkState struct {
+	again bool
+	tasks []jetstream.Msg
 }
 
 // wake makes sure a walk of the subscription runs, on ctx (the owning
-// partition's), counted in wg.
-func (o *ordered) wake(ctx context.Context, wg *sync.WaitGroup, sub subs.Subscription) {
+// partition's), counted in wg. task, if any, is the one that woke it: it
+// is settled when the walk is over, by what the walk covered.
+func (o *ordered) wake(ctx context.Context, wg *sync.WaitGroup, sub subs.Subscription, task jetstream.Msg) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.walking == nil {
-		o.walking = map[string]*bool{}
+		o.walking = map[string]*walkState{}
 	}
-	if again := o.walking[sub.ID]; again != nil {
-		*again = true
-		return
+	w := o.walking[sub.ID]
+	if w == nil {
+		w = &walkState{}
+		o.walking[sub.ID] = w
+		wg.Go(func() { o.run(ctx, sub.ID, w) })
+	} else {
+		w.again = true
 	}
-	again := new(bool)
-	o.walking[sub.ID] = again
-	wg.Go(func() {
-		for {
-			if err := o.walk(ctx, sub.ID); err != nil && ctx.Err() == nil {
-				o.log.Warn("ordered deliveries paused until the next event", "subscription", sub.ID, "err", err)
-			}
-			o.mu.Lock()
-			if !*again || ctx.Err() != nil {
-				delete(o.walking, sub.ID)
-				o.mu.Unlock()
-				return
-			}
-			*again = false
-			o.mu.Unlock()
+	if task != nil {
+		w.tasks = append(w.tasks, task)
+	}
+}
+
+// run walks until no wake-up came during the last walk.
+func (o *ordered) run(ctx context.Context, id string, w *walkState) {
+	for {
+		through, err := o.walk(ctx, id)
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("ordered deliveries paused", "subscription", id, "err", err)
 		}
-	})
+		o.mu.Lock()
+		tasks, more := w.tasks, w.again && ctx.Err() == nil
+		w.tasks, w.again = nil, false
+		if !more {
+			delete(o.walking, id)
+		}
+		o.mu.Unlock()
+		o.settle(id, tasks, through)
+		if !more {
+			return
+		}
+	}
+}
+
+// wakeTries bounds how often one task wakes walks that do not get to its
+// event (a follower that has not stored it yet answers the walk's reads).
+const wakeTries = 5
+
+// settle answers the tasks that woke a walk once it is over. One whose
+// event the walk has delivered, or left to a retry or another replica's
+// walk, is done. One it did not get to comes again shortly: its event may
+// not have been readable yet, or the subscription has stopped being
+// ordered (as a stale view of it took the task for a wake-up), and then
+// the task is delivered as any other.
+func (o *ordered) settle(id string, tasks []jetstream.Msg, through uint64) {
+	e := o.index.get(id)
+	for _, m := range tasks {
+		seq, _ := origin(m)
+		ordered := e != nil && e.sub.Mode == subs.ModePayload && e.sub.Active && !e.sub.Daily() && inOrder(e.sub, seq)
+		md, _ := m.Metadata()
+		var err error
+		switch {
+		case ordered && seq <= through:
+		case ordered && md != nil && md.NumDelivered >= wakeTries:
+			// Woken often enough: a walk that cannot read the event
+			// after that will not by being woken again.
+		default:
+			err = again(100*time.Millisecond, nil)
+		}
+		settle(o.log, m, err)
+	}
 }
 
 // walkLock is how long a walk's lock outlives a replica that died
@@ -80,49 +129,54 @@ const walkLock = 10 * time.Second
 // lock, so that two replicas that both count the partition theirs for a
 // moment (one of them wrongly) never walk it at once, and it reads the
 // cursor through the leader, so that it starts where the last walk, on
-// whichever replica, left off.
-func (o *ordered) walk(ctx context.Context, id string) error {
+// whichever replica, left off. It answers the last event it has seen to:
+// delivered, or waiting for a retry or another walk (then every one).
+func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
 	lease, err := bus.Lock(ctx, o.js, o.locks, "walk."+id, o.holder, walkLock, walkLock+time.Second)
 	if errors.Is(err, bus.ErrLocked) {
-		return nil // another walk runs, and goes on until nothing is left
+		return math.MaxUint64, nil // another walk runs, and goes on until nothing is left
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
 	ctx, cancel := lease.Guard(ctx)
 	defer cancel()
 	st, rev, err := o.subs.LeaderState(ctx, o.nc, id)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for ctx.Err() == nil {
 		e := o.index.get(id)
 		if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
-			return nil
+			return 0, nil
 		}
 		sub := e.sub
 		if wait := time.Until(st.RetryAt); wait > 2*time.Second {
-			return nil // its retry wakes it
+			return math.MaxUint64, nil // its retry wakes it
 		} else if wait > 0 {
 			// Woken a moment early: wait rather than miss the time.
 			select {
 			case <-ctx.Done():
-				return nil
+				return 0, nil
 			case <-time.After(wait):
 			}
 		}
 		cursor := max(st.Cursor, sub.OrderedFrom)
 		msg, err := o.next(ctx, sub, cursor)
-		if err != nil || msg == nil || !inOrder(sub, msg.Sequence) {
-			return err
+		switch {
+		case err != nil:
+			return 0, err
+		case msg == nil:
+			return cursor, nil
+		case !inOrder(sub, msg.Sequence):
+			return msg.Sequence - 1, nil
 		}
 		var ev event.Event
 		if err := ev.UnmarshalJSON(msg.Data); err != nil {
 			o.log.Error("undecodable event passed over", "subscription", id, "seq", msg.Sequence, "err", err)
-			st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{})
-			if err != nil {
-				return err
+			if st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{}); err != nil {
+				return 0, err
 			}
 			continue
 		}
@@ -136,14 +190,17 @@ func (o *ordered) walk(ctx context.Context, id string) error {
 			}
 			return o.payloads.retry(ctx, sub, task, attempt, 0, next)
 		})
-		if err != nil || retrying {
-			return err
+		switch {
+		case err != nil:
+			return 0, err
+		case retrying:
+			return math.MaxUint64, nil
 		}
 		if st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{}); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return 0, nil
 }
 
 // inOrder tells whether an event (its EVENTS sequence) goes to the

@@ -359,7 +359,7 @@ func (ps *partitions) take(work context.Context, p int) (*part, error) {
 // it for.
 func (pt *part) changed(sub subs.Subscription) {
 	if sub.Mode == subs.ModePayload && sub.Active && !sub.Daily() && (sub.Ordered || sub.OrderedUntil > sub.OrderedFrom) {
-		pt.ps.ordered.wake(pt.ctx, &pt.wg, sub)
+		pt.ps.ordered.wake(pt.ctx, &pt.wg, sub, nil)
 	}
 }
 
@@ -418,9 +418,8 @@ func (pt *part) take(m jetstream.Msg) {
 	}
 	if seq, _ := origin(m); inOrder(e.sub, seq) && m.Headers().Get(bus.HeaderRedelivery) == "" {
 		// In order means in EVENTS' order: the task only wakes the walk,
-		// which reads the events themselves.
-		pt.ps.ordered.wake(pt.ctx, &pt.wg, e.sub)
-		settle(pt.ps.log, m, nil)
+		// which reads the events themselves, and is settled by it.
+		pt.ps.ordered.wake(pt.ctx, &pt.wg, e.sub, m)
 		return
 	}
 	pt.mu.Lock()
