@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"net/http"
@@ -208,7 +209,7 @@ func TestBadInput(t *testing.T) {
 	batch := hdr("Authorization", bearer, "Content-Type", "application/cloudevents-batch+json")
 	binary := hdr("Authorization", bearer, "Content-Type", "application/json", "Ce-Specversion", "1.0", "Ce-Id", marker,
 		"Ce-Source", "/erp", "Ce-Type", "invoice.changed", "Ce-Subject", "doc")
-	bigData := `,"data":"` + strings.Repeat("x", 100<<10) + `"`
+	bigData := `,"data":"` + strings.Repeat("x", 110<<10) + `"`
 	var fourMiB strings.Builder
 	fourMiB.WriteString("[")
 	for i := range 70 {
@@ -230,9 +231,10 @@ func TestBadInput(t *testing.T) {
 		post("an empty batch", batch, `[]`, 400, "body"),
 		post("text/plain", with(ce, "Content-Type", "text/plain"), good, 415, "Content-Type"),
 		post("no Content-Type and no ce- headers", hdr("Authorization", bearer), good, 415, "Content-Type"),
-		post("binary mode with XML", with(binary, "Content-Type", "application/xml"), "<"+marker+"/>", 415, "Content-Type"),
-		post("a body over 80 KiB", ce, structured(marker, "invoice.changed", bigData), 413, "body"),
-		{"a body over 80 KiB, chunked", harness.Request{Method: http.MethodPost, URL: "/v1/events", Header: ce,
+		post("binary mode with a malformed media type", with(binary, "Content-Type", "application/xml; charset"), "<"+marker+"/>", 415, "Content-Type"),
+		post("binary mode with a media type without subtype", with(binary, "Content-Type", "xml"), "<"+marker+"/>", 415, "Content-Type"),
+		post("a body over 101 KiB", ce, structured(marker, "invoice.changed", bigData), 413, "body"),
+		{"a body over 101 KiB, chunked", harness.Request{Method: http.MethodPost, URL: "/v1/events", Header: ce,
 			Body: []byte(structured(marker, "invoice.changed", bigData)), Chunked: true}, 413, "body"},
 		post("a batch over 4 MiB", batch, fourMiB.String(), 413, "body"),
 		post("data over 64 KiB in a batch", batch, "["+structured(marker, "invoice.changed", `,"data":"`+strings.Repeat("x", 65<<10)+`"`)+"]", 413, "[0].data"),
@@ -253,7 +255,9 @@ func TestBadInput(t *testing.T) {
 		post("CR LF in the subject", ce, `{"specversion":"1.0","id":"a","source":"/erp","type":"invoice.changed","subject":"doc\r\nX: `+marker+`"}`, 400, "subject"),
 		post("LF in a ce-id header", with(binary, "Ce-Id", marker+"%0A"), `{}`, 400, "id"),
 		post("a ce-id header of 60 KiB", with(binary, "Ce-Id", huge), `{}`, 400, "id"),
-		post("data_base64", ce, structured(marker, "invoice.changed", `,"data_base64":"AA=="`), 400, "data_base64"),
+		post("data_base64 not base64", ce, structured(marker, "invoice.changed", `,"data_base64":"`+marker+`*"`), 400, "data_base64"),
+		post("data_base64 over 64 KiB", ce, structured(marker, "invoice.changed", `,"data_base64":"`+base64.StdEncoding.EncodeToString(make([]byte, 65<<10))+`"`), 413, "data_base64"),
+		post("XML data as an object", ce, structured(marker, "invoice.changed", `,"datacontenttype":"application/xml","data":{"a":1}`), 400, "data"),
 		post("an extension holding an object", ce, structured(marker, "invoice.changed", `,"ext":{"a":1}`), 400, "ext"),
 		post("no key", hdr("Content-Type", "application/cloudevents+json"), good, 401, "Authorization"),
 		post("an unknown key", with(ce, "Authorization", "Bearer "+unknownKey), good, 401, "Authorization"),

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -287,7 +288,7 @@ type chaosReceiver struct {
 type payloadTally struct {
 	got   map[string]int // 2xx answers per webhook-id
 	ids   map[string]bool
-	order []uint64 // event sequence of each 2xx answer, in arrival order
+	order []string // event id of each 2xx answer, in arrival order
 }
 
 type pingHit struct {
@@ -318,8 +319,9 @@ func (r *chaosReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.arrivals = append(r.arrivals, at)
-	_, seq, _ := strings.Cut(strings.TrimPrefix(id, "msg_"), "_")
-	n, _ := strconv.ParseUint(seq, 10, 64)
+	var e struct{ ID string }
+	_ = json.Unmarshal(body, &e)
+	n, _ := strconv.Atoi(strings.TrimPrefix(e.ID, "chaos-"))
 	if n%50 == 0 && !r.failed[id] {
 		r.failed[id] = true
 		r.mu.Unlock()
@@ -331,11 +333,9 @@ func (r *chaosReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		p = &payloadTally{got: map[string]int{}, ids: map[string]bool{}}
 		r.payloads[req.URL.Path] = p
 	}
-	var e struct{ ID string }
-	_ = json.Unmarshal(body, &e)
 	p.got[id]++
 	p.ids[e.ID] = true
-	p.order = append(p.order, n)
+	p.order = append(p.order, e.ID)
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
@@ -698,10 +698,29 @@ func TestChaosFlow(t *testing.T) {
 
 	// The ordered subscription got its events in stream order, a repeat
 	// at most coming again right after itself.
+	js, err := jetstream.New(d.get("admin").Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	for _, m := range harness.Messages(t, js, "EVENTS", "kurier.events."+orgs[0]+"."+chaosTypes[0]) {
+		var e struct{ ID string }
+		md, err := m.Metadata()
+		if err != nil || json.Unmarshal(m.Data(), &e) != nil {
+			t.Fatalf("stored event %s: %v", m.Data(), err)
+		}
+		seqs[e.ID] = md.Sequence.Stream
+	}
 	var order []uint64
 	rcv.mu.Lock()
 	if p := rcv.payloads["/"+orgs[0]+"/ordered"]; p != nil {
-		order = p.order
+		for _, id := range p.order {
+			seq, ok := seqs[id]
+			if !ok {
+				t.Errorf("ordered subscription: got %q, which is none of its events", id)
+			}
+			order = append(order, seq)
+		}
 	}
 	rcv.mu.Unlock()
 	for i := 1; i < len(order); i++ {

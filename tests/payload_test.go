@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
@@ -225,6 +226,11 @@ func TestPayloadSurvivesDispatcherKill(t *testing.T) {
 	}
 }
 
+// TestPayloadTimeoutAndAutoDisable: every failed attempt counts towards
+// KURIER_DISABLE_AFTER, whatever it was: a 4xx, a 5xx, a 429, a timeout, a
+// receiver that refuses connections. After a second of nothing but
+// failures each subscription is off, and the log says why each attempt
+// failed.
 func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_DISABLE_AFTER=1s"}})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
@@ -233,33 +239,90 @@ func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 	}))
 	t.Cleanup(slow.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // its port now refuses connections
 	rcv := newReceiver(t)
 	rcv.script["/bad"] = slices.Repeat([]int{400}, 100)
+	rcv.script["/down"] = slices.Repeat([]int{503}, 100)
+	rcv.script["/busy"] = slices.Repeat([]int{429}, 100)
 	retries := slices.Repeat([]*durationpb.Duration{ms(200)}, 20)
-	timeout := payloadSub(t, adm, &adminv1.Subscription{System: "slow", EventTypes: []string{"invoice.changed"}, Url: slow.URL,
-		Timeout: durationpb.New(time.Second), RetrySchedule: retries})
-	bad := payloadSub(t, adm, &adminv1.Subscription{System: "bad", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/bad", RetrySchedule: retries})
+	subs := map[string]*adminv1.CreateSubscriptionResponse{}
+	for name, url := range map[string]string{"slow": slow.URL, "refused": closed.URL, "bad": rcv.URL + "/bad", "down": rcv.URL + "/down", "busy": rcv.URL + "/busy"} {
+		subs[name] = payloadSub(t, adm, &adminv1.Subscription{System: name, EventTypes: []string{"invoice.changed"}, Url: url,
+			Timeout: durationpb.New(time.Second), RetrySchedule: retries})
+	}
 	change(t, k, secret, "invoice.changed", "I-1", nil)
 
-	// 400s count towards disabling: after a second of nothing but failures it is off.
-	var b *adminv1.Subscription
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		b, _ = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: bad.GetSubscription().GetSubscriptionId()})
-		if !b.GetActive() {
-			break
+	for name, sub := range subs {
+		var s *adminv1.Subscription
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			s, _ = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: sub.GetSubscription().GetSubscriptionId()})
+			if !s.GetActive() {
+				break
+			}
+		}
+		if s.GetActive() || !strings.Contains(s.GetDisabledReason(), "failed") || s.GetFailingSince() == nil {
+			t.Errorf("%s: after a second of failures: %v", name, s)
 		}
 	}
-	if b.GetActive() || !strings.Contains(b.GetDisabledReason(), "failed") || b.GetFailingSince() == nil {
-		t.Fatalf("after a second of 400s: %v", b)
-	}
-	// Timeouts are retried and do not count: the slow one stays on, its log says timeout.
-	s, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: timeout.GetSubscription().GetSubscriptionId()})
-	if err != nil || !s.GetActive() || s.GetFailingSince() != nil {
-		t.Fatalf("slow subscription: %v %v", s, err)
-	}
-	list, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: timeout.GetSubscription().GetSubscriptionId()})
+	list, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: subs["slow"].GetSubscription().GetSubscriptionId()})
 	if err != nil || len(list.GetDeliveries()) == 0 || list.GetDeliveries()[0].GetError() != "timeout" {
 		t.Fatalf("slow deliveries: %v %v", list, err)
+	}
+	list, err = adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: subs["refused"].GetSubscription().GetSubscriptionId()})
+	if err != nil || len(list.GetDeliveries()) == 0 || !strings.Contains(list.GetDeliveries()[0].GetError(), "refused") {
+		t.Fatalf("deliveries to a closed port: %v %v", list, err)
+	}
+}
+
+// TestOrderedSwitchedOn: a subscription switched to ORDERED starts at the
+// switch. Nothing it was given before is sent again; what comes after it
+// comes once each, in order.
+func TestOrderedSwitchedOn(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	ctx := context.Background()
+	rcv := newReceiver(t)
+	sub := payloadSub(t, adm, &adminv1.Subscription{System: "switch", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/switch"})
+	id := sub.GetSubscription().GetSubscriptionId()
+	eventOf := func(h hit) string {
+		var b map[string]any
+		_ = json.Unmarshal(h.Body, &b)
+		id, _ := b["id"].(string)
+		return id
+	}
+	var before []string
+	for i := range 3 {
+		before = append(before, change(t, k, secret, "invoice.changed", fmt.Sprintf("I-%d", i), nil))
+	}
+	got := map[string]int{}
+	for range 3 {
+		got[eventOf(rcv.next(t, 10*time.Second))]++
+	}
+	if _, err := adm.UpdateSubscription(ctx, &adminv1.UpdateSubscriptionRequest{
+		Subscription: &adminv1.Subscription{SubscriptionId: id, Ordering: adminv1.Ordering_ORDERING_ORDERED},
+		UpdateMask:   &fieldmaskpb.FieldMask{Paths: []string{"ordering"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the dispatcher sees the switch through its watch
+	var after, order []string
+	for i := range 3 {
+		after = append(after, change(t, k, secret, "invoice.changed", fmt.Sprintf("J-%d", i), nil))
+	}
+	for range 3 {
+		e := eventOf(rcv.next(t, 10*time.Second))
+		got[e]++
+		order = append(order, e)
+	}
+	rcv.none(t, 2*time.Second)
+	for _, e := range append(before, after...) {
+		if got[e] != 1 {
+			t.Errorf("event %s delivered %d times (all: %v)", e, got[e], got)
+		}
+	}
+	if !slices.Equal(order, after) {
+		t.Errorf("after the switch: %v, want %v in order", order, after)
 	}
 }
 

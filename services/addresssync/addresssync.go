@@ -29,6 +29,10 @@ type Config struct {
 	// Lock says how long a sync waits for another of the same org (423
 	// after that) and how long a dead replica's lock outlives it.
 	Lock book.Locking
+	// RecoveryInterval is how often the service looks for syncs that
+	// replicas which died left unfinished: it finishes or undoes each one
+	// whose lock has expired.
+	RecoveryInterval time.Duration
 	// MaxBody bounds a sync request's body.
 	MaxBody int
 	// RateLimit bounds the requests of each access key; the zero Rate is
@@ -38,7 +42,7 @@ type Config struct {
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
 func DefaultConfig() Config {
-	return Config{Lock: book.DefaultLocking(), MaxBody: 64 << 20}
+	return Config{Lock: book.DefaultLocking(), RecoveryInterval: 5 * time.Second, MaxBody: 64 << 20}
 }
 
 // Service is the address-book sync service.
@@ -59,6 +63,9 @@ type metrics struct {
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
 func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if cfg.RecoveryInterval <= 0 {
+		return nil, fmt.Errorf("addresssync: recovery interval %v: must be positive", cfg.RecoveryInterval)
+	}
 	limit, err := ratelimit.New(cfg.RateLimit)
 	if err != nil {
 		return nil, fmt.Errorf("addresssync: %w", err)
@@ -105,14 +112,25 @@ func (s *Service) Routes(mux *http.ServeMux) {
 }
 
 // Run finishes or undoes the syncs that replicas which died left
-// unfinished, then waits for ctx to end.
+// unfinished, as it starts and every RecoveryInterval, until ctx ends.
+// Every replica does, each under the org's lock, so that a replica that
+// dies mid-sync while the others run leaves the book as it was or as the
+// sync makes it, once its lock has expired.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.book.RecoverAll(ctx); err != nil && ctx.Err() == nil {
-		// Each org's next sync finishes its own before it begins.
-		s.log.Warn("unfinished syncs not all recovered", "err", err)
+	t := time.NewTicker(s.cfg.RecoveryInterval)
+	defer t.Stop()
+	for {
+		if err := s.book.RecoverAll(ctx); err != nil && ctx.Err() == nil {
+			// The next round tries again, and each org's next sync
+			// finishes its own before it begins.
+			s.log.Warn("unfinished syncs not all recovered", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
-	<-ctx.Done()
-	return nil
 }
 
 // Counts answer an accepted sync: what happened to how many persons.

@@ -48,10 +48,17 @@ func newEnv(t *testing.T) *env {
 // service starts a replica of the service and answers its base URL.
 func (e *env) service(wait time.Duration) string {
 	e.t.Helper()
+	return e.replica(e.conn, wait)
+}
+
+// replica starts a replica of the service on its own connection.
+func (e *env) replica(conn *bus.Conn, wait time.Duration) string {
+	e.t.Helper()
 	cfg := DefaultConfig()
 	cfg.Lock = book.Locking{TTL: 3 * time.Second, Wait: wait}
+	cfg.RecoveryInterval = 200 * time.Millisecond
 	cfg.MaxBody = 1 << 20
-	s, err := New(context.Background(), cfg, e.conn, bustest.Log, prometheus.NewRegistry())
+	s, err := New(context.Background(), cfg, conn, bustest.Log, prometheus.NewRegistry())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -448,5 +455,111 @@ func TestOneSyncAtATimeAcrossReplicas(t *testing.T) {
 	want(t, answers[1], 200, Counts{Unchanged: 3000})
 	if n := len(e.events("acme")); n != 3000 {
 		t.Fatalf("%d events, want 3000", n)
+	}
+}
+
+// TestLiveReplicasRecoverSyncOfDeadOne: a replica dies in the middle of a
+// sync while two others run on. Once its lock has expired, one of them
+// finishes the sync, sending each of its events once, or undoes it, on
+// its own: the book is as before or as after, never in between.
+func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
+	for _, tt := range []struct {
+		name, killedAt string // the state of the sync's journal that the replica dies at
+	}{
+		{"while making its writes", "begun"},
+		{"while sending its events", "applied"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			live := e.service(10 * time.Second)
+			e.service(10 * time.Second) // another sweeping at the same time
+			doomed := bustest.Connect(t, e.conn, nil)
+			dying := e.replica(doomed, 10*time.Second)
+			key := e.org("acme", nil)
+			list := make([]map[string]any, 6000)
+			for i := range list {
+				list[i] = p(fmt.Sprint(i), "P")
+			}
+			want(t, syncList(t, live, key, list[:3000]...), 200, Counts{Created: 3000})
+
+			// The next sync changes every person there is and adds as many.
+			for _, p := range list[:3000] {
+				p["note"] = "changed"
+			}
+			states, err := e.conn.NC.SubscribeSync(bus.SyncState("acme"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := json.Marshal(map[string]any{"personList": list})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, hangUp := context.WithCancel(context.Background())
+			defer hangUp()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, dying+"/rest/addressbook/sync", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", key)
+			req.Header.Set("Content-Type", "application/json")
+			go func() {
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			for {
+				m, err := states.NextMsg(30 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var st struct{ State string }
+				if json.Unmarshal(m.Data, &st) == nil && st.State == tt.killedAt {
+					break
+				}
+			}
+			doomed.NC.Close() // the replica dies: its writes and its lock's renewals end
+			killed := time.Now()
+			hangUp()
+			journal := func() uint64 {
+				st, err := e.conn.JS.Stream(context.Background(), bus.StreamSyncJournal)
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := st.Info(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return info.State.Msgs
+			}
+			if journal() == 0 {
+				t.Fatal("the sync ended before the replica died: the test tests nothing")
+			}
+
+			const lockTTL = 3 * time.Second
+			bustest.WaitFor(t, lockTTL+3*time.Second, "the live replicas to end the sync", func() bool { return journal() == 0 })
+			t.Logf("recovered %v after the replica died", time.Since(killed).Round(10*time.Millisecond))
+			got, changed := e.persons("acme"), 0
+			for _, p := range got {
+				if p.Note == "changed" {
+					changed++
+				}
+			}
+			events := e.events("acme")
+			seen := map[string]bool{}
+			for _, ev := range events {
+				if seen[ev] {
+					t.Fatalf("event %q sent twice", ev)
+				}
+				seen[ev] = true
+			}
+			switch {
+			case len(got) == 6000 && changed == 3000 && len(events) == 9000:
+				t.Log("the sync was finished")
+			case tt.killedAt == "begun" && len(got) == 3000 && changed == 0 && len(events) == 3000:
+				t.Log("the sync was undone")
+			default:
+				t.Fatalf("after the recovery: %d persons, %d changed, %d events", len(got), changed, len(events))
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -39,6 +41,8 @@ type Config struct {
 	SecretGrace time.Duration
 	// Book says how persons changed by hand wait for a sync of their org.
 	Book book.Locking
+	// TLS, when set, is what the gRPC server speaks: plaintext is refused.
+	TLS *tls.Config
 }
 
 // Service is the admin service.
@@ -58,6 +62,10 @@ type Service struct {
 	// stopping closes when Serve begins to stop, ending tails that would
 	// otherwise hold a graceful stop open.
 	stopping chan struct{}
+
+	// Listings come from memory, each bucket followed by one watch.
+	tenantList *tenant.Lister
+	subList    *subs.Lister
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
@@ -91,6 +99,16 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	// The watches behind the listings last as long as the process: a stop
+	// still lets calls in flight list.
+	tenantList, err := tenants.Lister(context.WithoutCancel(ctx), log)
+	if err != nil {
+		return nil, err
+	}
+	subList, err := subStore.Lister(context.WithoutCancel(ctx), log)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		cfg:       cfg,
 		conn:      conn,
@@ -104,8 +122,10 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kurier_admin_calls_total", Help: "Admin RPCs by method and status code.",
 		}, []string{"method", "code"}),
-		now:      time.Now,
-		stopping: make(chan struct{}),
+		now:        time.Now,
+		stopping:   make(chan struct{}),
+		tenantList: tenantList,
+		subList:    subList,
 	}
 	if err := reg.Register(s.calls); err != nil {
 		return nil, fmt.Errorf("admin metrics: %w", err)
@@ -116,10 +136,14 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 // Serve answers gRPC on lis until ctx ends, then lets calls in flight
 // finish for up to grace.
 func (s *Service) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.observe, s.authUnary),
 		grpc.ChainStreamInterceptor(s.authStream),
-	)
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	srv := grpc.NewServer(opts...)
 	adminv1.RegisterAdminServiceServer(srv, s)
 	hs := health.NewServer()
 	hs.SetServingStatus(adminv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -34,7 +34,7 @@ func deadLetter(m jetstream.Msg) (*adminv1.DeadLetter, error) {
 	}
 	sub := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
 	return &adminv1.DeadLetter{
-		DeliveryId: "msg_" + sub + "_" + m.Headers().Get(bus.HeaderEventSeq), SubscriptionId: sub,
+		DeliveryId: bus.WebhookID(sub, ev.Source, ev.ID), SubscriptionId: sub,
 		EventId: ev.ID, EventType: ev.Type, Time: timestamppb.New(md.Timestamp), Sequence: md.Sequence.Stream,
 	}, nil
 }

@@ -153,7 +153,7 @@ func (s *Service) GetOrg(ctx context.Context, req *adminv1.GetOrgRequest) (*admi
 }
 
 func (s *Service) ListOrgs(ctx context.Context, _ *adminv1.ListOrgsRequest) (*adminv1.ListOrgsResponse, error) {
-	orgs, err := s.tenants.Orgs(ctx)
+	orgs, err := s.tenantList.Orgs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	if _, err := s.org(ctx, id); err != nil {
 		return nil, err
 	}
-	subList, err := s.subs.List(ctx, id)
+	subList, err := s.subList.List(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,11 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	if err := s.book.DeleteOrg(ctx, id); err != nil {
 		return nil, bookErr(err)
 	}
-	if err := s.tenants.DeleteOrg(ctx, id); err != nil {
+	keys, err := s.tenantList.Keys(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tenants.DeleteOrg(ctx, id, keys); err != nil {
 		if errors.Is(err, tenant.ErrNotFound) {
 			return nil, notFound("org", id)
 		}
@@ -268,7 +272,7 @@ func (s *Service) ListKeys(ctx context.Context, req *adminv1.ListKeysRequest) (*
 	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	keys, err := s.tenants.Keys(ctx, req.GetOrgId())
+	keys, err := s.tenantList.Keys(ctx, req.GetOrgId())
 	if err != nil {
 		return nil, err
 	}

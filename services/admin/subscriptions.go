@@ -444,7 +444,7 @@ func (s *Service) ListSubscriptions(ctx context.Context, req *adminv1.ListSubscr
 	if _, err := s.org(ctx, req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	list, err := s.subs.List(ctx, req.GetOrgId())
+	list, err := s.subList.List(ctx, req.GetOrgId())
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +587,7 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	case !active:
 		err = s.dropTimer(ctx, id)
 	case sub.Mode == subs.ModePing:
-		err = s.subs.ResetUnacked(ctx, id)
+		_, err = s.subs.ResetUnacked(ctx, id)
 	default:
 		err = s.armDigest(ctx, sub, false)
 	}

@@ -54,19 +54,6 @@ type outcome struct {
 
 func (o outcome) ok() bool { return o.err == nil && o.status >= 200 && o.status < 300 }
 
-// transient failures are retried but do not count towards disabling: the
-// receiver said "later" or could not be reached.
-func (o outcome) transient() bool {
-	if o.err != nil {
-		return true
-	}
-	switch o.status {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
-}
-
 // sender is the one place that makes an attempt: it signs, sends,
 // classifies the answer, times it, and logs and counts what the caller
 // made of it.

@@ -29,8 +29,14 @@ func (l *later) Error() string { return fmt.Sprintf("again in %v: %v", l.wait, l
 func (l *later) Unwrap() error { return l.err }
 
 // again asks for a message to be delivered again after wait, because of
-// err (nil: nothing went wrong, the time is just not right).
-func again(wait time.Duration, err error) error { return &later{wait: wait, err: err} }
+// err (nil: nothing went wrong, the time is just not right). An err that
+// already asks for that keeps its own wait.
+func again(wait time.Duration, err error) error {
+	if l := (*later)(nil); errors.As(err, &l) {
+		return err
+	}
+	return &later{wait: wait, err: err}
+}
 
 // settle acknowledges, naks or terminates a message by its handler's
 // answer.

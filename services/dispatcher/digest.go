@@ -1,11 +1,13 @@
 package dispatcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -111,6 +113,13 @@ func fetchAll(cons jetstream.Consumer, max int) ([]jetstream.Msg, error) {
 // digest went through and, when not, whether and after what wait to try
 // again.
 func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetstream.Msg, dueSeq uint64, part, attempt int) (wait time.Duration, sent, retry bool) {
+	// In EVENTS' order: the router stores the tasks of events that come
+	// close together side by side, not always in order.
+	slices.SortStableFunc(tasks, func(a, b jetstream.Msg) int {
+		sa, _ := origin(a)
+		sb, _ := origin(b)
+		return cmp.Compare(sa, sb)
+	})
 	events := make([]event.Event, 0, len(tasks))
 	stored := make([]time.Time, 0, len(tasks))
 	var oldest time.Time
@@ -149,9 +158,7 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 	for _, t := range tasks {
 		settle(d.log, t, again(0, nil))
 	}
-	if !o.transient() {
-		d.fails.failed(ctx, sub)
-	}
+	d.fails.failed(ctx, sub)
 	rec.Outcome = "retry"
 	wait, retry = nextAttempt(sub, attempt, o)
 	if retry {

@@ -134,15 +134,16 @@ func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg 
 	}
 	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
 	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
-	s.ordered = &ordered{js: conn.JS, nc: conn.NC, locks: locks, events: events, subs: store, index: s.index, log: log}
-	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
+	s.ordered = &ordered{js: conn.JS, locks: locks, events: events, subs: store, index: s.index, log: log}
+	space := &room{stream: deliveries, log: log}
+	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log, room: space}
 	s.ordered.payloads = s.payloads
 	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
 	queue, err := newQueuer(ctx, conn, s.send)
 	if err != nil {
 		return nil, err
 	}
-	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked}
+	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked, room: space}
 	s.parts = newPartitions(conn.JS, deliveries, members, s.index, s.payloads, s.ordered, cfg.Deliveries, log, &s.m)
 	s.ordered.holder = s.parts.id
 	known := prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -70,7 +70,7 @@ func TestMetricsMove(t *testing.T) {
 	cfg.AllowPrivate = true
 	reg := prometheus.NewRegistry()
 	svc, _ := start(t, conn, cfg, reg)
-	waitFor(t, 10*time.Second, "every subscription known and partition taken", func() bool {
+	bustest.WaitFor(t, 10*time.Second, "every subscription known and partition taken", func() bool {
 		return len(svc.index.all()) == 9 && owned(svc) == bus.Partitions
 	})
 	publishEvents(t, conn, "doc.changed", 1)
@@ -86,7 +86,7 @@ func TestMetricsMove(t *testing.T) {
 		want[mo] = true
 	}
 	var missing []string
-	waitFor(t, 15*time.Second, "every metric moved", func() bool {
+	bustest.WaitFor(t, 15*time.Second, "every metric moved", func() bool {
 		missing = unmoved(t, reg, want)
 		return len(missing) == 0
 	})

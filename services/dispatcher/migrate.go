@@ -120,7 +120,7 @@ func cursorFrom(ctx context.Context, js jetstream.JetStream, store *subs.Store, 
 		st.Cursor = floor
 		return nil
 	})
-	if err != nil && !errors.Is(err, subs.ErrSkip) {
+	if err != nil && !errors.Is(err, subs.ErrSkip) && !errors.Is(err, subs.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -61,8 +61,8 @@ func TestMigrateFromLanes(t *testing.T) {
 	cfg.AllowPrivate = true
 	start(t, conn, cfg, prometheus.NewRegistry())
 
-	waitFor(t, 10*time.Second, "the shared task", func() bool { return len(rcv.ids(id)) >= 1 })
-	waitFor(t, 10*time.Second, "the lane's retry", func() bool { return len(rcv.ids(id)) >= 2 })
+	bustest.WaitFor(t, 10*time.Second, "the shared task", func() bool { return len(rcv.ids(id)) >= 1 })
+	bustest.WaitFor(t, 10*time.Second, "the lane's retry", func() bool { return len(rcv.ids(id)) >= 2 })
 	if time.Now().Before(retryAt) {
 		t.Errorf("the lane's retry came before its time")
 	}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -28,7 +27,6 @@ import (
 // contract here, but it occupies nothing meanwhile.
 type ordered struct {
 	js       jetstream.JetStream
-	nc       *nats.Conn
 	locks    jetstream.KeyValue
 	holder   string // this replica, as the walk locks name it
 	events   jetstream.Stream
@@ -74,7 +72,7 @@ func (o *ordered) wake(ctx context.Context, wg *sync.WaitGroup, sub subs.Subscri
 func (o *ordered) run(ctx context.Context, id string, w *walkState) {
 	for {
 		through, err := o.walk(ctx, id)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, subs.ErrNotFound) {
 			o.log.Warn("ordered deliveries paused", "subscription", id, "err", err)
 		}
 		o.mu.Lock()
@@ -142,7 +140,10 @@ func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
 	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
 	ctx, cancel := lease.Guard(ctx)
 	defer cancel()
-	st, rev, err := o.subs.LeaderState(ctx, o.nc, id)
+	st, rev, err := o.subs.LeaderState(ctx, id)
+	if errors.Is(err, subs.ErrNotFound) {
+		return 0, nil // deleted
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -545,11 +545,7 @@ func (pt *part) sweep(ctx context.Context) {
 		for i, h := range mv.tasks {
 			at := now.Add(time.Second + mv.wait*time.Duration(i+1)/time.Duration(len(mv.tasks)))
 			deferred, _ := strconv.Atoi(h.m.Headers().Get(bus.HeaderDeferred))
-			err := pt.ps.payloads.retry(ctx, mv.sub, msgOf(h.m), attemptsOf(h.m.Headers()), deferred+1, at)
-			if err != nil {
-				err = again(time.Second, err)
-			}
-			settle(pt.ps.log, h.m, err)
+			settle(pt.ps.log, h.m, pt.ps.payloads.retry(ctx, mv.sub, msgOf(h.m), attemptsOf(h.m.Headers()), deferred+1, at))
 		}
 	}
 }

@@ -74,13 +74,18 @@ func (p *posts) ids(id string) []string {
 	return append([]string(nil), p.got[id]...)
 }
 
-// setup starts n dispatchers on one server and a receiver; it answers the
-// publishing connection, the subscription store, the receiver and the
+// setup starts n dispatchers on one server (with its streams' limits
+// adjusted) and a receiver; it answers the publishing connection, the
+// subscription store, the receiver's handler and URL, and the
 // dispatchers.
-func setup(t *testing.T, n int) (*bus.Conn, *subs.Store, *posts, string, []*Service) {
+func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*bus.Conn, *subs.Store, *posts, string, []*Service) {
 	t.Helper()
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	l := bus.DefaultLimits()
+	for _, a := range adjust {
+		a(&l)
+	}
+	conn := bustest.Start(t, l)
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -151,15 +156,6 @@ func publishEvents(t *testing.T, conn *bus.Conn, typ string, n int) []string {
 	return ids
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(limit); !ok(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", limit, what)
-		}
-	}
-}
-
 // consumers counts the consumers on DELIVERIES.
 func consumers(t *testing.T, conn *bus.Conn) int {
 	t.Helper()
@@ -186,11 +182,11 @@ func TestPartitionsKeepInFlightLimits(t *testing.T) {
 		rcv.delay[id] = 30 * time.Millisecond
 		ids = append(ids, id)
 	}
-	waitFor(t, 10*time.Second, "both replicas own partitions", func() bool {
+	bustest.WaitFor(t, 10*time.Second, "both replicas own partitions", func() bool {
 		return owned(svcs[0]) > 0 && owned(svcs[1]) > 0 && owned(svcs[0])+owned(svcs[1]) == bus.Partitions
 	})
 	publishEvents(t, conn, "doc.changed", nEvents)
-	waitFor(t, 30*time.Second, "every delivery", func() bool {
+	bustest.WaitFor(t, 30*time.Second, "every delivery", func() bool {
 		for _, id := range ids {
 			if n, _ := rcv.count(id); n < nEvents {
 				return false
@@ -225,7 +221,7 @@ func TestRetryHoldsNoSlot(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the dispatcher knows it
 	rcv.fail["doc.changed-0"], rcv.fail["doc.changed-1"] = http.StatusBadRequest, http.StatusBadRequest
 	publishEvents(t, conn, "doc.changed", 2)
-	waitFor(t, 5*time.Second, "both failed attempts", func() bool {
+	bustest.WaitFor(t, 5*time.Second, "both failed attempts", func() bool {
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
 		return rcv.tries["doc.changed-0"] == 1 && rcv.tries["doc.changed-1"] == 1
@@ -235,18 +231,18 @@ func TestRetryHoldsNoSlot(t *testing.T) {
 	if _, err := conn.JS.Publish(context.Background(), bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the healthy event", func() bool { return slices.Contains(rcv.ids(id), "healthy") })
+	bustest.WaitFor(t, 5*time.Second, "the healthy event", func() bool { return slices.Contains(rcv.ids(id), "healthy") })
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("the healthy event took %v behind two waiting retries", took)
 	}
-	waitFor(t, 15*time.Second, "the retries", func() bool { n, _ := rcv.count(id); return n == 3 })
+	bustest.WaitFor(t, 15*time.Second, "the retries", func() bool { n, _ := rcv.count(id); return n == 3 })
 }
 
 // TestConsumersStayFlat: subscriptions that fail once and are retried add
 // no consumers.
 func TestConsumersStayFlat(t *testing.T) {
 	conn, store, rcv, url, svcs := setup(t, 1)
-	waitFor(t, 10*time.Second, "every partition taken", func() bool { return owned(svcs[0]) == bus.Partitions })
+	bustest.WaitFor(t, 10*time.Second, "every partition taken", func() bool { return owned(svcs[0]) == bus.Partitions })
 	before := consumers(t, conn)
 	var ids []string
 	for i := range 60 {
@@ -260,7 +256,7 @@ func TestConsumersStayFlat(t *testing.T) {
 	for i := range 60 {
 		publishEvents(t, conn, fmt.Sprintf("t%d.changed", i), 1)
 	}
-	waitFor(t, 20*time.Second, "every retried delivery", func() bool {
+	bustest.WaitFor(t, 20*time.Second, "every retried delivery", func() bool {
 		for _, id := range ids {
 			if n, _ := rcv.count(id); n != 1 {
 				return false
@@ -297,11 +293,11 @@ func TestSlowSubscriptionStandsInNoOnesWay(t *testing.T) {
 	const n = 12
 	want := publishEvents(t, conn, "doc.changed", n)
 	start := time.Now()
-	waitFor(t, 10*time.Second, "the fast subscription's deliveries", func() bool { got, _ := rcv.count(fast); return got == n })
+	bustest.WaitFor(t, 10*time.Second, "the fast subscription's deliveries", func() bool { got, _ := rcv.count(fast); return got == n })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("the fast subscription took %v beside a slow one", took)
 	}
-	waitFor(t, 30*time.Second, "the slow subscription's deliveries", func() bool { got, _ := rcv.count(slow); return got >= n })
+	bustest.WaitFor(t, 30*time.Second, "the slow subscription's deliveries", func() bool { got, _ := rcv.count(slow); return got >= n })
 	got := map[string]bool{}
 	for _, id := range rcv.ids(slow) {
 		got[id] = true
@@ -327,7 +323,7 @@ func TestOrderedThroughRetries(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rcv.fail["doc.changed-2"] = http.StatusServiceUnavailable
 	want := publishEvents(t, conn, "doc.changed", 8)
-	waitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n == len(want) })
+	bustest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n == len(want) })
 	if got := rcv.ids(id); !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
@@ -343,15 +339,15 @@ func TestPartitionsMoveToTheOthers(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
 	second, stop := start(t, conn, cfg, prometheus.NewRegistry())
-	waitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
+	bustest.WaitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
 	id := payloadSub(t, store, url, "doc.changed", 3)
 	time.Sleep(300 * time.Millisecond)
 	publishEvents(t, conn, "doc.changed", 20)
 	stop()
 	began := time.Now()
-	waitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
+	bustest.WaitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
 	t.Logf("partitions moved in %v", time.Since(began))
-	waitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
+	bustest.WaitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
 }
 
 // TestOrderedSwitchedOff: an ordered subscription waiting for a retry is
@@ -367,7 +363,7 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rcv.fail["doc.changed-1"] = http.StatusInternalServerError
 	publishEvents(t, conn, "doc.changed", 3)
-	waitFor(t, 5*time.Second, "the failed attempt", func() bool {
+	bustest.WaitFor(t, 5*time.Second, "the failed attempt", func() bool {
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
 		return rcv.tries["doc.changed-1"] == 1
@@ -390,7 +386,7 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n >= 4 })
+	bustest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n >= 4 })
 	time.Sleep(500 * time.Millisecond) // nothing more comes
 	got := rcv.ids(id)
 	var ordered []string
@@ -401,5 +397,60 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	}
 	if len(got) != 4 || !slices.Equal(ordered, []string{"doc.changed-0", "doc.changed-1", "doc.changed-2"}) {
 		t.Errorf("delivered %v", got)
+	}
+}
+
+// TestKilledReplicasPartitionsMove: a replica whose connection dies
+// without a word (as when its process is killed) leaves its key to expire
+// and its pins to lapse; the one left takes its partitions over within a
+// few seconds and delivers what follows.
+func TestKilledReplicasPartitionsMove(t *testing.T) {
+	conn, store, rcv, url, svcs := setup(t, 1)
+	other := bustest.Connect(t, conn, nil)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	victim, err := New(context.Background(), cfg, other, bustest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = victim.Run(ctx) }()
+	bustest.WaitFor(t, 10*time.Second, "a share for each replica", func() bool { return owned(victim) > 0 && owned(svcs[0]) < bus.Partitions })
+	// A subscription in the victim's share.
+	var id string
+	for id == "" {
+		s := payloadSub(t, store, url, "doc.changed", 3)
+		victim.parts.mu.Lock()
+		if victim.parts.owned[bus.Partition(s)] != nil {
+			id = s
+		}
+		victim.parts.mu.Unlock()
+	}
+	time.Sleep(300 * time.Millisecond)
+	flow, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		for i := 0; flow.Err() == nil; i++ {
+			ev := fmt.Sprintf(`{"specversion":"1.0","id":"f-%d","source":"/t","type":"doc.changed","subject":"d","data":{}}`, i)
+			_, _ = conn.JS.Publish(flow, bus.EventsSubject("acme", "doc.changed"), []byte(ev))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	bustest.WaitFor(t, 10*time.Second, "deliveries by the victim", func() bool { n, _ := rcv.count(id); return n > 10 })
+	other.NC.Close()
+	killed := time.Now()
+	seen, _ := rcv.count(id)
+	last, longest := killed, time.Duration(0)
+	for time.Since(killed) < 8*time.Second {
+		if n, _ := rcv.count(id); n != seen {
+			seen, longest, last = n, max(longest, time.Since(last)), time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	longest = max(longest, time.Since(last))
+	t.Logf("longest pause in deliveries after the kill: %v", longest)
+	if longest > 5*time.Second {
+		t.Errorf("deliveries paused for %v after a replica died", longest)
 	}
 }

@@ -41,6 +41,7 @@ type payloads struct {
 	send  *sender
 	fails *failures
 	log   *slog.Logger
+	room  *room
 }
 
 // errGone: the task's subscription was deleted, or is no longer a
@@ -82,7 +83,7 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 // Only then is the attempt logged and counted. It answers whether a retry
 // follows.
 func (p *payloads) deliver(ctx context.Context, sub subs.Subscription, ev event.Event, seq uint64, stored time.Time, data []byte, attempt int, retry func(next time.Time) error) (bool, error) {
-	o, rec := p.attempt(ctx, sub, ev, seq, stored, attempt)
+	o, rec := p.attempt(ctx, sub, ev, stored, attempt)
 	retrying := false
 	switch {
 	case o.ok():
@@ -95,9 +96,7 @@ func (p *payloads) deliver(ctx context.Context, sub subs.Subscription, ev event.
 		}
 		p.fails.disable(ctx, sub, "the receiver answered 410 Gone")
 	default:
-		if !o.transient() {
-			p.fails.failed(ctx, sub)
-		}
+		p.fails.failed(ctx, sub)
 		wait, ok := nextAttempt(sub, attempt, o)
 		if !ok {
 			rec.Outcome = "dead"
@@ -118,13 +117,13 @@ func (p *payloads) deliver(ctx context.Context, sub subs.Subscription, ev event.
 }
 
 // attempt POSTs one event to a payload subscription.
-func (p *payloads) attempt(ctx context.Context, sub subs.Subscription, ev event.Event, seq uint64, stored time.Time, attempt int) (outcome, dlog.Record) {
+func (p *payloads) attempt(ctx context.Context, sub subs.Subscription, ev event.Event, stored time.Time, attempt int) (outcome, dlog.Record) {
 	spec := sub.Spec()
 	rec := dlog.Record{EventTypes: []string{ev.Type}, EventID: ev.ID, Attempt: attempt}
 	rec.URL, _ = payload.MaskedURL(spec, ev.Type)
 	c := call{sub: sub, mode: subs.ModePayload, method: http.MethodPost, timeout: sub.Timeout, since: stored, rec: rec,
-		// The same id on every attempt, so receivers can drop repeats.
-		msgID: "msg_" + sub.ID + "_" + strconv.FormatUint(seq, 10)}
+		// The event's own, so receivers can drop repeats.
+		msgID: bus.WebhookID(sub.ID, ev.Source, ev.ID)}
 	if c.url, c.err = payload.RequestURL(spec, ev.Type); c.err == nil {
 		c.body, c.err = payload.Body(spec, ev, stored)
 	}
@@ -140,9 +139,13 @@ func (p *payloads) retry(ctx context.Context, sub subs.Subscription, t *nats.Msg
 	return p.store(ctx, bus.Again(t, sub.ID, bus.RetrySubject(sub.ID, bus.RetryKey(sub.ID, t.Header)), attempts, deferred, at, "at"))
 }
 
+// store stores a task; when it cannot, the task it comes from comes again.
 func (p *payloads) store(ctx context.Context, t *nats.Msg) error {
+	if err := p.room.take(ctx, t); err != nil {
+		return again(5*time.Second, err)
+	}
 	if _, err := p.js.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
-		return fmt.Errorf("store task on %s: %w", t.Subject, err)
+		return again(time.Second, fmt.Errorf("store task on %s: %w", t.Subject, err))
 	}
 	return nil
 }
@@ -259,13 +262,17 @@ func (f *failures) succeeded(ctx context.Context, sub subs.Subscription) {
 	if st, _ := f.index.state(sub.ID); st.FailingSince.IsZero() {
 		return
 	}
-	if _, _, err := f.subs.UpdateState(ctx, sub.ID, func(st *subs.PingState) error {
+	st, rev, err := f.subs.UpdateState(ctx, sub.ID, func(st *subs.PingState) error {
 		if st.FailingSince.IsZero() {
 			return subs.ErrSkip
 		}
 		st.FailingSince = time.Time{}
 		return nil
-	}); err != nil && !errors.Is(err, subs.ErrSkip) {
+	})
+	switch {
+	case err == nil:
+		f.index.setState(sub.ID, knownState{st: st, rev: rev})
+	case !errors.Is(err, subs.ErrSkip) && !errors.Is(err, subs.ErrNotFound):
 		f.log.Warn("delivery state not updated", "subscription", sub.ID, "err", err)
 	}
 }
@@ -276,15 +283,23 @@ func (f *failures) failed(ctx context.Context, sub subs.Subscription) {
 	now := time.Now()
 	st, _ := f.index.state(sub.ID)
 	if st.FailingSince.IsZero() {
+		var rev uint64
 		var err error
-		st, _, err = f.subs.UpdateState(ctx, sub.ID, func(st *subs.PingState) error {
+		st, rev, err = f.subs.UpdateState(ctx, sub.ID, func(st *subs.PingState) error {
 			if !st.FailingSince.IsZero() {
 				return subs.ErrSkip
 			}
 			st.FailingSince = now
 			return nil
 		})
-		if err != nil && !errors.Is(err, subs.ErrSkip) {
+		switch {
+		case err == nil:
+			// Known here at once, not when the watch brings it: a success
+			// right after must find the streak to end it.
+			f.index.setState(sub.ID, knownState{st: st, rev: rev})
+		case errors.Is(err, subs.ErrNotFound):
+			return // deleted meanwhile
+		case !errors.Is(err, subs.ErrSkip):
 			f.log.Warn("delivery state not updated", "subscription", sub.ID, "err", err)
 			return
 		}
@@ -321,7 +336,7 @@ func (f *failures) disable(ctx context.Context, sub subs.Subscription, reason st
 	if err == nil {
 		msg := nats.NewMsg(bus.EventsSubject(sub.Org, DisabledType))
 		msg.Data = b
-		msg.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(sub.Org, ev.ID))
+		msg.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(sub.Org, ev.Source, ev.ID))
 		_, err = f.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {

@@ -31,17 +31,13 @@ type pinger struct {
 	m      *metrics
 }
 
-// clockSlack allows for replicas' clocks differing from the server's,
-// whose time stamps events, when comparing the two.
-const clockSlack = time.Second
-
 // pingedSince tells whether a ping of the subscription began after the
 // event was stored. Such a ping covers the event, so a backlog of old
 // events, as after a burst or an outage, needs no new timers. The state is
 // a watcher's copy: if it lags, fewer events count as covered, never more.
 func (p *pinger) pingedSince(e *entry, stored time.Time) bool {
 	st, _ := p.index.state(e.sub.ID)
-	return !stored.IsZero() && st.Started.After(stored.Add(clockSlack))
+	return st.Covers(stored)
 }
 
 // schedule makes sure a ping is pending for the subscription: either one
@@ -123,6 +119,9 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	})
 	var wait *waitError
 	switch {
+	case errors.Is(err, subs.ErrNotFound):
+		p.m.skipped.WithLabelValues("inactive").Inc()
+		return nil // deleted meanwhile
 	case errors.Is(err, errCovered):
 		p.m.skipped.WithLabelValues("covered").Inc()
 		return nil
@@ -154,11 +153,13 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 		}
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, subs.ErrNotFound): // deleted meanwhile
+	case err != nil:
 		// The claim stays and goes stale; whoever takes it over counts this
 		// ping as ended at the latest possible time.
 		p.log.Warn("ping made but not recorded", "subscription", id, "err", err)
-	} else {
+	default:
 		p.index.setState(id, knownState{st: st, rev: rev})
 	}
 	// A ping is made once: a failed one is not repeated, the next change

@@ -60,7 +60,7 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	// Cleanups run last first: the hung requests end before the stop
 	// waits for them.
 	t.Cleanup(func() { close(release) })
-	waitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
+	bustest.WaitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
 
 	publish := func(typ string) time.Time {
 		if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", typ), []byte(`{"specversion":"1.0","id":"`+typ+`","source":"/t","type":"`+typ+`","subject":"d"}`)); err != nil {
@@ -77,7 +77,7 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 			healthy = e.sub.ID
 		}
 	}
-	waitFor(t, 10*time.Second, "the healthy subscription's ping", func() bool { return len(rcv.of(healthy)) > 0 })
+	bustest.WaitFor(t, 10*time.Second, "the healthy subscription's ping", func() bool { return len(rcv.of(healthy)) > 0 })
 	if late := rcv.of(healthy)[0].Sub(changed) - cfg.NotifyDelay; late > 2*time.Second {
 		t.Errorf("the healthy ping came %v after its delay, beside %d hung receivers", late, hung)
 	}

@@ -64,7 +64,7 @@ func (q *queuer) put(ctx context.Context, sub subs.Subscription, m jetstream.Msg
 	case err == nil && seq == 0:
 		result = "duplicate"
 	case err == nil:
-	case errors.Is(err, queues.ErrFull):
+	case errors.Is(err, queues.ErrFull), errors.Is(err, queues.ErrStoreFull):
 		result = "full"
 	case errors.Is(err, queues.ErrNotFound):
 		result = "gone"

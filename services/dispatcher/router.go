@@ -27,6 +27,7 @@ type router struct {
 	queue      *queuer
 	m          *metrics
 	maxUnacked int
+	room       *room
 }
 
 func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
@@ -65,13 +66,22 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 			}
 		})
 	}
-	if err := bus.PublishAll(ctx, r.js, tasks); err != nil {
-		err = fmt.Errorf("delivery tasks: %w", err)
-		failed.Store(&err)
+	wait := time.Second
+	if len(tasks) > 0 {
+		err := r.room.take(ctx, tasks...)
+		if err == nil {
+			err = bus.PublishAll(ctx, r.js, tasks)
+		} else {
+			wait = 5 * time.Second
+		}
+		if err != nil {
+			err = fmt.Errorf("delivery tasks: %w", err)
+			failed.Store(&err)
+		}
 	}
 	wg.Wait()
 	if err := failed.Load(); err != nil {
-		return again(time.Second, *err)
+		return again(wait, *err)
 	}
 	return nil
 }

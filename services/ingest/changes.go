@@ -17,6 +17,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -36,11 +37,11 @@ const (
 
 // Change is one changed document in a feed answer.
 type Change struct {
-	ID      string          `json:"id"`
-	Type    string          `json:"type"`
-	Subject string          `json:"subject"`
-	Time    string          `json:"time"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Subject string `json:"subject"`
+	Time    string `json:"time"`
+	event.DataMembers
 }
 
 // Changes is the feed's answer.
@@ -156,15 +157,54 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 	if err != nil {
 		return Changes{}, unavailable(err)
 	}
-	// Reading the feed acknowledges the pings, as in Collmex.
-	if id, ok, err := s.subs.PingSubscription(ctx, fq.org, fq.system, fq.typ); err != nil {
-		s.log.Warn("unacked counter not reset", "err", err)
-	} else if ok {
-		if err := s.subs.ResetUnacked(ctx, id); err != nil {
-			s.log.Warn("unacked counter not reset", "subscription", id, "err", err)
-		}
+	if err := s.ackPings(ctx, fq, res); err != nil {
+		s.log.Warn("unacked pings not acknowledged", "system", fq.system, "type", fq.typ, "err", err)
 	}
 	return res, nil
+}
+
+// ackPings resets the unacked counter of the system's ping subscription
+// for the type, as reading the feed does in Collmex, and then makes sure
+// that a ping follows the changes the answer did not hold. One stored
+// after the feed was read but before the reset may have found the
+// subscription at its cap, and then no ping was set for it; without this
+// the system would not hear of it until some later change.
+func (s *Service) ackPings(ctx context.Context, fq feedQuery, answered Changes) error {
+	id, ok, err := s.subs.PingSubscription(ctx, fq.org, fq.system, fq.typ)
+	if err != nil || !ok {
+		return err
+	}
+	st, err := s.subs.ResetUnacked(ctx, id)
+	if errors.Is(err, subs.ErrNotFound) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("reset unacked of %s: %w", id, err)
+	}
+	through, _ := decodeCursor(answered.Cursor)
+	// Read through the leader: a replica behind it could miss the change
+	// that was stored a moment ago.
+	var newest *jetstream.RawStreamMsg
+	for _, t := range catalog.Expand([]string{fq.typ}) {
+		m, err := bus.LeaderGet(ctx, s.conn.NC, bus.StreamEvents, bus.LeaderQuery{LastBySubject: bus.EventsSubject(fq.org, t)})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("newest change: %w", err)
+		}
+		if newest == nil || m.Sequence > newest.Sequence {
+			newest = m
+		}
+	}
+	if newest == nil || newest.Sequence <= through || st.Covers(newest.Time) {
+		return nil
+	}
+	err = bus.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay))
+	if err != nil && !errors.Is(err, bus.ErrTimerRunning) {
+		return fmt.Errorf("ping of %s: %w", id, err)
+	}
+	return nil
 }
 
 func unavailable(err error) error {
@@ -258,7 +298,7 @@ func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Cha
 			full = true // this one and the rest stay for the next query
 			return true, nil
 		}
-		ch := &Change{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, Data: ev.Data}
+		ch := &Change{ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, DataMembers: ev.Members()}
 		if ch.Time == "" {
 			ch.Time = md.Timestamp.UTC().Format(time.RFC3339Nano)
 		}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -58,7 +59,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	limit := s.cfg.MaxData + envelope
+	limit := s.maxStructured()
 	switch mode {
 	case event.MediaBatch:
 		limit = s.cfg.MaxBatchBytes
@@ -72,15 +73,11 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if r.ContentLength > int64(limit) {
 		return 0, tooLarge(field, limit)
 	}
-	wctx, cancel := context.WithTimeout(ctx, inflightWait)
-	err = s.inflight.Acquire(wctx, int64(limit))
-	cancel()
-	if err != nil {
+	body, taken, err := s.readBody(ctx, http.MaxBytesReader(w, r.Body, int64(limit)))
+	defer s.inflight.Release(taken)
+	if errors.Is(err, errNoRoom) {
 		return 0, web.ErrOverloaded
 	}
-	defer s.inflight.Release(int64(limit))
-
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return 0, tooLarge(field, limit)
@@ -113,6 +110,44 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	return http.StatusAccepted, nil
 }
 
+// bodyChunk is the room a body takes among those in flight at a time.
+const bodyChunk = 32 << 10
+
+// errNoRoom: the bodies in flight left no room.
+var errNoRoom = errors.New("no room among the bodies in flight")
+
+// readBody reads a body, taking room for it among the bodies in flight
+// as its bytes arrive rather than for the most it may hold at once: a
+// client that sends slowly holds only what it has sent, so a few slow
+// senders cannot take the room every other request needs. A request waits
+// up to inflightWait for room to begin; once reading, it is refused when
+// room runs out rather than wait holding some, as requests that all wait
+// for each other's room would get none. It answers the room taken, which
+// the caller gives back.
+func (s *Service) readBody(ctx context.Context, body io.Reader) ([]byte, int64, error) {
+	var buf bytes.Buffer
+	var taken int64
+	for {
+		ok := s.inflight.TryAcquire(bodyChunk)
+		if !ok && taken == 0 {
+			wctx, cancel := context.WithTimeout(ctx, inflightWait)
+			ok = s.inflight.Acquire(wctx, bodyChunk) == nil
+			cancel()
+		}
+		if !ok {
+			return nil, taken, errNoRoom
+		}
+		taken += bodyChunk
+		n, err := buf.ReadFrom(io.LimitReader(body, bodyChunk))
+		if err != nil {
+			return nil, taken, err
+		}
+		if n < bodyChunk {
+			return buf.Bytes(), taken, nil
+		}
+	}
+}
+
 // authenticate checks a key and takes one request of its rate. field
 // names where the key was sent.
 func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope, field string) (tenant.Key, error) {
@@ -124,7 +159,8 @@ func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.
 }
 
 // modeOf picks the CloudEvents HTTP mode: the structured and batched media
-// types name themselves; binary mode is any JSON body with ce-specversion.
+// types name themselves; binary mode is a body of any type with
+// ce-specversion.
 func modeOf(h http.Header) (string, error) {
 	ct := h.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
@@ -132,14 +168,14 @@ func modeOf(h http.Header) (string, error) {
 	case err == nil && (mt == event.MediaStructured || mt == event.MediaBatch):
 		return mt, nil
 	case h.Get("Ce-Specversion") != "":
-		if ct != "" && !event.IsJSON(ct) {
+		if ct != "" && !event.IsMediaType(ct) {
 			return "", web.Errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",
-				"binary mode takes JSON data (application/json), not %q", ct)
+				"%q is not a media type", ct)
 		}
 		return "binary", nil
 	}
 	return "", web.Errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",
-		"send %s, %s, or JSON data with ce-* headers (binary mode)", event.MediaStructured, event.MediaBatch)
+		"send %s, %s, or the data with ce-* headers (binary mode)", event.MediaStructured, event.MediaBatch)
 }
 
 func tooLarge(field string, limit int) error {

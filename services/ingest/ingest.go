@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,10 @@ type Config struct {
 	// RateLimit bounds the requests of each key, over HTTP and NATS
 	// together; the zero Rate is no limit.
 	RateLimit ratelimit.Rate
+	// NotifyDelay is the dispatcher's: how long after a change its ping
+	// comes. A feed read sets a ping timer for changes that no ping will
+	// tell of (see ackPings).
+	NotifyDelay time.Duration
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
@@ -50,11 +55,18 @@ func DefaultConfig() Config {
 		MaxInflight:    64 << 20,
 		PublishTimeout: 10 * time.Second,
 		Workers:        64,
+		NotifyDelay:    time.Minute,
 	}
 }
 
 // envelope is the room a structured event may take beside its data.
 const envelope = 16 << 10
+
+// maxStructured bounds the body of one structured event: room for the
+// most data, base64-encoded in data_base64, and the envelope.
+func (s *Service) maxStructured() int {
+	return base64.StdEncoding.EncodedLen(s.cfg.MaxData) + envelope
+}
 
 // Service is the ingest service.
 type Service struct {
@@ -233,16 +245,20 @@ func message(org string, e event.Event) (*nats.Msg, error) {
 	}
 	m := nats.NewMsg(bus.EventsSubject(org, e.Type))
 	m.Data = b
-	m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(org, e.ID))
+	m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(org, e.Source, e.ID))
 	return m, nil
 }
 
 // publishErr turns a failure to store into what the sender is told: the
-// store is busy or unreachable, try again shortly.
+// store is busy or unreachable, try again shortly; or it is full, try again
+// later.
 func publishErr(err error) error {
 	e := &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the event store did not confirm in time, retry later", RetryAfter: 1}
-	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	switch {
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		e = web.ErrOverloaded
+	case bus.IsFull(err):
+		e = web.ErrStoreFull
 	}
 	return fmt.Errorf("%w (%w)", e, err)
 }

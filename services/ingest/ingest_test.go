@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,18 +53,28 @@ const oneEvent = `{"specversion":"1.0","id":"e1","source":"/s","type":"invoice.c
 
 func postOne(t *testing.T, url, secret string) (int, string, map[string]map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", strings.NewReader(oneEvent))
-	req.Header.Set("Content-Type", "application/cloudevents+json")
+	status, h, b := post(t, url, secret, map[string]string{"Content-Type": event.MediaStructured}, oneEvent)
+	var body map[string]map[string]any
+	_ = json.Unmarshal(b, &body)
+	return status, h.Get("Retry-After"), body
+}
+
+// post sends body to the ingest API with the headers given and answers
+// the status, headers and body of the answer.
+func post(t *testing.T, url, secret string, h map[string]string, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+secret)
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var body map[string]map[string]any
-	_ = json.Unmarshal(b, &body)
-	return resp.StatusCode, resp.Header.Get("Retry-After"), body
+	return resp.StatusCode, resp.Header, b
 }
 
 // With every in-flight byte taken, a request is turned away with 503 and
@@ -196,5 +207,38 @@ func TestStoreOutlivesStreamLeaderLoss(t *testing.T) {
 	}
 	if n := info.CachedInfo().State.Msgs; n != uint64(len(events)) {
 		t.Fatalf("%d events stored, want %d", n, len(events))
+	}
+}
+
+// stall opens a connection to url, sends a request's headers and the
+// first bytes of a body of size bytes, and sends nothing more until the
+// test ends.
+func stall(t *testing.T, url, head string, size int) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := fmt.Fprintf(c, "%sContent-Length: %d\r\n\r\n[{", head, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlowUploadersStarveNoOne: clients that declare the largest batch
+// and then send it slowly hold only the bytes they have sent, not room
+// for the whole batch each: more of them than the in-flight budget has
+// room for leave a normal request served at once.
+func TestSlowUploadersStarveNoOne(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxInflight = 2 * int64(cfg.MaxBatchBytes)
+	url, _, _, secret := start(t, cfg)
+	for range 4 {
+		stall(t, url, "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents-batch+json\r\nAuthorization: Bearer "+secret+"\r\n", cfg.MaxBatchBytes)
+	}
+	time.Sleep(300 * time.Millisecond) // they are reading their bodies
+	began := time.Now()
+	if status, _, body := postOne(t, url, secret); status != http.StatusAccepted || time.Since(began) > time.Second {
+		t.Fatalf("beside slow uploaders: %d %v after %v", status, body, time.Since(began))
 	}
 }

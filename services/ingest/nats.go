@@ -110,8 +110,8 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 		}
 		events, err = event.DecodeBatch(m.Data, s.cfg.MaxBatchEvents, lim)
 	} else {
-		if len(m.Data) > s.cfg.MaxData+envelope {
-			return Result{}, tooLarge("body", s.cfg.MaxData+envelope)
+		if len(m.Data) > s.maxStructured() {
+			return Result{}, tooLarge("body", s.maxStructured())
 		}
 		var e event.Event
 		e, err = event.Decode(m.Data, lim)

@@ -91,6 +91,8 @@ func storeErr(err error) error {
 		return errQueueNotFound
 	case errors.Is(err, queues.ErrFull):
 		return errQueueFull
+	case errors.Is(err, queues.ErrStoreFull):
+		return web.ErrStoreFull
 	}
 	return unavailable(err)
 }

@@ -133,7 +133,7 @@ func benchIngest(ctx context.Context, args []string) error {
 		for j := range futures {
 			m := nats.NewMsg(subject)
 			m.Data = rawEvents[i**batch+j]
-			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID("bench", "raw-"+strconv.Itoa(i**batch+j)))
+			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID("bench", "/bench", "raw-"+strconv.Itoa(i**batch+j)))
 			f, err := conn.JS.PublishMsgAsync(m, jetstream.WithStallWait(5*time.Second))
 			if err != nil {
 				return err

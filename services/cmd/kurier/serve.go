@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -37,20 +38,22 @@ type role string
 func (r role) runs(service string) bool { return r == "all" || string(r) == service }
 
 type settings struct {
-	httpListen, grpcListen string
-	natsURL                string
-	natsAuth               bus.Auth
-	dataDir, natsListen    string
-	adminToken             string
-	secretGrace            time.Duration
-	logLevel               string
-	grace                  time.Duration
-	limits                 bus.Limits
-	rate                   ratelimit.Rate
-	ingest                 ingest.Config
-	dispatcher             dispatcher.Config
-	queue                  queue.Config
-	addresssync            addresssync.Config
+	httpListen, grpcListen  string
+	natsURL                 string
+	natsAuth                bus.Auth
+	dataDir, natsListen     string
+	adminToken              string
+	grpcTLSCert, grpcTLSKey string
+	secretGrace             time.Duration
+	logLevel                string
+	grace                   time.Duration
+	headerTimeout           time.Duration
+	limits                  bus.Limits
+	rate                    ratelimit.Rate
+	ingest                  ingest.Config
+	dispatcher              dispatcher.Config
+	queue                   queue.Config
+	addresssync             addresssync.Config
 }
 
 func bind(r role, set *config.Set, s *settings) {
@@ -63,6 +66,7 @@ func bind(r role, set *config.Set, s *settings) {
 	set.String(&s.httpListen, "http-listen", "KURIER_HTTP_LISTEN", ":8080", "HTTP address of the APIs, health and metrics")
 	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
+	set.Duration(&s.headerTimeout, "http-header-timeout", "KURIER_HTTP_HEADER_TIMEOUT", web.DefaultHeaderTimeout, "how long a client may take to send a request's headers before its connection is closed")
 	if r == "all" {
 		set.String(&s.dataDir, "data-dir", "KURIER_DATA_DIR", "./kurier-data", "where the embedded JetStream server keeps its data")
 		set.String(&s.natsListen, "nats-listen", "KURIER_NATS_LISTEN", "127.0.0.1:4222", `client address of the embedded server, for the nats CLI; "off" for none`)
@@ -80,13 +84,27 @@ func bind(r role, set *config.Set, s *settings) {
 	set.Duration(&s.limits.EventsMaxAge, "events-max-age", "KURIER_EVENTS_MAX_AGE", s.limits.EventsMaxAge, "how long events are kept")
 	set.Duration(&s.limits.DedupeWindow, "dedupe-window", "KURIER_DEDUPE_WINDOW", s.limits.DedupeWindow, "how long a resent event id is recognised as a duplicate")
 	set.Duration(&s.limits.LogMaxAge, "log-max-age", "KURIER_LOG_MAX_AGE", s.limits.LogMaxAge, "how long delivery attempts are kept")
+	// Every role lays down every stream, so every role knows their sizes.
+	mb := &s.limits.MaxBytes
+	set.Bytes(&mb.Events, "events-max-bytes", "KURIER_EVENTS_MAX_BYTES", mb.Events, "bytes EVENTS holds; full, ingest refuses new events with 503 until old ones age out")
+	set.Bytes(&mb.Deliveries, "deliveries-max-bytes", "KURIER_DELIVERIES_MAX_BYTES", mb.Deliveries, "bytes of payload delivery tasks and retries (DELIVERIES); full, the oldest tasks are dropped")
+	set.Bytes(&mb.Notify, "notify-max-bytes", "KURIER_NOTIFY_MAX_BYTES", mb.Notify, "bytes of ping and digest timers (NOTIFY)")
+	set.Bytes(&mb.DeliveryLog, "log-max-bytes", "KURIER_LOG_MAX_BYTES", mb.DeliveryLog, "bytes of delivery attempts kept (DELIVERY_LOG); the oldest go first")
+	set.Bytes(&mb.DeadLetters, "dead-letters-max-bytes", "KURIER_DEAD_LETTERS_MAX_BYTES", mb.DeadLetters, "bytes of dead letters kept (DEAD_LETTERS); the oldest go first")
+	set.Bytes(&mb.Queues, "queues-max-bytes", "KURIER_QUEUES_MAX_BYTES", mb.Queues, "bytes all pull queues hold together (QUEUES); full, posts are refused with 503")
+	set.Bytes(&mb.SyncJournal, "sync-journal-max-bytes", "KURIER_SYNC_JOURNAL_MAX_BYTES", mb.SyncJournal, "bytes of address-book changes under way (SYNC_JOURNAL); full, syncs are refused")
 	if r.runs("admin") {
 		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
 		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
 		set.Duration(&s.secretGrace, "secret-rotation-grace", "KURIER_SECRET_ROTATION_GRACE", 24*time.Hour, "how long a rotated-out signing secret still signs")
+		set.String(&s.grpcTLSCert, "grpc-tls-cert", "KURIER_GRPC_TLS_CERT", "", "certificate (PEM) of the admin API; with it, the API speaks TLS only")
+		set.String(&s.grpcTLSKey, "grpc-tls-key", "KURIER_GRPC_TLS_KEY", "", "key of the admin API's certificate (PEM)")
+	}
+	// Ingest sets a ping timer when a read of the change feed finds changes no ping tells of.
+	if r.runs("dispatcher") || r.runs("ingest") {
+		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
 	}
 	if r.runs("dispatcher") {
-		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
 		set.Int(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
 		set.Duration(&s.dispatcher.PingTimeout, "ping-timeout", "KURIER_PING_TIMEOUT", s.dispatcher.PingTimeout, "how long a ping may take")
 		set.Duration(&s.dispatcher.DisableAfter, "disable-after", "KURIER_DISABLE_AFTER", s.dispatcher.DisableAfter, "switch a payload subscription off once every delivery has failed for this long")
@@ -113,6 +131,7 @@ func bind(r role, set *config.Set, s *settings) {
 	}
 	if r.runs("addresssync") {
 		set.Int(&s.addresssync.MaxBody, "sync-max-body", "KURIER_SYNC_MAX_BODY", s.addresssync.MaxBody, "bytes of an address-book sync request")
+		set.Duration(&s.addresssync.RecoveryInterval, "sync-recovery-interval", "KURIER_SYNC_RECOVERY_INTERVAL", s.addresssync.RecoveryInterval, "how often each replica finishes or undoes the syncs of replicas that died, once their locks have expired")
 	}
 }
 
@@ -129,26 +148,25 @@ func serve(ctx context.Context, r role, args []string) error {
 	if r == "admin" && s.adminToken == "" {
 		return errors.New("kurier admin needs an admin token: set KURIER_ADMIN_TOKEN or --admin-token")
 	}
+	grpcTLS, err := serverTLS(s.grpcTLSCert, s.grpcTLSKey)
+	if err != nil {
+		return err
+	}
 	s.ingest.RateLimit, s.queue.RateLimit, s.addresssync.RateLimit = s.rate, s.rate, s.rate
+	s.ingest.NotifyDelay = s.dispatcher.NotifyDelay
 	log := telemetry.Logger(os.Stderr, s.logLevel).With("role", string(r))
 	slog.SetDefault(log)
 
 	url, opts := s.natsURL, []nats.Option(nil)
 	if r == "all" {
-		srv, err := startEmbedded(s, log)
+		srv, stop, err := startEmbedded(s, log)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		}()
+		defer stop()
 		url, opts = "", []nats.Option{nats.InProcessServer(srv)}
-	} else {
-		var err error
-		if opts, err = s.natsAuth.Options(); err != nil {
-			return err
-		}
+	} else if opts, err = s.natsAuth.Options(); err != nil {
+		return err
 	}
 	conn, err := bus.Connect(url, "kurier-"+string(r), log, opts...)
 	if err != nil {
@@ -192,7 +210,7 @@ func serve(ctx context.Context, r role, args []string) error {
 				return err
 			}
 		}
-		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace, Book: s.addresssync.Lock}, conn, log.With("service", "admin"), reg)
+		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace, Book: s.addresssync.Lock, TLS: grpcTLS}, conn, log.With("service", "admin"), reg)
 		if err != nil {
 			return err
 		}
@@ -200,7 +218,7 @@ func serve(ctx context.Context, r role, args []string) error {
 		if err != nil {
 			return fmt.Errorf("grpc listen: %w", err)
 		}
-		log.Info("grpc listening", "addr", lis.Addr().String())
+		log.Info("grpc listening", "addr", lis.Addr().String(), "tls", grpcTLS != nil)
 		runs = append(runs, func(ctx context.Context) error { return svc.Serve(ctx, lis, s.grace) })
 	}
 	if r.runs("queue") {
@@ -223,7 +241,9 @@ func serve(ctx context.Context, r role, args []string) error {
 		runs = append(runs, svc.Run)
 	}
 	log.Info("http listening", "addr", lis.Addr().String())
-	runs = append(runs, func(ctx context.Context) error { return web.Serve(ctx, lis, web.Routes(mux), s.grace, log) })
+	runs = append(runs, func(ctx context.Context) error {
+		return web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
+	})
 
 	err = runAll(ctx, runs)
 	// Everything taken in has been answered: flush what is still buffered.
@@ -263,18 +283,44 @@ func runAll(ctx context.Context, runs []func(context.Context) error) error {
 	return errors.Join(errs...)
 }
 
-func startEmbedded(s settings, log *slog.Logger) (*server.Server, error) {
+// startEmbedded starts the embedded server on the data dir, which it holds
+// until stop.
+func startEmbedded(s settings, log *slog.Logger) (srv *server.Server, stop func(), err error) {
 	if err := os.MkdirAll(s.dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+		return nil, nil, fmt.Errorf("data dir: %w", err)
 	}
-	srv, err := natsd.Start(natsd.Options{DataDir: filepath.Join(s.dataDir, "jetstream"), Listen: s.natsListen})
+	unlock, err := natsd.LockDir(s.dataDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	srv, err = natsd.Start(natsd.Options{DataDir: filepath.Join(s.dataDir, "jetstream"), Listen: s.natsListen})
+	if err != nil {
+		unlock()
+		return nil, nil, err
 	}
 	if srv.Addr() != nil {
 		log.Info("nats listening", "addr", srv.Addr().String(), "data_dir", s.dataDir)
 	}
-	return srv, nil
+	return srv, func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		unlock()
+	}, nil
+}
+
+// serverTLS loads the admin API's certificate, if it has one.
+func serverTLS(cert, key string) (*tls.Config, error) {
+	switch {
+	case cert == "" && key == "":
+		return nil, nil
+	case cert == "" || key == "":
+		return nil, errors.New("admin TLS: set both KURIER_GRPC_TLS_CERT and KURIER_GRPC_TLS_KEY, or neither")
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("admin TLS (KURIER_GRPC_TLS_CERT, KURIER_GRPC_TLS_KEY): %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}}, nil
 }
 
 // ensure lays down the streams and buckets, waiting for a cluster that is

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,10 +50,16 @@ func startAdmin(t *testing.T) string {
 // tests that put records where the admin service reads them.
 func startAdminBus(t *testing.T) (string, *bus.Conn) {
 	t.Helper()
+	return serveAdmin(t, nil)
+}
+
+// serveAdmin is startAdminBus with the TLS the server speaks, if any.
+func serveAdmin(t *testing.T, tc *tls.Config) (string, *bus.Conn) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	conn := bustest.Start(t, bus.DefaultLimits())
-	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits()}, conn, bustest.Log, prometheus.NewRegistry())
+	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits(), TLS: tc}, conn, bustest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +95,7 @@ func ctlIn(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
 	t.Setenv("KURIER_ADMIN_TOKEN", "")
 	t.Setenv("KURIER_ADMIN_SERVER", "")
+	t.Setenv("KURIER_CA", "")
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), args, stdin, &out, &errOut)
 	return result{code, out.String(), errOut.String()}
@@ -813,6 +820,7 @@ func ctlBackground(t *testing.T, addr string, args ...string) *background {
 	t.Helper()
 	t.Setenv("KURIER_ADMIN_TOKEN", "")
 	t.Setenv("KURIER_ADMIN_SERVER", "")
+	t.Setenv("KURIER_CA", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &background{cancel: cancel, done: make(chan int, 1)}
 	args = append([]string{"--server", addr, "--token", testToken}, args...)
@@ -1155,7 +1163,7 @@ func deadLetter(t *testing.T, conn *bus.Conn, sub string, seq uint64, evt string
 	if _, err := conn.JS.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	return "msg_" + sub + "_" + strconv.FormatUint(seq, 10)
+	return bus.WebhookID(sub, "/erp", evt)
 }
 
 func TestDeadLetters(t *testing.T) {
@@ -1181,7 +1189,7 @@ func TestDeadLetters(t *testing.T) {
 	second := deadLetter(t, conn, id, 9, "evt-9")
 	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--sub", id).ok(t)
 	matchLines(t, r.stdout,
-		`DELIVERY ID                 SUBSCRIPTION          EVENT  TYPE             TIME`,
+		`DELIVERY ID {2,}SUBSCRIPTION          EVENT  TYPE             TIME`,
 		first+`  `+id+`  evt-7  invoice\.changed  `+rfc3339UTC,
 		second+`  `+id+`  evt-9  invoice\.changed  `+rfc3339UTC,
 	)

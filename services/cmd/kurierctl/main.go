@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,10 @@ const (
 const globalHelp = `Global flags, accepted before or after the command:
   --server host:port    admin API address (env KURIER_ADMIN_SERVER, default ` + defaultServer + `)
   --token token         admin token (env KURIER_ADMIN_TOKEN)
+  --tls                 speak TLS to the admin API, checking its certificate
+                        against the system's CAs
+  --ca file             CA certificates (PEM) to check the admin API's
+                        certificate against; turns TLS on (env KURIER_CA)
   -o, --output format   table or json (default table)
   --timeout duration    how long to wait for the server (default 10s); tail
                         waits for deliveries without limit, and export bounds
@@ -96,6 +101,8 @@ var commands = func() []*command {
 type globals struct {
 	server  string
 	token   string
+	tls     bool
+	ca      string
 	output  string
 	timeout time.Duration
 }
@@ -104,6 +111,7 @@ func defaultGlobals() globals {
 	g := globals{
 		server:  os.Getenv("KURIER_ADMIN_SERVER"),
 		token:   os.Getenv("KURIER_ADMIN_TOKEN"),
+		ca:      os.Getenv("KURIER_CA"),
 		output:  "table",
 		timeout: 10 * time.Second,
 	}
@@ -129,6 +137,10 @@ func (g *globals) bind(fs *flag.FlagSet) {
 	}
 	str(&g.server, "server")
 	str(&g.token, "token")
+	str(&g.ca, "ca")
+	if fs.Lookup("tls") == nil {
+		fs.BoolVar(&g.tls, "tls", g.tls, "")
+	}
 	str(&g.output, "o")
 	str(&g.output, "output")
 	if fs.Lookup("timeout") == nil {
@@ -324,7 +336,7 @@ func report(stderr io.Writer, c *command, g *globals, err error) int {
 	case codes.Unauthenticated:
 		fmt.Fprintln(stderr, "hint:", tokenHint)
 	case codes.Unavailable:
-		fmt.Fprintf(stderr, "hint: is the admin service running at %s? Set --server or KURIER_ADMIN_SERVER.\n", g.server)
+		fmt.Fprintf(stderr, "hint: is the admin service running at %s? Set --server or KURIER_ADMIN_SERVER. Does it speak TLS (--tls, --ca) or not?\n", g.server)
 	case codes.DeadlineExceeded:
 		fmt.Fprintf(stderr, "hint: no answer within %v; is %s the admin service? A longer --timeout may help.\n", g.timeout, g.server)
 	}
@@ -422,7 +434,10 @@ func (s *session) close() {
 // dial makes the connection to the admin server. grpc.NewClient does no
 // I/O: an unreachable server shows as Unavailable on the first call.
 func dial(g globals) (*grpc.ClientConn, error) {
-	creds, secure := transportCredentials(g)
+	creds, secure, err := transportCredentials(g)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(g.server,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(bearer{token: strings.TrimSpace(g.token), secure: secure}),
@@ -433,11 +448,19 @@ func dial(g globals) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// transportCredentials is the one place that decides transport security,
-// so a --tls option only has to choose credentials.NewTLS here and report
-// the connection as secure.
-func transportCredentials(globals) (creds credentials.TransportCredentials, secure bool) {
-	return insecure.NewCredentials(), false
+// transportCredentials is the one place that decides transport security.
+func transportCredentials(g globals) (creds credentials.TransportCredentials, secure bool, err error) {
+	switch {
+	case g.ca != "":
+		creds, err = credentials.NewClientTLSFromFile(g.ca, "")
+		if err != nil {
+			return nil, false, fmt.Errorf("--ca %s: %w", g.ca, err)
+		}
+		return creds, true, nil
+	case g.tls:
+		return credentials.NewTLS(&tls.Config{}), true, nil
+	}
+	return insecure.NewCredentials(), false, nil
 }
 
 // bearer sends the admin token with every call.

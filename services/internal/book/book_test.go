@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -193,28 +196,36 @@ func TestClaimOfAnotherOrgsIDChangesNothing(t *testing.T) {
 }
 
 // crash journals a change and makes part of it (applied says how much),
-// as a writer would that dies then: it never releases its lock.
-func crash(t *testing.T, s *Store, org string, applied int, mark bool, cs ...Change) {
+// as a writer does that dies then: die leaves its lock behind.
+func crash(t *testing.T, s *Store, org string, applied int, mark bool, cs ...Change) *Writer {
 	t.Helper()
-	// Its lock, which nobody renews any more.
-	if _, err := s.locks.Create(context.Background(), bus.BookLockKey(org), []byte("dead"), jetstream.KeyTTL(testLocking.TTL)); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := lock(t, s, org)
 	j := &journal{org: org, state: state{Sync: "crashed", State: stateBegun, Time: time.Now().Format(time.RFC3339)}, changes: cs}
 	ctx := context.Background()
-	if err := s.writeJournal(ctx, j); err != nil {
+	if err := w.writeJournal(ctx, j); err != nil {
 		t.Fatal(err)
 	}
 	part := *j
 	part.changes = cs[:applied]
-	if err := s.apply(ctx, &part); err != nil {
+	if err := w.apply(ctx, &part); err != nil {
 		t.Fatal(err)
 	}
 	if mark {
 		j.state.State = stateApplied
-		if err := s.writeState(ctx, j); err != nil {
+		if err := w.writeState(ctx, j); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return w
+}
+
+// die leaves w's lock as a writer that died leaves it: taken, renewed by
+// nobody, until it expires.
+func die(t *testing.T, w *Writer) {
+	t.Helper()
+	w.Release()
+	if _, err := w.s.locks.Create(context.Background(), bus.BookLockKey(w.org), []byte("dead"), jetstream.KeyTTL(testLocking.TTL)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -230,7 +241,7 @@ func TestUnfinishedChangeUndoneByNextWriter(t *testing.T) {
 	created := b.Change("4", person("4", "Dora"))
 	created.Claim = true
 	cs := []Change{b.Change("1", person("1", "Ada L")), b.Change("2", nil), created, b.Change("3", person("3", "Cem C"))}
-	crash(t, s, "acme", 3, false, cs...)
+	die(t, crash(t, s, "acme", 3, false, cs...))
 	if got := names(t, s, "acme"); slices.Equal(got, before) {
 		t.Fatal("the crash changed nothing: the test tests nothing")
 	}
@@ -263,16 +274,33 @@ func TestAppliedChangeFinishedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crash(t, s, "acme", 2, true, b.Change("1", person("1", "Ada L")), b.Change("2", nil))
+	w := crash(t, s, "acme", 2, true, b.Change("1", person("1", "Ada L")), b.Change("2", nil))
 	// Its first events went out before it died.
 	j := &journal{org: "acme", state: state{Sync: "crashed", Time: time.Now().Format(time.RFC3339)}, changes: []Change{b.Change("1", person("1", "Ada L"))}}
-	if err := s.finish(context.Background(), j); err != nil {
+	if err := w.finish(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
+	die(t, w)
 
-	if err := open(t, conn).RecoverAll(context.Background()); err != nil {
+	// Another replica, looking for unfinished changes as it does now and
+	// then: it leaves the change while the dead writer's lock lives.
+	other := open(t, conn)
+	if err := other.RecoverAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if n := len(events(t, conn, "acme")); n != 3 {
+		t.Fatalf("%d events: the change was finished under the dead writer's lock", n)
+	}
+	bustest.WaitFor(t, 2*testLocking.TTL, "the change finished", func() bool {
+		if err := other.RecoverAll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.journal.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs == 0
+	})
 	if got := names(t, s, "acme"); !slices.Equal(got, []string{"1=Ada L"}) {
 		t.Fatalf("book %v", got)
 	}
@@ -330,6 +358,8 @@ func TestReplicated(t *testing.T) {
 
 	c.Kill(c.WaitStreamLeader(t, bus.KVStream(bus.BucketPersons)))
 	c.WaitStreamLeader(t, bus.KVStream(bus.BucketPersons))
+	// The node may have led the locks too.
+	c.WaitStreamLeader(t, bus.KVStream(bus.BucketLocks))
 	w, b = lock(t, s, "acme")
 	if err := w.Commit(context.Background(), []Change{b.Change("1", person("1", "Ada L")), b.Change("x", nil)}); err != nil {
 		t.Fatal(err)
@@ -337,6 +367,83 @@ func TestReplicated(t *testing.T) {
 	w.Release()
 	if got := names(t, s, "acme"); !slices.Equal(got, []string{"1=Ada L"}) || owner(t, s, "x") != "" || len(names(t, s, "globex")) != 0 {
 		t.Fatalf("after the leader was lost: acme %v, owner of x %q", got, owner(t, s, "x"))
+	}
+	journalEmpty(t, s)
+}
+
+// A writer whose lock renewals go unconfirmed stops writing half the
+// lock's time to live after the last confirmed one, while its change is
+// half made: Commit fails with ErrLeaseShort, none of its writes lands
+// later, even once the store answers again, and the next holder undoes
+// the change.
+func TestWriterStopsBeforeItsLockCanExpire(t *testing.T) {
+	conn := bustest.Start(t, bus.DefaultLimits())
+	lag := &bustest.Lag{}
+	s := open(t, bustest.Connect(t, conn, lag))
+	var mu sync.Mutex
+	var writes []time.Time // when person writes land
+	first := make(chan struct{})
+	if _, err := conn.NC.Subscribe(bus.KVSubject(bus.BucketPersons, ">"), func(*nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if writes = append(writes, time.Now()); len(writes) == 1 {
+			close(first)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	w, b := lock(t, s, "acme")
+	var cs []Change
+	for i := range 6000 { // more writes than publishAll has under way at once
+		c := b.Change(fmt.Sprint(i), person(fmt.Sprint(i), "P"))
+		c.Claim = true
+		cs = append(cs, c)
+	}
+	committed := make(chan error, 1)
+	go func() { committed <- w.Commit(context.Background(), cs) }()
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write landed")
+	}
+	held := time.Now()
+	lag.Set(time.Hour) // no renewal, no write, is confirmed from now on
+	margin := testLocking.TTL / 2
+	time.Sleep(margin + 500*time.Millisecond)
+	lag.Set(0)
+	var err error
+	select {
+	case err = <-committed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Commit still runs")
+	}
+	w.Release()
+	if !errors.Is(err, bus.ErrLeaseShort) {
+		t.Fatalf("Commit: %v, want ErrLeaseShort", err)
+	}
+	mu.Lock()
+	n, last := len(writes), writes[len(writes)-1]
+	mu.Unlock()
+	if n == 0 || n >= 2*len(cs) {
+		t.Fatalf("%d of %d writes landed: the test tests nothing", n, 2*len(cs))
+	}
+	// The last confirmed renewal was sent before held.
+	if late := last.Sub(held.Add(margin)); late > 100*time.Millisecond {
+		t.Fatalf("a write landed %v after the margin", late.Round(time.Millisecond))
+	}
+	t.Logf("%d of %d writes made; the last landed %v after the renewals went unconfirmed", n, 2*len(cs), last.Sub(held).Round(time.Millisecond))
+
+	w, _ = lock(t, open(t, conn), "acme")
+	w.Release()
+	if got := names(t, s, "acme"); len(got) != 0 || owner(t, s, "1") != "" {
+		t.Fatalf("the next holder left %d persons, owner of 1 %q", len(got), owner(t, s, "1"))
+	}
+	if n := len(events(t, conn, "acme")); n != 0 {
+		t.Fatalf("%d events of a change undone", n)
 	}
 	journalEmpty(t, s)
 }

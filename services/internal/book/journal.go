@@ -104,50 +104,65 @@ type journal struct {
 
 // Commit makes the changes, all of them or (on an error) none. A
 // *ConflictError says a claimed id belongs to another org. Changes must
-// be made from the book this writer read.
+// be made from the book this writer read. Once the lock's lease runs
+// short (bus.ErrLeaseShort) Commit writes no more and leaves the change
+// to the next holder, who finishes or undoes it.
 func (w *Writer) Commit(ctx context.Context, changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	s := w.s
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	j := &journal{org: w.org, state: state{Sync: hex.EncodeToString(id[:]), State: stateBegun,
 		Time: time.Now().UTC().Format(time.RFC3339Nano)}, changes: changes}
 	gctx, cancel := w.lease.Guard(ctx)
 	defer cancel()
+	// What follows a failure or the mark goes on if the caller goes away,
+	// but not once the lease runs short.
+	after, cancelAfter := w.lease.Guard(context.WithoutCancel(ctx))
+	defer cancelAfter()
 
-	if err := s.writeJournal(gctx, j); err != nil {
-		w.purge(ctx)
-		return err
+	if err := w.writeJournal(gctx, j); err != nil {
+		w.purge(after)
+		return w.cause(err)
 	}
-	if err := s.apply(gctx, j); err != nil {
-		if context.Cause(gctx) != nil && ctx.Err() == nil {
-			// The lock is gone: the next holder undoes the change.
-			return fmt.Errorf("address book of %s: %w", w.org, context.Cause(gctx))
+	if err := w.apply(gctx, j); err != nil {
+		if w.lease.Check() != nil {
+			// An undo might land after the next holder began: it undoes.
+			return w.cause(err)
 		}
-		if uerr := s.undo(context.WithoutCancel(ctx), j); uerr != nil {
+		if uerr := w.undo(after, j); uerr != nil {
 			return errors.Join(err, fmt.Errorf("undo: %w", uerr))
 		}
-		w.purge(ctx)
+		w.purge(after)
 		return err
 	}
 	j.state.State = stateApplied
-	if err := s.writeState(gctx, j); err != nil {
+	if err := w.writeState(gctx, j); err != nil {
 		// Unsure whether the mark was written: the change is left for the
 		// next holder, who undoes it unless it was.
-		return err
+		return w.cause(err)
 	}
-	if err := s.finish(context.WithoutCancel(ctx), j); err != nil {
+	if err := w.finish(after, j); err != nil {
 		// The change stands; the next holder sends what is left.
-		s.log.Warn("address book change stored, its events not all sent yet", "org", w.org, "err", err)
+		w.s.log.Warn("address book change stored, its events not all sent yet", "org", w.org, "err", err)
 		return nil
 	}
-	w.purge(ctx)
+	w.purge(after)
 	return nil
 }
 
-func (s *Store) writeJournal(ctx context.Context, j *journal) error {
+// cause answers err, naming the lease running short if it has: that
+// ends what a step waits for, and the step may then say no more than
+// "context canceled".
+func (w *Writer) cause(err error) error {
+	if lerr := w.lease.Check(); lerr != nil {
+		return fmt.Errorf("address book of %s: %w (%w)", w.org, lerr, err)
+	}
+	return err
+}
+
+func (w *Writer) writeJournal(ctx context.Context, j *journal) error {
 	// A chunk holds changes up to chunkBytes, or a single larger one,
 	// which still fits a message: a person is far smaller.
 	chunks := func(yield func(*nats.Msg, error) bool) {
@@ -176,24 +191,27 @@ func (s *Store) writeJournal(ctx context.Context, j *journal) error {
 		}
 		yield(chunk(), nil)
 	}
-	if _, err := s.publishAll(ctx, chunks); err != nil {
+	if _, err := w.publishAll(ctx, chunks); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	return s.writeState(ctx, j)
+	return w.writeState(ctx, j)
 }
 
-func (s *Store) writeState(ctx context.Context, j *journal) error {
+func (w *Writer) writeState(ctx context.Context, j *journal) error {
+	if err := w.lease.Check(); err != nil {
+		return fmt.Errorf("journal %s: %w", j.state.State, err)
+	}
 	b, _ := json.Marshal(j.state)
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, w.s.timeout)
 	defer cancel()
-	if _, err := s.conn.JS.Publish(ctx, bus.SyncState(j.org), b); err != nil {
+	if _, err := w.s.conn.JS.Publish(ctx, bus.SyncState(j.org), b); err != nil {
 		return fmt.Errorf("journal %s: %w", j.state.State, err)
 	}
 	return nil
 }
 
 // apply makes the writes: the claims of new ids and every person.
-func (s *Store) apply(ctx context.Context, j *journal) error {
+func (w *Writer) apply(ctx context.Context, j *journal) error {
 	claims := map[int]string{} // message index: id
 	msgs := func(yield func(*nats.Msg, error) bool) {
 		n := 0
@@ -220,7 +238,7 @@ func (s *Store) apply(ctx context.Context, j *journal) error {
 			}
 		}
 	}
-	i, err := s.publishAll(ctx, msgs)
+	i, err := w.publishAll(ctx, msgs)
 	if id, ok := claims[i]; ok && bus.IsWrongLastSeq(err) {
 		return &ConflictError{ID: id}
 	}
@@ -231,8 +249,8 @@ func (s *Store) apply(ctx context.Context, j *journal) error {
 // the change, so it is right however far apply got: a person that is as
 // the change left it gets its former self back, with the revision it has
 // now; a claim still the org's is given up.
-func (s *Store) undo(ctx context.Context, j *journal) error {
-	b, err := s.load(ctx, j.org)
+func (w *Writer) undo(ctx context.Context, j *journal) error {
+	b, err := w.s.load(ctx, j.org)
 	if err != nil {
 		return err
 	}
@@ -259,7 +277,7 @@ func (s *Store) undo(ctx context.Context, j *journal) error {
 			msgs = append(msgs, expect(put(bus.PersonKey(j.org, c.ID), p), rev))
 		}
 	}
-	owners, err := s.Owners(ctx, claimed)
+	owners, err := w.s.Owners(ctx, claimed)
 	if err != nil {
 		return err
 	}
@@ -268,17 +286,17 @@ func (s *Store) undo(ctx context.Context, j *journal) error {
 			msgs = append(msgs, expect(deletion(bus.PersonOwnerKey(id)), o.Rev))
 		}
 	}
-	if _, err := s.publishAll(ctx, each(msgs)); err != nil {
+	if _, err := w.publishAll(ctx, each(msgs)); err != nil {
 		return err
 	}
-	s.log.Info("address book change undone", "org", j.org, "sync", j.state.Sync, "changes", len(j.changes))
+	w.s.log.Info("address book change undone", "org", j.org, "sync", j.state.Sync, "changes", len(j.changes))
 	return nil
 }
 
 // finish sends the events of an applied change and gives up the ids of
 // the persons it deleted. The events' ids come from the journal, so one
 // sent twice is recognised as a duplicate within the dedupe window.
-func (s *Store) finish(ctx context.Context, j *journal) error {
+func (w *Writer) finish(ctx context.Context, j *journal) error {
 	msgs := func(yield func(*nats.Msg, error) bool) {
 		for i := range j.changes {
 			c := &j.changes[i]
@@ -291,7 +309,7 @@ func (s *Store) finish(ctx context.Context, j *journal) error {
 			e := event.Event{ID: id, Source: "/addressbook", Type: c.Type(), Subject: c.ID, Time: j.state.Time,
 				DataContentType: "application/json", Data: data}
 			m := nats.NewMsg(bus.EventsSubject(j.org, e.Type))
-			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(j.org, id))
+			m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(j.org, e.Source, e.ID))
 			m.Data, err = e.MarshalJSON()
 			if !yield(m, err) {
 				return
@@ -301,14 +319,15 @@ func (s *Store) finish(ctx context.Context, j *journal) error {
 			}
 		}
 	}
-	_, err := s.publishAll(ctx, msgs)
+	_, err := w.publishAll(ctx, msgs)
 	return err
 }
 
 // recover finishes or undoes the change the org's journal holds, if any.
 // It reads the journal through the stream's leader: a replica a moment
 // behind could hide a change that is under way.
-func (s *Store) recover(ctx context.Context, org string) error {
+func (w *Writer) recover(ctx context.Context) error {
+	s, org := w.s, w.org
 	raw, err := bus.LeaderGet(ctx, s.conn.NC, bus.StreamSyncJournal, bus.LeaderQuery{LastBySubject: bus.SyncState(org)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
@@ -324,15 +343,15 @@ func (s *Store) recover(ctx context.Context, org string) error {
 		return err
 	}
 	if j.state.State == stateApplied {
-		err = s.finish(ctx, j)
+		err = w.finish(ctx, j)
 		s.log.Info("address book change finished", "org", org, "sync", j.state.Sync, "changes", len(j.changes))
 	} else {
-		err = s.undo(ctx, j)
+		err = w.undo(ctx, j)
 	}
 	if err != nil {
 		return err
 	}
-	return s.purgeJournal(ctx, org)
+	return w.purgeJournal(ctx)
 }
 
 func (s *Store) readJournal(ctx context.Context, j *journal) error {
@@ -359,9 +378,15 @@ func (s *Store) readJournal(ctx context.Context, j *journal) error {
 	return nil
 }
 
-func (s *Store) purgeJournal(ctx context.Context, org string) error {
-	if err := s.journal.Purge(ctx, jetstream.WithPurgeSubject(bus.SyncOf(org))); err != nil {
-		return fmt.Errorf("purge the sync journal of %s: %w", org, err)
+// purgeJournal ends the org's journal; a purge that landed late would
+// end the journal of the next holder's change.
+func (w *Writer) purgeJournal(ctx context.Context) error {
+	err := w.lease.Check()
+	if err == nil {
+		err = w.s.journal.Purge(ctx, jetstream.WithPurgeSubject(bus.SyncOf(w.org)))
+	}
+	if err != nil {
+		return fmt.Errorf("purge the sync journal of %s: %w", w.org, err)
 	}
 	return nil
 }
@@ -369,7 +394,7 @@ func (s *Store) purgeJournal(ctx context.Context, org string) error {
 // purge ends the org's journal. Should that fail, the journal stays for
 // the next holder, who finds the change made or undone already.
 func (w *Writer) purge(ctx context.Context) {
-	if err := w.s.purgeJournal(context.WithoutCancel(ctx), w.org); err != nil {
+	if err := w.purgeJournal(context.WithoutCancel(ctx)); err != nil {
 		w.s.log.Warn("sync journal not purged", "org", w.org, "err", err)
 	}
 }
@@ -380,12 +405,14 @@ func (w *Writer) purge(ctx context.Context) {
 const window = 4096
 
 // publishAll publishes msgs without waiting for each acknowledgement, up
-// to window at once, and then waits for the rest. After a failure it
+// to window at once, and then waits for the rest. It checks the lease
+// before each: once it runs short, that is a failure. After a failure it
 // sends no more, but still waits for those sent, so that once it returns
 // no write is under way (unless the store stopped answering: each
 // acknowledgement may take the store's timeout). It answers the index of
 // the first failure and its error.
-func (s *Store) publishAll(ctx context.Context, msgs iter.Seq2[*nats.Msg, error]) (int, error) {
+func (w *Writer) publishAll(ctx context.Context, msgs iter.Seq2[*nats.Msg, error]) (int, error) {
+	s := w.s
 	first, failed := -1, error(nil)
 	fail := func(i int, err error) {
 		if first < 0 || i < first {
@@ -417,6 +444,9 @@ func (s *Store) publishAll(ctx context.Context, msgs iter.Seq2[*nats.Msg, error]
 	}
 	i := 0
 	for m, err := range msgs {
+		if err == nil {
+			err = w.lease.Check()
+		}
 		if err == nil {
 			var f jetstream.PubAckFuture
 			if f, err = s.conn.JS.PublishMsgAsync(m, jetstream.WithStallWait(s.timeout)); err == nil {

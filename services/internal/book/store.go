@@ -228,7 +228,9 @@ func (s *Store) lockFor(ctx context.Context, org string, wait time.Duration) (*W
 		return nil, err
 	}
 	w := &Writer{s: s, org: org, lease: lease}
-	if err := s.recover(ctx, org); err != nil {
+	gctx, cancel := lease.Guard(ctx)
+	defer cancel()
+	if err := w.recover(gctx); err != nil {
 		w.Release()
 		return nil, err
 	}
@@ -281,9 +283,11 @@ func (s *Store) Read(ctx context.Context, org string, ids ...string) (*Book, err
 }
 
 // RecoverAll finishes or undoes the changes left unfinished by writers
-// that died, for every org that has one. An org whose lock a live writer
-// holds is left to it. A dead writer's lock expires after its time to
-// live, so that is how long this waits for one.
+// that died, for every org that has one, taking each org's lock as a
+// writer does. An org whose lock another holds is left: a live writer
+// finishes its own change, and a dead one's lock expires after its time
+// to live, for a later call to find free. With no change unfinished, it
+// costs one request.
 func (s *Store) RecoverAll(ctx context.Context) error {
 	info, err := s.journal.Info(ctx, jetstream.WithSubjectFilter(bus.SyncAll))
 	if err != nil {
@@ -297,7 +301,7 @@ func (s *Store) RecoverAll(ctx context.Context) error {
 	}
 	var errs []error
 	for org := range orgs {
-		w, err := s.lockFor(ctx, org, s.lock.TTL+time.Second)
+		w, err := s.lockFor(ctx, org, 0)
 		if errors.Is(err, ErrLocked) {
 			continue
 		}
@@ -329,15 +333,19 @@ func (s *Store) DeleteOrg(ctx context.Context, org string) error {
 			msgs = append(msgs, deletion(bus.PersonOwnerKey(id)))
 		}
 	}
-	if _, err := s.publishAll(ctx, each(msgs)); err != nil {
+	if _, err := w.publishAll(ctx, each(msgs)); err != nil {
 		return fmt.Errorf("release the ids of %s: %w", org, err)
 	}
 	st, err := bus.Stream(ctx, s.conn.JS, bus.KVStream(bus.BucketPersons))
 	if err != nil {
 		return err
 	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSubject(bus.KVSubject(bus.BucketPersons, bus.PersonsOf(org)))); err != nil {
+	err = w.lease.Check()
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject(bus.KVSubject(bus.BucketPersons, bus.PersonsOf(org))))
+	}
+	if err != nil {
 		return fmt.Errorf("delete the persons of %s: %w", org, err)
 	}
-	return s.purgeJournal(ctx, org)
+	return w.purgeJournal(ctx)
 }

@@ -5,6 +5,8 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -128,8 +130,26 @@ func QueuedSubject(queue string) string { return "kurier.queued." + queue }
 
 const QueuedWildcard = "kurier.queued.>"
 
-// EventMsgID is the Nats-Msg-Id that makes a resent event a duplicate.
-func EventMsgID(org, id string) string { return org + ":" + id }
+// EventMsgID is the Nats-Msg-Id that makes a resent event a duplicate:
+// the org and the event's identity in it, its source and id, which the
+// CloudEvents spec has producers keep unique together.
+func EventMsgID(org, source, id string) string { return org + ":" + eventKey(source, id) }
+
+// WebhookID is the webhook-id of an event's deliveries to a payload
+// subscription (which belongs to one org): the same on every attempt, on
+// a redelivery, and for the event sent again after the dedupe window, so
+// that the receiver recognises it as the one it has had.
+func WebhookID(sub, source, id string) string { return "msg_" + sub + "_" + eventKey(source, id) }
+
+// eventKey names an event by its source and id in 32 hex digits (128 bits
+// of SHA-256), whatever their length (up to 1,280 bytes together): the
+// dedupe window holds one key per event in the server's memory. The
+// source is length-prefixed, so no two pairs run together ("a:b" and "c"
+// against "a" and "b:c").
+func eventKey(source, id string) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d:%s%s", len(source), source, id))
+	return hex.EncodeToString(sum[:16])
+}
 
 // Limits configures the stream definitions.
 type Limits struct {
@@ -140,12 +160,21 @@ type Limits struct {
 	MaxMsgBytes    int32         // largest message a stream takes
 	QueueMaxMsgs   int           // messages one pull queue holds before it refuses more
 	OperationLimit time.Duration // timeout for each create-or-update call
+	MaxBytes       MaxBytes
+}
+
+// MaxBytes bounds each stream's size on disk (per replica). JetStream
+// reserves the sum on every server that holds a replica, so they must fit
+// in what the servers may store.
+type MaxBytes struct {
+	Events, Notify, Deliveries, DeadLetters, DeliveryLog, Queues, SyncJournal int64
 }
 
 // DefaultLimits are what a fresh installation uses. OperationLimit is
 // short because callers retry: of two equal creates that race, as replicas
 // started together send them, the cluster may leave one unanswered
-// (nats-server 2.15), and waiting longer for it gains nothing.
+// (nats-server 2.15), and waiting longer for it gains nothing. The sizes
+// add up to about 3 GiB, which a small server's disk holds.
 func DefaultLimits() Limits {
 	return Limits{
 		Replicas:       1,
@@ -155,6 +184,15 @@ func DefaultLimits() Limits {
 		MaxMsgBytes:    1 << 20,
 		QueueMaxMsgs:   100000,
 		OperationLimit: 5 * time.Second,
+		MaxBytes: MaxBytes{
+			Events:      1 << 30,
+			Notify:      64 << 20,
+			Deliveries:  512 << 20,
+			DeadLetters: 128 << 20,
+			DeliveryLog: 512 << 20,
+			Queues:      512 << 20,
+			SyncJournal: 256 << 20,
+		},
 	}
 }
 
@@ -168,9 +206,12 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		MaxAge:      l.EventsMaxAge,
+		MaxBytes:    l.MaxBytes.Events,
 		Duplicates:  l.DedupeWindow,
 		MaxMsgSize:  l.MaxMsgBytes,
-		Discard:     jetstream.DiscardOld,
+		// Full, it refuses new events: every event it has taken was
+		// answered 202 and stays until it ages out.
+		Discard:     jetstream.DiscardNew,
 		AllowDirect: true,
 	}, {
 		Name:        StreamNotify,
@@ -182,6 +223,11 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		// Only the last state of each timer matters; an unprocessed due
 		// replaced by a newer one is coalesced into it.
 		MaxMsgsPerSubject: 1,
+		// A pending timer and a due message at most per ping subscription
+		// and per daily digest. A stream with schedules cannot refuse new
+		// messages (nats-server allows only DiscardOld there), so this
+		// bound is a backstop.
+		MaxBytes:          l.MaxBytes.Notify,
 		AllowMsgSchedules: true,
 		AllowDirect:       true,
 	}, {
@@ -194,7 +240,12 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		// A redelivered event makes the same task: recognise it.
 		Duplicates: l.DedupeWindow,
 		MaxMsgSize: l.MaxMsgBytes,
-		// Retries wait as scheduled messages.
+		// Retries wait as scheduled messages, so the server drops the
+		// oldest tasks when it is full (it allows only DiscardOld with
+		// schedules): size it for the tasks of receivers that fail for
+		// long, until they are switched off.
+		MaxBytes:          l.MaxBytes.Deliveries,
+		Discard:           jetstream.DiscardOld,
 		AllowMsgSchedules: true,
 	}, {
 		Name:        StreamDeadLetters,
@@ -205,6 +256,10 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Replicas:    l.Replicas,
 		MaxAge:      l.LogMaxAge,
 		MaxMsgSize:  l.MaxMsgBytes,
+		// Like age, size drops the oldest: a dead letter must never hold
+		// up the delivery that gives up.
+		MaxBytes: l.MaxBytes.DeadLetters,
+		Discard:  jetstream.DiscardOld,
 	}, {
 		Name:        StreamDeliveryLog,
 		Description: "One JSON record per delivery attempt",
@@ -213,6 +268,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		MaxAge:      l.LogMaxAge,
+		MaxBytes:    l.MaxBytes.DeliveryLog,
 		Discard:     jetstream.DiscardOld,
 	}, {
 		Name:        StreamQueues,
@@ -221,9 +277,10 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
-		// A full queue refuses new messages rather than dropping old ones,
-		// atomically on every replica.
+		// A full queue, or a full stream, refuses new messages rather than
+		// dropping old ones, atomically on every replica.
 		MaxMsgsPerSubject:    int64(l.QueueMaxMsgs),
+		MaxBytes:             l.MaxBytes.Queues,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		// A redelivered event makes the same message: recognise it.
@@ -239,6 +296,9 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		MaxMsgSize:  l.MaxMsgBytes,
+		// Full, it refuses a change before any of it is made.
+		MaxBytes: l.MaxBytes.SyncJournal,
+		Discard:  jetstream.DiscardNew,
 	}}
 }
 
@@ -287,14 +347,27 @@ func PartitionConsumer(p int) string { return "partition-" + strconv.Itoa(p) }
 
 const PartitionGroup = "owner"
 
+// ErrNoRoom: a stream's byte limit does not fit in what the NATS server
+// may still store, which JetStream checks against the sum of every
+// stream's limit. Waiting does not change that, so Retry gives up at once.
+var ErrNoRoom = errors.New("the streams' byte limits add up to more than the NATS server may store")
+
+// errNoStorage is the error code of a stream whose limit the server has
+// no room for.
+const errNoStorage jetstream.ErrorCode = 10047
+
 // Ensure creates or updates every stream and bucket, and the dispatchers'
 // consumer of EVENTS, so whichever service starts first lays them down and
-// a changed replica count is applied.
+// a changed replica count or size limit is applied.
 func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	for _, cfg := range Streams(l) {
 		cctx, cancel := context.WithTimeout(ctx, l.OperationLimit)
 		_, err := js.CreateOrUpdateStream(cctx, cfg)
 		cancel()
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errNoStorage {
+			return fmt.Errorf("stream %s of %d bytes: %w (%w)", cfg.Name, cfg.MaxBytes, ErrNoRoom, err)
+		}
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
@@ -340,6 +413,26 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, l Limits)
 func IsDuplicate(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10158
+}
+
+// errStoreFailed is the error code of a message a stream refused to
+// store; its description says why, in nats-server's words.
+const errStoreFailed jetstream.ErrorCode = 10077
+
+// IsFull tells whether a publish was refused because its stream, which
+// refuses new messages when full, holds as many bytes or messages as it
+// may.
+func IsFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed &&
+		(apiErr.Description == "maximum bytes exceeded" || apiErr.Description == "maximum messages exceeded")
+}
+
+// IsSubjectFull tells whether a publish was refused because its subject
+// holds as many messages as the stream allows one subject.
+func IsSubjectFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed && apiErr.Description == "maximum messages per subject exceeded"
 }
 
 // IsWrongLastSeq tells whether a publish failed because the subject's last
@@ -408,7 +501,7 @@ func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream
 }
 
 // Delivery task headers: the event's place in EVENTS, which makes the
-// delivery's webhook-id, and when it was stored.
+// task's message id, and when it was stored.
 const (
 	HeaderEventSeq  = "Kurier-Event-Seq"
 	HeaderEventTime = "Kurier-Event-Time"

@@ -1,16 +1,7 @@
 package bus_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/tlstest"
 )
 
 // serve starts a NATS server with opts on a loopback port.
@@ -73,9 +65,9 @@ func TestAuth(t *testing.T) {
 
 func TestAuthTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey := certificate(t, dir, "ca", nil, nil)
-	certificate(t, dir, "server", ca, caKey)
-	certificate(t, dir, "client", ca, caKey)
+	ca, caKey := tlstest.Certificate(t, dir, "ca", nil, nil)
+	tlstest.Certificate(t, dir, "server", ca, caKey)
+	tlstest.Certificate(t, dir, "client", ca, caKey)
 	file := func(name string) string { return filepath.Join(dir, name) }
 
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: file("server.pem"), KeyFile: file("server-key.pem"), CaFile: file("ca.pem"), Verify: true})
@@ -92,49 +84,4 @@ func TestAuthTLS(t *testing.T) {
 	if _, err := (bus.Auth{TLSCert: file("client.pem")}).Options(); err == nil {
 		t.Error("a certificate without its key accepted")
 	}
-}
-
-// certificate writes <name>.pem and <name>-key.pem: a CA when parent is
-// nil, else a certificate for 127.0.0.1 signed by parent.
-func certificate(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign
-		parent, parentKey = tmpl, key
-	} else {
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(file, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(name+".pem", "CERTIFICATE", der)
-	write(name+"-key.pem", "EC PRIVATE KEY", keyDER)
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }

@@ -14,12 +14,27 @@ import (
 // ErrLocked: the lock stayed taken for as long as the caller would wait.
 var ErrLocked = errors.New("locked by another holder")
 
+// ErrLeaseShort: a lease may have less than half its time to live left,
+// because its renewals are late or failing, or it has been lost. Its
+// holder writes no more, so that no write of it lands after another
+// holder has taken the lock over.
+var ErrLeaseShort = errors.New("lease too short to write under: the lock may pass to another")
+
 // lockPoll is how often a waiter tries again without having seen the
 // lock go: the watch tells it sooner, this covers a missed marker.
 const lockPoll = 500 * time.Millisecond
 
-// Lease is a held lock. It renews itself every third of its time to live
+// Lease is a held lock. It renews itself every sixth of its time to live
 // until Release; a holder that dies stops renewing, and the key expires.
+//
+// The server counts a key's time to live from when a write of it
+// arrives, which is after it was sent: a write of the key sent at t keeps
+// it until t+ttl at least. The holder writes under the lease until half
+// the time to live after the last write of the key that the server
+// confirmed was sent (not when the confirmation came: it may come late).
+// Renewing every sixth leaves two more tries before then, and a write of
+// the holder that is slow on its way the other half to land before the
+// key can expire and another holder begin.
 type Lease struct {
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
@@ -29,8 +44,9 @@ type Lease struct {
 	done chan struct{}
 	lost chan struct{} // closed once the lease may have passed to another
 
-	mu  sync.Mutex
-	rev uint64 // guarded by mu: the revision of the last write of the key
+	mu   sync.Mutex // guards rev and sent
+	rev  uint64     // the revision of the last write of the key
+	sent time.Time  // when that write was sent
 }
 
 // Lock takes key in kv, which needs LimitMarkerTTL, for holder, waiting
@@ -42,9 +58,10 @@ func Lock(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, ke
 	deadline := time.Now().Add(wait)
 	var changed <-chan jetstream.KeyValueEntry
 	for {
+		sent := time.Now()
 		rev, err := kv.Create(ctx, key, []byte(holder), jetstream.KeyTTL(ttl))
 		if err == nil {
-			l := &Lease{js: js, kv: kv, key: key, ttl: ttl, rev: rev,
+			l := &Lease{js: js, kv: kv, key: key, ttl: ttl, rev: rev, sent: sent,
 				stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
 			go l.renew([]byte(holder))
 			return l, nil
@@ -78,9 +95,8 @@ func Lock(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, ke
 // someone else took in the meantime must not be overwritten.
 func (l *Lease) renew(holder []byte) {
 	defer close(l.done)
-	t := time.NewTicker(l.ttl / 3)
+	t := time.NewTicker(l.ttl / 6)
 	defer t.Stop()
-	renewed := time.Now()
 	for {
 		select {
 		case <-l.stop:
@@ -88,36 +104,70 @@ func (l *Lease) renew(holder []byte) {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		rev := l.rev
+		rev, last := l.rev, l.sent
 		l.mu.Unlock()
+		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
 		m := &nats.Msg{Subject: KVSubject(l.kv.Bucket(), l.key), Data: holder}
 		ack, err := l.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.ttl))
 		cancel()
 		if err == nil {
 			l.mu.Lock()
-			l.rev = ack.Sequence
+			l.rev, l.sent = ack.Sequence, sent
 			l.mu.Unlock()
-			renewed = time.Now()
 			continue
 		}
-		if IsWrongLastSeq(err) || time.Since(renewed) >= l.ttl {
+		if IsWrongLastSeq(err) || time.Since(last) >= l.ttl {
 			close(l.lost)
 			return
 		}
 	}
 }
 
-// Guard answers a context that ends with ctx or when the lease is lost:
-// when it could not be renewed in time, so that the key may have expired
-// and another holder may have it. Work done under the lock stops then.
+// left answers how long the holder may still write: until half the time
+// to live after the last confirmed write of the key was sent.
+func (l *Lease) left() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ttl/2 - time.Since(l.sent)
+}
+
+// Check answers an error wrapping ErrLeaseShort once the holder must
+// write no more. Work under the lock checks it before each write it
+// sends: a write sent later might land after the key expired.
+func (l *Lease) Check() error {
+	select {
+	case <-l.lost:
+		return fmt.Errorf("lock %s lost: %w", l.key, ErrLeaseShort)
+	default:
+	}
+	if left := l.left(); left <= 0 {
+		return fmt.Errorf("lock %s: no renewal confirmed for %v: %w", l.key, (l.ttl/2 - left).Round(time.Millisecond), ErrLeaseShort)
+	}
+	return nil
+}
+
+// Guard answers a context that ends with ctx or once Check fails, with
+// its error as the cause: work under the lock stops then, and what it
+// waits for, such as acknowledgements of its writes, is waited for no
+// longer.
 func (l *Lease) Guard(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
-		select {
-		case <-l.lost:
-			cancel(errors.New("lock lost"))
-		case <-ctx.Done():
+		t := time.NewTimer(l.left())
+		defer t.Stop()
+		for {
+			select {
+			case <-l.lost:
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+			if err := l.Check(); err != nil {
+				cancel(err)
+				return
+			}
+			t.Reset(l.left()) // renewed meanwhile
 		}
 	}()
 	return ctx, func() { cancel(nil) }

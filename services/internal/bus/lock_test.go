@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -154,5 +156,105 @@ func TestLastMsgs(t *testing.T) {
 	none, err := bus.LastMsgs(ctx, conn.NC, bus.KVStream(bus.BucketPersons), subjects[1:2])
 	if err != nil || len(none) != 0 {
 		t.Fatalf("one absent key: %v, %v", none, err)
+	}
+}
+
+// A holder whose renewals are confirmed late, and then not at all, writes
+// until half the lease's time to live after the last confirmed renewal
+// was sent, not after its confirmation came, and no longer: none of its
+// writes lands later.
+func TestLeaseMarginCountsFromTheRenewalSent(t *testing.T) {
+	conn, _ := locks(t)
+	ctx := context.Background()
+	const ttl, late = 3 * time.Second, 400 * time.Millisecond
+	lag := &bustest.Lag{}
+	holder := bustest.Connect(t, conn, lag)
+	kv, err := bus.Bucket(ctx, holder.JS, bus.BucketLocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// When renewals and writes land, seen on a connection that is not late.
+	var mu sync.Mutex
+	landed := map[string][]time.Time{}
+	keySubject := bus.KVSubject(bus.BucketLocks, "k")
+	for _, subj := range []string{keySubject, "writes"} {
+		if _, err := conn.NC.Subscribe(subj, func(m *nats.Msg) {
+			mu.Lock()
+			landed[m.Subject] = append(landed[m.Subject], time.Now())
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := bus.Lock(ctx, holder.JS, kv, "k", "a", ttl, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag.Set(late)
+	stopped := make(chan error, 1)
+	go func() {
+		for {
+			if err := l.Check(); err != nil {
+				stopped <- err
+				return
+			}
+			if err := holder.NC.Publish("writes", nil); err != nil {
+				stopped <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second) // renewals, each confirmed late
+	held := time.Now()
+	lag.Set(time.Hour) // and then none confirmed
+	var why error
+	select {
+	case why = <-stopped:
+	case <-time.After(ttl):
+		t.Fatal("the holder still writes a lease's time to live after its renewals stopped being confirmed")
+	}
+	lag.Set(0)
+	if !errors.Is(why, bus.ErrLeaseShort) {
+		t.Fatalf("the holder stopped with %v, want ErrLeaseShort", why)
+	}
+	time.Sleep(100 * time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	// The last renewal the holder saw confirmed landed before held-late:
+	// the confirmation of any later one was held back. Which one it was
+	// is known give or take the slack.
+	const slack = 50 * time.Millisecond
+	lastBefore := func(at time.Time) time.Time {
+		var last time.Time
+		for _, r := range landed[keySubject] {
+			if r.Before(at) {
+				last = r
+			}
+		}
+		return last
+	}
+	writes := landed["writes"]
+	if len(writes) == 0 {
+		t.Fatal("no write landed")
+	}
+	lastWrite := writes[len(writes)-1]
+	earliest := lastBefore(held.Add(-late - slack)).Add(ttl/2 - 2*slack)
+	latest := lastBefore(held.Add(-late + slack)).Add(ttl/2 + 2*slack)
+	t.Logf("confirmations held back %v after the last confirmed renewal landed; last write landed %v after it",
+		held.Sub(lastBefore(held.Add(-late))).Round(time.Millisecond), lastWrite.Sub(lastBefore(held.Add(-late))).Round(time.Millisecond))
+	if lastWrite.After(latest) {
+		t.Fatalf("a write landed %v after half the TTL from the last confirmed renewal", lastWrite.Sub(latest.Add(-2*slack)).Round(time.Millisecond))
+	}
+	if lastWrite.Before(earliest) {
+		t.Fatalf("the holder stopped %v before half the TTL from the last confirmed renewal", earliest.Add(2*slack).Sub(lastWrite).Round(time.Millisecond))
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

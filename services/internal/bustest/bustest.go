@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,4 +37,15 @@ func Start(t testing.TB, l bus.Limits) *bus.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// WaitFor polls done until it holds, failing the test with what it waited
+// for if that takes longer than within.
+func WaitFor(t testing.TB, within time.Duration, what string, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !done(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", within, what)
+		}
+	}
 }

@@ -81,7 +81,7 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 // harmless, so the final count is exact.
 func publish(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) {
 	t.Helper()
-	id := bus.EventMsgID("org1", fmt.Sprintf("ev%d", n))
+	id := bus.EventMsgID("org1", "/test", fmt.Sprintf("ev%d", n))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)

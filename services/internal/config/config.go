@@ -4,10 +4,13 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -78,6 +81,56 @@ func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, us
 		def = d
 	}
 	s.fs.DurationVar(p, name, def, withEnv(usage, env))
+}
+
+// Bytes defines a positive size in bytes: a whole number, optionally
+// followed by K, M, G or T (each may be followed by "iB" or "B"), which are
+// powers of 1024 as in nats-server's configuration.
+func (s *Set) Bytes(p *int64, name, env string, def int64, usage string) {
+	*p = def
+	if v, ok := s.env(env); ok {
+		if err := (*byteSize)(p).Set(v); err != nil {
+			s.bad(env, v, err)
+		}
+	}
+	s.fs.Var((*byteSize)(p), name, withEnv(usage, env))
+}
+
+type byteSize int64
+
+// units are the suffixes a size may have, by their upper-case spelling.
+var units = map[string]int64{
+	"": 1, "B": 1,
+	"K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+	"M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+	"G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+	"T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
+}
+
+func (b *byteSize) String() string {
+	for _, u := range []string{"T", "G", "M", "K"} {
+		if n := int64(*b); n != 0 && n%units[u] == 0 {
+			return strconv.FormatInt(n/units[u], 10) + u + "iB"
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(v string) error {
+	v = strings.TrimSpace(v)
+	unit := strings.TrimLeft(v, "0123456789")
+	mult, ok := units[strings.ToUpper(unit)]
+	n, err := strconv.ParseInt(v[:len(v)-len(unit)], 10, 64)
+	switch {
+	case !ok, err != nil && !errors.Is(err, strconv.ErrRange):
+		return errors.New("must be a whole number of bytes, optionally followed by K, M, G or T")
+	case err != nil, n > math.MaxInt64/mult:
+		return errors.New("is too large")
+	case n == 0:
+		return errors.New("must be positive")
+	}
+	*b = byteSize(n * mult)
+	return nil
 }
 
 // Parse reads the arguments; it reports malformed environment values too.

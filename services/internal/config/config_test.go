@@ -105,6 +105,73 @@ func TestDurationPrecedence(t *testing.T) {
 	}
 }
 
+func TestBytesPrecedence(t *testing.T) {
+	values := map[string]string{"default": "1", "ENV": "2K", "FLAG": "3MiB", "OTHER": "4"}
+	want := map[string]int64{"default": 1 << 30, "env": 2 << 10, "flag": 3 << 20}
+	for _, tt := range precedenceCases {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, "KURIER_TEST_BYTES", values[tt.env], tt.unset)
+			s := newSet()
+			var got int64
+			s.Bytes(&got, "x", "KURIER_TEST_BYTES", 1<<30, "a size")
+			if err := s.Parse(subst(tt.args, values)); err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got != want[tt.want] {
+				t.Errorf("got %d, want %d (the %s value)", got, want[tt.want], tt.want)
+			}
+		})
+	}
+}
+
+// TestBytesUnits: sizes read as nats-server reads them, in powers of 1024,
+// and the default is shown in the largest unit that holds it whole.
+func TestBytesUnits(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1": 1, "1500": 1500, "7B": 7, "64k": 64 << 10, "64KB": 64 << 10, "64KiB": 64 << 10,
+		"512M": 512 << 20, "512mib": 512 << 20, " 1G ": 1 << 30, "1GB": 1 << 30, "2GiB": 2 << 30, "1T": 1 << 40, "3TiB": 3 << 40,
+	} {
+		setEnv(t, "KURIER_TEST_BYTES", in, false)
+		s := newSet()
+		var got int64
+		s.Bytes(&got, "x", "KURIER_TEST_BYTES", 1, "")
+		if err := s.Parse(nil); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for def, shown := range map[int64]string{1 << 30: "1GiB", 512 << 20: "512MiB", 1536 << 20: "1536MiB", 1000: "1000", 3 << 40: "3TiB"} {
+		s := newSet()
+		var v int64
+		s.Bytes(&v, "x", "", def, "")
+		if got := s.FlagSet().Lookup("x").DefValue; got != shown {
+			t.Errorf("default %d shown as %q, want %q", def, got, shown)
+		}
+	}
+}
+
+// TestBadBytes: a size that is not one, or not positive, is an error that
+// names the variable (or the flag) and changes nothing.
+func TestBadBytes(t *testing.T) {
+	for _, v := range []string{"", "abc", "-1", "0", "0K", "1.5G", "1 G", "1P", "1KiBB", "G", "1e9", "9223372036854775808", "8388608T"} {
+		setEnv(t, "KURIER_X", v, false)
+		s := newSet()
+		var got int64
+		s.Bytes(&got, "n", "KURIER_X", 5, "")
+		err := s.Parse(nil)
+		if err == nil || !strings.Contains(err.Error(), "KURIER_X") {
+			t.Errorf("KURIER_X=%q: Parse gave %v, want an error naming KURIER_X", v, err)
+		}
+		if got != 5 {
+			t.Errorf("KURIER_X=%q: value %d, want the default 5 untouched", v, got)
+		}
+		s = newSet()
+		s.Bytes(&got, "n", "", 5, "")
+		if err := s.Parse([]string{"-n=" + v}); err == nil || !strings.Contains(err.Error(), "-n") {
+			t.Errorf("-n=%q: Parse gave %v, want an error naming -n", v, err)
+		}
+	}
+}
+
 // subst replaces the placeholders FLAG and OTHER in args.
 func subst(args []string, values map[string]string) []string {
 	out := make([]string, len(args))

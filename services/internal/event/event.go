@@ -5,6 +5,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -35,8 +36,14 @@ type Event struct {
 	Time            string // RFC 3339, empty when the producer gave none
 	DataContentType string
 	DataSchema      string
-	Data            json.RawMessage // JSON; nil when absent
-	Extensions      map[string]json.RawMessage
+	// Data is the data as a JSON value: the data itself when its content
+	// type is JSON (or none is given), a JSON string holding it when it is
+	// text of another type (XML, CSV). nil when absent or binary.
+	Data json.RawMessage
+	// Binary is data of any other kind, or text not in UTF-8, as bytes
+	// (data_base64 in the stored form); nil otherwise.
+	Binary     []byte
+	Extensions map[string]json.RawMessage
 }
 
 // Limits bound what an event may hold.
@@ -184,14 +191,59 @@ func FromBinary(h http.Header, body []byte, l Limits) (Event, error) {
 		return Event{}, fieldErr("specversion", "must be \"1.0\"")
 	}
 	e.DataContentType = h.Get("Content-Type")
-	// An empty body and a JSON null both mean no data, as in structured mode.
-	if t := bytes.TrimSpace(body); len(t) > 0 && string(t) != "null" {
-		if !utf8.Valid(body) || !json.Valid(body) {
-			return Event{}, fieldErr("data", "the body is not valid JSON")
-		}
-		e.Data = json.RawMessage(body)
+	// A body of no stated type is JSON, as it always was in binary mode.
+	if err := e.setBytes(body, "data", true); err != nil {
+		return Event{}, err
 	}
 	return e, e.Check(l)
+}
+
+// setBytes sets data that came as bytes (binary mode's body, data_base64)
+// in the form its content type calls for, so that the same data is stored
+// alike however it was sent: JSON as itself; text (text/*, XML) in UTF-8
+// as a string; anything else as bytes. Bytes of no stated type are JSON
+// when untyped is, and binary otherwise. No bytes, or JSON null, are no
+// data.
+func (e *Event) setBytes(b []byte, field string, untyped bool) error {
+	switch {
+	case e.DataContentType == "" && untyped || IsJSON(e.DataContentType):
+		if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" {
+			return nil
+		}
+		if !utf8.Valid(b) || !json.Valid(b) {
+			return fieldErr(field, "is not valid JSON, as its content type says")
+		}
+		e.Data = json.RawMessage(b)
+	case len(b) == 0:
+	case isText(e.DataContentType) && utf8.Valid(b):
+		e.Data = quote(string(b))
+	default:
+		e.Binary = b
+	}
+	return nil
+}
+
+// isText tells whether a media type is text that a JSON string can carry
+// as it is: text/*, or XML, in UTF-8 (or with no charset named).
+func isText(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	if cs := params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+		return false
+	}
+	return strings.HasPrefix(mt, "text/") || mt == "application/xml" || strings.HasSuffix(mt, "+xml")
+}
+
+// quote is s as a JSON string, with <, > and & as they are: XML reads
+// better that way, and the text stays what the producer sent.
+func quote(s string) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // decode fills e from a structured-mode JSON object. It checks that each
@@ -242,13 +294,16 @@ func (e *Event) fill(m map[string]json.RawMessage) error {
 	if spec != "1.0" {
 		return fieldErr("specversion", "must be \"1.0\"")
 	}
-	if _, ok := m["data_base64"]; ok {
-		return fieldErr("data_base64", "binary data is not accepted: send JSON in data")
-	}
 	if raw, ok := m["data"]; ok {
 		delete(m, "data")
 		if string(raw) != "null" {
 			e.Data = raw
+		}
+	}
+	if raw, ok := m["data_base64"]; ok {
+		delete(m, "data_base64")
+		if err := e.fillBase64(raw); err != nil {
+			return err
 		}
 	}
 	for name, raw := range m {
@@ -261,6 +316,25 @@ func (e *Event) fill(m map[string]json.RawMessage) error {
 		e.Extensions[name] = raw
 	}
 	return nil
+}
+
+// fillBase64 takes data_base64: binary data, base64-encoded (RFC 4648).
+func (e *Event) fillBase64(raw json.RawMessage) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	if e.Data != nil {
+		return fieldErr("data_base64", "an event has data or data_base64, not both")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fieldErr("data_base64", "must be a string")
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fieldErr("data_base64", "is not base64 (RFC 4648, with padding): %v", err)
+	}
+	return e.setBytes(b, "data_base64", false)
 }
 
 // Check applies the rules every accepted event follows.
@@ -282,8 +356,11 @@ func (e *Event) Check(l Limits) error {
 		return fieldErr("subject", "is required: it is the id of the changed document")
 	case len(e.Subject) > maxSubject || !printable(e.Subject):
 		return fieldErr("subject", "must be at most %d printable characters", maxSubject)
-	case len(e.Data) > l.MaxData:
-		err := fieldErr("data", "is %d bytes, at most %d are allowed", len(e.Data), l.MaxData)
+	case e.dataSize() > l.MaxData:
+		err := fieldErr("data", "is %d bytes, at most %d are allowed", e.dataSize(), l.MaxData)
+		if e.Binary != nil {
+			err.Field = "data_base64"
+		}
 		err.TooLarge = true
 		return err
 	case Depth(e.Data) > MaxDepth:
@@ -305,8 +382,11 @@ func (e *Event) Check(l Limits) error {
 			return fieldErr("time", "must be an RFC 3339 timestamp")
 		}
 	}
-	if e.DataContentType != "" && !IsJSON(e.DataContentType) {
-		return fieldErr("datacontenttype", "must be application/json or another JSON media type: data is JSON")
+	if e.DataContentType != "" && !IsMediaType(e.DataContentType) {
+		return fieldErr("datacontenttype", "must be a media type such as application/json or application/xml")
+	}
+	if e.Text() && e.Data[0] != '"' {
+		return fieldErr("data", "must be a string when datacontenttype is not JSON (send bytes base64-encoded in data_base64)")
 	}
 	if e.DataSchema != "" {
 		if u, err := url.Parse(e.DataSchema); err != nil || !u.IsAbs() || !printable(e.DataSchema) {
@@ -314,6 +394,46 @@ func (e *Event) Check(l Limits) error {
 		}
 	}
 	return nil
+}
+
+// Text tells whether the data is text of a type other than JSON, which
+// Data holds as a JSON string.
+func (e Event) Text() bool {
+	return e.Data != nil && e.DataContentType != "" && !IsJSON(e.DataContentType)
+}
+
+// DataMembers are the members that carry an event's data in Kurier's own
+// JSON (queue messages, the change feed, payload bodies): JSON data as
+// itself in data; other data with its content type, text as a string in
+// data, anything else base64-encoded in data_base64.
+type DataMembers struct {
+	DataContentType string          `json:"datacontenttype,omitempty"`
+	Data            json.RawMessage `json:"data,omitempty"`
+	DataBase64      []byte          `json:"data_base64,omitempty"`
+}
+
+// Members answers the members that carry the event's data.
+func (e Event) Members() DataMembers {
+	d := DataMembers{Data: e.Data, DataBase64: e.Binary}
+	if e.Text() || e.Binary != nil {
+		d.DataContentType = e.DataContentType
+	}
+	return d
+}
+
+// dataSize is the size of the data itself: JSON as written, text and
+// bytes as they are, not as a JSON string or base64 carries them.
+func (e *Event) dataSize() int {
+	if e.Binary != nil {
+		return len(e.Binary)
+	}
+	if e.Text() {
+		var s string
+		if json.Unmarshal(e.Data, &s) == nil {
+			return len(s)
+		}
+	}
+	return len(e.Data)
 }
 
 // MaxDepth bounds how deeply the JSON Kurier passes on to receivers (event
@@ -345,6 +465,14 @@ func Depth(b []byte) int {
 		}
 	}
 	return deepest
+}
+
+// IsMediaType tells whether s is a media type (RFC 2045: type/subtype,
+// parameters allowed).
+func IsMediaType(s string) bool {
+	mt, _, err := mime.ParseMediaType(s)
+	typ, sub, ok := strings.Cut(mt, "/")
+	return err == nil && ok && typ != "" && sub != ""
 }
 
 // IsJSON tells whether a media type is JSON (application/json or a +json type).
@@ -412,6 +540,11 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		if err := json.Compact(&b, e.Data); err != nil {
 			return nil, fmt.Errorf("event %s: data: %w", e.ID, err)
 		}
+	}
+	if e.Binary != nil {
+		b.WriteString(`,"data_base64":"`)
+		b.WriteString(base64.StdEncoding.EncodeToString(e.Binary))
+		b.WriteByte('"')
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil

@@ -125,6 +125,9 @@ func FuzzFromBinary(f *testing.F) {
 		{base + "ce-datacontenttype: application/json", `{}`},
 		{"ce-id: 1\nce-source: /s\nce-type: a.b\nce-subject: d", ``},
 		{base, `not json`},
+		{base + "Content-Type: application/xml", `<rechnung nr="1">Müller &amp; Söhne</rechnung>`},
+		{base + "Content-Type: text/csv; charset=iso-8859-1", "M\xfcller;1"},
+		{base + "Content-Type: application/octet-stream", "\x00\x01"},
 	} {
 		f.Add(s.headers, []byte(s.body))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -49,10 +50,55 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	// The server reports what stops it from starting, such as a taken
+	// address, only to its logger, and then waits for readiness that
+	// never comes.
+	var fatal fatalLog
+	s.SetLogger(&fatal, false, false)
 	s.Start()
+	if err := fatal.err(); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
 		return nil, errors.New("embedded nats: not ready within 30s")
 	}
 	return s, nil
 }
+
+// fatalLog keeps the first fatal error the server logs and drops the rest
+// of its log.
+type fatalLog struct {
+	mu    sync.Mutex
+	first error
+}
+
+func (l *fatalLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.first != nil {
+		return
+	}
+	// "Error listening on port: %s, %q" carries the listener's error,
+	// which names the address and why.
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			l.first = err
+			return
+		}
+	}
+	l.first = fmt.Errorf(format, v...)
+}
+
+func (l *fatalLog) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
+}
+
+func (*fatalLog) Noticef(string, ...any) {}
+func (*fatalLog) Warnf(string, ...any)   {}
+func (*fatalLog) Errorf(string, ...any)  {}
+func (*fatalLog) Debugf(string, ...any)  {}
+func (*fatalLog) Tracef(string, ...any)  {}

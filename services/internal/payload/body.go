@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -16,13 +17,20 @@ import (
 //
 //	{"id":<id>,"type":<type>,"subject":<subject>,"timestamp":<ts>,"data":<data>}
 //
-// with ts in RFC 3339 (nanoseconds, UTC) and absent data as null.
+// with ts the event's time, or ts given when it has none, in RFC 3339
+// (nanoseconds, UTC), and absent data as null. Data that is not JSON goes
+// with its content type: text (XML, CSV) as a string,
+//
+//	{…,"timestamp":<ts>,"datacontenttype":"application/xml","data":"<a/>"}
+//
+// and anything else base64-encoded, in "data_base64" instead of "data".
 //
 // Flat (profacto): one object holding the data's members followed by the
 // attributes as string members. An attribute wins over a data member of the
 // same name, since it is what the subscriber configured for its receiver.
 // Data that is not an object (array, string, number, null or absent) becomes
-// the member "data".
+// the member "data"; data that is not JSON the members "datacontenttype"
+// and "data" or "data_base64", as in Standard.
 //
 // Fields, when not empty, keeps only those top-level members of object data;
 // it is ignored for other data. The data's members keep their order and
@@ -38,8 +46,8 @@ func Body(s Spec, e event.Event, ts time.Time) ([]byte, error) {
 }
 
 // Digest is the body of a daily digest: a JSON array of Body for each
-// event, in order, each with its own time (stored[i] for events[i]), so a
-// digest sent again is the same bytes.
+// event, in order, each with its own time (stored[i] for events[i] without
+// one), so a digest sent again is the same bytes.
 func Digest(s Spec, events []event.Event, stored []time.Time) ([]byte, error) {
 	if len(stored) != len(events) {
 		return nil, fmt.Errorf("payload: %d events but %d times", len(events), len(stored))
@@ -64,7 +72,7 @@ func Digest(s Spec, events []event.Event, stored []time.Time) ([]byte, error) {
 }
 
 func writeBody(b *bytes.Buffer, s Spec, e event.Event, ts time.Time) error {
-	members, isObject, err := split(e.Data)
+	members, isObject, err := dataMembers(e)
 	if err != nil {
 		return fmt.Errorf("payload: event %s: data: %w", e.ID, err)
 	}
@@ -80,16 +88,26 @@ func writeBody(b *bytes.Buffer, s Spec, e event.Event, ts time.Time) error {
 		b.WriteString(`,"subject":`)
 		writeString(b, e.Subject)
 		b.WriteString(`,"timestamp":`)
+		if t, err := time.Parse(time.RFC3339Nano, e.Time); err == nil {
+			ts = t
+		}
 		writeString(b, ts.UTC().Format(time.RFC3339Nano))
-		b.WriteString(`,"data":`)
-		if isObject {
+		switch {
+		case isObject:
+			b.WriteString(`,"data":`)
 			writeObject(b, members)
-		} else {
+		case members[0].name == "":
+			b.WriteString(`,"data":`)
 			b.Write(members[0].raw)
+		default:
+			for _, m := range members {
+				b.WriteByte(',')
+				writeMember(b, m)
+			}
 		}
 		b.WriteByte('}')
 	case Flat:
-		if !isObject {
+		if !isObject && members[0].name == "" {
 			members[0].name = "data"
 		}
 		members = slices.DeleteFunc(members, func(m member) bool {
@@ -119,15 +137,41 @@ func writeObject(b *bytes.Buffer, members []member) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		writeString(b, m.name)
-		b.WriteByte(':')
-		if m.raw != nil {
-			b.Write(m.raw)
-		} else {
-			writeString(b, m.str)
-		}
+		writeMember(b, m)
 	}
 	b.WriteByte('}')
+}
+
+func writeMember(b *bytes.Buffer, m member) {
+	writeString(b, m.name)
+	b.WriteByte(':')
+	if m.raw != nil {
+		b.Write(m.raw)
+	} else {
+		writeString(b, m.str)
+	}
+}
+
+// dataMembers is the event's data as members of a body: those of object
+// data (isObject), other JSON data as one member without a name, and data
+// that is not JSON as named members: its content type, if it has one, and
+// the text as "data" or the bytes base64-encoded as "data_base64".
+func dataMembers(e event.Event) (members []member, isObject bool, err error) {
+	d := e.Members()
+	if d.DataContentType == "" && d.DataBase64 == nil {
+		return split(d.Data)
+	}
+	if d.DataContentType != "" {
+		members = append(members, member{name: "datacontenttype", str: d.DataContentType})
+	}
+	if d.DataBase64 != nil {
+		return append(members, member{name: "data_base64", str: base64.StdEncoding.EncodeToString(d.DataBase64)}), false, nil
+	}
+	var c bytes.Buffer
+	if err := json.Compact(&c, d.Data); err != nil {
+		return nil, false, err
+	}
+	return append(members, member{name: "data", raw: c.Bytes()}), false, nil
 }
 
 // split takes object data apart into its members, in order, each value

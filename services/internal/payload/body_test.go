@@ -288,3 +288,62 @@ func times(n int) []time.Time {
 	}
 	return out
 }
+
+// Data that is not JSON goes with its content type: text as the string
+// "data", anything else base64-encoded as "data_base64", in both formats;
+// Fields does not apply to it, and an attribute still wins a name clash.
+func TestBodyNonJSONData(t *testing.T) {
+	xml := testEvent(`"<rechnung nr=\"1\">Müller & Söhne</rechnung>"`)
+	xml.DataContentType = "application/xml"
+	pdf := testEvent("")
+	pdf.DataContentType, pdf.Binary = "application/pdf", []byte("%PDF-1.4\n")
+	untyped := testEvent("")
+	untyped.Binary = []byte{0, 0xff}
+	fields := []string{"data"}
+	for _, tc := range []struct {
+		name           string
+		ev             event.Event
+		standard, flat string
+	}{
+		{"text", xml,
+			`,"datacontenttype":"application/xml","data":"<rechnung nr=\"1\">Müller & Söhne</rechnung>"}`,
+			`{"datacontenttype":"application/xml","data":"<rechnung nr=\"1\">Müller & Söhne</rechnung>","mandant":"7"}`},
+		{"bytes", pdf,
+			`,"datacontenttype":"application/pdf","data_base64":"JVBERi0xLjQK"}`,
+			`{"datacontenttype":"application/pdf","data_base64":"JVBERi0xLjQK","mandant":"7"}`},
+		{"bytes of no type", untyped, `,"data_base64":"AP8="}`, `{"data_base64":"AP8=","mandant":"7"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			std, err := Body(Spec{Format: Standard, Fields: fields}, tc.ev, testTime)
+			want := `{"id":"evt-1","type":"project.created","subject":"P-1001","timestamp":` + testStamp + tc.standard
+			if err != nil || string(std) != want || !json.Valid(std) {
+				t.Errorf("standard\n got %s (%v)\nwant %s", std, err, want)
+			}
+			flat, err := Body(Spec{Format: Flat, Fields: fields, Attributes: []Attr{{Name: "mandant", Value: "7"}}}, tc.ev, testTime)
+			if err != nil || string(flat) != tc.flat || !json.Valid(flat) {
+				t.Errorf("flat\n got %s (%v)\nwant %s", flat, err, tc.flat)
+			}
+		})
+	}
+	flat, err := Body(Spec{Format: Flat, Attributes: []Attr{{Name: "datacontenttype", Value: "x"}}}, pdf, testTime)
+	if want := `{"data_base64":"JVBERi0xLjQK","datacontenttype":"x"}`; err != nil || string(flat) != want {
+		t.Errorf("flat with an attribute named datacontenttype\n got %s (%v)\nwant %s", flat, err, want)
+	}
+}
+
+// The standard body's timestamp is the event's time, in UTC, and the time
+// given (when it was stored) only for an event without one.
+func TestBodyTimestamp(t *testing.T) {
+	e := testEvent(`{}`)
+	e.Time = "2023-12-24T18:00:00.25+01:00"
+	got, err := Body(Spec{Format: Standard}, e, testTime)
+	want := `{"id":"evt-1","type":"project.created","subject":"P-1001","timestamp":"2023-12-24T17:00:00.25Z","data":{}}`
+	if err != nil || string(got) != want {
+		t.Errorf("with the event's time\n got %s (%v)\nwant %s", got, err, want)
+	}
+	digest, err := Digest(Spec{Format: Standard}, []event.Event{e, testEvent(`{}`)}, times(2))
+	want = `[` + want + `,{"id":"evt-1","type":"project.created","subject":"P-1001","timestamp":` + testStamp + `,"data":{}}]`
+	if err != nil || string(digest) != want {
+		t.Errorf("digest\n got %s (%v)\nwant %s", digest, err, want)
+	}
+}

@@ -46,20 +46,21 @@ func CheckContent(b []byte) error {
 
 // eventMessage is what queue delivery puts into a queue for an event.
 type eventMessage struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	Subject string          `json:"subject"`
-	Time    string          `json:"time"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Subject string `json:"subject"`
+	Time    string `json:"time"`
+	event.DataMembers
 }
 
 // EventContent is the message for an event: {"type","id","subject","time",
 // "data"}, time being the event's own or, when it has none, when it was
-// stored. An event whose message would have more than MaxContent
-// characters goes without data, a thin message: the receiver learns what
-// changed and reads the document itself.
+// stored, and data that is not JSON carried as event.DataMembers says. An
+// event whose message would have more than MaxContent characters goes
+// without data, a thin message: the receiver learns what changed and
+// reads the document itself.
 func EventContent(e event.Event, stored time.Time) ([]byte, error) {
-	m := eventMessage{Type: e.Type, ID: e.ID, Subject: e.Subject, Time: e.Time, Data: e.Data}
+	m := eventMessage{Type: e.Type, ID: e.ID, Subject: e.Subject, Time: e.Time, DataMembers: e.Members()}
 	if m.Time == "" {
 		m.Time = stored.UTC().Format(time.RFC3339Nano)
 	}
@@ -67,7 +68,7 @@ func EventContent(e event.Event, stored time.Time) ([]byte, error) {
 	if err != nil || utf8.RuneCount(b) <= MaxContent {
 		return b, err
 	}
-	m.Data = nil
+	m.DataMembers = event.DataMembers{}
 	return Marshal(m)
 }
 

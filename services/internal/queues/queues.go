@@ -41,6 +41,9 @@ var (
 	ErrNotFound = errors.New("queue not found")
 	ErrTooMany  = errors.New("the org has as many queues as it may have")
 	ErrFull     = errors.New("the queue holds as many messages as it may")
+	// ErrStoreFull: the QUEUES stream holds as many bytes as it may, so
+	// no queue takes more until messages are deleted.
+	ErrStoreFull = errors.New("the queue store is full")
 )
 
 const idBytes = 16
@@ -207,11 +210,6 @@ func (s *Store) set(ctx context.Context, org string) (orgSet, uint64, error) {
 // kvOperation marks a KV entry that deletes or purges its key.
 const kvOperation = "KV-Operation"
 
-// errStoreFailed is the error code of a message the stream refused to
-// store; its description says why (for a full queue: "maximum messages per
-// subject exceeded").
-const errStoreFailed jetstream.ErrorCode = 10077
-
 // Get reads a queue; a malformed id is ErrNotFound like an absent one.
 func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 	if !ValidID(id) {
@@ -225,14 +223,9 @@ func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		// A queue made a moment ago through another replica may not yet
 		// have reached the one that answered: the leader has it.
-		m, err := bus.LeaderGet(ctx, s.nc, bus.KVStream(bus.BucketQueues), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketQueues, recordKey(id))})
-		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Header.Get(kvOperation) != "" {
-			return Queue{}, ErrNotFound
+		if data, err = s.leaderRecord(ctx, id); err != nil {
+			return Queue{}, err
 		}
-		if err != nil {
-			return Queue{}, fmt.Errorf("read queue %s: %w", id, err)
-		}
-		data = m.Data
 	default:
 		return Queue{}, fmt.Errorf("read queue %s: %w", id, err)
 	}
@@ -241,6 +234,19 @@ func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 		return Queue{}, fmt.Errorf("decode queue %s: %w", id, err)
 	}
 	return q, nil
+}
+
+// leaderRecord reads a queue's record through the bucket's leader, which
+// has every write acknowledged so far.
+func (s *Store) leaderRecord(ctx context.Context, id string) ([]byte, error) {
+	m, err := bus.LeaderGet(ctx, s.nc, bus.KVStream(bus.BucketQueues), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketQueues, recordKey(id))})
+	if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Header.Get(kvOperation) != "" {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read queue %s: %w", id, err)
+	}
+	return m.Data, nil
 }
 
 // OfOrg reads a queue of org; another org's is ErrNotFound, as if absent.
@@ -329,6 +335,12 @@ func (s *Store) DeleteOrg(ctx context.Context, org string) error {
 // Post appends a message to a queue and answers its id. msgID, when set,
 // makes a message sent again within the dedupe window a duplicate, which
 // is not stored twice and answers 0.
+//
+// The caller has found the queue, but it may be deleted while the message
+// is on its way, and a message stored after the delete purged the queue's
+// messages would stay for good. The delete removes the record before the
+// messages, so a post that finds the record gone after storing takes its
+// message back and answers ErrNotFound.
 func (s *Store) Post(ctx context.Context, id string, content []byte, msgID string) (uint64, error) {
 	m := nats.NewMsg(bus.QueueSubject(id))
 	m.Data = content
@@ -336,18 +348,42 @@ func (s *Store) Post(ctx context.Context, id string, content []byte, msgID strin
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
 	ack, err := s.js.PublishMsg(ctx, m)
-	var apiErr *jetstream.APIError
 	switch {
 	case bus.IsDuplicate(err):
 		return 0, nil
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed && strings.Contains(apiErr.Description, "per subject"):
+	case bus.IsSubjectFull(err):
 		return 0, ErrFull
+	case bus.IsFull(err):
+		return 0, ErrStoreFull
 	case err != nil:
 		return 0, fmt.Errorf("post to queue %s: %w", id, err)
 	case ack.Duplicate:
 		return 0, nil
 	}
+	if err := s.exists(ctx, id); errors.Is(err, ErrNotFound) {
+		if err := s.stream.DeleteMsg(ctx, ack.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+			return 0, fmt.Errorf("take back message %d of deleted queue %s: %w", ack.Sequence, id, err)
+		}
+		return 0, ErrNotFound
+	}
+	// Any other failure to look is no reason to refuse what is stored: the
+	// sender would send it again, and it would be there twice.
 	return ack.Sequence, nil
+}
+
+// exists tells whether a queue's record is still there, as its last write
+// left it: when replicated (the bucket as the stream), through the leader,
+// as a follower may not have the delete yet.
+func (s *Store) exists(ctx context.Context, id string) error {
+	if s.replicated() {
+		_, err := s.leaderRecord(ctx, id)
+		return err
+	}
+	_, err := s.kv.Get(ctx, recordKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	return err
 }
 
 // peekWait bounds a peek when the caller's context does not.
@@ -359,27 +395,43 @@ const peekWait = 5 * time.Second
 // On one replica this is a single batched Direct Get of the queue's
 // subject from the stream's start, which the server answers from its
 // per-subject index. On a replicated stream any replica answers a Direct
-// Get, and one that lags would show a message just deleted (a receiver
-// peeking again right after a delete would get it twice), so there each
-// message is read through the leader.
+// Get, and one a moment behind the leader would show messages just
+// deleted at the head (a receiver peeking again right after its deletes
+// would get them twice) or miss one just posted (a peek woken by it would
+// find nothing). So there the head is read through the leader, and the
+// rest in one batched Direct Get after it: two requests, whatever n.
 func (s *Store) Peek(ctx context.Context, id string, n int) ([]Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, peekWait)
 	defer cancel()
-	if s.replicated() {
-		return s.peekLeader(ctx, id, n)
+	if !s.replicated() {
+		return s.peekDirect(ctx, id, 0, n)
 	}
-	return s.peekDirect(ctx, id, n)
+	head, err := bus.LeaderGet(ctx, s.nc, bus.StreamQueues, bus.LeaderQuery{NextBySubject: bus.QueueSubject(id)})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peek queue %s: %w", id, err)
+	}
+	out := []Message{{Seq: head.Sequence, Content: head.Data}}
+	if n == 1 {
+		return out, nil
+	}
+	rest, err := s.peekDirect(ctx, id, head.Sequence+1, n-1)
+	return append(out, rest...), err
 }
 
 // replicated tells whether the stream has more replicas than its leader,
 // which may then be answering Direct Gets behind it.
 func (s *Store) replicated() bool { return s.stream.CachedInfo().Config.Replicas > 1 }
 
-func (s *Store) peekDirect(ctx context.Context, id string, n int) ([]Message, error) {
+// peekDirect reads up to n messages of a queue from sequence from on.
+func (s *Store) peekDirect(ctx context.Context, id string, from uint64, n int) ([]Message, error) {
 	req := struct {
+		Seq    uint64 `json:"seq,omitempty"`
 		NextBy string `json:"next_by_subj"`
 		Batch  int    `json:"batch"`
-	}{bus.QueueSubject(id), n}
+	}{from, bus.QueueSubject(id), n}
 	var out []Message
 	err := bus.DirectBatch(ctx, s.nc, bus.StreamQueues, req, func(m *nats.Msg) error {
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
@@ -391,22 +443,6 @@ func (s *Store) peekDirect(ctx context.Context, id string, n int) ([]Message, er
 	})
 	if err != nil {
 		return nil, fmt.Errorf("peek queue %s: %w", id, err)
-	}
-	return out, nil
-}
-
-func (s *Store) peekLeader(ctx context.Context, id string, n int) ([]Message, error) {
-	var out []Message
-	for from := uint64(0); len(out) < n; {
-		m, err := bus.LeaderGet(ctx, s.nc, bus.StreamQueues, bus.LeaderQuery{Seq: from, NextBySubject: bus.QueueSubject(id)})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("peek queue %s: %w", id, err)
-		}
-		out = append(out, Message{Seq: m.Sequence, Content: m.Data})
-		from = m.Sequence + 1
 	}
 	return out, nil
 }

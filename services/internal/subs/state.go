@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
@@ -72,16 +71,17 @@ func (s *Store) readState(ctx context.Context, id string) (PingState, uint64, er
 // LeaderState reads a subscription's state and its revision through the
 // bucket's leader, for a reader that must not act on a state a moment
 // old: on a replicated bucket a plain read may be answered by a follower
-// that does not have the last write yet.
-func (s *Store) LeaderState(ctx context.Context, nc *nats.Conn, id string) (PingState, uint64, error) {
-	m, err := bus.LeaderGet(ctx, nc, bus.KVStream(bus.BucketNotifyState), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketNotifyState, id)})
+// that does not have the last write yet. A state deleted with its
+// subscription is ErrNotFound.
+func (s *Store) LeaderState(ctx context.Context, id string) (PingState, uint64, error) {
+	m, err := bus.LeaderGet(ctx, s.js.Conn(), bus.KVStream(bus.BucketNotifyState), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketNotifyState, id)})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return PingState{}, 0, nil
 	case err != nil:
 		return PingState{}, 0, fmt.Errorf("read ping state %s: %w", id, err)
 	case m.Header.Get("KV-Operation") != "":
-		return PingState{}, m.Sequence, nil // deleted
+		return PingState{}, 0, ErrNotFound
 	}
 	st, err := ParseState(m.Data)
 	if err != nil {
@@ -106,22 +106,19 @@ func (s *Store) UpdateState(ctx context.Context, id string, fn func(*PingState) 
 
 // UpdateStateFrom is UpdateState starting from a state believed current,
 // with its revision (0: none stored yet), such as a watcher's copy: when
-// the belief holds, the change costs one write and no read.
+// the belief holds, the change costs one write and no read. The state of
+// a deleted subscription is not written again: that is ErrNotFound.
 func (s *Store) UpdateStateFrom(ctx context.Context, id string, st PingState, rev uint64, fn func(*PingState) error) (PingState, uint64, error) {
 	for {
 		if err := fn(&st); err != nil {
 			return st, rev, err
 		}
 		b, _ := json.Marshal(st)
-		var err error
-		var next uint64
-		if rev == 0 {
-			next, err = s.state.Create(ctx, id, b)
-		} else {
-			next, err = s.state.Update(ctx, id, b, rev)
-		}
+		// Revision 0 expects no entry at all, not even the marker the
+		// subscription's delete left (which Create would write over).
+		next, err := s.state.Update(ctx, id, b, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			if st, rev, err = s.readState(ctx, id); err != nil {
+			if st, rev, err = s.LeaderState(ctx, id); err != nil {
 				return PingState{}, 0, err
 			}
 			continue
@@ -134,9 +131,10 @@ func (s *Store) UpdateStateFrom(ctx context.Context, id string, st PingState, re
 }
 
 // ResetUnacked sets the unacknowledged ping count to zero, as reading the
-// change feed or switching the subscription on again does.
-func (s *Store) ResetUnacked(ctx context.Context, id string) error {
-	_, _, err := s.UpdateState(ctx, id, func(st *PingState) error {
+// change feed or switching the subscription on again does, and answers
+// the state after it.
+func (s *Store) ResetUnacked(ctx context.Context, id string) (PingState, error) {
+	st, _, err := s.UpdateState(ctx, id, func(st *PingState) error {
 		if st.Unacked == 0 {
 			return ErrSkip
 		}
@@ -144,7 +142,23 @@ func (s *Store) ResetUnacked(ctx context.Context, id string) error {
 		return nil
 	})
 	if errors.Is(err, ErrSkip) {
-		return nil
+		return st, nil
 	}
-	return err
+	return st, err
+}
+
+// clockSlack allows for the clocks of Kurier's processes differing from
+// the NATS server's, which time-stamps events, when comparing the two.
+const clockSlack = time.Second
+
+// Covers tells whether a ping began after a change stored at stored: the
+// system reads the feed after that ping and finds the change, so the
+// change needs no ping of its own. A ping being made counts from its
+// claim.
+func (st PingState) Covers(stored time.Time) bool {
+	began := st.Started
+	if st.Claim != 0 && st.ClaimAt.After(began) {
+		began = st.ClaimAt
+	}
+	return !stored.IsZero() && began.After(stored.Add(clockSlack))
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/kvcache"
 	"kurier.dev/services/internal/payload"
 )
 
@@ -193,6 +195,7 @@ func claimKey(org, system, typ string) string {
 
 // Store reads and writes subscriptions and ping state.
 type Store struct {
+	js    jetstream.JetStream
 	subs  jetstream.KeyValue
 	state jetstream.KeyValue
 }
@@ -207,7 +210,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{subs: subs, state: state}, nil
+	return &Store{js: js, subs: subs, state: state}, nil
 }
 
 // Bucket is the subscriptions bucket, for watchers.
@@ -237,25 +240,32 @@ func (s *Store) get(ctx context.Context, id string) (Subscription, uint64, error
 	return sub, e.Revision(), nil
 }
 
-// List answers an org's subscriptions ("" for every org), oldest first.
-func (s *Store) List(ctx context.Context, org string) ([]Subscription, error) {
-	w, err := s.subs.Watch(ctx, SubPrefix, jetstream.IgnoreDeletes())
+// Lister lists subscriptions from memory, kept current by one watch of
+// the bucket for as long as the context it was made with lives.
+type Lister struct {
+	cache *kvcache.Cache[Subscription]
+}
+
+// Lister starts following the subscriptions until ctx ends.
+func (s *Store) Lister(ctx context.Context, log *slog.Logger) (*Lister, error) {
+	c, err := kvcache.Open(ctx, s.js, s.subs, func(key string, value []byte) (Subscription, bool, error) {
+		var sub Subscription
+		if !strings.HasPrefix(key, SubKey("")) {
+			return sub, false, nil // a ping claim
+		}
+		return sub, true, json.Unmarshal(value, &sub)
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
-	defer w.Stop()
-	var out []Subscription
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		var sub Subscription
-		if err := json.Unmarshal(e.Value(), &sub); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", e.Key(), err)
-		}
-		if org == "" || sub.Org == org {
-			out = append(out, sub)
-		}
+	return &Lister{cache: c}, nil
+}
+
+// List answers an org's subscriptions ("" for every org), oldest first.
+func (l *Lister) List(ctx context.Context, org string) ([]Subscription, error) {
+	out, err := l.cache.List(ctx, func(sub Subscription) bool { return org == "" || sub.Org == org })
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Subscription) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
@@ -327,7 +337,9 @@ func claimsOf(sub Subscription) string {
 	return strings.Join(sub.EventTypes, ",")
 }
 
-// Delete removes a subscription, its claims and its ping state.
+// Delete removes a subscription, its claims and its ping state. The
+// state's purge marker stays, so that a write racing the delete cannot
+// bring the state back (UpdateState answers ErrNotFound).
 func (s *Store) Delete(ctx context.Context, id string) (Subscription, error) {
 	sub, err := s.Get(ctx, id)
 	if err != nil {

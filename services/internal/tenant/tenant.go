@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/kvcache"
 )
 
 // Scope is what a key may be used for.
@@ -125,6 +127,7 @@ func ValidKeyID(id string) bool {
 
 // Store reads and writes orgs and keys.
 type Store struct {
+	js   jetstream.JetStream
 	orgs jetstream.KeyValue
 	keys jetstream.KeyValue
 }
@@ -139,7 +142,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{orgs: orgs, keys: keys}, nil
+	return &Store{js: js, orgs: orgs, keys: keys}, nil
 }
 
 // Authenticate finds the key a secret belongs to and checks that it is live
@@ -181,18 +184,9 @@ func (s *Store) UpdateOrg(ctx context.Context, id string, change func(*Org) erro
 	return update(ctx, s.orgs, id, func(o *Org) (bool, error) { return true, change(o) })
 }
 
-// Orgs lists every org, ordered by id.
-func (s *Store) Orgs(ctx context.Context) ([]Org, error) {
-	return list[Org](ctx, s.orgs, func(o Org) string { return o.ID }, nil)
-}
-
-// DeleteOrg removes an org and every key it has.
-func (s *Store) DeleteOrg(ctx context.Context, id string) error {
+// DeleteOrg removes an org and its keys, as a Lister lists them.
+func (s *Store) DeleteOrg(ctx context.Context, id string, keys []Key) error {
 	if _, err := s.Org(ctx, id); err != nil {
-		return err
-	}
-	keys, err := s.Keys(ctx, id)
-	if err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -215,11 +209,6 @@ func (s *Store) CreateKey(ctx context.Context, k Key) error {
 func (s *Store) Key(ctx context.Context, id string) (Key, error) {
 	var k Key
 	return k, get(ctx, s.keys, id, &k)
-}
-
-// Keys lists an org's keys, ordered by id.
-func (s *Store) Keys(ctx context.Context, org string) ([]Key, error) {
-	return list[Key](ctx, s.keys, func(k Key) string { return k.ID }, func(k Key) bool { return k.Org == org })
 }
 
 // RevokeKey marks a key revoked; revoking twice keeps the first time.
@@ -295,25 +284,41 @@ func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
 	return nil
 }
 
-func list[T any](ctx context.Context, kv jetstream.KeyValue, id func(T) string, keep func(T) bool) ([]T, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+// Lister lists orgs and keys from memory, kept current by one watch of
+// each bucket for as long as the context it was made with lives.
+type Lister struct {
+	orgs *kvcache.Cache[Org]
+	keys *kvcache.Cache[Key]
+}
+
+// Lister starts following the orgs and keys until ctx ends.
+func (s *Store) Lister(ctx context.Context, log *slog.Logger) (*Lister, error) {
+	orgs, err := kvcache.Open(ctx, s.js, s.orgs, decode[Org], log)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
+		return nil, err
 	}
-	defer w.Stop()
-	var out []T
-	for e := range w.Updates() {
-		if e == nil {
-			break // the initial values are all delivered
-		}
-		var v T
-		if err := json.Unmarshal(e.Value(), &v); err != nil {
-			return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)
-		}
-		if keep == nil || keep(v) {
-			out = append(out, v)
-		}
+	keys, err := kvcache.Open(ctx, s.js, s.keys, decode[Key], log)
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(out, func(a, b T) int { return strings.Compare(id(a), id(b)) })
-	return out, nil
+	return &Lister{orgs: orgs, keys: keys}, nil
+}
+
+func decode[T any](_ string, value []byte) (T, bool, error) {
+	var v T
+	return v, true, json.Unmarshal(value, &v)
+}
+
+// Orgs lists every org, ordered by id.
+func (l *Lister) Orgs(ctx context.Context) ([]Org, error) {
+	out, err := l.orgs.List(ctx, func(Org) bool { return true })
+	slices.SortFunc(out, func(a, b Org) int { return strings.Compare(a.ID, b.ID) })
+	return out, err
+}
+
+// Keys lists an org's keys, ordered by id.
+func (l *Lister) Keys(ctx context.Context, org string) ([]Key, error) {
+	out, err := l.keys.List(ctx, func(k Key) bool { return k.Org == org })
+	slices.SortFunc(out, func(a, b Key) int { return strings.Compare(a.ID, b.ID) })
+	return out, err
 }

@@ -53,6 +53,9 @@ var (
 	ErrUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing, unknown or revoked key"}
 	ErrForbidden       = &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "the key lacks the scope for this call"}
 	ErrOverloaded      = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too much in flight, retry later", RetryAfter: 1}
+	// ErrStoreFull: a stream that refuses new messages when full is; room
+	// comes as old ones age out or are deleted, not within a second.
+	ErrStoreFull = &Error{Status: http.StatusServiceUnavailable, Code: "store_full", Message: "the store is full, retry later", RetryAfter: 30}
 )
 
 // WriteJSON answers v as JSON.
@@ -99,12 +102,26 @@ func Health(mux *http.ServeMux, ready func(context.Context) error) {
 	})
 }
 
+// DefaultHeaderTimeout is how long a client may take to send a request's
+// headers unless HeaderTimeout says otherwise.
+const DefaultHeaderTimeout = 10 * time.Second
+
+// Option changes a setting of Serve's server.
+type Option func(*http.Server)
+
+// HeaderTimeout sets how long a client may take to send a request's
+// headers before its connection is closed, so that clients that never
+// finish them do not hold connections for good.
+func HeaderTimeout(d time.Duration) Option {
+	return func(s *http.Server) { s.ReadHeaderTimeout = d }
+}
+
 // Serve answers on lis until ctx ends, then stops accepting and waits up to
 // grace for the requests in flight.
-func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration, log *slog.Logger, opts ...Option) error {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: DefaultHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -114,6 +131,9 @@ func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Dur
 	// and HTTP/1 clients see no difference.
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
+	for _, o := range opts {
+		o(srv)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	select {

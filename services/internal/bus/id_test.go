@@ -1,0 +1,43 @@
+package bus_test
+
+import (
+	"strings"
+	"testing"
+
+	"kurier.dev/services/internal/bus"
+)
+
+// An event is one by its org, source and id together: the same id from
+// two sources, or from two orgs, is two events; ids and sources cannot
+// run into each other; and the message id stays short however long they
+// are. Its deliveries' webhook-id follows the same identity.
+func TestEventIdentity(t *testing.T) {
+	long := strings.Repeat("s", 1024)
+	ids := map[string]string{}
+	for _, e := range []struct{ org, source, id string }{
+		{"acme", "/erp-a", "42"},
+		{"acme", "/erp-b", "42"},
+		{"globex", "/erp-a", "42"},
+		{"acme", "a:b", "c"},
+		{"acme", "a", "b:c"},
+		{"acme", "a", ":bc"},
+		{"acme", "1:a", "b"},
+		{"acme", long, strings.Repeat("i", 256)},
+	} {
+		id := bus.EventMsgID(e.org, e.source, e.id)
+		if other, taken := ids[id]; taken {
+			t.Errorf("%v and %s have the same message id %s", e, other, id)
+		}
+		ids[id] = e.org + " " + e.source + " " + e.id
+		if !strings.HasPrefix(id, e.org+":") || len(id) != len(e.org)+33 {
+			t.Errorf("message id of %v: %q", e, id)
+		}
+		if again := bus.EventMsgID(e.org, e.source, e.id); again != id {
+			t.Errorf("message id of %v: %q, then %q", e, id, again)
+		}
+	}
+	a, b := bus.WebhookID("sub1", "/erp-a", "42"), bus.WebhookID("sub1", "/erp-b", "42")
+	if a == b || a != bus.WebhookID("sub1", "/erp-a", "42") || !strings.HasPrefix(a, "msg_sub1_") || a == bus.WebhookID("sub2", "/erp-a", "42") {
+		t.Errorf("webhook-ids %q, %q", a, b)
+	}
+}

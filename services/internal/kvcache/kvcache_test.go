@@ -1,0 +1,99 @@
+package kvcache
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/bustest"
+)
+
+func text(_ string, v []byte) (string, bool, error) {
+	return string(v), !strings.HasPrefix(string(v), "skip"), nil
+}
+
+// TestListFollowsEveryNode: a listing shows every write made before it,
+// puts, deletes and purges alike, and keeps doing so within seconds while
+// each node of a three-node cluster is killed and restarted in turn.
+func TestListFollowsEveryNode(t *testing.T) {
+	l := bus.DefaultLimits()
+	l.Replicas = 3
+	c := bustest.StartCluster(t, 3)
+	conn := c.Connect(t, l)
+	ctx := context.Background()
+	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketOrgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := Open(ctx, conn.JS, kv, text, bustest.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	check := func(what string) {
+		t.Helper()
+		// A watch whose server died would take some 15 s to come back by
+		// itself; a listing renews it after a second.
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		got, err := cache.List(lctx, func(string) bool { return true })
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var w []string
+		for v := range want {
+			w = append(w, v)
+		}
+		slices.Sort(got)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Fatalf("%s: listed %v, want %v", what, got, w)
+		}
+	}
+	put := func(k, v string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, err := kv.Put(ctx, k, []byte(v))
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+		}
+	}
+	check("empty")
+	for i := range 5 {
+		put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+		want[fmt.Sprintf("v%d", i)] = true
+		check("after a put")
+	}
+	put("k0", "v0b")
+	delete(want, "v0")
+	want["v0b"] = true
+	check("after an update")
+	put("k9", "skip me")
+	check("beside an entry of another kind")
+	if err := kv.Delete(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "v1")
+	check("after a delete")
+	if err := kv.Purge(ctx, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "v2")
+	check("after a purge")
+
+	for i := range c.Servers {
+		c.Kill(i)
+		put(fmt.Sprintf("n%d", i), fmt.Sprintf("without n%d", i))
+		want[fmt.Sprintf("without n%d", i)] = true
+		check(fmt.Sprintf("with n%d down", i+1))
+		c.Restart(t, i)
+	}
+}
