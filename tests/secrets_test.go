@@ -25,8 +25,10 @@ func secretCore(s string) string {
 	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
 		return rest
 	}
-	if strings.HasPrefix(s, "kur_") {
-		return s[strings.LastIndexByte(s, '_')+1:]
+	if rest, ok := strings.CutPrefix(s, "kur_"); ok {
+		// kur_<hex id>_<base64url secret>: the secret itself may hold '_'.
+		_, secret, _ := strings.Cut(rest, "_")
+		return secret
 	}
 	return s
 }

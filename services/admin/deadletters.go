@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
@@ -109,6 +111,9 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 	if sub.Mode != subs.ModePayload {
 		return nil, invalid("subscription_id", "only payload subscriptions have deliveries to redeliver")
 	}
+	if err := s.deliveriesRoom(ctx); err != nil {
+		return nil, err
+	}
 	mark := "r" + strconv.FormatInt(s.now().UnixNano(), 36)
 	var queued uint32
 	switch what := req.GetWhat().(type) {
@@ -128,6 +133,24 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 	}
 	s.log.Info("deliveries queued again", "org", sub.Org, "subscription", sub.ID, "queued", queued)
 	return &adminv1.RedeliverResponse{Queued: queued}, nil
+}
+
+// deliveriesRoom refuses a redelivery while DELIVERIES is as full as the
+// dispatchers let it get: the server would make room by dropping its
+// oldest tasks.
+func (s *Service) deliveriesRoom(ctx context.Context) error {
+	st, err := bus.Stream(ctx, s.conn.JS, bus.StreamDeliveries)
+	if err != nil {
+		return err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("DELIVERIES: %w", err)
+	}
+	if limit := info.Config.MaxBytes; limit > 0 && float64(info.State.Bytes) >= (1-bus.DeliveriesHeadroom)*float64(limit) {
+		return status.Errorf(codes.ResourceExhausted, "DELIVERIES is full (%d of %d bytes): redeliver once its tasks are worked off, or raise KURIER_DELIVERIES_MAX_BYTES", info.State.Bytes, limit)
+	}
+	return nil
 }
 
 // redeliverDead moves dead letters (one, or all when id is empty) back

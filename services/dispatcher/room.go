@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
 )
 
 // errNoRoom: DELIVERIES is about full. It holds scheduled messages, so the
@@ -18,11 +20,10 @@ import (
 var errNoRoom = errors.New("DELIVERIES is full: tasks wait until it has room")
 
 const (
-	// roomHeadroom is the part of DELIVERIES kept free: for what other
-	// replicas store between two looks at its size.
-	roomHeadroom = 0.05
-	// roomLook is how often the stream's size is read.
-	roomLook = time.Second
+	// roomLook is how often the stream's size is read, roomRecheck how
+	// often while it counts as full.
+	roomLook    = time.Second
+	roomRecheck = 100 * time.Millisecond
 )
 
 // room tells whether DELIVERIES may take more tasks, from its size read
@@ -42,19 +43,28 @@ type room struct {
 
 // full must be called with r.mu held.
 func (r *room) full() bool {
-	return r.limit > 0 && float64(r.bytes) >= (1-roomHeadroom)*float64(r.limit)
+	return r.limit > 0 && float64(r.bytes) >= (1-bus.DeliveriesHeadroom)*float64(r.limit)
 }
 
 // take makes room for tasks about to be stored, or answers errNoRoom
-// while DELIVERIES is within roomHeadroom of its byte limit. A failed look
+// while DELIVERIES is within bus.DeliveriesHeadroom of its byte limit. A failed look
 // changes nothing: storing fails on its own if the stream cannot take a
 // task.
 func (r *room) take(ctx context.Context, tasks ...*nats.Msg) error {
-	r.mu.Lock()
-	look := !r.looking && time.Since(r.at) >= roomLook
-	r.looking = r.looking || look
-	r.mu.Unlock()
-	if look {
+	for looked := false; ; looked = true {
+		r.mu.Lock()
+		// Counted full, look again sooner: tasks counted since the last
+		// look may have been delivered and removed meanwhile.
+		due := roomLook
+		if r.full() {
+			due = roomRecheck
+		}
+		look := !looked && !r.looking && time.Since(r.at) >= due
+		r.looking = r.looking || look
+		r.mu.Unlock()
+		if !look {
+			break
+		}
 		r.look(ctx)
 	}
 	r.mu.Lock()

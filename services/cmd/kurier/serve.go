@@ -87,7 +87,7 @@ func bind(r role, set *config.Set, s *settings) {
 	// Every role lays down every stream, so every role knows their sizes.
 	mb := &s.limits.MaxBytes
 	set.Bytes(&mb.Events, "events-max-bytes", "KURIER_EVENTS_MAX_BYTES", mb.Events, "bytes EVENTS holds; full, ingest refuses new events with 503 until old ones age out")
-	set.Bytes(&mb.Deliveries, "deliveries-max-bytes", "KURIER_DELIVERIES_MAX_BYTES", mb.Deliveries, "bytes of payload delivery tasks and retries (DELIVERIES); full, the oldest tasks are dropped")
+	set.Bytes(&mb.Deliveries, "deliveries-max-bytes", "KURIER_DELIVERIES_MAX_BYTES", mb.Deliveries, "bytes of payload delivery tasks and retries (DELIVERIES); near full, no new task is stored and events wait in EVENTS")
 	set.Bytes(&mb.Notify, "notify-max-bytes", "KURIER_NOTIFY_MAX_BYTES", mb.Notify, "bytes of ping and digest timers (NOTIFY)")
 	set.Bytes(&mb.DeliveryLog, "log-max-bytes", "KURIER_LOG_MAX_BYTES", mb.DeliveryLog, "bytes of delivery attempts kept (DELIVERY_LOG); the oldest go first")
 	set.Bytes(&mb.DeadLetters, "dead-letters-max-bytes", "KURIER_DEAD_LETTERS_MAX_BYTES", mb.DeadLetters, "bytes of dead letters kept (DEAD_LETTERS); the oldest go first")

@@ -347,6 +347,11 @@ func PartitionConsumer(p int) string { return "partition-" + strconv.Itoa(p) }
 
 const PartitionGroup = "owner"
 
+// DeliveriesHeadroom is the part of DELIVERIES that nothing fills: the
+// server allows a stream with schedules only to drop its oldest messages
+// when full, so no task is stored once it holds more than the rest.
+const DeliveriesHeadroom = 0.05
+
 // ErrNoRoom: a stream's byte limit does not fit in what the NATS server
 // may still store, which JetStream checks against the sum of every
 // stream's limit. Waiting does not change that, so Retry gives up at once.

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // LockFile is the file in a data directory whose lock its process holds.
@@ -23,10 +22,10 @@ func LockDir(dir string) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(f); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, errTaken) {
 			who := "another process"
 			if pid := strings.TrimSpace(string(holder)); pid != "" {
 				who += " (pid " + pid + ")"
