@@ -16,8 +16,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/tlstest"
@@ -290,5 +294,45 @@ func TestAdminTLS(t *testing.T) {
 	}
 	if err := call(insecure.NewCredentials()); err == nil {
 		t.Error("a plaintext client got an answer")
+	}
+}
+
+// TestRedeliverIntoFullDeliveries: with DELIVERIES filled by the retries
+// of a receiver nobody answers, a redelivery is refused with
+// RESOURCE_EXHAUSTED instead of making the server drop the oldest tasks.
+func TestRedeliverIntoFullDeliveries(t *testing.T) {
+	const limit = 64 << 10
+	k := harness.Start(t, harness.Options{Env: []string{"KURIER_DELIVERIES_MAX_BYTES=64K"}})
+	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
+	since := time.Now()
+	sub := payloadSub(t, adm, &adminv1.Subscription{EventTypes: []string{"invoice.changed"}, Url: "http://127.0.0.1:1/nobody",
+		RetrySchedule: []*durationpb.Duration{durationpb.New(time.Hour)}}).GetSubscription()
+	for b := 0; b < 300; b += 50 {
+		var batch []map[string]any
+		for i := b; i < b+50; i++ {
+			batch = append(batch, ev("e"+strconv.Itoa(i), "invoice.changed", "I", nil))
+		}
+		if a := post(t, k, secret, "application/cloudevents-batch+json", mustJSON(t, batch), nil); a.Status != http.StatusAccepted {
+			t.Fatalf("events: %d", a.Status)
+		}
+	}
+	js := jsOf(t, k)
+	deliveries, err := js.Stream(context.Background(), "DELIVERIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		info, err := deliveries.Info(context.Background())
+		if err == nil && float64(info.State.Bytes) >= 0.95*limit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("DELIVERIES not full within 30 s: %+v %v", info.State, err)
+		}
+	}
+	_, err = adm.Redeliver(context.Background(), &adminv1.RedeliverRequest{SubscriptionId: sub.GetSubscriptionId(),
+		What: &adminv1.RedeliverRequest_Events{Events: &adminv1.TimeRange{Since: timestamppb.New(since)}}})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "KURIER_DELIVERIES_MAX_BYTES") {
+		t.Fatalf("redelivery into a full DELIVERIES: %v, want RESOURCE_EXHAUSTED naming the setting", err)
 	}
 }
