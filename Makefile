@@ -6,6 +6,9 @@
 BUF_VERSION                ?= v1.75.0
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+# Runs the tests (make test) with a line per package as it ends; `go run`
+# fetches and builds it at this version, into Go's caches.
+GOTESTSUM_VERSION          ?= v1.13.0
 
 GO        ?= go
 BIN       := $(CURDIR)/.bin
@@ -81,9 +84,12 @@ build:
 run:
 	$(GO) run ./services/cmd/kurier all
 
-# Every test of every module, with the race detector.
+# Every test of every module, with the race detector: gotestsum prints each
+# package as it ends, then the output of the tests that failed, and fails
+# as go test does.
 test:
-	$(GO) test -race -count=1 -timeout 15m work
+	$(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format pkgname --format-hide-empty-pkg \
+		--raw-command -- $(GO) test -json -race -count=1 -timeout 15m work
 
 # The long form of the chaos suite (tests/chaos_test.go): 100,000 events
 # while ingest and dispatcher processes and NATS stream leaders are killed,

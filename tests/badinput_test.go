@@ -703,6 +703,10 @@ func TestAdminBadInput(t *testing.T) {
 		_, err := adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{})
 		return err
 	})
+	add("CreateSubscription", "inactive beside active", "inactive", func(ctx context.Context) error {
+		_, err := adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: payloadWith(func(*adminv1.Subscription) {}), Inactive: true})
+		return err
+	})
 	for _, c := range []struct {
 		name, field string
 		change      func(*adminv1.Subscription)

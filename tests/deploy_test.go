@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -18,12 +17,7 @@ import (
 // ready service, 1 for none.
 func TestHealthcheck(t *testing.T) {
 	k := harness.Start(t, harness.Options{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := lis.Addr().String()
-	lis.Close()
+	closed := freeAddr(t)
 	for _, tc := range []struct {
 		args []string
 		code int

@@ -171,13 +171,17 @@ func TestIsolation(t *testing.T) {
 	cases++
 
 	// Over NATS, alpha's ingest key on bravo's subject is refused as on an
-	// org that does not exist.
+	// org that does not exist, and as a key that does not exist is: the
+	// answer does not tell that the key is alpha's.
 	// (The request itself is a NATS message: only the streams are checked.)
 	tr.none(t, "isolation: nats ingest as bravo", "", func() {
 		theirs := natsIngest(t, nc, "bravo", alpha.keys["ingest"], "alpha-into-bravo")
 		none := natsIngest(t, nc, "nosuchorg", alpha.keys["ingest"], "alpha-into-bravo")
-		if theirs.Status != http.StatusForbidden || theirs.Status != none.Status || string(theirs.Body) != string(none.Body) {
-			t.Errorf("nats ingest with alpha's key as bravo: %d %s; as an org that does not exist: %d %s", theirs.Status, theirs.Body, none.Status, none.Body)
+		unknown := natsIngest(t, nc, "bravo", "kur_0123456789abcdef_"+strings.Repeat("A", 43), "alpha-into-bravo")
+		if theirs.Status != http.StatusUnauthorized || theirs.Status != none.Status || string(theirs.Body) != string(none.Body) ||
+			theirs.Status != unknown.Status || string(theirs.Body) != string(unknown.Body) {
+			t.Errorf("nats ingest with alpha's key as bravo: %d %s; as an org that does not exist: %d %s; with an unknown key: %d %s",
+				theirs.Status, theirs.Body, none.Status, none.Body, unknown.Status, unknown.Body)
 		}
 	})
 	cases++

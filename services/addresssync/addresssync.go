@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -170,10 +171,21 @@ func (s *Service) observe(call string, serve func(*http.Request) (Counts, error)
 	}
 }
 
+// errBearer answers a key sent as "Authorization: Bearer <key>".
+var errBearer = &web.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "Authorization",
+	Message: `send the access key as the whole Authorization header, without "Bearer ", as FE2's API takes it`}
+
 // org checks the key, sent as the whole Authorization header as FE2 does,
 // and answers the org it belongs to if that has the sync switched on.
 func (s *Service) org(ctx context.Context, r *http.Request) (tenant.Org, error) {
-	key, err := s.tenants.Authenticate(ctx, r.Header.Get("Authorization"), tenant.ScopeAddressbook)
+	auth := r.Header.Get("Authorization")
+	// A key sent the way most APIs want it, Kurier's ingest API among
+	// them, gets told the way FE2's wants it. The hint rests on the
+	// header's form alone, so it tells nothing of the key.
+	if scheme, _, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return tenant.Org{}, errBearer
+	}
+	key, err := s.tenants.Authenticate(ctx, auth, tenant.ScopeAddressbook)
 	if errors.Is(err, tenant.ErrForbidden) {
 		// To FE2's clients a key that is not the org's access key is a
 		// wrong key, whatever else it may do.

@@ -107,9 +107,10 @@ type answer struct {
 	Status int
 	Counts
 	Error *struct {
-		Code  string `json:"code"`
-		Field string `json:"field"`
-		Index *int   `json:"index"`
+		Code    string `json:"code"`
+		Field   string `json:"field"`
+		Index   *int   `json:"index"`
+		Message string `json:"message"`
 	} `json:"error"`
 }
 
@@ -561,5 +562,35 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 				t.Fatalf("after the recovery: %d persons, %d changed, %d events", len(got), changed, len(events))
 			}
 		})
+	}
+}
+
+// FE2's API takes the key as the whole Authorization header. A key sent
+// as a bearer token, as most APIs want it, is refused with a message that
+// says so, the same whether the key exists or not; and nothing changes.
+func TestSyncBearerKeyHint(t *testing.T) {
+	e := newEnv(t)
+	base := e.service(time.Second)
+	key := e.org("acme", func(o *tenant.Org) { o.AllowPersonDeletion = true })
+	want(t, syncList(t, base, key, p("1", "Ada")), 200, Counts{Created: 1})
+	before := e.writes()
+	_, unknown := tenant.NewSecret()
+	for _, auth := range []string{"Bearer " + key, "bearer " + key, "Bearer " + unknown} {
+		for _, a := range []answer{
+			call(t, http.MethodPost, base+"/rest/addressbook/sync", auth, "application/json", []byte(`{"personList":[]}`)),
+			call(t, http.MethodDelete, base+"/rest/addressbook/external/persons/1", auth, "", nil),
+		} {
+			if a.Status != http.StatusUnauthorized || a.Error == nil || a.Error.Code != "unauthenticated" || a.Error.Field != "Authorization" ||
+				!strings.Contains(a.Error.Message, `without "Bearer "`) {
+				t.Errorf("%.9s…: %d %+v", auth, a.Status, a.Error)
+			}
+		}
+	}
+	// A wrong key without Bearer gets no such hint.
+	if a := syncList(t, base, unknown); a.Status != http.StatusUnauthorized || strings.Contains(a.Error.Message, "Bearer") {
+		t.Errorf("an unknown key: %d %+v", a.Status, a.Error)
+	}
+	if after := e.writes(); after != before {
+		t.Fatalf("refused calls wrote: persons and events at %v, were %v", after, before)
 	}
 }

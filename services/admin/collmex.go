@@ -63,7 +63,9 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 		}
 	}
 
-	resp := &adminv1.ApplyApiNotificationResponse{}
+	// The secrets of new subscriptions are answered once, here, as
+	// CreateSubscription answers its.
+	resp := &adminv1.ApplyApiNotificationResponse{SigningSecrets: map[string]string{}}
 	var touched []string
 	for _, n := range notes {
 		typ, _ := catalog.ByCode(n.Event)
@@ -80,7 +82,7 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 			}
 			resp.Deleted++
 		case exists:
-			got, changed, err := s.applyExisting(ctx, id, typ, n.URL, n.Inactive == 0)
+			got, changed, err := s.applyExisting(ctx, id, typ, n.URL, n.Inactive == 0, resp.SigningSecrets)
 			if err != nil {
 				return nil, err
 			}
@@ -91,7 +93,7 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 			}
 			touched = append(touched, got)
 		default:
-			id, err := s.createPing(ctx, org, n.System, typ, n.URL, n.Inactive == 0)
+			id, err := s.createPing(ctx, org, n.System, typ, n.URL, n.Inactive == 0, resp.SigningSecrets)
 			if err != nil {
 				return nil, err
 			}
@@ -124,8 +126,9 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 	return resp, nil
 }
 
-// createPing makes a single-type ping subscription as a Collmex line does.
-func (s *Service) createPing(ctx context.Context, org, system, typ, url string, active bool) (string, error) {
+// createPing makes a single-type ping subscription as a Collmex line does,
+// noting its signing secret in created by its id.
+func (s *Service) createPing(ctx context.Context, org, system, typ, url string, active bool, created map[string]string) (string, error) {
 	now := s.now().UTC()
 	sub := subs.Subscription{ID: subs.NewID(), Org: org, System: system, Name: system,
 		EventTypes: []string{typ}, Mode: subs.ModePing, URL: url, Active: active,
@@ -133,14 +136,16 @@ func (s *Service) createPing(ctx context.Context, org, system, typ, url string, 
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return "", storeErr(err)
 	}
+	created[sub.ID] = sub.Secret
 	return sub.ID, nil
 }
 
 // applyExisting brings the notification for (system, typ) to what a line
 // says, answering the subscription that holds it afterwards. A line is
 // about one event: when the subscription holds other types too and the
-// line wants it otherwise, that type moves into a subscription of its own.
-func (s *Service) applyExisting(ctx context.Context, id, typ, url string, active bool) (string, bool, error) {
+// line wants it otherwise, that type moves into a subscription of its own,
+// whose secret goes into created.
+func (s *Service) applyExisting(ctx context.Context, id, typ, url string, active bool, created map[string]string) (string, bool, error) {
 	before, err := s.subs.Get(ctx, id)
 	if err != nil {
 		return "", false, storeErr(err)
@@ -152,7 +157,7 @@ func (s *Service) applyExisting(ctx context.Context, id, typ, url string, active
 		if err := s.dropType(ctx, id, typ); err != nil {
 			return "", false, err
 		}
-		got, err := s.createPing(ctx, before.Org, before.System, typ, url, active)
+		got, err := s.createPing(ctx, before.Org, before.System, typ, url, active, created)
 		return got, true, err
 	}
 	if before.URL != url {

@@ -386,9 +386,14 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if !ok {
 		return nil, invalid("mode", "must be DELIVERY_MODE_PING, DELIVERY_MODE_PAYLOAD or DELIVERY_MODE_QUEUE")
 	}
+	// subscription.active cannot tell false from not given, so it is not
+	// read, but a request that sets it beside inactive contradicts itself.
+	if req.GetInactive() && in.GetActive() {
+		return nil, invalid("inactive", "contradicts subscription.active; set one of them")
+	}
 	now := s.now().UTC()
 	sub := subs.Subscription{
-		ID: subs.NewID(), Org: in.GetOrgId(), Mode: mode, Active: in.GetActive(),
+		ID: subs.NewID(), Org: in.GetOrgId(), Mode: mode, Active: !req.GetInactive(),
 		Secret: subs.NewSecret(), Created: now, Updated: now,
 	}
 	fromPB(in, &sub, pathsOf(mode))

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +38,7 @@ type digests struct {
 const digestMax = 10000
 
 func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
-	id := strings.TrimPrefix(m.Subject(), "kurier.notify.digested.")
+	id := bus.DigestDueSub(m.Subject())
 	e := d.index.get(id)
 	if e == nil || !e.sub.Daily() || !e.sub.Active {
 		return nil

@@ -71,15 +71,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Durable consumer names of NOTIFY, shared by every replica; that of
-// EVENTS is bus.DispatchConsumer, those of DELIVERIES bus.PartitionConsumer.
-const (
-	dueConsumer    = "dispatcher-pings"
-	digestConsumer = "dispatcher-digests"
-	// dueMaxPending bounds the due pings out at once: those in flight
-	// (at most Senders) and those waiting for a sender.
-	dueMaxPending = 10000
-)
+// dueMaxPending bounds the due pings out at once: those in flight (at
+// most Senders) and those waiting for a sender.
+const dueMaxPending = 10000
 
 // Service is the dispatcher.
 type Service struct {
@@ -193,7 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}{
 		{bus.StreamEvents, bus.DispatchConsumer(), &pool{h: s.router, slots: make(chan struct{}, s.cfg.Workers), skip: s.router.covered}},
 		{bus.StreamNotify, jetstream.ConsumerConfig{
-			Durable:       dueConsumer,
+			Durable:       bus.PingsConsumer,
 			Description:   "Makes the pings whose time has come",
 			FilterSubject: bus.NotifyDueWildcard,
 			// Longer than a ping can take, so a ping in flight is not redelivered.
@@ -201,7 +195,7 @@ func (s *Service) Run(ctx context.Context) error {
 			MaxAckPending: dueMaxPending,
 		}, &pool{h: s.pings, slots: make(chan struct{}, s.cfg.Senders)}},
 		{bus.StreamNotify, jetstream.ConsumerConfig{
-			Durable:       digestConsumer,
+			Durable:       bus.DigestsConsumer,
 			Description:   "Sends the daily digests whose time has come",
 			FilterSubject: bus.DigestDueWildcard,
 			AckWait:       5 * time.Minute,

@@ -83,7 +83,7 @@ func migrate(ctx context.Context, js jetstream.JetStream, store *subs.Store, log
 			break
 		}
 		for _, m := range tasks {
-			sub := taskSub(m.Subject())
+			sub := bus.TaskSub(m.Subject())
 			at, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderNotBefore))
 			subject := bus.DeliverSubject(sub)
 			if time.Until(at) > time.Second {

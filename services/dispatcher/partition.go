@@ -410,7 +410,7 @@ func (pt *part) close() {
 // walk.
 func (pt *part) take(m jetstream.Msg) {
 	pt.got.Store(true)
-	id := taskSub(m.Subject())
+	id := bus.TaskSub(m.Subject())
 	e := pt.ps.index.get(id)
 	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
 		pt.start(id, m, false) // not delivered here: no slot of its own

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +48,7 @@ type payloads struct {
 var errGone = errors.New("subscription gone")
 
 func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
-	id := taskSub(m.Subject())
+	id := bus.TaskSub(m.Subject())
 	e := p.index.get(id)
 	if e == nil || e.sub.Mode != subs.ModePayload {
 		return errGone
@@ -205,11 +204,6 @@ func attemptsOf(h nats.Header) int {
 // msgOf is a delivered message as one to store again.
 func msgOf(m jetstream.Msg) *nats.Msg {
 	return &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
-}
-
-// taskSub parses kurier.deliver.<partition>.<sub>.
-func taskSub(subject string) string {
-	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
 // outcomeOf is a log record's outcome as a metric's.

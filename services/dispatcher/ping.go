@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -101,7 +100,7 @@ func (w *waitError) Error() string { return "not before " + w.until.Format(time.
 // than NotifyDelay after this one ended: so the receiver never sees two
 // pings closer than that.
 func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
-	id := strings.TrimPrefix(m.Subject(), "kurier.notify.due.")
+	id := bus.NotifyDueSub(m.Subject())
 	md, err := m.Metadata()
 	if err != nil {
 		return errNoMetadata

@@ -74,17 +74,22 @@ func (q *queuer) put(ctx context.Context, sub subs.Subscription, m jetstream.Msg
 	q.results.WithLabelValues(result).Inc()
 	took := time.Since(start)
 	q.send.m.duration.WithLabelValues(string(subs.ModeQueue)).Observe(took.Seconds())
+	// The log has one record per event, as for the other modes: a
+	// duplicate was logged when it was first queued.
+	rec := dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
+		EventTypes: []string{e.Type}, Mode: string(sub.Mode), EventID: e.ID,
+		LatencyMS: float64(took.Microseconds()) / 1000, Attempt: 1}
 	switch result {
 	case "queued":
-		q.send.m.deliveries.WithLabelValues(string(subs.ModeQueue), outSuccess).Inc()
 		q.send.m.lag.WithLabelValues(string(subs.ModeQueue)).Observe(time.Since(md.Timestamp).Seconds())
+		rec.Outcome = "delivered"
+		q.send.record(rec, outSuccess)
 		return nil
 	case "duplicate":
 		return nil
 	}
 	q.send.log.Warn("event dropped", "subscription", sub.ID, "queue", sub.QueueID, "event", e.ID, "err", err)
-	q.send.record(dlog.Record{Time: time.Now().UTC(), Org: sub.Org, Subscription: sub.ID, System: sub.System,
-		EventTypes: []string{e.Type}, Mode: string(sub.Mode), EventID: e.ID, Error: err.Error(),
-		LatencyMS: float64(took.Microseconds()) / 1000, Attempt: 1, Outcome: "dropped"}, outDropped)
+	rec.Outcome, rec.Error = "dropped", err.Error()
+	q.send.record(rec, outDropped)
 	return nil
 }

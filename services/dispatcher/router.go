@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,7 @@ type router struct {
 }
 
 func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
-	org, typ, ok := eventKey(m.Subject())
+	org, typ, ok := bus.EventOf(m.Subject())
 	if !ok {
 		return fmt.Errorf("not an event subject")
 	}
@@ -102,7 +101,7 @@ func task(sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) *na
 // matches is a ping one with a timer running or capped: then the event
 // needs no more than its acknowledgement.
 func (r *router) covered(m jetstream.Msg) bool {
-	org, typ, ok := eventKey(m.Subject())
+	org, typ, ok := bus.EventOf(m.Subject())
 	if !ok {
 		return false
 	}
@@ -126,13 +125,4 @@ func (r *router) covered(m jetstream.Msg) bool {
 		}
 	}
 	return true
-}
-
-// eventKey parses kurier.events.<org>.<type…>.
-func eventKey(subject string) (org, typ string, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "kurier.events.")
-	if !ok {
-		return "", "", false
-	}
-	return strings.Cut(rest, ".")
 }

@@ -152,10 +152,16 @@ func (s *Service) readBody(ctx context.Context, body io.Reader) ([]byte, int64, 
 // names where the key was sent.
 func (s *Service) authenticate(ctx context.Context, secret string, scope tenant.Scope, field string) (tenant.Key, error) {
 	key, err := s.tenants.Authenticate(ctx, secret, scope)
+	return key, s.admit(key, err, field)
+}
+
+// admit turns the outcome of a key check into the answer, taking one
+// request of the key's rate if it passed.
+func (s *Service) admit(key tenant.Key, err error, field string) error {
 	if err := web.KeyError(err, field); err != nil {
-		return key, err
+		return err
 	}
-	return key, web.Limit(s.limit, key.ID, field)
+	return web.Limit(s.limit, key.ID, field)
 }
 
 // modeOf picks the CloudEvents HTTP mode: the structured and batched media

@@ -242,3 +242,64 @@ func TestSlowUploadersStarveNoOne(t *testing.T) {
 		t.Fatalf("beside slow uploaders: %d %v after %v", status, body, time.Since(began))
 	}
 }
+
+// Over NATS the subject names the org. A key of another org is answered
+// as an unknown key is, whatever its scopes, so the answer does not tell
+// that it exists; a key of the org without the scope is still 403.
+func TestNATSKeyOfAnotherOrg(t *testing.T) {
+	_, svc, conn, _ := start(t, DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	tenants, err := tenant.Open(ctx, conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tenants.CreateOrg(ctx, tenant.Org{ID: "globex"}); err != nil {
+		t.Fatal(err)
+	}
+	key := func(org string, scopes ...tenant.Scope) string {
+		id, secret := tenant.NewSecret()
+		if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: org, Scopes: scopes, Hash: tenant.HashSecret(secret)}); err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
+	ask := func(secret string) string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp, err := conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
+			if err == nil {
+				return resp.Header.Get(StatusHeader) + " " + string(resp.Data)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no answer: %v", err)
+			}
+		}
+	}
+	_, unknown := tenant.NewSecret()
+	want := ask(unknown)
+	if !strings.HasPrefix(want, `401 {"error":{"code":"unauthenticated"`) || !strings.Contains(want, `"field":"Kurier-Key"`) {
+		t.Fatalf("an unknown key: %s", want)
+	}
+	for name, secret := range map[string]string{
+		"globex's ingest key":            key("globex", tenant.ScopeIngest),
+		"globex's key without the scope": key("globex", tenant.ScopeChanges),
+	} {
+		if got := ask(secret); got != want {
+			t.Errorf("%s on acme's subject: %s, want as an unknown key: %s", name, got, want)
+		}
+	}
+	if got := ask(key("acme", tenant.ScopeChanges)); !strings.HasPrefix(got, `403 {"error":{"code":"forbidden"`) {
+		t.Errorf("acme's key without the scope: %s", got)
+	}
+	if got := ask(key("acme", tenant.ScopeIngest)); !strings.HasPrefix(got, "202 ") {
+		t.Errorf("acme's ingest key: %s", got)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -94,13 +93,12 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 }
 
 func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
-	org := strings.TrimPrefix(m.Subject, "kurier.ingest.")
-	key, err := s.authenticate(ctx, m.Header.Get(KeyHeader), tenant.ScopeIngest, KeyHeader)
-	if err != nil {
+	org := bus.IngestOrg(m.Subject)
+	// The subject names the org; a key of another one is answered as an
+	// unknown key, before its rate is counted.
+	key, err := s.tenants.AuthenticateOrg(ctx, org, m.Header.Get(KeyHeader), tenant.ScopeIngest)
+	if err := s.admit(key, err, KeyHeader); err != nil {
 		return Result{}, err
-	}
-	if key.Org != org {
-		return Result{}, web.KeyError(tenant.ErrForbidden, KeyHeader)
 	}
 	lim := event.Limits{MaxData: s.cfg.MaxData}
 	var events []event.Event

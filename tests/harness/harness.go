@@ -27,35 +27,50 @@ import (
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// build is a command of kurier.dev/services/cmd, built once per test run.
+type build struct {
+	name string
+	once sync.Once
+	path string
+	err  error
+}
+
+var kurierBuild, kurierctlBuild = &build{name: "kurier"}, &build{name: "kurierctl"}
 
 // Binary builds kurier once and answers its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kurier-bin-")
+	return kurierBuild.binary(t)
+}
+
+// Kurierctl builds kurierctl once and answers its path.
+func Kurierctl(t testing.TB) string {
+	t.Helper()
+	return kurierctlBuild.binary(t)
+}
+
+func (b *build) binary(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", b.name+"-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "kurier")
-		args := []string{"build", "-o", binPath}
+		b.path = filepath.Join(dir, b.name)
+		args := []string{"build", "-o", b.path}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, "kurier.dev/services/cmd/kurier")...)
+		cmd := exec.Command("go", append(args, "kurier.dev/services/cmd/"+b.name)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build kurier: %w\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %w\n%s", b.name, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // Kurier is a running `kurier all`.

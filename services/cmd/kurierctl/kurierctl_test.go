@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,39 @@ func unmarshal[T any, P interface {
 	return m
 }
 
+// emptyList checks that r printed a JSON document whose list field is
+// there and empty, and nothing on stderr.
+func emptyList(t *testing.T, r result, field string) {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || string(doc[field]) != "[]" || r.stderr != "" {
+		t.Errorf("empty list: stdout %q (want %q: []), stderr %q", r.stdout, field, r.stderr)
+	}
+}
+
+// Empty lists print as the lists of their answers, empty, so that a
+// script reads them as it reads full ones.
+func TestEmptyListsJSON(t *testing.T) {
+	addr := startAdmin(t)
+	emptyList(t, ctlAt(t, addr, "org", "list", "-o", "json").ok(t), "orgs")
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	for _, c := range []struct {
+		field string
+		args  []string
+	}{
+		{"keys", []string{"key", "list", "--org", "acme"}},
+		{"subscriptions", []string{"sub", "list", "--org", "acme"}},
+		{"deliveries", []string{"deliveries", "list", "--org", "acme"}},
+		{"deliveries", []string{"deliveries", "list", "--org", "acme", "--all"}},
+		{"deadLetters", []string{"deadletters", "list", "--org", "acme"}},
+		{"queues", []string{"queue", "list", "--org", "acme"}},
+		{"persons", []string{"person", "list", "--org", "acme"}},
+		{"subscriptions", []string{"apply", "--org", "acme", "-f", "-"}},
+	} {
+		emptyList(t, ctlAt(t, addr, append(c.args, "-o", "json")...).ok(t), c.field)
+	}
+}
+
 func TestOrgLifecycle(t *testing.T) {
 	addr := startAdmin(t)
 	before := time.Now().Add(-time.Second)
@@ -230,10 +264,7 @@ func TestOrgLifecycle(t *testing.T) {
 	if r.stdout != "" || !strings.Contains(r.stderr, "kurierctl org create") {
 		t.Errorf("empty org list: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
-	r = ctlAt(t, addr, "org", "list", "-o", "json").ok(t)
-	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
-		t.Errorf("empty org list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
-	}
+	emptyList(t, ctlAt(t, addr, "org", "list", "-o", "json").ok(t), "orgs")
 }
 
 func TestKeyLifecycle(t *testing.T) {
@@ -333,9 +364,7 @@ func TestAuth(t *testing.T) {
 	if code := run(context.Background(), []string{"org", "list", "-o", "json"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("with the environment: exit %d: %s", code, errOut.String())
 	}
-	if strings.TrimSpace(out.String()) != "{}" {
-		t.Errorf("with the environment: %q", out.String())
-	}
+	emptyList(t, result{0, out.String(), errOut.String()}, "orgs")
 }
 
 func TestUnreachable(t *testing.T) {
@@ -364,7 +393,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"org", "get", "a", "b"}, []string{`org get takes only <org-id>, got also "b"`}},
 		{[]string{"org", "list", "x"}, []string{`org list takes no arguments, got "x"`}},
 		{[]string{"org", "create", "acme", "--nam", "x"}, []string{"flag provided but not defined: -nam"}},
-		{[]string{"org", "list", "-o", "yaml"}, []string{`--output must be table or json, not "yaml"`}},
+		{[]string{"org", "list", "-o", "yaml"}, []string{`--output must be table, json or value=<field>, not "yaml"`}},
+		{[]string{"org", "list", "-o", "value="}, []string{"--output value= needs a field, such as value=secret"}},
+		{[]string{"receive", "--count", "-1", "127.0.0.1:0"}, []string{"--count must not be negative, not -1"}},
 		{[]string{"org", "list", "--timeout", "0s"}, []string{"--timeout must be positive"}},
 		{[]string{"key", "create", "--scope", "ingest"}, []string{"key create needs --org <org-id>"}},
 		{[]string{"key", "create", "--org", "acme"}, []string{"key create needs --scope; allowed: ingest, changes, partner, addressbook"}},
@@ -422,6 +453,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--all", "--since", "1h"}, []string{"--all and --since exclude each other"}},
 		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--id", "msg_1", "--until", "1h"}, []string{"--until needs --since"}},
 		{[]string{"deadletters", "redeliver", "--sub", "0123456789abcdef0123", "--since", "soon"}, []string{`"soon" is neither a span`}},
+		{[]string{"completion"}, []string{"completion needs <shell>", "Usage: kurierctl completion bash|zsh|fish"}},
+		{[]string{"completion", "tcsh"}, []string{`unknown shell "tcsh"; allowed: bash, zsh, fish`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ctl(t, append(append([]string{}, tok...), tc.args...)...).fails(t, 2, tc.want...)
@@ -489,7 +522,7 @@ func TestSubLifecycle(t *testing.T) {
 
 	// Types comma-separated and repeated; Collmex code 5 is invoice.changed
 	// and counts once, 3 is salesorder.changed.
-	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "invoice.changed,5", "--type", "3",
+	r := ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "invoice.changed,5", "--type", "3",
 		"--url", "https://example.com/hook", "--name", "Shop sync").ok(t)
 	matchLines(t, r.stdout,
 		`ID                    SYSTEM  NAME       TYPES                               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
@@ -502,7 +535,7 @@ func TestSubLifecycle(t *testing.T) {
 	)
 	id := strings.Fields(lines(r.stdout)[1])[0]
 
-	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "crm", "--type", "address.changed",
+	r = ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "crm", "--type", "address.changed",
 		"--url", "http://crm.local/ping", "--inactive", "-o", "json").ok(t)
 	created := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout)
 	crm := created.GetSubscription()
@@ -548,7 +581,7 @@ func TestSubLifecycle(t *testing.T) {
 	}
 
 	// A system has one ping subscription per type.
-	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/other").
+	ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/other").
 		fails(t, 1, `kurierctl: system "shop" already has a ping subscription for invoice.changed`)
 
 	// Only the flags given change: the system stays, the name is cleared.
@@ -563,7 +596,7 @@ func TestSubLifecycle(t *testing.T) {
 		t.Errorf("sub update --system = %v", got)
 	}
 	// The update freed shop's invoice.changed; crm's address.changed is taken.
-	ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "invoice.changed", "--url", "https://example.com/new", "-o", "json").ok(t)
+	ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "invoice.changed", "--url", "https://example.com/new", "-o", "json").ok(t)
 	ctlAt(t, addr, "sub", "update", id, "--system", "crm").fails(t, 1, `system "crm" already has a ping subscription for address.changed`)
 
 	r = ctlAt(t, addr, "sub", "deactivate", id).ok(t)
@@ -604,10 +637,7 @@ func TestSubLifecycle(t *testing.T) {
 	if r.stdout != "" || !strings.Contains(r.stderr, "kurierctl sub create --org beta") {
 		t.Errorf("empty sub list: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
-	r = ctlAt(t, addr, "sub", "list", "--org", "beta", "-o", "json").ok(t)
-	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
-		t.Errorf("empty sub list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
-	}
+	emptyList(t, ctlAt(t, addr, "sub", "list", "--org", "beta", "-o", "json").ok(t), "subscriptions")
 }
 
 // skipIfUnimplemented skips while the server answers probe, a call of
@@ -646,6 +676,8 @@ func TestApply(t *testing.T) {
 		"API_NOTIFICATION;shop;3;https://example.com/hook;1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each new subscription's signing secret is shown, once, as sub
+	// create shows it.
 	r := ctlAt(t, addr, "apply", "--org", "acme", "-f", file).ok(t)
 	matchLines(t, r.stdout,
 		`created 2, updated 0, deleted 0, unchanged 0`,
@@ -653,13 +685,26 @@ func TestApply(t *testing.T) {
 		`ID                    SYSTEM  NAME  TYPES               MODE  URL                       ACTIVE  UNACKED  LAST PING  PENDING SINCE`,
 		subID+`  shop    shop  invoice\.changed     ping  https://example\.com/hook  yes     0        -          -`,
 		subID+`  shop    shop  salesorder\.changed  ping  https://example\.com/hook  no      0        -          -`,
+		``,
+		`Signing secret of `+subID+` \(shown only once; Kurier signs its requests to the URL with it, so store it now\):`,
+		``,
+		`    whsec_[A-Za-z0-9+/]+=*`,
+		``,
+		`Signing secret of `+subID+` \(shown only once; Kurier signs its requests to the URL with it, so store it now\):`,
+		``,
+		`    whsec_[A-Za-z0-9+/]+=*`,
+		``,
 	)
 	invoice := strings.Fields(lines(r.stdout)[3])[0]
+	salesorder := strings.Fields(lines(r.stdout)[4])[0]
+	if !strings.Contains(lines(r.stdout)[6], invoice) || !strings.Contains(lines(r.stdout)[10], salesorder) {
+		t.Errorf("the secrets are not in the order of the subscriptions:\n%s", r.stdout)
+	}
 
 	// The same file again changes nothing.
 	r = ctlAt(t, addr, "apply", "--org", "acme", "-f="+file).ok(t)
-	if got := lines(r.stdout)[0]; got != "created 0, updated 0, deleted 0, unchanged 2" {
-		t.Errorf("second apply: %q", got)
+	if got := lines(r.stdout)[0]; got != "created 0, updated 0, deleted 0, unchanged 2" || strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("second apply:\n%s", r.stdout)
 	}
 
 	// Standard input, CRLF line ends: Inaktiv 2 deletes, a new URL updates.
@@ -694,6 +739,9 @@ func TestApply(t *testing.T) {
 	if applied.GetCreated() != 1 || len(applied.GetSubscriptions()) != 1 || applied.GetSubscriptions()[0].GetSystem() != "Bürosoft" ||
 		strings.Join(applied.GetSubscriptions()[0].GetEventTypes(), ",") != "address.changed" {
 		t.Errorf("apply of an ISO-8859-1 file = %v", applied)
+	}
+	if secrets := applied.GetSigningSecrets(); len(secrets) != 1 || !strings.HasPrefix(secrets[applied.GetSubscriptions()[0].GetSubscriptionId()], "whsec_") {
+		t.Errorf("apply -o json: signing secrets %v", secrets)
 	}
 
 	ctlAt(t, addr, "apply", "--org", "acme", "-f", filepath.Join(dir, "missing.csv")).fails(t, 1, "missing.csv: no such file")
@@ -730,7 +778,7 @@ func attempts(sub string) []dlog.Record {
 func TestDeliveriesList(t *testing.T) {
 	addr, conn := startAdminBus(t)
 	ctlAt(t, addr, "org", "create", "acme").ok(t)
-	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
 	sub := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 
 	// Nothing logged yet: nothing on stdout, a hint on stderr.
@@ -739,17 +787,14 @@ func TestDeliveriesList(t *testing.T) {
 		!strings.Contains(r.stderr, "kurierctl deliveries tail --org acme") {
 		t.Errorf("empty deliveries list: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
-	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "-o", "json").ok(t)
-	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
-		t.Errorf("empty deliveries list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
-	}
+	emptyList(t, ctlAt(t, addr, "deliveries", "list", "--org", "acme", "-o", "json").ok(t), "deliveries")
 
 	logDeliveries(t, conn, time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC), attempts(sub)...)
-	header := `TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS              LATENCY  UNACKED  ATTEMPT  OUTCOME`
+	header := `TIME                  SUBSCRIPTION          SYSTEM  TYPES            EVENT  STATUS              LATENCY  UNACKED  ATTEMPT  OUTCOME  NEXT ATTEMPT`
 	rows := []string{
-		`2025-01-31T08:00:00Z  ` + sub + `  shop    invoice\.changed  200                 12ms     1        -        -`,
-		`2025-01-31T08:00:01Z  ` + sub + `  shop    invoice\.changed  connection refused  0ms      2        -        -`,
-		`2025-01-31T08:00:02Z  ` + sub + `  shop    invoice\.changed  503                 1501ms   3        -        -`,
+		`2025-01-31T08:00:00Z  ` + sub + `  shop    invoice\.changed  -      200                 12ms     1        -        -        -`,
+		`2025-01-31T08:00:01Z  ` + sub + `  shop    invoice\.changed  -      connection refused  0ms      2        -        -        -`,
+		`2025-01-31T08:00:02Z  ` + sub + `  shop    invoice\.changed  -      503                 1501ms   3        -        -        -`,
 	}
 	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme").ok(t)
 	matchLines(t, r.stdout, append([]string{header}, rows...)...)
@@ -881,7 +926,7 @@ func TestDeliveriesTailStops(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d after cancel, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	matchLines(t, r.stdout, `TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`)
+	matchLines(t, r.stdout, `TIME                  SUBSCRIPTION          SYSTEM    TYPES            EVENT       STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME    NEXT ATTEMPT`)
 	if r.stderr != "" {
 		t.Errorf("stderr: %q", r.stderr)
 	}
@@ -902,7 +947,7 @@ func TestDeliveriesTailStops(t *testing.T) {
 func TestDeliveriesTail(t *testing.T) {
 	addr, conn := startAdminBus(t)
 	ctlAt(t, addr, "org", "create", "acme").ok(t)
-	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
 	sub := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 	at := time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC)
 	recs := attempts(sub)
@@ -926,11 +971,11 @@ func TestDeliveriesTail(t *testing.T) {
 		t.Fatalf("tail exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 	matchLines(t, r.stdout,
-		`TIME                  SUBSCRIPTION          SYSTEM    TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`,
-		`2025-01-31T08:00:00Z  `+sub+`  shop      invoice\.changed  200     12ms     1        -        -`,
-		`2025-01-31T08:00:01Z  `+sub+`  shop      invoice\.changed  connection refused  0ms      2        -        -`,
-		`2025-01-31T08:00:02Z  `+sub+`  shop      invoice\.changed  503                 1501ms   3        -        -`,
-		`2025-01-31T08:00:03Z  `+sub+`  shop      invoice\.changed  Get "https://example\.com/hook": context deadline exceeded  1501ms   3        -        -`,
+		`TIME                  SUBSCRIPTION          SYSTEM    TYPES            EVENT       STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME    NEXT ATTEMPT`,
+		`2025-01-31T08:00:00Z  `+sub+`  shop      invoice\.changed  -           200     12ms     1        -        -          -`,
+		`2025-01-31T08:00:01Z  `+sub+`  shop      invoice\.changed  -           connection refused  0ms      2        -        -          -`,
+		`2025-01-31T08:00:02Z  `+sub+`  shop      invoice\.changed  -           503                 1501ms   3        -        -          -`,
+		`2025-01-31T08:00:03Z  `+sub+`  shop      invoice\.changed  -           Get "https://example\.com/hook": context deadline exceeded  1501ms   3        -        -          -`,
 	)
 
 	r = js.stop(t)
@@ -1046,7 +1091,7 @@ func TestSubPayload(t *testing.T) {
 	ctlAt(t, addr, "sub", "update", id, "--header", "Content-Type: text/plain").fails(t, 1, "kurierctl: headers[0].name: Content-Type is set by Kurier")
 	ctlAt(t, addr, "sub", "update", id, "--timeout", "2m").fails(t, 1, "kurierctl: timeout: must be from 1s to 1m0s")
 	ctlAt(t, addr, "sub", "update", id, "--attr", "event=x").fails(t, 1, "kurierctl: attributes[0].name: event is reserved")
-	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
+	r = ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
 	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 	ctlAt(t, addr, "sub", "update", ping, "--table", "Auftrag").fails(t, 1, `kurierctl: update_mask: "table" cannot be updated`)
 	// A ping subscription shows no settings block.
@@ -1144,7 +1189,7 @@ func TestSubPreview(t *testing.T) {
 	ctlAt(t, addr, "sub", "preview", id, "--type", "address.changed").fails(t, 1, `kurierctl: event_type: the subscription does not have "address.changed"`)
 
 	// A ping is a GET with no body.
-	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
+	r = ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
 	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 	r = ctlAt(t, addr, "sub", "preview", ping).ok(t)
 	if r.stdout != "GET https://example.com/ping\n" {
@@ -1180,10 +1225,7 @@ func TestDeadLetters(t *testing.T) {
 	if r.stdout != "" || !strings.Contains(r.stderr, "No dead letters for org acme") {
 		t.Errorf("empty deadletters list: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
-	r = ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--sub", id, "-o", "json").ok(t)
-	if strings.TrimSpace(r.stdout) != "{}" || r.stderr != "" {
-		t.Errorf("empty deadletters list -o json: stdout %q, stderr %q", r.stdout, r.stderr)
-	}
+	emptyList(t, ctlAt(t, addr, "deadletters", "list", "--org", "acme", "--sub", id, "-o", "json").ok(t), "deadLetters")
 
 	first := deadLetter(t, conn, id, 7, "evt-7")
 	second := deadLetter(t, conn, id, 9, "evt-9")
@@ -1228,7 +1270,7 @@ func TestDeadLetters(t *testing.T) {
 func TestDeliveriesExport(t *testing.T) {
 	addr, conn := startAdminBus(t)
 	ctlAt(t, addr, "org", "create", "acme").ok(t)
-	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
+	r := ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/hook", "-o", "json").ok(t)
 	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 	hook := createPayload(t, addr).GetSubscription().GetSubscriptionId()
 
@@ -1241,12 +1283,13 @@ func TestDeliveriesExport(t *testing.T) {
 	delivered.Status, delivered.LatencyMS, delivered.Attempt, delivered.Outcome = 200, 8, 2, "delivered"
 	logDeliveries(t, conn, at, append(attempts(ping), failed, delivered)...)
 
-	// list shows the attempt and how it ended.
+	// list shows the event, the attempt, how it ended and when the next
+	// attempt is due.
 	r = ctlAt(t, addr, "deliveries", "list", "--org", "acme", "--sub", hook).ok(t)
 	matchLines(t, r.stdout,
-		`TIME                  SUBSCRIPTION          SYSTEM  TYPES            STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME`,
-		`2025-01-31T08:00:03Z  `+hook+`  erp     invoice\.changed  500     20ms     -        1        retry`,
-		`2025-01-31T08:00:04Z  `+hook+`  erp     invoice\.changed  200     8ms      -        2        delivered`,
+		`TIME                  SUBSCRIPTION          SYSTEM  TYPES            EVENT  STATUS  LATENCY  UNACKED  ATTEMPT  OUTCOME    NEXT ATTEMPT`,
+		`2025-01-31T08:00:03Z  `+hook+`  erp     invoice\.changed  evt-1  500     20ms     -        1        retry      2025-01-31T08:00:05Z`,
+		`2025-01-31T08:00:04Z  `+hook+`  erp     invoice\.changed  evt-1  200     8ms      -        2        delivered  -`,
 	)
 
 	dir := t.TempDir()
@@ -1390,5 +1433,65 @@ func TestQueueCommands(t *testing.T) {
 	ctlAt(t, addr, "org", "delete", "beta").ok(t)
 	if _, err := store.Get(ctx, theirs); !errors.Is(err, queues.ErrNotFound) {
 		t.Fatalf("queue of a deleted org: %v", err)
+	}
+}
+
+// sub create makes an active payload subscription unless told otherwise:
+// --mode ping for a ping one, --inactive for one switched off.
+func TestSubCreateDefaults(t *testing.T) {
+	addr := startAdmin(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "crm", "--type", "5", "--url", "https://crm.example/hook", "-o", "json").ok(t)
+	if s := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription(); s.GetMode() != adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD || !s.GetActive() {
+		t.Errorf("sub create without --mode: mode %v, active %v", s.GetMode(), s.GetActive())
+	}
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://shop.example/ping", "--mode", "ping").ok(t)
+	if row := strings.Fields(lines(r.stdout)[1]); row[4] != "ping" || row[6] != "yes" {
+		t.Errorf("sub create --mode ping:\n%s", r.stdout)
+	}
+	r = ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "erp", "--type", "5", "--url", "https://erp.example/hook", "--inactive", "-o", "json").ok(t)
+	if s := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription(); s.GetMode() != adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD || s.GetActive() {
+		t.Errorf("sub create --inactive: mode %v, active %v", s.GetMode(), s.GetActive())
+	}
+	// JSON shows every field, false too.
+	r = ctlAt(t, addr, "sub", "list", "--org", "acme", "-o", "json").ok(t)
+	var list struct{ Subscriptions []map[string]json.RawMessage }
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	var active []string
+	for _, s := range list.Subscriptions {
+		active = append(active, string(s["active"]))
+	}
+	if slices.Sort(active); strings.Join(active, ",") != "false,true,true" {
+		t.Errorf("sub list -o json: active %v, want one false and two true", active)
+	}
+
+	r = ctl(t, "sub", "create", "-h").ok(t)
+	for _, want := range []string{"(default payload)", "[--mode payload|ping|queue]", "active\nunless --inactive"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("sub create -h lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// A queue subscription signs nothing: sub create offers no secret to
+// store and says where its events go instead.
+func TestQueueSubCreateNoSecret(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	store, err := queues.Open(context.Background(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := queues.NewID()
+	if err := store.Create(context.Background(), queues.Queue{ID: q, Org: "acme", Created: time.Now()}, 10); err != nil {
+		t.Fatal(err)
+	}
+	r := ctlAt(t, addr, "sub", "create", "--org", "acme", "--system", "hub", "--type", "5", "--mode", "queue", "--queue", q).ok(t)
+	if want := "\nIts events go into queue " + q + " unsigned: a queue subscription needs no signing secret.\n"; !strings.HasSuffix(r.stdout, want) ||
+		strings.Contains(r.stdout, "to the URL") || strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("sub create --mode queue:\n%s", r.stdout)
 	}
 }

@@ -41,7 +41,9 @@ const globalHelp = `Global flags, accepted before or after the command:
                         against the system's CAs
   --ca file             CA certificates (PEM) to check the admin API's
                         certificate against; turns TLS on (env KURIER_CA)
-  -o, --output format   table or json (default table)
+  -o, --output format   table, json, or value=<field>: only that field of the
+                        JSON answer, bare, such as value=secret or
+                        value=subscription.subscriptionId (default table)
   --timeout duration    how long to wait for the server (default 10s); tail
                         waits for deliveries without limit, and export bounds
                         each call with it; sub create and sub update have a
@@ -84,7 +86,8 @@ var commands = func() []*command {
 	cs = append(cs, deadLetterCommands...)
 	cs = append(cs, personCommands...)
 	cs = append(cs, queueCommands...)
-	return append(cs, &command{
+	cs = append(cs, receiveCommand)
+	cs = append(cs, &command{
 		path:     "version",
 		synopsis: "version",
 		about:    "Prints kurierctl's version.",
@@ -95,6 +98,9 @@ var commands = func() []*command {
 			}
 		},
 	})
+	// The closure reads cs when it runs, once the table is complete.
+	cs = append(cs, completionCommand(func() []*command { return cs }))
+	return cs
 }()
 
 // globals are the flags every command accepts.
@@ -103,7 +109,8 @@ type globals struct {
 	token   string
 	tls     bool
 	ca      string
-	output  string
+	output  string // table or json, once checked
+	field   string // with -o value=<field>, which check makes json
 	timeout time.Duration
 }
 
@@ -149,8 +156,13 @@ func (g *globals) bind(fs *flag.FlagSet) {
 }
 
 func (g *globals) check() error {
-	if g.output != "table" && g.output != "json" {
-		return usageErrorf("--output must be table or json, not %q", g.output)
+	if field, ok := strings.CutPrefix(g.output, "value="); ok {
+		if field == "" {
+			return usageErrorf("--output value= needs a field, such as value=secret")
+		}
+		g.output, g.field = "json", field
+	} else if g.output != "table" && g.output != "json" {
+		return usageErrorf("--output must be table, json or value=<field>, not %q", g.output)
 	}
 	if g.timeout <= 0 {
 		return usageErrorf("--timeout must be positive, not %v", g.timeout)
@@ -285,7 +297,7 @@ func runCommand(ctx context.Context, c *command, g *globals, args []string, stdi
 		return commandUsageFailure(stderr, c, err.Error())
 	}
 
-	s := &session{g: *g, in: stdin, out: &printer{w: stdout, errw: stderr, format: g.output}}
+	s := &session{g: *g, in: stdin, out: &printer{w: stdout, errw: stderr, format: g.output, field: g.field}}
 	defer s.close()
 	if !c.stream {
 		var cancel context.CancelFunc

@@ -25,12 +25,17 @@ import (
 type printer struct {
 	w, errw io.Writer
 	format  string // "table" or "json"
+	field   string // with -o value=field: print only this field of the JSON, bare
 }
 
-var jsonOptions = protojson.MarshalOptions{Multiline: true, EmitUnpopulated: false}
+// jsonOptions print every field, empty lists as [] and zeros as
+// themselves, rather than leaving them out as protojson does by default:
+// a script reads .subscriptions[] or .active of any answer without
+// checking first whether the field is there.
+var jsonOptions = protojson.MarshalOptions{Multiline: true, EmitDefaultValues: true}
 
 // jsonLineOptions put a document on one line, for output that streams.
-var jsonLineOptions = protojson.MarshalOptions{}
+var jsonLineOptions = protojson.MarshalOptions{EmitDefaultValues: true}
 
 func (p *printer) json(m proto.Message) error { return p.marshal(jsonOptions, m) }
 
@@ -38,12 +43,62 @@ func (p *printer) json(m proto.Message) error { return p.marshal(jsonOptions, m)
 func (p *printer) jsonLine(m proto.Message) error { return p.marshal(jsonLineOptions, m) }
 
 func (p *printer) marshal(opts protojson.MarshalOptions, m proto.Message) error {
+	if p.field != "" {
+		// Every field the answer can have, so that one not set is found
+		// too, and prints empty.
+		opts = protojson.MarshalOptions{EmitUnpopulated: true}
+	}
 	b, err := opts.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
+	if p.field != "" {
+		if b, err = fieldValue(b, p.field); err != nil {
+			return err
+		}
+	}
 	_, err = p.w.Write(append(b, '\n'))
 	return err
+}
+
+// fieldValue finds a field in a JSON document by its path, names and list
+// indexes joined by dots (subscriptions.0.subscriptionId), and answers
+// it for shell variables: a string or number as it is, null as nothing,
+// anything else as JSON.
+func fieldValue(doc []byte, path string) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	for name := range strings.SplitSeq(path, ".") {
+		switch c := v.(type) {
+		case map[string]any:
+			f, ok := c[name]
+			if !ok {
+				return nil, fmt.Errorf("the answer has no field %q (-o value=%s); -o json shows it whole", name, path)
+			}
+			v = f
+		case []any:
+			i, err := strconv.Atoi(name)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, fmt.Errorf("the answer's list has no item %q (-o value=%s); -o json shows it whole", name, path)
+			}
+			v = c[i]
+		default:
+			return nil, fmt.Errorf("the answer has nothing under %q (-o value=%s); -o json shows it whole", name, path)
+		}
+	}
+	switch c := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(c), nil
+	case json.Number:
+		return []byte(c), nil
+	}
+	return json.Marshal(v)
 }
 
 func newTable(w io.Writer, header ...string) *tabwriter.Writer {
@@ -147,15 +202,21 @@ func (p *printer) subs(msg proto.Message, subs ...*adminv1.Subscription) error {
 }
 
 // createdSub shows a new subscription with its signing secret set apart,
-// as createdKey does.
+// as createdKey does. Kurier makes no requests for a queue subscription, so
+// its secret signs nothing and is not offered for storing.
 func (p *printer) createdSub(resp *adminv1.CreateSubscriptionResponse) error {
 	if p.format == "json" {
 		return p.json(resp)
 	}
-	if err := p.sub(resp.GetSubscription()); err != nil {
+	sub := resp.GetSubscription()
+	if err := p.sub(sub); err != nil {
 		return err
 	}
 	fmt.Fprintln(p.w)
+	if sub.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_QUEUE {
+		_, err := fmt.Fprintf(p.w, "Its events go into queue %s unsigned: a queue subscription needs no signing secret.\n", sub.GetQueueId())
+		return err
+	}
 	return p.secret("Signing secret ("+signingSecret+")", resp.GetSigningSecret())
 }
 
@@ -285,7 +346,8 @@ func (p *printer) preview(resp *adminv1.PreviewSubscriptionResponse) error {
 }
 
 // applied shows what applying API_NOTIFICATION records changed, then the
-// subscriptions they name.
+// subscriptions they name and the signing secrets of those it created, as
+// createdSub does.
 func (p *printer) applied(resp *adminv1.ApplyApiNotificationResponse) error {
 	if p.format == "json" {
 		return p.json(resp)
@@ -298,14 +360,29 @@ func (p *printer) applied(resp *adminv1.ApplyApiNotificationResponse) error {
 		return nil
 	}
 	fmt.Fprintln(p.w)
-	return p.subs(resp, resp.GetSubscriptions()...)
+	if err := p.subs(resp, resp.GetSubscriptions()...); err != nil {
+		return err
+	}
+	sep := "\n" // p.secret ends with an empty line; the table does not
+	for _, s := range resp.GetSubscriptions() {
+		secret, ok := resp.GetSigningSecrets()[s.GetSubscriptionId()]
+		if !ok {
+			continue
+		}
+		fmt.Fprint(p.w, sep)
+		sep = ""
+		if err := p.secret("Signing secret of "+s.GetSubscriptionId()+" ("+signingSecret+")", secret); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-var deliveryHeader = []string{"TIME", "SUBSCRIPTION", "SYSTEM", "TYPES", "STATUS", "LATENCY", "UNACKED", "ATTEMPT", "OUTCOME"}
+var deliveryHeader = []string{"TIME", "SUBSCRIPTION", "SYSTEM", "TYPES", "EVENT", "STATUS", "LATENCY", "UNACKED", "ATTEMPT", "OUTCOME", "NEXT ATTEMPT"}
 
 // deliveryWidths are the widths a tail starts its columns at: those of a
 // time, a subscription id, and typical values of the rest.
-var deliveryWidths = []int{20, 20, 8, 15, 6, 7, 7, 7, 0}
+var deliveryWidths = []int{20, 20, 8, 15, 10, 6, 7, 7, 7, 9, 0}
 
 func deliveryCells(d *adminv1.Delivery) []string {
 	status := d.GetError()
@@ -320,8 +397,8 @@ func deliveryCells(d *adminv1.Delivery) []string {
 	if d.GetAttempt() != 0 {
 		attempt = strconv.FormatUint(uint64(d.GetAttempt()), 10)
 	}
-	return []string{when(d.GetTime()), d.GetSubscriptionId(), d.GetSystem(), strings.Join(d.GetEventTypes(), ","),
-		status, latency, unacked(d.GetMode(), d.GetUnacked()), attempt, d.GetOutcome()}
+	return []string{when(d.GetTime()), d.GetSubscriptionId(), d.GetSystem(), strings.Join(d.GetEventTypes(), ","), d.GetEventId(),
+		status, latency, unacked(d.GetMode(), d.GetUnacked()), attempt, d.GetOutcome(), when(d.GetNextAttempt())}
 }
 
 // deliveries prints msg as JSON, or deliveries as a table.

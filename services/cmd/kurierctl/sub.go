@@ -18,14 +18,16 @@ const typeUsage = "event `types`: dotted names such as invoice.changed, or Collm
 var subCommands = []*command{
 	{
 		path:     "sub create",
-		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] (--url <url> | --mode queue --queue <queue-id>) [--name "…"] [--mode ping|payload|queue] [--inactive] [payload flags]`,
-		about: "Subscribes an external system to event types and prints the subscription with its\n" +
-			"signing secret. The secret is shown only this once. Collmex event codes 1-9 stand for\n" +
-			"the types they name. A system can have only one ping subscription per event type.\n" +
-			"With --mode payload, each event is POSTed as JSON to the URL with a GET part\n" +
-			"(event, table, conditions, attributes) added to its query; the flags from --table\n" +
-			"on shape those requests. sub preview shows one. With --mode queue, each event\n" +
-			"becomes a message in the org's queue that --queue names (kurierctl queue list).",
+		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] (--url <url> | --mode queue --queue <queue-id>) [--name "…"] [--mode payload|ping|queue] [--inactive] [payload flags]`,
+		about: "Subscribes an external system to event types and prints the subscription, active\n" +
+			"unless --inactive, with its signing secret. The secret is shown only this once.\n" +
+			"Collmex event codes 1-9 stand for the types they name. By default (--mode payload)\n" +
+			"each event is POSTed as JSON to the URL with a GET part (event, table, conditions,\n" +
+			"attributes) added to its query; the flags from --table on shape those requests.\n" +
+			"sub preview shows one. With --mode ping, the URL gets a GET a while after a change\n" +
+			"and the system reads the change feed (Collmex); a system can have only one ping\n" +
+			"subscription per event type. With --mode queue, each event becomes a message in\n" +
+			"the org's queue that --queue names (kurierctl queue list).",
 		setup: func(fs *flag.FlagSet) runFunc {
 			org := fs.String("org", "", "the `org-id` the subscription belongs to (required)")
 			system := fs.String("system", "", "the external system's `name`, 1-20 characters (required)")
@@ -34,8 +36,8 @@ var subCommands = []*command{
 			url := fs.String("url", "", "the http or https `url` the system is told on (required but for --mode queue)")
 			queue := fs.String("queue", "", "the `queue-id` events go into, with --mode queue")
 			name := fs.String("name", "", "a `text` saying what the subscription is for")
-			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PING)
-			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default ping)")
+			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD)
+			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default payload)")
 			inactive := fs.Bool("inactive", false, "create it switched off; sub activate switches it on")
 			payload := bindPayloadFlags(fs, false)
 			return func(ctx context.Context, s *session, _ []string) error {
@@ -61,8 +63,8 @@ var subCommands = []*command{
 				}
 				in := payload.sub
 				in.OrgId, in.System, in.Name, in.EventTypes = *org, *system, *name, types
-				in.Mode, in.Url, in.QueueId, in.Active = adminv1.DeliveryMode(mode), *url, *queue, !*inactive
-				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: in})
+				in.Mode, in.Url, in.QueueId = adminv1.DeliveryMode(mode), *url, *queue
+				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: in, Inactive: *inactive})
 				if err != nil {
 					return err
 				}

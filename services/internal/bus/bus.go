@@ -43,6 +43,15 @@ const (
 // filter on prefixes (kurier.events.acme.invoice.>).
 func EventsSubject(org, typ string) string { return "kurier.events." + org + "." + typ }
 
+// EventOf parses an EventsSubject.
+func EventOf(subject string) (org, typ string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "kurier.events.")
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
+}
+
 // EventsOrgFilter matches every event of an org.
 func EventsOrgFilter(org string) string { return "kurier.events." + org + ".>" }
 
@@ -51,6 +60,9 @@ func EventsOrgFilter(org string) string { return "kurier.events." + org + ".>" }
 func IngestSubject(org string) string { return "kurier.ingest." + org }
 
 const IngestWildcard = "kurier.ingest.*"
+
+// IngestOrg parses an IngestSubject.
+func IngestOrg(subject string) string { return strings.TrimPrefix(subject, "kurier.ingest.") }
 
 // The coalescing timer of a ping subscription lives on two subjects: a
 // scheduled message on NotifySched that the server turns into one on
@@ -61,6 +73,9 @@ func NotifyDue(sub string) string   { return "kurier.notify.due." + sub }
 func NotifyAll(sub string) string   { return "kurier.notify.*." + sub }
 
 const NotifyDueWildcard = "kurier.notify.due.>"
+
+// NotifyDueSub parses a NotifyDue subject.
+func NotifyDueSub(subject string) string { return strings.TrimPrefix(subject, "kurier.notify.due.") }
 
 // Payload delivery tasks are spread over Partitions partitions by
 // subscription id. A partition has one consumer, which one dispatcher
@@ -84,6 +99,10 @@ func DeliverSubject(sub string) string {
 	return "kurier.deliver." + strconv.Itoa(Partition(sub)) + "." + sub
 }
 func PartitionFilter(p int) string { return "kurier.deliver." + strconv.Itoa(p) + ".>" }
+
+// TaskSub parses a DeliverSubject, or any task subject that ends in its
+// subscription's id.
+func TaskSub(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
 
 // DigestSubject gathers a daily subscription's tasks until its digest;
 // nothing consumes it but the digest itself.
@@ -336,6 +355,14 @@ func DispatchConsumer() jetstream.ConsumerConfig {
 		MaxAckPending: 10000,
 	}
 }
+
+// PingsConsumer and DigestsConsumer are the dispatchers' durable
+// consumers of NOTIFY's due pings and due digests, shared by every
+// replica.
+const (
+	PingsConsumer   = "dispatcher-pings"
+	DigestsConsumer = "dispatcher-digests"
+)
 
 // MemberTTL is how long a dispatcher replica counts as alive after it last
 // renewed its key in BucketDispatchers.
@@ -601,6 +628,11 @@ func DigestSched(sub string) string { return "kurier.notify.digest." + sub }
 func DigestDue(sub string) string   { return "kurier.notify.digested." + sub }
 
 const DigestDueWildcard = "kurier.notify.digested.>"
+
+// DigestDueSub parses a DigestDue subject.
+func DigestDueSub(subject string) string {
+	return strings.TrimPrefix(subject, "kurier.notify.digested.")
+}
 
 // ErrTimerRunning: a timer on that subject is already pending.
 var ErrTimerRunning = errors.New("a timer is already running")

@@ -26,12 +26,12 @@ type Record struct {
 	Error        string    `json:"error,omitempty"`
 	LatencyMS    float64   `json:"latency_ms"`
 	Unacked      int       `json:"unacked,omitempty"`
-	// Payload deliveries.
+	// Payload and queue deliveries; a queue has no answer and no retry.
 	EventID     string     `json:"event_id,omitempty"`
 	Attempt     int        `json:"attempt,omitempty"`
 	Response    string     `json:"response,omitempty"` // the first 4 KiB of the answer's body
 	NextAttempt *time.Time `json:"next_attempt,omitempty"`
-	Outcome     string     `json:"outcome,omitempty"` // delivered, retry, dead, disabled
+	Outcome     string     `json:"outcome,omitempty"` // delivered, retry, dead, disabled; queue: delivered, dropped
 	// Sequence is the record's position in the stream; set when read.
 	Sequence uint64 `json:"-"`
 }

@@ -148,6 +148,35 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 // Authenticate finds the key a secret belongs to and checks that it is live
 // and carries the scope.
 func (s *Store) Authenticate(ctx context.Context, secret string, scope Scope) (Key, error) {
+	k, err := s.live(ctx, secret)
+	return scoped(k, err, scope)
+}
+
+// AuthenticateOrg is Authenticate for a request that names its org, as a
+// NATS subject does. A key of another org is ErrUnauthenticated, as an
+// unknown key is, whatever its scopes: the answer must not tell that the
+// key exists elsewhere.
+func (s *Store) AuthenticateOrg(ctx context.Context, org, secret string, scope Scope) (Key, error) {
+	k, err := s.live(ctx, secret)
+	if err == nil && k.Org != org {
+		err = ErrUnauthenticated
+	}
+	return scoped(k, err, scope)
+}
+
+// scoped answers the key live found if it carries the scope.
+func scoped(k Key, err error, scope Scope) (Key, error) {
+	if err != nil {
+		return Key{}, err
+	}
+	if !k.Has(scope) {
+		return Key{}, ErrForbidden
+	}
+	return k, nil
+}
+
+// live finds the key a secret belongs to and checks that it is not revoked.
+func (s *Store) live(ctx context.Context, secret string) (Key, error) {
 	id, ok := keyIDOf(secret)
 	if !ok {
 		return Key{}, ErrUnauthenticated
@@ -161,9 +190,6 @@ func (s *Store) Authenticate(ctx context.Context, secret string, scope Scope) (K
 	}
 	if subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(k.Hash)) != 1 || k.Revoked != nil {
 		return Key{}, ErrUnauthenticated
-	}
-	if !k.Has(scope) {
-		return Key{}, ErrForbidden
 	}
 	return k, nil
 }

@@ -1088,8 +1088,12 @@ type Subscription struct {
 	EventTypes []string     `protobuf:"bytes,5,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
 	Mode       DeliveryMode `protobuf:"varint,6,opt,name=mode,proto3,enum=kurier.admin.v1.DeliveryMode" json:"mode,omitempty"`
 	// http or https; at most 255 characters for ping; none for queue.
-	Url    string `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
-	Active bool   `protobuf:"varint,8,opt,name=active,proto3" json:"active,omitempty"`
+	Url string `protobuf:"bytes,7,opt,name=url,proto3" json:"url,omitempty"`
+	// Whether events are delivered. A proto bool cannot tell false from not
+	// given, so CreateSubscription does not read it: a subscription is created
+	// active unless CreateSubscriptionRequest.inactive is set.
+	// SetSubscriptionActive switches it.
+	Active bool `protobuf:"varint,8,opt,name=active,proto3" json:"active,omitempty"`
 	// Read-only state.
 	// Pings made since the system last read the change feed.
 	Unacked        uint32                 `protobuf:"varint,9,opt,name=unacked,proto3" json:"unacked,omitempty"`
@@ -1523,9 +1527,12 @@ func (x *Header) GetValue() string {
 
 type CreateSubscriptionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// subscription_id and the read-only fields are ignored; active defaults
-	// to false like any proto bool, so set it.
-	Subscription  *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// subscription_id, active and the read-only fields are ignored.
+	Subscription *Subscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// Creates the subscription switched off; by default it is active. With
+	// subscription.active set too, the request contradicts itself and is
+	// refused (InvalidArgument naming inactive).
+	Inactive      bool `protobuf:"varint,2,opt,name=inactive,proto3" json:"inactive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1565,6 +1572,13 @@ func (x *CreateSubscriptionRequest) GetSubscription() *Subscription {
 		return x.Subscription
 	}
 	return nil
+}
+
+func (x *CreateSubscriptionRequest) GetInactive() bool {
+	if x != nil {
+		return x.Inactive
+	}
+	return false
 }
 
 type CreateSubscriptionResponse struct {
@@ -2213,8 +2227,11 @@ type ApplyApiNotificationResponse struct {
 	Unchanged uint32                 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// The subscriptions the records name, as they are now (deleted ones left out).
 	Subscriptions []*Subscription `protobuf:"bytes,5,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The signing secrets (whsec_…) of the subscriptions this call created,
+	// by subscription id; shown only here, as CreateSubscription shows its.
+	SigningSecrets map[string]string `protobuf:"bytes,6,rep,name=signing_secrets,json=signingSecrets,proto3" json:"signing_secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApplyApiNotificationResponse) Reset() {
@@ -2282,6 +2299,13 @@ func (x *ApplyApiNotificationResponse) GetSubscriptions() []*Subscription {
 	return nil
 }
 
+func (x *ApplyApiNotificationResponse) GetSigningSecrets() map[string]string {
+	if x != nil {
+		return x.SigningSecrets
+	}
+	return nil
+}
+
 // Delivery is one delivery attempt, as the delivery log holds it.
 type Delivery struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2301,9 +2325,10 @@ type Delivery struct {
 	Unacked uint32 `protobuf:"varint,11,opt,name=unacked,proto3" json:"unacked,omitempty"`
 	// Position in the log, for paging.
 	Sequence uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	// Payload deliveries: the event, the attempt (1 is the first), the
-	// first 4 KiB of the answer, when the next attempt is due, and how it
-	// ended: delivered, retry, dead or disabled.
+	// Payload and queue deliveries: the event, the attempt (1 is the first);
+	// payload ones also the first 4 KiB of the answer and when the next
+	// attempt is due. How it ended: delivered, retry, dead or disabled
+	// (payload), delivered or dropped (queue).
 	EventId       string                 `protobuf:"bytes,13,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,14,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Response      string                 `protobuf:"bytes,15,opt,name=response,proto3" json:"response,omitempty"`
@@ -3908,9 +3933,10 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x06secret\x18\x03 \x01(\bR\x06secret\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"^\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"z\n" +
 	"\x19CreateSubscriptionRequest\x12A\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\"\x86\x01\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\x12\x1a\n" +
+	"\binactive\x18\x02 \x01(\bR\binactive\"\x86\x01\n" +
 	"\x1aCreateSubscriptionResponse\x12A\n" +
 	"\fsubscription\x18\x01 \x01(\v2\x1d.kurier.admin.v1.SubscriptionR\fsubscription\x12%\n" +
 	"\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret\"A\n" +
@@ -3946,13 +3972,17 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"sampleBody\"N\n" +
 	"\x1bApplyApiNotificationRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\tR\arecords\"\xcf\x01\n" +
+	"\arecords\x18\x02 \x01(\tR\arecords\"\xfe\x02\n" +
 	"\x1cApplyApiNotificationResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\rR\acreated\x12\x18\n" +
 	"\aupdated\x18\x02 \x01(\rR\aupdated\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\rR\adeleted\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\rR\tunchanged\x12C\n" +
-	"\rsubscriptions\x18\x05 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\"\xc4\x04\n" +
+	"\rsubscriptions\x18\x05 \x03(\v2\x1d.kurier.admin.v1.SubscriptionR\rsubscriptions\x12j\n" +
+	"\x0fsigning_secrets\x18\x06 \x03(\v2A.kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntryR\x0esigningSecrets\x1aA\n" +
+	"\x13SigningSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x04\n" +
 	"\bDelivery\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12'\n" +
@@ -4144,7 +4174,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -4207,119 +4237,121 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*CreatePersonRequest)(nil),          // 58: kurier.admin.v1.CreatePersonRequest
 	(*DeletePersonRequest)(nil),          // 59: kurier.admin.v1.DeletePersonRequest
 	(*DeletePersonResponse)(nil),         // 60: kurier.admin.v1.DeletePersonResponse
-	(*timestamppb.Timestamp)(nil),        // 61: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 62: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),          // 63: google.protobuf.Duration
+	nil,                                  // 61: kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 63: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 64: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	61, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	62, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
 	6,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
 	6,  // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
-	62, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
+	63, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 4: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	61, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	61, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	62, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	62, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
 	14, // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
 	14, // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 10: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	61, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	61, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	61, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	61, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	62, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	62, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	62, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	62, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
 	22, // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
 	23, // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	63, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	64, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
 	2,  // 18: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
 	3,  // 19: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	63, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	61, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	64, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	62, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
 	21, // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
 	20, // 23: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
 	20, // 24: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
 	20, // 25: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
 	20, // 26: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	62, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	61, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	63, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	62, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
 	20, // 29: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	61, // 30: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 31: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	63, // 32: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	61, // 33: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	61, // 34: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
-	40, // 35: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	61, // 36: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	61, // 37: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
-	43, // 38: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	61, // 39: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	63, // 40: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
-	46, // 41: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
-	61, // 42: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	39, // 43: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	61, // 44: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	4,  // 45: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
-	5,  // 46: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
-	54, // 47: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
-	54, // 48: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
-	7,  // 49: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	8,  // 50: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	9,  // 51: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	11, // 52: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
-	12, // 53: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	15, // 54: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	17, // 55: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	19, // 56: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	24, // 57: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	26, // 58: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	27, // 59: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	29, // 60: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	30, // 61: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	32, // 62: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	33, // 63: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	35, // 64: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	37, // 65: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	51, // 66: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	53, // 67: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	41, // 68: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	44, // 69: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	47, // 70: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
-	49, // 71: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
-	55, // 72: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
-	57, // 73: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
-	58, // 74: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
-	59, // 75: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
-	6,  // 76: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	6,  // 77: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	10, // 78: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	6,  // 79: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
-	13, // 80: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	16, // 81: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	18, // 82: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	14, // 83: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	25, // 84: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	20, // 85: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	28, // 86: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	20, // 87: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	31, // 88: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	20, // 89: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	34, // 90: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	36, // 91: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	38, // 92: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	52, // 93: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	39, // 94: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	42, // 95: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	45, // 96: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	48, // 97: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
-	50, // 98: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
-	56, // 99: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
-	54, // 100: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
-	54, // 101: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
-	60, // 102: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
-	76, // [76:103] is the sub-list for method output_type
-	49, // [49:76] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	61, // 30: kurier.admin.v1.ApplyApiNotificationResponse.signing_secrets:type_name -> kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	62, // 31: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 32: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	64, // 33: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	62, // 34: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	62, // 35: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	40, // 36: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	62, // 37: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	62, // 38: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	43, // 39: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	62, // 40: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	64, // 41: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
+	46, // 42: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
+	62, // 43: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	39, // 44: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	62, // 45: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	4,  // 46: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
+	5,  // 47: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
+	54, // 48: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
+	54, // 49: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
+	7,  // 50: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	8,  // 51: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	9,  // 52: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	11, // 53: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
+	12, // 54: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	15, // 55: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	17, // 56: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	19, // 57: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	24, // 58: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	26, // 59: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	27, // 60: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	29, // 61: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	30, // 62: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	32, // 63: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	33, // 64: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	35, // 65: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	37, // 66: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	51, // 67: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	53, // 68: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	41, // 69: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	44, // 70: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	47, // 71: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
+	49, // 72: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
+	55, // 73: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
+	57, // 74: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
+	58, // 75: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
+	59, // 76: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
+	6,  // 77: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	6,  // 78: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	10, // 79: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	6,  // 80: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
+	13, // 81: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	16, // 82: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	18, // 83: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	14, // 84: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	25, // 85: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	20, // 86: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	28, // 87: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	20, // 88: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	31, // 89: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	20, // 90: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	34, // 91: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	36, // 92: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	38, // 93: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	52, // 94: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	39, // 95: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	42, // 96: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	45, // 97: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	48, // 98: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
+	50, // 99: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
+	56, // 100: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
+	54, // 101: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
+	54, // 102: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
+	60, // 103: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
+	77, // [77:104] is the sub-list for method output_type
+	50, // [50:77] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -4338,7 +4370,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
