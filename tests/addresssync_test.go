@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -396,7 +397,7 @@ func syncKilledMidway(t *testing.T, k *harness.Kurier, key string, admin func(*h
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	natstest.WaitForErr(t, 30*time.Second, "an empty journal", func() error {
 		st, err := js.Stream(context.Background(), "SYNC_JOURNAL")
 		if err != nil {
 			t.Fatal(err)
@@ -405,13 +406,11 @@ func syncKilledMidway(t *testing.T, k *harness.Kurier, key string, admin func(*h
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs == 0 {
-			break
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("it still holds %d messages", info.State.Msgs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the journal still holds %d messages", info.State.Msgs)
-		}
-	}
+		return nil
+	})
 	book := persons(t, adm, "acme", true)
 	changed := 0
 	for _, p := range book {

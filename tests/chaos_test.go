@@ -143,19 +143,15 @@ func (d *deployment) waitKnown(t *testing.T, n int, dispatchers ...string) {
 	t.Helper()
 	want := fmt.Sprintf("\nkurier_dispatch_subscriptions %d\n", n)
 	for _, name := range dispatchers {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		natstest.WaitFor(t, 30*time.Second, fmt.Sprintf("%s to know the %d subscriptions", name, n), func() bool {
 			resp, err := http.Get(d.get(name).HTTP + "/metrics")
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if bytes.Contains(b, []byte(want)) {
-					break
-				}
+			if err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not know the %d subscriptions within 30s", name, n)
-			}
-		}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return bytes.Contains(b, []byte(want))
+		})
 	}
 }
 
@@ -875,27 +871,23 @@ func TestChaosStopAndStart(t *testing.T) {
 	}
 	wantFE2(t, pushSync(t, d.get("addresssync"), key, bigList(50)...), "200 created 50, updated 0, deleted 0, marked 0, unchanged 0")
 	var before snapshot
-	for deadline := time.Now().Add(10 * time.Second); len(before.deliveries) < 3 || len(before.messages) < 3; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("before the stop: %d log records, %d queue messages; want 3 of each", len(before.deliveries), len(before.messages))
-		}
+	natstest.WaitForErr(t, 10*time.Second, "3 log records and 3 queue messages before the stop", func() error {
 		before = takeSnapshot(t, adm, "acme", d.get("queue").HTTP, key, q.QueueID)
-	}
+		if len(before.deliveries) < 3 || len(before.messages) < 3 {
+			return fmt.Errorf("%d log records, %d queue messages", len(before.deliveries), len(before.messages))
+		}
+		return nil
+	})
 
 	// A change starts a ping timer, and everything stops before it fires.
 	change(t, d.get("ingest"), key, "order.changed", "ORD-1", nil)
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+	natstest.WaitFor(t, time.Second, "a ping pending after the change", func() bool {
 		sub, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: pending})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sub.GetPendingSince() != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no ping pending a second after the change")
-		}
-	}
+		return sub.GetPendingSince() != nil
+	})
 	for _, name := range slices.Backward(names) {
 		d.kill(t, name)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -111,9 +113,12 @@ func TestNonJSONEventsDelivered(t *testing.T) {
 	}
 
 	var msgs []qMessage
-	for deadline := time.Now().Add(10 * time.Second); len(msgs) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		_, msgs = qPeek(t, k.HTTP, secret, q.QueueID, "?count=10")
-	}
+	natstest.WaitForErr(t, 10*time.Second, "2 queue messages", func() error {
+		if _, msgs = qPeek(t, k.HTTP, secret, q.QueueID, "?count=10"); len(msgs) < 2 {
+			return fmt.Errorf("queue messages: %v", contents(msgs))
+		}
+		return nil
+	})
 	if len(msgs) != 2 {
 		t.Fatalf("queue messages: %v", contents(msgs))
 	}
@@ -168,13 +173,16 @@ func TestEventIdentityAndResend(t *testing.T) {
 	}
 
 	// After the window, the same event is taken again.
-	deadline := time.Now().Add(window + 10*time.Second)
-	for a := send("/erp-a"); len(a.Accepted) != 1; a = send("/erp-a") {
-		if a.Status != 202 || time.Now().After(deadline) {
+	natstest.WaitForErr(t, window+10*time.Second, "42 from /erp-a taken after the dedupe window", func() error {
+		a := send("/erp-a")
+		if a.Status != 202 {
 			t.Fatalf("42 from /erp-a after the dedupe window: %+v", a)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		if len(a.Accepted) != 1 {
+			return fmt.Errorf("%+v", a)
+		}
+		return nil
+	})
 	h := rcv.next(t, 10*time.Second)
 	if got := h.Header.Get("webhook-id"); got != webhookID["/erp-a"] {
 		t.Fatalf("resent after the dedupe window under webhook-id %q, first under %q", got, webhookID["/erp-a"])

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -101,14 +102,10 @@ func TestEveryMetricMoves(t *testing.T) {
 	// Events matched before the dispatcher knows every subscription would
 	// miss some.
 	const nSubs = 8
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if v, ok := scrapeMetrics(t, k.HTTP).value("kurier_dispatch_subscriptions", nil); ok && v == nSubs {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dispatcher does not know the %d subscriptions within 10s", nSubs)
-		}
-	}
+	natstest.WaitFor(t, 10*time.Second, fmt.Sprintf("the dispatcher to know the %d subscriptions", nSubs), func() bool {
+		v, ok := scrapeMetrics(t, k.HTTP).value("kurier_dispatch_subscriptions", nil)
+		return ok && v == nSubs
+	})
 
 	// A peek waits on the empty queue for as long as the test runs:
 	// kurier_queue_waiting.
@@ -168,17 +165,16 @@ func TestEveryMetricMoves(t *testing.T) {
 		t.Fatalf("queue post: %d %s", a.status, a.body)
 	}
 	var sent string
-	for deadline := time.Now().Add(10 * time.Second); sent == ""; {
+	natstest.WaitForErr(t, 10*time.Second, "the posted message in the queue", func() error {
 		_, msgs := qPeek(t, k.HTTP, partner, q.QueueID, "?count=100&timeout=1")
 		for _, m := range msgs {
 			if string(m.Content) == `{"article":"4711"}` {
 				sent = m.MessageID
+				return nil
 			}
 		}
-		if sent == "" && time.Now().After(deadline) {
-			t.Fatalf("the posted message is not in the queue: %v", contents(msgs))
-		}
-	}
+		return fmt.Errorf("the queue holds %v", contents(msgs))
+	})
 	if s := qDeleteMsg(t, k.HTTP, partner, q.QueueID, sent); s != http.StatusOK {
 		t.Fatalf("queue delete: %d", s)
 	}
@@ -189,11 +185,7 @@ func TestEveryMetricMoves(t *testing.T) {
 		defer rcv.mu.Unlock()
 		return slices.ContainsFunc(rcv.hits, func(h hit) bool { return h.Path == "/ping" })
 	}
-	for deadline := time.Now().Add(10 * time.Second); !pinged(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no ping within 10s")
-		}
-	}
+	natstest.WaitFor(t, 10*time.Second, "a ping", pinged)
 	if c := feed(t, k, tn.keys["changes"], "system=shop&type=5"); c.Status != http.StatusOK || len(c.Changes) != 2 {
 		t.Fatalf("change feed: %+v", c)
 	}
@@ -224,9 +216,8 @@ func TestEveryMetricMoves(t *testing.T) {
 	}
 	moved := map[string]bool{} // by family: whether any scrape saw it move
 	seen := map[string]bool{}  // samples above zero
-	var missing []string
 	start := time.Now()
-	for deadline := start.Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	natstest.WaitForErr(t, 20*time.Second, "every family and sample to move", func() error {
 		for name, f := range scrapeMetrics(t, k.HTTP) {
 			if !strings.HasPrefix(name, "kurier_") {
 				continue
@@ -238,7 +229,7 @@ func TestEveryMetricMoves(t *testing.T) {
 				}
 			}
 		}
-		missing = nil
+		var missing []string
 		for _, name := range kurierFamilies {
 			if _, ok := moved[name]; !ok {
 				missing = append(missing, name+" (not in /metrics)")
@@ -254,14 +245,12 @@ func TestEveryMetricMoves(t *testing.T) {
 				missing = append(missing, w)
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			return fmt.Errorf("never moved:\n\t%s", strings.Join(missing, "\n\t"))
 		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		t.Fatalf("never moved within 20s:\n\t%s", strings.Join(missing, "\n\t"))
-	}
+		return nil
+	})
 	t.Logf("all %d kurier_ metric families moved (the last %v after the flow)", len(moved), time.Since(start).Round(time.Millisecond))
 }
 
@@ -297,11 +286,7 @@ func skipPing(t *testing.T, k *harness.Kurier, ingestKey string, held *receiver,
 	held.next(t, 10*time.Second)
 	first := lastTimer()
 	change(t, k, ingestKey, "salesorder.changed", "SO-2", nil)
-	for deadline := time.Now().Add(10 * time.Second); lastTimer() <= first; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no second ping timer within 10s")
-		}
-	}
+	natstest.WaitFor(t, 10*time.Second, "a second ping timer", func() bool { return lastTimer() > first })
 	kv, err := js.KeyValue(ctx, "subscriptions")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 )
 
 // webhookIDs counts the distinct deliveries a receiver got, by
@@ -69,15 +70,13 @@ func TestPayloadSharedByDispatchers(t *testing.T) {
 		}
 	}
 	d.waitKnown(t, nSubs, "dispatcher-1", "dispatcher-2")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	natstest.WaitForErr(t, 30*time.Second, "the 16 partitions shared by the dispatchers", func() error {
 		one, two := partitions(t, d.get("dispatcher-1").HTTP), partitions(t, d.get("dispatcher-2").HTTP)
-		if one > 0 && two > 0 && one+two == 16 {
-			break
+		if one == 0 || two == 0 || one+two != 16 {
+			return fmt.Errorf("they own %d and %d", one, two)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dispatchers own %d and %d partitions, not 16 between them", one, two)
-		}
-	}
+		return nil
+	})
 	send := func(from int) {
 		for b := from; b < from+nEvents; b += 25 {
 			var batch []map[string]any
@@ -91,11 +90,12 @@ func TestPayloadSharedByDispatchers(t *testing.T) {
 	}
 	wait := func(n int, limit time.Duration) {
 		t.Helper()
-		for deadline := time.Now().Add(limit); rcv.count() < n; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d deliveries within %v", rcv.count(), n, limit)
+		natstest.WaitForErr(t, limit, fmt.Sprintf("%d deliveries", n), func() error {
+			if got := rcv.count(); got < n {
+				return fmt.Errorf("%d of %d", got, n)
 			}
-		}
+			return nil
+		})
 	}
 	send(0)
 	wait(nSubs*nEvents, time.Minute)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -96,13 +97,14 @@ func TestPayloadRequest(t *testing.T) {
 
 	// The log masks secret attributes.
 	var list *adminv1.ListDeliveriesResponse
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		list, _ = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: std.GetSubscription().GetSubscriptionId()})
-		if len(list.GetDeliveries()) == 1 {
-			break
+	natstest.WaitForErr(t, 5*time.Second, "one record in the log", func() (err error) {
+		list, err = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: std.GetSubscription().GetSubscriptionId()})
+		if err == nil && len(list.GetDeliveries()) != 1 {
+			err = fmt.Errorf("log: %v", list.GetDeliveries())
 		}
-	}
-	if d := list.GetDeliveries(); len(d) != 1 || d[0].GetStatusCode() != 200 || !strings.Contains(d[0].GetUrl(), "mandant=%2A%2A%2A") && !strings.Contains(d[0].GetUrl(), "mandant=***") {
+		return err
+	})
+	if d := list.GetDeliveries(); d[0].GetStatusCode() != 200 || !strings.Contains(d[0].GetUrl(), "mandant=%2A%2A%2A") && !strings.Contains(d[0].GetUrl(), "mandant=***") {
 		t.Fatalf("log: %v", d)
 	}
 }
@@ -162,12 +164,14 @@ func TestPayloadRetriesAndStatusRules(t *testing.T) {
 	change(t, k, secret, "stock.changed", "S-1", nil)
 	rcv.next(t, 5*time.Second)
 	var g *adminv1.Subscription
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if g, err = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: gone.GetSubscription().GetSubscriptionId()}); err == nil && !g.GetActive() {
-			break
+	natstest.WaitForErr(t, 5*time.Second, "the subscription switched off after 410", func() (err error) {
+		g, err = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: gone.GetSubscription().GetSubscriptionId()})
+		if err == nil && g.GetActive() {
+			err = fmt.Errorf("%v", g)
 		}
-	}
-	if g.GetActive() || !strings.Contains(g.GetDisabledReason(), "410") {
+		return err
+	})
+	if !strings.Contains(g.GetDisabledReason(), "410") {
 		t.Fatalf("after 410: %v", g)
 	}
 	evs := stored(t, k, "acme")
@@ -253,15 +257,25 @@ func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 	}
 	change(t, k, secret, "invoice.changed", "I-1", nil)
 
-	for name, sub := range subs {
-		var s *adminv1.Subscription
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			s, _ = adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: sub.GetSubscription().GetSubscriptionId()})
-			if !s.GetActive() {
-				break
+	got := map[string]*adminv1.Subscription{}
+	natstest.WaitForErr(t, 15*time.Second, "every subscription switched off", func() error {
+		var active []string
+		for name, sub := range subs {
+			s, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: sub.GetSubscription().GetSubscriptionId()})
+			if err != nil {
+				return err
+			}
+			if got[name] = s; s.GetActive() {
+				active = append(active, name)
 			}
 		}
-		if s.GetActive() || !strings.Contains(s.GetDisabledReason(), "failed") || s.GetFailingSince() == nil {
+		if len(active) > 0 {
+			return fmt.Errorf("still active: %v", active)
+		}
+		return nil
+	})
+	for name, s := range got {
+		if !strings.Contains(s.GetDisabledReason(), "failed") || s.GetFailingSince() == nil {
 			t.Errorf("%s: after a second of failures: %v", name, s)
 		}
 	}
@@ -345,16 +359,17 @@ func TestDeadLettersAndRedeliver(t *testing.T) {
 		firstIDs[b["id"].(string)] = h.Header.Get("webhook-id")
 	}
 	var dl *adminv1.ListDeadLettersResponse
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	natstest.WaitForErr(t, 5*time.Second, "2 dead letters", func() error {
 		var err error
 		if dl, err = adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme", SubscriptionId: id}); err != nil {
 			t.Fatal(err)
 		}
-		if len(dl.GetDeadLetters()) == 2 {
-			break
+		if len(dl.GetDeadLetters()) != 2 {
+			return fmt.Errorf("dead letters: %v", dl.GetDeadLetters())
 		}
-	}
-	if d := dl.GetDeadLetters(); len(d) != 2 || d[0].GetEventId() != e1 || d[1].GetEventId() != e2 || d[0].GetDeliveryId() != firstIDs[e1] {
+		return nil
+	})
+	if d := dl.GetDeadLetters(); d[0].GetEventId() != e1 || d[1].GetEventId() != e2 || d[0].GetDeliveryId() != firstIDs[e1] {
 		t.Fatalf("dead letters: %v (webhook-ids %v)", d, firstIDs)
 	}
 

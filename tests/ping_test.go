@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -293,15 +295,13 @@ func TestPendingPingSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	natstest.WaitForErr(t, 10*time.Second, "a ping timer", func() error {
 		info, err := notify.Info(context.Background())
-		if err == nil && info.State.Msgs > 0 {
-			break
+		if err == nil && info.State.Msgs == 0 {
+			err = errors.New("NOTIFY is empty")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ping timer after 10 s: %v", err)
-		}
-	}
+		return err
+	})
 	k.Stop(t, syscall.SIGKILL)
 
 	harness.Start(t, harness.Options{DataDir: dir, Env: env})
@@ -447,19 +447,15 @@ func TestDeliveryLog(t *testing.T) {
 	}
 
 	var list *adminv1.ListDeliveriesResponse
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		list, err = adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme"})
-		if err != nil {
+	natstest.WaitForErr(t, 5*time.Second, "2 deliveries", func() error {
+		if list, err = adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme"}); err != nil {
 			t.Fatal(err)
 		}
-		if len(list.GetDeliveries()) == 2 || time.Now().After(deadline) {
-			break
+		if len(list.GetDeliveries()) != 2 {
+			return fmt.Errorf("listed %v", list.GetDeliveries())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(list.GetDeliveries()) != 2 {
-		t.Fatalf("deliveries: %v", list.GetDeliveries())
-	}
+		return nil
+	})
 	var failed *adminv1.Delivery
 	for _, d := range list.GetDeliveries() {
 		if d.GetSubscriptionId() == down.GetSubscriptionId() {
@@ -748,18 +744,16 @@ func TestPrivateTargetsRefused(t *testing.T) {
 	change(t, k, secret, "invoice.changed", "INV-1", nil)
 	rcv.none(t, 2*delay+500*time.Millisecond)
 	var list *adminv1.ListDeliveriesResponse
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	natstest.WaitForErr(t, 5*time.Second, "3 deliveries", func() error {
 		var err error
 		if list, err = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme"}); err != nil {
 			t.Fatal(err)
 		}
-		if len(list.GetDeliveries()) == 3 {
-			break
+		if len(list.GetDeliveries()) != 3 {
+			return fmt.Errorf("listed %v", list.GetDeliveries())
 		}
-	}
-	if len(list.GetDeliveries()) != 3 {
-		t.Fatalf("deliveries: %v", list.GetDeliveries())
-	}
+		return nil
+	})
 	for _, d := range list.GetDeliveries() {
 		if d.GetStatusCode() != 0 || !strings.Contains(d.GetError(), "not allowed") {
 			t.Errorf("%s: status %d error %q", d.GetSystem(), d.GetStatusCode(), d.GetError())

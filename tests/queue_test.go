@@ -11,6 +11,7 @@ import (
 	"time"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -326,9 +327,12 @@ func TestQueueDeliveryAndRestart(t *testing.T) {
 	large := change(t, k, key, "quote.changed", "Q-1", map[string]string{"text": strings.Repeat("ß", 20000)})
 
 	var msgs []qMessage
-	for deadline := time.Now().Add(10 * time.Second); len(msgs) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		_, msgs = qPeek(t, k.HTTP, key, q.QueueID, "?timeout=1&count=10")
-	}
+	natstest.WaitForErr(t, 10*time.Second, "2 queued messages", func() error {
+		if _, msgs = qPeek(t, k.HTTP, key, q.QueueID, "?timeout=1&count=10"); len(msgs) < 2 {
+			return fmt.Errorf("queued: %v", contents(msgs))
+		}
+		return nil
+	})
 	if len(msgs) != 2 {
 		t.Fatalf("queued: %v", contents(msgs))
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -171,9 +172,8 @@ func TestNoSecretsLeak(t *testing.T) {
 	// dead after nobody answered twice.
 	want := map[string]string{ping.GetSubscription().GetSubscriptionId(): "", ok.GetSubscription().GetSubscriptionId(): "delivered",
 		failing.GetSubscription().GetSubscriptionId(): "dead", unreachable.GetSubscription().GetSubscriptionId(): "dead"}
-	deadline := time.Now().Add(30 * time.Second)
 	var listed string // the delivery log as ListDeliveries answers it
-	for {
+	natstest.WaitForErr(t, 30*time.Second, "every subscription's deliveries done", func() error {
 		list, err := adm.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: "acme", PageSize: 1000})
 		if err != nil {
 			t.Fatal(err)
@@ -184,15 +184,12 @@ func TestNoSecretsLeak(t *testing.T) {
 				done[d.GetSubscriptionId()] = true
 			}
 		}
-		if len(done) == len(want) {
-			listed = fmt.Sprint(list)
-			break
+		if len(done) != len(want) {
+			return fmt.Errorf("%v", list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deliveries not all done: %v", list)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		listed = fmt.Sprint(list)
+		return nil
+	})
 
 	// What is scanned: the process's every log line and its stdout, every
 	// record of the delivery log as stored and as listed, every refusal.

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/natstest"
 	"kurier.dev/services/tlstest"
 	"kurier.dev/tests/harness"
 )
@@ -84,12 +86,12 @@ func TestEventsStoreFull(t *testing.T) {
 	if got := ids(stored(t, k, "acme")); !slices.Equal(got, accepted) {
 		t.Fatalf("stored %v, want the %d accepted %v", got, len(accepted), accepted)
 	}
-	for deadline := time.Now().Add(20 * time.Second); rcv.count() < len(accepted); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of the %d accepted events delivered", rcv.count(), len(accepted))
+	natstest.WaitForErr(t, 20*time.Second, "the accepted events delivered", func() error {
+		if n := rcv.count(); n < len(accepted) {
+			return fmt.Errorf("%d of the %d delivered", n, len(accepted))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("store full: %d events accepted into 256 KiB, then refused", len(accepted))
 
 	if code := k.Stop(t, syscall.SIGTERM); code != 0 {
@@ -147,18 +149,16 @@ func TestQueuesStoreFull(t *testing.T) {
 	if a := post(t, k, key, "application/cloudevents+json", mustJSON(t, ev("q1", "invoice.changed", "I", nil)), nil); a.Status != http.StatusAccepted {
 		t.Fatalf("event for the queue subscription: %+v", a)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	natstest.WaitForErr(t, 10*time.Second, "the event for the full store logged as dropped", func() error {
 		ds, err := adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: resp.GetSubscription().GetSubscriptionId()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := ds.GetDeliveries(); len(d) == 1 && d[0].GetOutcome() == "dropped" && d[0].GetEventId() == "q1" {
-			break
+		if d := ds.GetDeliveries(); len(d) != 1 || d[0].GetOutcome() != "dropped" || d[0].GetEventId() != "q1" {
+			return fmt.Errorf("log: %v", d)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the event for the full store is not logged as dropped: %v", ds.GetDeliveries())
-		}
-	}
+		return nil
+	})
 
 	_, msgs := qPeek(t, k.HTTP, key, first.QueueID, "")
 	if code := qDeleteMsg(t, k.HTTP, key, first.QueueID, msgs[0].MessageID); code != http.StatusOK {
@@ -212,12 +212,12 @@ func TestDataDirLocked(t *testing.T) {
 			t.Fatalf("post after the second process: %+v", a)
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); rcv.count() < 3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first process delivered %d of 3 events after the second one tried", rcv.count())
+	natstest.WaitForErr(t, 10*time.Second, "the first process to deliver 3 events after the second one tried", func() error {
+		if n := rcv.count(); n < 3 {
+			return fmt.Errorf("it delivered %d", n)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	k.Stop(t, syscall.SIGKILL)
 	k = k.Restart(t)
@@ -321,15 +321,13 @@ func TestRedeliverIntoFullDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	natstest.WaitForErr(t, 30*time.Second, "a full DELIVERIES", func() error {
 		info, err := deliveries.Info(context.Background())
-		if err == nil && float64(info.State.Bytes) >= 0.95*limit {
-			break
+		if err == nil && float64(info.State.Bytes) < 0.95*limit {
+			err = fmt.Errorf("%+v", info.State)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("DELIVERIES not full within 30 s: %+v %v", info.State, err)
-		}
-	}
+		return err
+	})
 	_, err = adm.Redeliver(context.Background(), &adminv1.RedeliverRequest{SubscriptionId: sub.GetSubscriptionId(),
 		What: &adminv1.RedeliverRequest_Events{Events: &adminv1.TimeRange{Since: timestamppb.New(since)}}})
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "KURIER_DELIVERIES_MAX_BYTES") {

@@ -20,8 +20,8 @@ import (
 
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/natstest"
 )
 
 type env struct {
@@ -33,12 +33,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	ts, err := tenant.Open(context.Background(), conn.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := book.Open(context.Background(), conn, book.Locking{TTL: 3 * time.Second, Wait: time.Second}, bustest.Log)
+	b, err := book.Open(context.Background(), conn, book.Locking{TTL: 3 * time.Second, Wait: time.Second}, natstest.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func (e *env) replica(conn *bus.Conn, wait time.Duration) string {
 	cfg.Lock = book.Locking{TTL: 3 * time.Second, Wait: wait}
 	cfg.RecoveryInterval = 200 * time.Millisecond
 	cfg.MaxBody = 1 << 20
-	s, err := New(context.Background(), cfg, conn, bustest.Log, prometheus.NewRegistry())
+	s, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 			e := newEnv(t)
 			live := e.service(10 * time.Second)
 			e.service(10 * time.Second) // another sweeping at the same time
-			doomed := bustest.Connect(t, e.conn, nil)
+			doomed := natstest.Connect(t, e.conn, nil)
 			dying := e.replica(doomed, 10*time.Second)
 			key := e.org("acme", nil)
 			list := make([]map[string]any, 6000)
@@ -537,7 +537,7 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 			}
 
 			const lockTTL = 3 * time.Second
-			bustest.WaitFor(t, lockTTL+3*time.Second, "the live replicas to end the sync", func() bool { return journal() == 0 })
+			natstest.WaitFor(t, lockTTL+3*time.Second, "the live replicas to end the sync", func() bool { return journal() == 0 })
 			t.Logf("recovered %v after the replica died", time.Since(killed).Round(10*time.Millisecond))
 			got, changed := e.persons("acme"), 0
 			for _, p := range got {

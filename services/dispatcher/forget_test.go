@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // held is what a dispatcher keeps in memory per subscription.
@@ -48,7 +48,7 @@ func heldBy(s *Service) held {
 // not bring its subscription's state back.
 func TestDeletedSubscriptionsLeaveNothing(t *testing.T) {
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +90,9 @@ func TestDeletedSubscriptionsLeaveNothing(t *testing.T) {
 		}
 		ids = append(ids, sub.ID)
 	}
-	bustest.WaitFor(t, 5*time.Second, "the dispatcher knows every subscription", func() bool { return heldBy(svc).subs == len(ids) })
+	natstest.WaitFor(t, 5*time.Second, "the dispatcher knows every subscription", func() bool { return heldBy(svc).subs == len(ids) })
 	publishEvents(t, conn, "doc.changed", 3)
-	bustest.WaitFor(t, 10*time.Second, "a request of every subscription in flight", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "a request of every subscription in flight", func() bool {
 		return posts.Load() >= nPayload+nOrdered && pings.Load() == nPing
 	})
 	if h := heldBy(svc); h.gates == 0 || h.walks == 0 || h.states == 0 {
@@ -105,12 +105,12 @@ func TestDeletedSubscriptionsLeaveNothing(t *testing.T) {
 		}
 	}
 	once.Do(func() { close(release) }) // the attempts end, failing, after the delete
-	bustest.WaitFor(t, 10*time.Second, "nothing held of deleted subscriptions", func() bool { return heldBy(svc) == held{} })
+	natstest.WaitFor(t, 10*time.Second, "nothing held of deleted subscriptions", func() bool { return heldBy(svc) == held{} })
 	deliveries, err := conn.JS.Stream(ctx, bus.StreamDeliveries)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 10*time.Second, "no task left of deleted subscriptions", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "no task left of deleted subscriptions", func() bool {
 		info, err := deliveries.Info(ctx)
 		return err == nil && info.State.Msgs == 0
 	})
@@ -133,8 +133,8 @@ func TestDeletedSubscriptionsLeaveNothing(t *testing.T) {
 // next record back until the writer makes room; none is lost.
 func TestJournalIsBounded(t *testing.T) {
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
-	j := newJournal(conn.JS, bustest.Log)
+	conn := natstest.Start(t, bus.DefaultLimits())
+	j := newJournal(conn.JS, natstest.Log)
 	before := runtime.NumGoroutine()
 	rec := dlog.Record{Time: time.Now().UTC(), Org: "acme", Subscription: "s1", Mode: "payload", Outcome: "delivered"}
 	for range cap(j.in) {

@@ -12,16 +12,16 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // TestMetricsMove runs a flow through every mode and outcome, and checks
 // that every metric the dispatcher registers has moved.
 func TestMetricsMove(t *testing.T) {
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestMetricsMove(t *testing.T) {
 	cfg.AllowPrivate = true
 	reg := prometheus.NewRegistry()
 	svc, _ := start(t, conn, cfg, reg)
-	bustest.WaitFor(t, 10*time.Second, "every subscription known and partition taken", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "every subscription known and partition taken", func() bool {
 		return len(svc.index.all()) == 9 && owned(svc) == bus.Partitions
 	})
 	publishEvents(t, conn, "doc.changed", 1)
@@ -86,7 +86,7 @@ func TestMetricsMove(t *testing.T) {
 		want[mo] = true
 	}
 	var missing []string
-	bustest.WaitFor(t, 15*time.Second, "every metric moved", func() bool {
+	natstest.WaitFor(t, 15*time.Second, "every metric moved", func() bool {
 		missing = unmoved(t, reg, want)
 		return len(missing) == 0
 	})

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // TestMigrateFromLanes: what the layout before partitions left (a task on
@@ -22,7 +22,7 @@ import (
 // consumers are gone.
 func TestMigrateFromLanes(t *testing.T) {
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +61,8 @@ func TestMigrateFromLanes(t *testing.T) {
 	cfg.AllowPrivate = true
 	start(t, conn, cfg, prometheus.NewRegistry())
 
-	bustest.WaitFor(t, 10*time.Second, "the shared task", func() bool { return len(rcv.ids(id)) >= 1 })
-	bustest.WaitFor(t, 10*time.Second, "the lane's retry", func() bool { return len(rcv.ids(id)) >= 2 })
+	natstest.WaitFor(t, 10*time.Second, "the shared task", func() bool { return len(rcv.ids(id)) >= 1 })
+	natstest.WaitFor(t, 10*time.Second, "the lane's retry", func() bool { return len(rcv.ids(id)) >= 2 })
 	if time.Now().Before(retryAt) {
 		t.Errorf("the lane's retry came before its time")
 	}

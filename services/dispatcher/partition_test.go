@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // posts records payload deliveries per subscription (the URL path), and
@@ -85,7 +85,7 @@ func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*bus.Conn, *subs.S
 	for _, a := range adjust {
 		a(&l)
 	}
-	conn := bustest.Start(t, l)
+	conn := natstest.Start(t, l)
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*bus.Conn, *subs.S
 // up is no failure.
 func start(t *testing.T, conn *bus.Conn, cfg Config, reg prometheus.Registerer) (*Service, func()) {
 	t.Helper()
-	svc, err := New(context.Background(), cfg, conn, bustest.Log, reg)
+	svc, err := New(context.Background(), cfg, conn, natstest.Log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +182,11 @@ func TestPartitionsKeepInFlightLimits(t *testing.T) {
 		rcv.delay[id] = 30 * time.Millisecond
 		ids = append(ids, id)
 	}
-	bustest.WaitFor(t, 10*time.Second, "both replicas own partitions", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "both replicas own partitions", func() bool {
 		return owned(svcs[0]) > 0 && owned(svcs[1]) > 0 && owned(svcs[0])+owned(svcs[1]) == bus.Partitions
 	})
 	publishEvents(t, conn, "doc.changed", nEvents)
-	bustest.WaitFor(t, 30*time.Second, "every delivery", func() bool {
+	natstest.WaitFor(t, 30*time.Second, "every delivery", func() bool {
 		for _, id := range ids {
 			if n, _ := rcv.count(id); n < nEvents {
 				return false
@@ -221,7 +221,7 @@ func TestRetryHoldsNoSlot(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the dispatcher knows it
 	rcv.fail["doc.changed-0"], rcv.fail["doc.changed-1"] = http.StatusBadRequest, http.StatusBadRequest
 	publishEvents(t, conn, "doc.changed", 2)
-	bustest.WaitFor(t, 5*time.Second, "both failed attempts", func() bool {
+	natstest.WaitFor(t, 5*time.Second, "both failed attempts", func() bool {
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
 		return rcv.tries["doc.changed-0"] == 1 && rcv.tries["doc.changed-1"] == 1
@@ -231,18 +231,18 @@ func TestRetryHoldsNoSlot(t *testing.T) {
 	if _, err := conn.JS.Publish(context.Background(), bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 5*time.Second, "the healthy event", func() bool { return slices.Contains(rcv.ids(id), "healthy") })
+	natstest.WaitFor(t, 5*time.Second, "the healthy event", func() bool { return slices.Contains(rcv.ids(id), "healthy") })
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("the healthy event took %v behind two waiting retries", took)
 	}
-	bustest.WaitFor(t, 15*time.Second, "the retries", func() bool { n, _ := rcv.count(id); return n == 3 })
+	natstest.WaitFor(t, 15*time.Second, "the retries", func() bool { n, _ := rcv.count(id); return n == 3 })
 }
 
 // TestConsumersStayFlat: subscriptions that fail once and are retried add
 // no consumers.
 func TestConsumersStayFlat(t *testing.T) {
 	conn, store, rcv, url, svcs := setup(t, 1)
-	bustest.WaitFor(t, 10*time.Second, "every partition taken", func() bool { return owned(svcs[0]) == bus.Partitions })
+	natstest.WaitFor(t, 10*time.Second, "every partition taken", func() bool { return owned(svcs[0]) == bus.Partitions })
 	before := consumers(t, conn)
 	var ids []string
 	for i := range 60 {
@@ -256,7 +256,7 @@ func TestConsumersStayFlat(t *testing.T) {
 	for i := range 60 {
 		publishEvents(t, conn, fmt.Sprintf("t%d.changed", i), 1)
 	}
-	bustest.WaitFor(t, 20*time.Second, "every retried delivery", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "every retried delivery", func() bool {
 		for _, id := range ids {
 			if n, _ := rcv.count(id); n != 1 {
 				return false
@@ -293,11 +293,11 @@ func TestSlowSubscriptionStandsInNoOnesWay(t *testing.T) {
 	const n = 12
 	want := publishEvents(t, conn, "doc.changed", n)
 	start := time.Now()
-	bustest.WaitFor(t, 10*time.Second, "the fast subscription's deliveries", func() bool { got, _ := rcv.count(fast); return got == n })
+	natstest.WaitFor(t, 10*time.Second, "the fast subscription's deliveries", func() bool { got, _ := rcv.count(fast); return got == n })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("the fast subscription took %v beside a slow one", took)
 	}
-	bustest.WaitFor(t, 30*time.Second, "the slow subscription's deliveries", func() bool { got, _ := rcv.count(slow); return got >= n })
+	natstest.WaitFor(t, 30*time.Second, "the slow subscription's deliveries", func() bool { got, _ := rcv.count(slow); return got >= n })
 	got := map[string]bool{}
 	for _, id := range rcv.ids(slow) {
 		got[id] = true
@@ -323,7 +323,7 @@ func TestOrderedThroughRetries(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rcv.fail["doc.changed-2"] = http.StatusServiceUnavailable
 	want := publishEvents(t, conn, "doc.changed", 8)
-	bustest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n == len(want) })
+	natstest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n == len(want) })
 	if got := rcv.ids(id); !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
@@ -339,15 +339,15 @@ func TestPartitionsMoveToTheOthers(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
 	second, stop := start(t, conn, cfg, prometheus.NewRegistry())
-	bustest.WaitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
+	natstest.WaitFor(t, 10*time.Second, "a share for the new replica", func() bool { return owned(second) > 0 && owned(svcs[0]) < bus.Partitions })
 	id := payloadSub(t, store, url, "doc.changed", 3)
 	time.Sleep(300 * time.Millisecond)
 	publishEvents(t, conn, "doc.changed", 20)
 	stop()
 	began := time.Now()
-	bustest.WaitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
+	natstest.WaitFor(t, 10*time.Second, "every partition with the replica left", func() bool { return owned(svcs[0]) == bus.Partitions })
 	t.Logf("partitions moved in %v", time.Since(began))
-	bustest.WaitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
+	natstest.WaitFor(t, 10*time.Second, "every delivery", func() bool { n, _ := rcv.count(id); return n >= 20 })
 }
 
 // TestOrderedSwitchedOff: an ordered subscription waiting for a retry is
@@ -363,7 +363,7 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rcv.fail["doc.changed-1"] = http.StatusInternalServerError
 	publishEvents(t, conn, "doc.changed", 3)
-	bustest.WaitFor(t, 5*time.Second, "the failed attempt", func() bool {
+	natstest.WaitFor(t, 5*time.Second, "the failed attempt", func() bool {
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
 		return rcv.tries["doc.changed-1"] == 1
@@ -386,7 +386,7 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n >= 4 })
+	natstest.WaitFor(t, 10*time.Second, "every event", func() bool { n, _ := rcv.count(id); return n >= 4 })
 	time.Sleep(500 * time.Millisecond) // nothing more comes
 	got := rcv.ids(id)
 	var ordered []string
@@ -406,17 +406,17 @@ func TestOrderedSwitchedOff(t *testing.T) {
 // few seconds and delivers what follows.
 func TestKilledReplicasPartitionsMove(t *testing.T) {
 	conn, store, rcv, url, svcs := setup(t, 1)
-	other := bustest.Connect(t, conn, nil)
+	other := natstest.Connect(t, conn, nil)
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
-	victim, err := New(context.Background(), cfg, other, bustest.Log, prometheus.NewRegistry())
+	victim, err := New(context.Background(), cfg, other, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = victim.Run(ctx) }()
-	bustest.WaitFor(t, 10*time.Second, "a share for each replica", func() bool { return owned(victim) > 0 && owned(svcs[0]) < bus.Partitions })
+	natstest.WaitFor(t, 10*time.Second, "a share for each replica", func() bool { return owned(victim) > 0 && owned(svcs[0]) < bus.Partitions })
 	// A subscription in the victim's share.
 	var id string
 	for id == "" {
@@ -437,7 +437,7 @@ func TestKilledReplicasPartitionsMove(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	bustest.WaitFor(t, 10*time.Second, "deliveries by the victim", func() bool { n, _ := rcv.count(id); return n > 10 })
+	natstest.WaitFor(t, 10*time.Second, "deliveries by the victim", func() bool { n, _ := rcv.count(id); return n > 10 })
 	other.NC.Close()
 	killed := time.Now()
 	seen, _ := rcv.count(id)

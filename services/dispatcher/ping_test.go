@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // TestHungPingReceiversHoldUpOnlyThemselves: 300 subscriptions whose
@@ -22,7 +22,7 @@ import (
 // have timed out.
 func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	// Cleanups run last first: the hung requests end before the stop
 	// waits for them.
 	t.Cleanup(func() { close(release) })
-	bustest.WaitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
+	natstest.WaitFor(t, 10*time.Second, "every subscription known", func() bool { return len(svc.index.all()) == hung+1 })
 
 	publish := func(typ string) time.Time {
 		if _, err := conn.JS.Publish(ctx, bus.EventsSubject("acme", typ), []byte(`{"specversion":"1.0","id":"`+typ+`","source":"/t","type":"`+typ+`","subject":"d"}`)); err != nil {
@@ -77,7 +77,7 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 			healthy = e.sub.ID
 		}
 	}
-	bustest.WaitFor(t, 10*time.Second, "the healthy subscription's ping", func() bool { return len(rcv.of(healthy)) > 0 })
+	natstest.WaitFor(t, 10*time.Second, "the healthy subscription's ping", func() bool { return len(rcv.of(healthy)) > 0 })
 	if late := rcv.of(healthy)[0].Sub(changed) - cfg.NotifyDelay; late > 2*time.Second {
 		t.Errorf("the healthy ping came %v after its delay, beside %d hung receivers", late, hung)
 	}

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -13,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // Queue subscriptions get each matching event as a queue message; one too
@@ -41,17 +42,18 @@ func TestQueueDelivery(t *testing.T) {
 	}
 	waitDepth := func(n int) []queues.Message {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			msgs, err := store.Peek(ctx, q.ID, 100)
-			if err != nil {
+		var msgs []queues.Message
+		natstest.WaitForErr(t, 10*time.Second, fmt.Sprintf("%d messages in the queue", n), func() error {
+			var err error
+			if msgs, err = store.Peek(ctx, q.ID, 100); err != nil {
 				t.Fatal(err)
 			}
-			if len(msgs) >= n {
-				return msgs
+			if len(msgs) < n {
+				return fmt.Errorf("%d there", len(msgs))
 			}
-		}
-		t.Fatalf("fewer than %d messages in the queue", n)
-		return nil
+			return nil
+		})
+		return msgs
 	}
 
 	publish("1", "invoice.changed", `{"total":1.50,"note":"<a & b>"}`)
@@ -103,7 +105,7 @@ func TestQueueDelivery(t *testing.T) {
 func waitLog(t *testing.T, conn *bus.Conn, sub string, done func([]dlog.Record) bool) []dlog.Record {
 	t.Helper()
 	var recs []dlog.Record
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	natstest.WaitForErr(t, 10*time.Second, "the delivery log of "+sub, func() error {
 		recs = nil
 		_, _, err := bus.Read(context.Background(), conn.JS, bus.StreamDeliveryLog,
 			jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.DeliveryLogSubject("acme", sub)}}, 1000,
@@ -115,12 +117,12 @@ func waitLog(t *testing.T, conn *bus.Conn, sub string, done func([]dlog.Record) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if done(recs) {
-			return recs
+		if !done(recs) {
+			return fmt.Errorf("%+v", recs)
 		}
-	}
-	t.Fatalf("delivery log of %s: %+v", sub, recs)
-	return nil
+		return nil
+	})
+	return recs
 }
 
 // An event put into a queue leaves a record in the delivery log, as a
@@ -165,7 +167,7 @@ func TestQueueDeliveriesLogged(t *testing.T) {
 func startQueueSub(t *testing.T, l bus.Limits) (*bus.Conn, *queues.Store, queues.Queue, subs.Subscription, *Service) {
 	t.Helper()
 	ctx := context.Background()
-	conn := bustest.Start(t, l)
+	conn := natstest.Start(t, l)
 	store, err := queues.Open(ctx, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 // TestFullDeliveriesLoseNothing: DELIVERIES fills with the retries of a
@@ -43,7 +43,7 @@ func TestFullDeliveriesLoseNothing(t *testing.T) {
 		}
 		return len(info.State.Subjects)
 	}
-	bustest.WaitFor(t, 30*time.Second, "DELIVERIES full", func() bool {
+	natstest.WaitFor(t, 30*time.Second, "DELIVERIES full", func() bool {
 		info, err := deliveries.Info(ctx)
 		return err == nil && float64(info.State.Bytes) >= 0.9*limit
 	})
@@ -63,12 +63,12 @@ func TestFullDeliveriesLoseNothing(t *testing.T) {
 	if _, err := conn.JS.UpdateStream(ctx, info.Config); err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 30*time.Second, "every healthy event delivered", func() bool { n, _ := rcv.count(good); return n == healthy })
+	natstest.WaitFor(t, 30*time.Second, "every healthy event delivered", func() bool { n, _ := rcv.count(good); return n == healthy })
 	// A failed attempt whose retry found no room is made again instead,
 	// which this receiver answers 200.
 	// Deferred tasks (those beyond the in-flight limit) wait as retries
 	// too, up to the time the subscription takes to work through them.
-	bustest.WaitFor(t, time.Minute, "every failed event delivered or waiting for its retry", func() bool {
+	natstest.WaitFor(t, time.Minute, "every failed event delivered or waiting for its retry", func() bool {
 		n, _ := rcv.count(bad)
 		return n+retries() == failing
 	})

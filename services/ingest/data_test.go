@@ -13,6 +13,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/natstest"
 )
 
 // postJSON is post with the answer decoded.
@@ -71,14 +72,12 @@ func TestSameIDFromTwoSources(t *testing.T) {
 		}
 	}
 	var resp *nats.Msg
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err = conn.NC.RequestMsg(newRequest(secret, ev("/erp-c")), time.Second); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil || resp.Header.Get(StatusHeader) != "202" || !strings.Contains(string(resp.Data), `"accepted":["42"]`) {
-		t.Fatalf("42 from /erp-c over NATS: %v %s", err, resp.Data)
+	natstest.WaitForErr(t, 5*time.Second, "an answer over NATS", func() (err error) {
+		resp, err = conn.NC.RequestMsg(newRequest(secret, ev("/erp-c")), time.Second)
+		return err
+	})
+	if resp.Header.Get(StatusHeader) != "202" || !strings.Contains(string(resp.Data), `"accepted":["42"]`) {
+		t.Fatalf("42 from /erp-c over NATS: %s", resp.Data)
 	}
 	got := storedEvents(t, conn.JS)
 	if len(got) != 3 || got[0].Source != "/erp-a" || got[1].Source != "/erp-b" || got[2].Source != "/erp-c" {

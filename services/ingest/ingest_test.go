@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/natstest"
 )
 
 // start runs the ingest service on a real listener and answers its URL, the
@@ -26,7 +26,7 @@ import (
 func start(t *testing.T, cfg Config) (string, *Service, *bus.Conn, string) {
 	t.Helper()
 	ctx := context.Background()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func start(t *testing.T, cfg Config) (string, *Service, *bus.Conn, string) {
 	if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: "acme", Scopes: []tenant.Scope{tenant.ScopeIngest}, Hash: tenant.HashSecret(secret)}); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	svc, err := New(ctx, cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,19 +125,13 @@ func TestRunAnswersUntilStopped(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	// Wait until the subscription is live.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m := newRequest(secret, oneEvent)
-		resp, err := conn.NC.RequestMsg(m, time.Second)
-		if err == nil {
-			if st := resp.Header.Get(StatusHeader); st != "202" {
-				t.Fatalf("status %s: %s", st, resp.Data)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no answer: %v", err)
-		}
+	var resp *nats.Msg
+	natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
+		resp, err = conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
+		return err
+	})
+	if st := resp.Header.Get(StatusHeader); st != "202" {
+		t.Fatalf("status %s: %s", st, resp.Data)
 	}
 	cancel()
 	select {
@@ -170,7 +164,7 @@ func TestStoreOutlivesStreamLeaderLoss(t *testing.T) {
 	ctx := context.Background()
 	limits := bus.DefaultLimits()
 	limits.Replicas = 3
-	cluster := bustest.StartCluster(t, 3)
+	cluster := natstest.StartCluster(t, 3)
 	conn := cluster.Connect(t, limits)
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
@@ -181,7 +175,7 @@ func TestStoreOutlivesStreamLeaderLoss(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.PublishTimeout = 6 * time.Second
-	svc, err := New(ctx, cfg, conn, bustest.Log, prometheus.NewRegistry())
+	svc, err := New(ctx, cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,15 +267,12 @@ func TestNATSKeyOfAnotherOrg(t *testing.T) {
 	}
 	ask := func(secret string) string {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			resp, err := conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
-			if err == nil {
-				return resp.Header.Get(StatusHeader) + " " + string(resp.Data)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no answer: %v", err)
-			}
-		}
+		var resp *nats.Msg
+		natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
+			resp, err = conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
+			return err
+		})
+		return resp.Header.Get(StatusHeader) + " " + string(resp.Data)
 	}
 	_, unknown := tenant.NewSecret()
 	want := ask(unknown)

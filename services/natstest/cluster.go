@@ -1,10 +1,14 @@
-// Package natstest runs real nats-server clusters with JetStream in the
-// test's own process, for tests where replication and the loss of nodes
-// matter. It sits outside internal/ so that the tests module, which runs
-// Kurier's binary against such a cluster, can use it too.
+// Package natstest runs real nats-servers with JetStream in the test's own
+// process: one embedded server with Kurier's streams and buckets (Start),
+// or a cluster whose nodes tests kill and restart (StartCluster), where
+// replication and the loss of nodes matter. WaitFor and WaitForErr wait for
+// what such servers do in their own time. It sits outside internal/ so that
+// the tests module, which runs Kurier's binary against a cluster, can use it
+// too.
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -12,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"kurier.dev/services/internal/bus"
 )
 
 // account is where the cluster's streams live: the servers run without
@@ -31,7 +37,6 @@ const (
 	// lost leader is one nats-server election timeout (4-9 s), though on
 	// loopback a new one usually takes over in well under a second.
 	leaderWait = 10 * time.Second
-	pollEvery  = 20 * time.Millisecond
 )
 
 // Cluster is n nats-servers with JetStream, clustered over routes on
@@ -161,16 +166,7 @@ func (c *Cluster) newServer(t testing.TB, i int) *server.Server {
 // or land while a node is still replaying the meta log.
 func (c *Cluster) waitFormed(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(formWait)
-	for {
-		if c.formed() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("natstest: JetStream cluster not formed within %s", formWait)
-		}
-		time.Sleep(pollEvery)
-	}
+	WaitFor(t, formWait, "the JetStream cluster to form", c.formed)
 }
 
 func (c *Cluster) formed() bool {
@@ -203,6 +199,38 @@ func (c *Cluster) URLs() string {
 	return strings.Join(urls, ",")
 }
 
+// Connect connects to the running servers and lays down Kurier's streams
+// and buckets with l; l.Replicas is normally the cluster size. The
+// connection is closed when the test ends.
+func (c *Cluster) Connect(t testing.TB, l bus.Limits) *bus.Conn {
+	t.Helper()
+	if l.Replicas > len(c.Servers) {
+		// JetStream would keep answering "insufficient resources" until
+		// the retry below gives up; say what is wrong at once instead.
+		t.Fatalf("natstest: %d replicas on a %d-server cluster", l.Replicas, len(c.Servers))
+	}
+	conn, err := bus.Connect(c.URLs(), "test", Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.NC.Close)
+	// The meta leader may have just been elected or be changing hands,
+	// in which case creates fail or time out for a moment; retrying
+	// beats making every test sleep.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		err := bus.Ensure(ctx, conn.JS, l)
+		if err == nil {
+			return conn
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("natstest: ensure streams and buckets: %v", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // StreamLeader returns the index of the running server that leads stream
 // now, and fails the test if none does. Right after a Kill or Restart use
 // WaitStreamLeader, as the stream may be between leaders.
@@ -219,16 +247,12 @@ func (c *Cluster) StreamLeader(t testing.TB, stream string) int {
 // its index; it fails the test after 10 s.
 func (c *Cluster) WaitStreamLeader(t testing.TB, stream string) int {
 	t.Helper()
-	deadline := time.Now().Add(leaderWait)
-	for {
-		if i := c.streamLeader(stream); i >= 0 {
-			return i
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("natstest: no leader for stream %s within %s", stream, leaderWait)
-		}
-		time.Sleep(pollEvery)
-	}
+	i := -1
+	WaitFor(t, leaderWait, "a leader of stream "+stream, func() bool {
+		i = c.streamLeader(stream)
+		return i >= 0
+	})
+	return i
 }
 
 func (c *Cluster) streamLeader(stream string) int {

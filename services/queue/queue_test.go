@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/natstest"
 )
 
 // keys are the secrets of the test keys: partner keys of two orgs and an
@@ -48,7 +48,7 @@ func serve(t *testing.T, conn *bus.Conn, cfg Config) string {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	cfg.PublicURL = srv.URL
-	svc, err := New(context.Background(), cfg, conn, bustest.Log, prometheus.NewRegistry())
+	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func serve(t *testing.T, conn *bus.Conn, cfg Config) string {
 
 func start(t *testing.T, cfg Config) (string, keys, *bus.Conn) {
 	t.Helper()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	return serve(t, conn, cfg), makeKeys(t, conn), conn
 }
 
@@ -434,7 +434,7 @@ func TestPeekWaits(t *testing.T) {
 func TestLongPollAcrossReplicas(t *testing.T) {
 	l := bus.DefaultLimits()
 	l.Replicas = 3
-	c := bustest.StartCluster(t, 3)
+	c := natstest.StartCluster(t, 3)
 	connA, connB := c.Connect(t, l), c.Connect(t, l)
 	a, b := serve(t, connA, DefaultConfig()), serve(t, connB, DefaultConfig())
 	k := makeKeys(t, connA)
@@ -475,14 +475,14 @@ func TestLongPollAcrossReplicas(t *testing.T) {
 // A stopping service answers its waiting peeks at once rather than
 // holding the stop open.
 func TestStopAnswersWaitingPeeks(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	k := makeKeys(t, conn)
 	cfg := DefaultConfig()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	cfg.PublicURL = srv.URL
-	svc, err := New(context.Background(), cfg, conn, bustest.Log, prometheus.NewRegistry())
+	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func TestStopAnswersWaitingPeeks(t *testing.T) {
 func TestLimits(t *testing.T) {
 	l := bus.DefaultLimits()
 	l.QueueMaxMsgs = 3
-	conn := bustest.Start(t, l)
+	conn := natstest.Start(t, l)
 	cfg := DefaultConfig()
 	cfg.MaxPerOrg = 2
 	base, k := serve(t, conn, cfg), makeKeys(t, conn)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -28,10 +29,10 @@ import (
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/natstest"
 )
 
 const testToken = "test-admin-token-0123456789"
@@ -59,8 +60,8 @@ func serveAdmin(t *testing.T, tc *tls.Config) (string, *bus.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	conn := bustest.Start(t, bus.DefaultLimits())
-	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits(), TLS: tc}, conn, bustest.Log, prometheus.NewRegistry())
+	conn := natstest.Start(t, bus.DefaultLimits())
+	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits(), TLS: tc}, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -891,14 +892,13 @@ func (b *background) running(t *testing.T) {
 // waitLines waits for stdout to hold n complete lines.
 func (b *background) waitLines(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(b.out.String(), "\n") < n {
-		b.running(t)
-		if time.Now().After(deadline) {
-			t.Fatalf("no %d lines within 10s; stdout:\n%s\nstderr:\n%s", n, b.out.String(), b.errOut.String())
+	natstest.WaitForErr(t, 10*time.Second, fmt.Sprintf("%d lines", n), func() error {
+		if strings.Count(b.out.String(), "\n") >= n {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		b.running(t)
+		return fmt.Errorf("stdout:\n%s\nstderr:\n%s", b.out.String(), b.errOut.String())
+	})
 }
 
 // stop cancels kurierctl's context and waits for it to return.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"kurier.dev/services/natstest"
 )
 
 // TestReceive: receive prints each request as it came, answers 204, and
@@ -33,21 +35,17 @@ func TestReceive(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	natstest.WaitForErr(t, 10*time.Second, "receive to listen", func() error {
 		code, err := post("/hook?event=invoice.changed", `{"number":"INV-1"}`)
-		if err == nil {
-			if code != http.StatusNoContent {
-				t.Fatalf("first POST answered %d, want 204", code)
-			}
-			break
+		if err != nil {
+			b.running(t)
+			return err
 		}
-		b.running(t)
-		if time.Now().After(deadline) {
-			t.Fatalf("receive did not listen within 10s: %v", err)
+		if code != http.StatusNoContent {
+			t.Fatalf("first POST answered %d, want 204", code)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, err := post("/second", ""); err != nil || code != http.StatusNoContent {
 		t.Fatalf("second POST: %d, %v; want 204", code, err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/natstest"
 )
 
 // testLocking lets a writer that dies free its lock within seconds, and
@@ -23,7 +23,7 @@ var testLocking = Locking{TTL: 2 * time.Second, Wait: 10 * time.Second}
 
 func open(t *testing.T, conn *bus.Conn) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), conn, testLocking, bustest.Log)
+	s, err := Open(context.Background(), conn, testLocking, natstest.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func seed(t *testing.T, s *Store, org string, ps ...*Person) {
 }
 
 func TestCommitWritesClaimsAndAnnounces(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	s := open(t, conn)
 	seed(t, s, "acme", person("1", "Ada"), person("2", "Bob"), person("3", "Cem"))
 	if got := names(t, s, "acme"); !slices.Equal(got, []string{"1=Ada", "2=Bob", "3=Cem"}) {
@@ -166,7 +166,7 @@ func TestCommitWritesClaimsAndAnnounces(t *testing.T) {
 }
 
 func TestClaimOfAnotherOrgsIDChangesNothing(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	s := open(t, conn)
 	seed(t, s, "acme", person("x", "Xaver"))
 	seed(t, s, "globex", person("g", "Gina"))
@@ -230,7 +230,7 @@ func die(t *testing.T, w *Writer) {
 }
 
 func TestUnfinishedChangeUndoneByNextWriter(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	s := open(t, conn)
 	seed(t, s, "acme", person("1", "Ada"), person("2", "Bob"), person("3", "Cem"))
 	before := names(t, s, "acme")
@@ -267,7 +267,7 @@ func TestUnfinishedChangeUndoneByNextWriter(t *testing.T) {
 }
 
 func TestAppliedChangeFinishedOnce(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	s := open(t, conn)
 	seed(t, s, "acme", person("1", "Ada"), person("2", "Bob"))
 	b, err := s.load(context.Background(), "acme")
@@ -291,7 +291,7 @@ func TestAppliedChangeFinishedOnce(t *testing.T) {
 	if n := len(events(t, conn, "acme")); n != 3 {
 		t.Fatalf("%d events: the change was finished under the dead writer's lock", n)
 	}
-	bustest.WaitFor(t, 2*testLocking.TTL, "the change finished", func() bool {
+	natstest.WaitFor(t, 2*testLocking.TTL, "the change finished", func() bool {
 		if err := other.RecoverAll(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +318,7 @@ func TestAppliedChangeFinishedOnce(t *testing.T) {
 }
 
 func TestDeleteOrg(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	s := open(t, conn)
 	seed(t, s, "acme", person("1", "Ada"))
 	seed(t, s, "globex", person("2", "Bob"))
@@ -340,7 +340,7 @@ func TestDeleteOrg(t *testing.T) {
 // may be a replica behind: the same rules hold on three nodes, also when
 // the persons bucket loses its leader.
 func TestReplicated(t *testing.T) {
-	c := bustest.StartCluster(t, 3)
+	c := natstest.StartCluster(t, 3)
 	l := bus.DefaultLimits()
 	l.Replicas = 3
 	conn := c.Connect(t, l)
@@ -377,9 +377,9 @@ func TestReplicated(t *testing.T) {
 // later, even once the store answers again, and the next holder undoes
 // the change.
 func TestWriterStopsBeforeItsLockCanExpire(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
-	lag := &bustest.Lag{}
-	s := open(t, bustest.Connect(t, conn, lag))
+	conn := natstest.Start(t, bus.DefaultLimits())
+	lag := &natstest.Lag{}
+	s := open(t, natstest.Connect(t, conn, lag))
 	var mu sync.Mutex
 	var writes []time.Time // when person writes land
 	first := make(chan struct{})

@@ -12,12 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/natstest"
 )
 
 func locks(t *testing.T) (*bus.Conn, jetstream.KeyValue) {
 	t.Helper()
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	kv, err := bus.Bucket(context.Background(), conn.JS, bus.BucketLocks)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestLeaseLostWhenTakenOver(t *testing.T) {
 }
 
 func TestLastMsgs(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	ctx := context.Background()
 	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketPersons)
 	if err != nil {
@@ -167,8 +167,8 @@ func TestLeaseMarginCountsFromTheRenewalSent(t *testing.T) {
 	conn, _ := locks(t)
 	ctx := context.Background()
 	const ttl, late = 3 * time.Second, 400 * time.Millisecond
-	lag := &bustest.Lag{}
-	holder := bustest.Connect(t, conn, lag)
+	lag := &natstest.Lag{}
+	holder := natstest.Connect(t, conn, lag)
 	kv, err := bus.Bucket(ctx, holder.JS, bus.BucketLocks)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/natstest"
 )
 
 // TestStreamsBounded: every stream is laid down bounded in bytes, and
@@ -20,7 +20,7 @@ import (
 // when full, the others (records, and streams with schedules, which
 // nats-server allows nothing else) drop their oldest.
 func TestStreamsBounded(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	want := map[string]jetstream.DiscardPolicy{
 		bus.StreamEvents: jetstream.DiscardNew, bus.StreamQueues: jetstream.DiscardNew, bus.StreamSyncJournal: jetstream.DiscardNew,
 		bus.StreamNotify: jetstream.DiscardOld, bus.StreamDeliveries: jetstream.DiscardOld,
@@ -48,7 +48,7 @@ func TestStreamsBounded(t *testing.T) {
 // are sent again; a smaller limit drops none of them, and a larger one
 // takes events again.
 func TestEventsFull(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	ctx := context.Background()
 
 	// As laid down before: no byte limit, the oldest dropped.
@@ -133,13 +133,13 @@ func TestEventsFull(t *testing.T) {
 // TestNoRoomFailsFast: limits the server has no room for are an error at
 // once, not retried for ever as a cluster that is forming would be.
 func TestNoRoomFailsFast(t *testing.T) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	l := bus.DefaultLimits()
 	l.MaxBytes.Events = 1 << 60
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := bus.Retry(ctx, bustest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
+	err := bus.Retry(ctx, natstest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
 	if !errors.Is(err, bus.ErrNoRoom) || !strings.Contains(err.Error(), bus.StreamEvents) {
 		t.Fatalf("got %v, want ErrNoRoom naming %s", err, bus.StreamEvents)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/natstest"
 )
 
 func text(_ string, v []byte) (string, bool, error) {
@@ -22,14 +22,14 @@ func text(_ string, v []byte) (string, bool, error) {
 func TestListFollowsEveryNode(t *testing.T) {
 	l := bus.DefaultLimits()
 	l.Replicas = 3
-	c := bustest.StartCluster(t, 3)
+	c := natstest.StartCluster(t, 3)
 	conn := c.Connect(t, l)
 	ctx := context.Background()
 	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketOrgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := Open(ctx, conn.JS, kv, text, bustest.Log)
+	cache, err := Open(ctx, conn.JS, kv, text, natstest.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +56,10 @@ func TestListFollowsEveryNode(t *testing.T) {
 	}
 	put := func(k, v string) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		natstest.WaitForErr(t, 30*time.Second, "put "+k, func() error {
 			_, err := kv.Put(ctx, k, []byte(v))
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal(err)
-			}
-		}
+			return err
+		})
 	}
 	check("empty")
 	for i := range 5 {

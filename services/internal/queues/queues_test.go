@@ -11,20 +11,20 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/bustest"
+	"kurier.dev/services/natstest"
 )
 
 // single and cluster give a store on one server and on a three-node
 // cluster with every stream and bucket replicated three times.
 func single(t *testing.T) (*Store, *bus.Conn) {
-	conn := bustest.Start(t, bus.DefaultLimits())
+	conn := natstest.Start(t, bus.DefaultLimits())
 	return open(t, conn), conn
 }
 
 func cluster(t *testing.T) (*Store, *bus.Conn) {
 	l := bus.DefaultLimits()
 	l.Replicas = 3
-	conn := bustest.StartCluster(t, 3).Connect(t, l)
+	conn := natstest.StartCluster(t, 3).Connect(t, l)
 	return open(t, conn), conn
 }
 

@@ -1,13 +1,10 @@
-// Package bustest gives tests a real embedded JetStream server with every
-// stream and bucket in place, and the connection to it.
-package bustest
+package natstest
 
 import (
 	"context"
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -18,9 +15,9 @@ import (
 // Log discards what it is given; tests assert behaviour, not log lines.
 var Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// Start runs an embedded server in a temporary folder, lays down the
-// streams and buckets with l, and connects to it. Everything stops when the
-// test ends.
+// Start runs the embedded server of `kurier all` (natsd) in a temporary
+// folder, lays down the streams and buckets with l, and connects to it.
+// Everything stops when the test ends.
 func Start(t testing.TB, l bus.Limits) *bus.Conn {
 	t.Helper()
 	srv, err := natsd.Start(natsd.Options{DataDir: t.TempDir()})
@@ -37,15 +34,4 @@ func Start(t testing.TB, l bus.Limits) *bus.Conn {
 		t.Fatal(err)
 	}
 	return conn
-}
-
-// WaitFor polls done until it holds, failing the test with what it waited
-// for if that takes longer than within.
-func WaitFor(t testing.TB, within time.Duration, what string, done func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !done(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-	}
 }

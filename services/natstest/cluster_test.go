@@ -1,4 +1,4 @@
-package bustest
+package natstest
 
 import (
 	"context"
@@ -82,40 +82,32 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 func publish(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) {
 	t.Helper()
 	id := bus.EventMsgID("org1", "/test", fmt.Sprintf("ev%d", n))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	WaitForErr(t, 10*time.Second, "EVENTS to take "+id, func() error {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		_, err := js.Publish(pctx, bus.EventsSubject("org1", "doc.changed"), []byte(id), jetstream.WithMsgID(id))
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish %s: %v", id, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // waitReplicaMsgs asks s itself, not the stream leader, how many messages
 // its copy of stream holds.
 func waitReplicaMsgs(t *testing.T, s *server.Server, stream string, want uint64) {
 	t.Helper()
-	var got uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	WaitForErr(t, 10*time.Second, fmt.Sprintf("the restarted replica to hold %d messages of %s", want, stream), func() error {
 		acc, err := s.JszAccount(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
-		if err == nil {
-			for _, sd := range acc.Streams {
-				if sd.Name == stream {
-					got = sd.State.Msgs
-				}
-			}
-			if got == want {
-				return
+		if err != nil {
+			return err
+		}
+		var got uint64
+		for _, sd := range acc.Streams {
+			if sd.Name == stream {
+				got = sd.State.Msgs
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("restarted replica holds %d messages of %s, want %d", got, stream, want)
+		if got != want {
+			return fmt.Errorf("it holds %d", got)
+		}
+		return nil
+	})
 }
