@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/book"
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
@@ -63,7 +63,7 @@ type metrics struct {
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
-func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if cfg.RecoveryInterval <= 0 {
 		return nil, fmt.Errorf("addresssync: recovery interval %v: must be positive", cfg.RecoveryInterval)
 	}

@@ -20,13 +20,14 @@ import (
 
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
 )
 
 type env struct {
 	t       *testing.T
-	conn    *bus.Conn
+	conn    *jet.Conn
 	tenants *tenant.Store
 	book    *book.Store
 }
@@ -52,7 +53,7 @@ func (e *env) service(wait time.Duration) string {
 }
 
 // replica starts a replica of the service on its own connection.
-func (e *env) replica(conn *bus.Conn, wait time.Duration) string {
+func (e *env) replica(conn *jet.Conn, wait time.Duration) string {
 	e.t.Helper()
 	cfg := DefaultConfig()
 	cfg.Lock = book.Locking{TTL: 3 * time.Second, Wait: wait}
@@ -206,7 +207,7 @@ func (e *env) writes() [2]uint64 {
 func (e *env) events(org string) []string {
 	e.t.Helper()
 	var out []string
-	_, _, err := bus.Read(context.Background(), e.conn.JS, bus.StreamEvents,
+	_, _, err := jet.Read(context.Background(), e.conn.JS, bus.StreamEvents,
 		jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventsOrgFilter(org)}}, 1<<20,
 		func(m jetstream.Msg) (bool, error) {
 			var ev struct{ Type, Subject string }

@@ -28,6 +28,7 @@ import (
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
@@ -49,7 +50,7 @@ type Config struct {
 type Service struct {
 	adminv1.UnimplementedAdminServiceServer
 	cfg       Config
-	conn      *bus.Conn
+	conn      *jet.Conn
 	tenants   *tenant.Store
 	subs      *subs.Store
 	book      *book.Store
@@ -69,7 +70,7 @@ type Service struct {
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
-func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if cfg.SecretGrace <= 0 {
 		cfg.SecretGrace = 24 * time.Hour
 	}

@@ -17,6 +17,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -65,7 +66,7 @@ func (s *Service) readStream(ctx context.Context, stream, filter string, size in
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
 	var last uint64
-	pending, read, err := bus.Read(ctx, s.conn.JS, stream, cfg, n, func(m jetstream.Msg) (bool, error) {
+	pending, read, err := jet.Read(ctx, s.conn.JS, stream, cfg, n, func(m jetstream.Msg) (bool, error) {
 		if md, err := m.Metadata(); err == nil {
 			last = md.Sequence.Stream
 		}
@@ -215,7 +216,7 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 		filters = append(filters, bus.EventsSubject(sub.Org, t))
 	}
 	var queued uint32
-	_, _, err := bus.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+	_, _, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
 	}, maxRedeliver, func(m jetstream.Msg) (bool, error) {
 		md, err := m.Metadata()

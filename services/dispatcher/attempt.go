@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/webhook"
 )
@@ -190,7 +190,7 @@ func (j *journal) run() {
 			msgs = append(msgs, m)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := bus.PublishAll(ctx, j.js, msgs); err != nil {
+		if err := jet.PublishAll(ctx, j.js, msgs); err != nil {
 			j.log.Warn("deliveries not logged", "records", len(msgs), "err", err)
 		}
 		cancel()

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/webhook"
 )
@@ -78,7 +79,7 @@ const dueMaxPending = 10000
 // Service is the dispatcher.
 type Service struct {
 	cfg      Config
-	conn     *bus.Conn
+	conn     *jet.Conn
 	log      *slog.Logger
 	subs     *subs.Store
 	index    *index
@@ -93,7 +94,7 @@ type Service struct {
 }
 
 // New makes the dispatcher; the streams and buckets must exist (bus.Ensure).
-func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 || cfg.Workers <= 0 || cfg.Senders <= 0 || cfg.Deliveries <= 0 {
 		return nil, errors.New("dispatcher: notify delay, max unacked, ping timeout, workers, senders and deliveries must be positive")
 	}
@@ -158,12 +159,12 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stopWatch()
 	// A replica restarted while NATS elects leaders waits for them rather
 	// than exit: each step below is retried until it is done.
-	if err := bus.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
+	if err := jet.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
 		return s.index.watch(wctx, s.subs, s.log, s.parts.changed)
 	}); err != nil {
 		return err
 	}
-	if err := bus.Retry(ctx, s.log, "tasks of the earlier layout", func(ctx context.Context) error {
+	if err := jet.Retry(ctx, s.log, "tasks of the earlier layout", func(ctx context.Context) error {
 		return migrate(ctx, s.conn.JS, s.subs, s.log)
 	}); err != nil {
 		return err
@@ -204,7 +205,7 @@ func (s *Service) Run(ctx context.Context) error {
 	} {
 		c.cfg.AckPolicy = jetstream.AckExplicitPolicy
 		c.pool.ctx, c.pool.log, c.pool.wg = work, s.log, &wg
-		if err := bus.Retry(ctx, s.log, "consumer "+c.cfg.Durable, func(ctx context.Context) error {
+		if err := jet.Retry(ctx, s.log, "consumer "+c.cfg.Durable, func(ctx context.Context) error {
 			cons, err := s.conn.JS.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
 			if err != nil {
 				return err
@@ -219,7 +220,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := bus.Retry(ctx, s.log, "partition consumers", s.parts.ensure); err != nil {
+	if err := jet.Retry(ctx, s.log, "partition consumers", s.parts.ensure); err != nil {
 		return err
 	}
 	done := make(chan struct{})

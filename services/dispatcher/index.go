@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/subs"
 )
@@ -141,7 +141,7 @@ func (x *index) setState(id string, k knownState) {
 // telling changed of every subscription that changes. It returns once the
 // initial contents are in, so no event is matched against an empty index.
 func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string)) error {
-	sw, err := store.Bucket().Watch(ctx, subs.SubPrefix)
+	sw, err := store.Bucket().Watch(ctx, bus.SubKeys)
 	if err != nil {
 		return fmt.Errorf("watch subscriptions: %w", err)
 	}
@@ -166,7 +166,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 		}
 	}
 	go follow(sw, func(e jetstream.KeyValueEntry) {
-		id := strings.TrimPrefix(e.Key(), "sub.")
+		id, _ := bus.SubOfKey(e.Key())
 		defer changed(id)
 		if e.Operation() != jetstream.KeyValuePut {
 			x.put(id, nil)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -91,7 +92,7 @@ func migrate(ctx context.Context, js jetstream.JetStream, store *subs.Store, log
 			} else {
 				at = time.Time{}
 			}
-			if _, err := js.PublishMsg(ctx, bus.Again(msgOf(m), sub, subject, attemptsOf(m.Headers()), 0, at, "moved")); err != nil && !bus.IsDuplicate(err) {
+			if _, err := js.PublishMsg(ctx, bus.Again(msgOf(m), sub, subject, attemptsOf(m.Headers()), 0, at, "moved")); err != nil && !jet.IsDuplicate(err) {
 				return fmt.Errorf("move task: %w", err)
 			}
 			_ = m.Ack()

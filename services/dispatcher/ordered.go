@@ -14,6 +14,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -130,15 +131,15 @@ const walkLock = 10 * time.Second
 // whichever replica, left off. It answers the last event it has seen to:
 // delivered, or waiting for a retry or another walk (then every one).
 func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
-	lease, err := bus.Lock(ctx, o.js, o.locks, "walk."+id, o.holder, walkLock, walkLock+time.Second)
-	if errors.Is(err, bus.ErrLocked) {
+	held, err := lease.Lock(ctx, o.js, o.locks, bus.WalkLockKey(id), o.holder, walkLock, walkLock+time.Second)
+	if errors.Is(err, lease.ErrLocked) {
 		return math.MaxUint64, nil // another walk runs, and goes on until nothing is left
 	}
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	ctx, cancel := lease.Guard(ctx)
+	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+	ctx, cancel := held.Guard(ctx)
 	defer cancel()
 	st, rev, err := o.subs.LeaderState(ctx, id)
 	if errors.Is(err, subs.ErrNotFound) {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
 )
@@ -78,7 +79,7 @@ func (p *posts) ids(id string) []string {
 // adjusted) and a receiver; it answers the publishing connection, the
 // subscription store, the receiver's handler and URL, and the
 // dispatchers.
-func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*bus.Conn, *subs.Store, *posts, string, []*Service) {
+func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*jet.Conn, *subs.Store, *posts, string, []*Service) {
 	t.Helper()
 	ctx := context.Background()
 	l := bus.DefaultLimits()
@@ -106,7 +107,7 @@ func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*bus.Conn, *subs.S
 // start runs a dispatcher until the returned stop, or the test's end,
 // failing the test if Run fails; a stop while it is still setting itself
 // up is no failure.
-func start(t *testing.T, conn *bus.Conn, cfg Config, reg prometheus.Registerer) (*Service, func()) {
+func start(t *testing.T, conn *jet.Conn, cfg Config, reg prometheus.Registerer) (*Service, func()) {
 	t.Helper()
 	svc, err := New(context.Background(), cfg, conn, natstest.Log, reg)
 	if err != nil {
@@ -142,7 +143,7 @@ func payloadSub(t *testing.T, store *subs.Store, url, typ string, inFlight int, 
 	return sub.ID
 }
 
-func publishEvents(t *testing.T, conn *bus.Conn, typ string, n int) []string {
+func publishEvents(t *testing.T, conn *jet.Conn, typ string, n int) []string {
 	t.Helper()
 	var ids []string
 	for i := range n {
@@ -157,7 +158,7 @@ func publishEvents(t *testing.T, conn *bus.Conn, typ string, n int) []string {
 }
 
 // consumers counts the consumers on DELIVERIES.
-func consumers(t *testing.T, conn *bus.Conn) int {
+func consumers(t *testing.T, conn *jet.Conn) int {
 	t.Helper()
 	st, err := conn.JS.Stream(context.Background(), bus.StreamDeliveries)
 	if err != nil {

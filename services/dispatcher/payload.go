@@ -16,6 +16,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/payload"
 	"kurier.dev/services/internal/subs"
 )
@@ -143,7 +144,7 @@ func (p *payloads) store(ctx context.Context, t *nats.Msg) error {
 	if err := p.room.take(ctx, t); err != nil {
 		return again(5*time.Second, err)
 	}
-	if _, err := p.js.PublishMsg(ctx, t); err != nil && !bus.IsDuplicate(err) {
+	if _, err := p.js.PublishMsg(ctx, t); err != nil && !jet.IsDuplicate(err) {
 		return again(time.Second, fmt.Errorf("store task on %s: %w", t.Subject, err))
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -55,13 +56,13 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 			return nil // capped: no ping until the feed is read
 		}
 		at := now.Add(p.cfg.NotifyDelay)
-		err := bus.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at)
+		err := jet.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at)
 		if err == nil {
 			p.m.scheduled.Inc()
 			e.pendingUntil = at
 			return nil
 		}
-		if !errors.Is(err, bus.ErrTimerRunning) {
+		if !errors.Is(err, jet.ErrTimerRunning) {
 			return err
 		}
 		// A timer runs already, set by another replica: learn until when.
@@ -72,7 +73,7 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 		case err != nil:
 			return fmt.Errorf("read ping timer: %w", err)
 		}
-		if e.pendingUntil = bus.TimerAt(msg.Header); e.pendingUntil.IsZero() {
+		if e.pendingUntil = jet.TimerAt(msg.Header); e.pendingUntil.IsZero() {
 			return fmt.Errorf("ping timer of %s has no readable time", id)
 		}
 	}

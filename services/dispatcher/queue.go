@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 )
@@ -26,7 +26,7 @@ type queuer struct {
 	results *prometheus.CounterVec
 }
 
-func newQueuer(ctx context.Context, conn *bus.Conn, send *sender) (*queuer, error) {
+func newQueuer(ctx context.Context, conn *jet.Conn, send *sender) (*queuer, error) {
 	store, err := queues.Open(ctx, conn)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
@@ -102,12 +103,12 @@ func TestQueueDelivery(t *testing.T) {
 
 // waitLog waits until done says the delivery log of a subscription, all
 // its records oldest first, is as it should be, for at most 10 s.
-func waitLog(t *testing.T, conn *bus.Conn, sub string, done func([]dlog.Record) bool) []dlog.Record {
+func waitLog(t *testing.T, conn *jet.Conn, sub string, done func([]dlog.Record) bool) []dlog.Record {
 	t.Helper()
 	var recs []dlog.Record
 	natstest.WaitForErr(t, 10*time.Second, "the delivery log of "+sub, func() error {
 		recs = nil
-		_, _, err := bus.Read(context.Background(), conn.JS, bus.StreamDeliveryLog,
+		_, _, err := jet.Read(context.Background(), conn.JS, bus.StreamDeliveryLog,
 			jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.DeliveryLogSubject("acme", sub)}}, 1000,
 			func(m jetstream.Msg) (bool, error) {
 				r, err := dlog.Decode(m)
@@ -164,7 +165,7 @@ func TestQueueDeliveriesLogged(t *testing.T) {
 
 // startQueueSub starts a dispatcher with a queue and a queue subscription
 // of acme to invoice.changed that puts events into it.
-func startQueueSub(t *testing.T, l bus.Limits) (*bus.Conn, *queues.Store, queues.Queue, subs.Subscription, *Service) {
+func startQueueSub(t *testing.T, l bus.Limits) (*jet.Conn, *queues.Store, queues.Queue, subs.Subscription, *Service) {
 	t.Helper()
 	ctx := context.Background()
 	conn := natstest.Start(t, l)
@@ -191,7 +192,7 @@ func startQueueSub(t *testing.T, l bus.Limits) (*bus.Conn, *queues.Store, queues
 
 // putFirstAgain hands acme's first invoice.changed event to the queue
 // subscription again, as a redelivery after a failure would.
-func putFirstAgain(t *testing.T, conn *bus.Conn, svc *Service, sub subs.Subscription) {
+func putFirstAgain(t *testing.T, conn *jet.Conn, svc *Service, sub subs.Subscription) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := conn.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventsSubject("acme", "invoice.changed")}})

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -69,7 +70,7 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 	if len(tasks) > 0 {
 		err := r.room.take(ctx, tasks...)
 		if err == nil {
-			err = bus.PublishAll(ctx, r.js, tasks)
+			err = jet.PublishAll(ctx, r.js, tasks)
 		} else {
 			wait = 5 * time.Second
 		}

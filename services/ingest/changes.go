@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
@@ -55,10 +55,6 @@ type Changes struct {
 // has been given (without cursors) or has acknowledged (with them).
 type feedPos struct {
 	Seq uint64 `json:"seq"`
-}
-
-func feedKey(org, system, typ string) string {
-	return org + "." + hex.EncodeToString([]byte(system)) + "." + typ
 }
 
 // Cursors are "c" and a stream sequence: opaque to receivers, cheap to check.
@@ -186,7 +182,7 @@ func (s *Service) ackPings(ctx context.Context, fq feedQuery, answered Changes) 
 	// that was stored a moment ago.
 	var newest *jetstream.RawStreamMsg
 	for _, t := range catalog.Expand([]string{fq.typ}) {
-		m, err := bus.LeaderGet(ctx, s.conn.NC, bus.StreamEvents, bus.LeaderQuery{LastBySubject: bus.EventsSubject(fq.org, t)})
+		m, err := jet.LeaderGet(ctx, s.conn.NC, bus.StreamEvents, jet.LeaderQuery{LastBySubject: bus.EventsSubject(fq.org, t)})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -200,8 +196,8 @@ func (s *Service) ackPings(ctx context.Context, fq feedQuery, answered Changes) 
 	if newest == nil || newest.Sequence <= through || st.Covers(newest.Time) {
 		return nil
 	}
-	err = bus.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay))
-	if err != nil && !errors.Is(err, bus.ErrTimerRunning) {
+	err = jet.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay))
+	if err != nil && !errors.Is(err, jet.ErrTimerRunning) {
 		return fmt.Errorf("ping of %s: %w", id, err)
 	}
 	return nil
@@ -216,7 +212,7 @@ func unavailable(err error) error {
 }
 
 func (s *Service) queryFeed(ctx context.Context, fq feedQuery) (Changes, error) {
-	key := feedKey(fq.org, fq.system, fq.typ)
+	key := bus.FeedKey(fq.org, fq.system, fq.typ)
 	var pos feedPos
 	var rev uint64
 	e, err := s.feeds.Get(ctx, key)
@@ -278,7 +274,7 @@ func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Cha
 	for _, t := range catalog.Expand([]string{fq.typ}) {
 		filters = append(filters, bus.EventsSubject(fq.org, t))
 	}
-	pending, read, err := bus.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+	pending, read, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,

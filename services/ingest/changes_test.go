@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -80,7 +81,7 @@ func TestFeedReadRearmsPing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no ping timer for the change stored between read and reset: %v", err)
 	}
-	if at := bus.TimerAt(m.Header); at.Before(before.Add(DefaultConfig().NotifyDelay)) {
+	if at := jet.TimerAt(m.Header); at.Before(before.Add(DefaultConfig().NotifyDelay)) {
 		t.Fatalf("the ping is due at %v, sooner than the notify delay", at)
 	}
 	if st, _ := store.State(ctx, sub.ID); st.Unacked != 0 {

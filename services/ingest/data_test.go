@@ -13,6 +13,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
 
@@ -31,7 +32,7 @@ func postJSON(t *testing.T, url, secret string, h map[string]string, body string
 func storedEvents(t *testing.T, js jetstream.JetStream) []event.Event {
 	t.Helper()
 	var out []event.Event
-	_, _, err := bus.Read(context.Background(), js, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventsOrgFilter("acme")}}, 100,
+	_, _, err := jet.Read(context.Background(), js, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventsOrgFilter("acme")}}, 100,
 		func(m jetstream.Msg) (bool, error) {
 			var e event.Event
 			err := e.UnmarshalJSON(m.Data())

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/web"
 )
 
@@ -42,7 +43,7 @@ func FuzzFeedQuery(f *testing.F) {
 				t.Fatalf("cursor %d reads back as %d %v", fq.cursor, got, ok)
 			}
 		}
-		if k := feedKey(fq.org, fq.system, fq.typ); strings.ContainsAny(k, "*> \t\r\n\x00") || strings.Count(k, ".") != 2+strings.Count(fq.typ, ".") {
+		if k := bus.FeedKey(fq.org, fq.system, fq.typ); strings.ContainsAny(k, "*> \t\r\n\x00") || strings.Count(k, ".") != 2+strings.Count(fq.typ, ".") {
 			t.Fatalf("%q: feed key %q is not org.system.type", raw, k)
 		}
 		if q, _ := url.ParseQuery(raw); q.Get("system") != fq.system {

@@ -19,6 +19,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
@@ -71,7 +72,7 @@ func (s *Service) maxStructured() int {
 // Service is the ingest service.
 type Service struct {
 	cfg      Config
-	conn     *bus.Conn
+	conn     *jet.Conn
 	tenants  *tenant.Store
 	subs     *subs.Store
 	feeds    jetstream.KeyValue
@@ -89,7 +90,7 @@ type metrics struct {
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
-func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		return nil, err
@@ -195,7 +196,7 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event) (
 				dup[i] = first && ack.Duplicate
 			case err := <-f.Err():
 				switch {
-				case bus.IsDuplicate(err):
+				case jet.IsDuplicate(err):
 					dup[i] = first
 				case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected):
 					again = append(again, i) // no leader, or no server, at the moment
@@ -257,7 +258,7 @@ func publishErr(err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		e = web.ErrOverloaded
-	case bus.IsFull(err):
+	case jet.IsFull(err):
 		e = web.ErrStoreFull
 	}
 	return fmt.Errorf("%w (%w)", e, err)

@@ -17,13 +17,14 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
 )
 
 // start runs the ingest service on a real listener and answers its URL, the
 // service and an ingest key.
-func start(t *testing.T, cfg Config) (string, *Service, *bus.Conn, string) {
+func start(t *testing.T, cfg Config) (string, *Service, *jet.Conn, string) {
 	t.Helper()
 	ctx := context.Background()
 	conn := natstest.Start(t, bus.DefaultLimits())

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 )
 
 // account is where the cluster's streams live: the servers run without
@@ -202,14 +203,14 @@ func (c *Cluster) URLs() string {
 // Connect connects to the running servers and lays down Kurier's streams
 // and buckets with l; l.Replicas is normally the cluster size. The
 // connection is closed when the test ends.
-func (c *Cluster) Connect(t testing.TB, l bus.Limits) *bus.Conn {
+func (c *Cluster) Connect(t testing.TB, l bus.Limits) *jet.Conn {
 	t.Helper()
 	if l.Replicas > len(c.Servers) {
 		// JetStream would keep answering "insufficient resources" until
 		// the retry below gives up; say what is wrong at once instead.
 		t.Fatalf("natstest: %d replicas on a %d-server cluster", l.Replicas, len(c.Servers))
 	}
-	conn, err := bus.Connect(c.URLs(), "test", Log)
+	conn, err := jet.Connect(c.URLs(), "test", Log)
 	if err != nil {
 		t.Fatal(err)
 	}

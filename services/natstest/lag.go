@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 )
 
 // Connect connects once more to the server that conn, made by Start, is
@@ -17,13 +17,13 @@ import (
 // (replies, acknowledgements, messages) comes as late as the Lag says,
 // while what it sends arrives at once, as over a network that stalls one
 // way. The connection is closed when the test ends.
-func Connect(t testing.TB, conn *bus.Conn, lag *Lag) *bus.Conn {
+func Connect(t testing.TB, conn *jet.Conn, lag *Lag) *jet.Conn {
 	t.Helper()
 	p := conn.NC.Opts.InProcessServer
 	if lag != nil {
 		p = lagged{p, lag}
 	}
-	c, err := bus.Connect("", "test", Log, nats.InProcessServer(p))
+	c, err := jet.Connect("", "test", Log, nats.InProcessServer(p))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/natsd"
 )
 
@@ -18,14 +19,14 @@ var Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 // Start runs the embedded server of `kurier all` (natsd) in a temporary
 // folder, lays down the streams and buckets with l, and connects to it.
 // Everything stops when the test ends.
-func Start(t testing.TB, l bus.Limits) *bus.Conn {
+func Start(t testing.TB, l bus.Limits) *jet.Conn {
 	t.Helper()
 	srv, err := natsd.Start(natsd.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", "test", Log, nats.InProcessServer(srv))
+	conn, err := jet.Connect("", "test", Log, nats.InProcessServer(srv))
 	if err != nil {
 		t.Fatal(err)
 	}

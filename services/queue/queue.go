@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/tenant"
@@ -79,7 +80,7 @@ type metrics struct {
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
 // Wake-ups are subscribed to here, before any request can wait for one.
-func New(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("queue: public URL %q must be an http or https URL without query (KURIER_PUBLIC_URL)", cfg.PublicURL)

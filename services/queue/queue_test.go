@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
@@ -23,7 +24,7 @@ import (
 // ingest key without the partner scope.
 type keys struct{ acme, other, ingestOnly string }
 
-func makeKeys(t *testing.T, conn *bus.Conn) keys {
+func makeKeys(t *testing.T, conn *jet.Conn) keys {
 	t.Helper()
 	ctx := context.Background()
 	tenants, err := tenant.Open(ctx, conn.JS)
@@ -42,7 +43,7 @@ func makeKeys(t *testing.T, conn *bus.Conn) keys {
 
 // serve runs a queue service on conn behind a real listener, stopped when
 // the test ends, and answers its base URL.
-func serve(t *testing.T, conn *bus.Conn, cfg Config) string {
+func serve(t *testing.T, conn *jet.Conn, cfg Config) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
@@ -60,7 +61,7 @@ func serve(t *testing.T, conn *bus.Conn, cfg Config) string {
 	return srv.URL
 }
 
-func start(t *testing.T, cfg Config) (string, keys, *bus.Conn) {
+func start(t *testing.T, cfg Config) (string, keys, *jet.Conn) {
 	t.Helper()
 	conn := natstest.Start(t, bus.DefaultLimits())
 	return serve(t, conn, cfg), makeKeys(t, conn), conn

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/natsd"
 )
 
@@ -80,7 +81,7 @@ func benchLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // benchBus runs an embedded server in a temporary folder with every stream
 // and bucket in place, connected in-process; listen, when set, also opens
 // a client port for other processes. done stops it and removes the folder.
-func benchBus(ctx context.Context, listen string) (conn *bus.Conn, srv *server.Server, done func(), err error) {
+func benchBus(ctx context.Context, listen string) (conn *jet.Conn, srv *server.Server, done func(), err error) {
 	dir, err := os.MkdirTemp("", "kurier-bench-")
 	if err != nil {
 		return nil, nil, nil, err
@@ -98,7 +99,7 @@ func benchBus(ctx context.Context, listen string) (conn *bus.Conn, srv *server.S
 		srv.WaitForShutdown()
 		os.RemoveAll(dir)
 	}
-	if conn, err = bus.Connect("", "kurier-bench", benchLog(), nats.InProcessServer(srv)); err == nil {
+	if conn, err = jet.Connect("", "kurier-bench", benchLog(), nats.InProcessServer(srv)); err == nil {
 		err = bus.Ensure(ctx, conn.JS, bus.DefaultLimits())
 	}
 	if err != nil {

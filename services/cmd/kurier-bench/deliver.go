@@ -26,6 +26,7 @@ import (
 	"kurier.dev/services/dispatcher"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/payload"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/web"
@@ -148,7 +149,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 	cfg := dispatcher.DefaultConfig()
 	cfg.AllowPrivate = true
 	regs := make([]*prometheus.Registry, *replicas)
-	var conns []*bus.Conn
+	var conns []*jet.Conn
 	dctx, stopDisp := context.WithCancel(ctx)
 	var dispatching sync.WaitGroup
 	defer func() {
@@ -159,7 +160,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 		}
 	}()
 	for i := range regs {
-		rc, err := bus.Connect("", "kurier-bench-dispatcher-"+strconv.Itoa(i+1), benchLog(), nats.InProcessServer(srv))
+		rc, err := jet.Connect("", "kurier-bench-dispatcher-"+strconv.Itoa(i+1), benchLog(), nats.InProcessServer(srv))
 		if err != nil {
 			return err
 		}
@@ -536,7 +537,7 @@ func waitKnown(reg prometheus.Gatherer, n int, limit time.Duration) error {
 
 // waitLogged waits until the delivery log holds n records of the
 // subscription's.
-func waitLogged(ctx context.Context, conn *bus.Conn, org, sub string, n int) error {
+func waitLogged(ctx context.Context, conn *jet.Conn, org, sub string, n int) error {
 	st, err := conn.JS.Stream(ctx, bus.StreamDeliveryLog)
 	if err != nil {
 		return err
@@ -556,7 +557,7 @@ func waitLogged(ctx context.Context, conn *bus.Conn, org, sub string, n int) err
 // scheduled messages in DELIVERIES (one subject each under
 // kurier.retry.<sub>), once its receiver has had n attempts (attempts);
 // it gives up when neither moves for a minute. It answers how many wait.
-func waitRetries(ctx context.Context, conn *bus.Conn, sub string, n int, attempts *atomic.Int64) (int, error) {
+func waitRetries(ctx context.Context, conn *jet.Conn, sub string, n int, attempts *atomic.Int64) (int, error) {
 	deliveries, err := bus.Stream(ctx, conn.JS, bus.StreamDeliveries)
 	if err != nil {
 		return 0, err

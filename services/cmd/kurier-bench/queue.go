@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
@@ -66,7 +67,7 @@ func benchQueue(ctx context.Context, args []string) error {
 	var replicas [2]string
 	var waitingOf [2]prometheus.Gatherer
 	for i := range replicas {
-		rc, err := bus.Connect("", "kurier-bench-queue", benchLog(), nats.InProcessServer(srv))
+		rc, err := jet.Connect("", "kurier-bench-queue", benchLog(), nats.InProcessServer(srv))
 		if err != nil {
 			return err
 		}

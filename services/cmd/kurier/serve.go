@@ -25,6 +25,7 @@ import (
 	"kurier.dev/services/ingest"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/config"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/natsd"
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/telemetry"
@@ -40,7 +41,7 @@ func (r role) runs(service string) bool { return r == "all" || string(r) == serv
 type settings struct {
 	httpListen, grpcListen  string
 	natsURL                 string
-	natsAuth                bus.Auth
+	natsAuth                jet.Auth
 	dataDir, natsListen     string
 	adminToken              string
 	grpcTLSCert, grpcTLSKey string
@@ -168,7 +169,7 @@ func serve(ctx context.Context, r role, args []string) error {
 	} else if opts, err = s.natsAuth.Options(); err != nil {
 		return err
 	}
-	conn, err := bus.Connect(url, "kurier-"+string(r), log, opts...)
+	conn, err := jet.Connect(url, "kurier-"+string(r), log, opts...)
 	if err != nil {
 		return err
 	}
@@ -325,8 +326,8 @@ func serverTLS(cert, key string) (*tls.Config, error) {
 
 // ensure lays down the streams and buckets, waiting for a cluster that is
 // still forming its JetStream meta group.
-func ensure(ctx context.Context, conn *bus.Conn, l bus.Limits, log *slog.Logger) error {
-	return bus.Retry(ctx, log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
+func ensure(ctx context.Context, conn *jet.Conn, l bus.Limits, log *slog.Logger) error {
+	return jet.Retry(ctx, log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
 }
 
 func drain(nc *nats.Conn, grace time.Duration) error {

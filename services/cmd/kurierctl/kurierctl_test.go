@@ -30,6 +30,7 @@ import (
 	"kurier.dev/services/admin"
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/dlog"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
@@ -50,13 +51,13 @@ func startAdmin(t *testing.T) string {
 
 // startAdminBus is startAdmin that also returns the bus connection, for
 // tests that put records where the admin service reads them.
-func startAdminBus(t *testing.T) (string, *bus.Conn) {
+func startAdminBus(t *testing.T) (string, *jet.Conn) {
 	t.Helper()
 	return serveAdmin(t, nil)
 }
 
 // serveAdmin is startAdminBus with the TLS the server speaks, if any.
-func serveAdmin(t *testing.T, tc *tls.Config) (string, *bus.Conn) {
+func serveAdmin(t *testing.T, tc *tls.Config) (string, *jet.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -751,7 +752,7 @@ func TestApply(t *testing.T) {
 
 // logDeliveries puts attempts into the delivery log as the dispatcher
 // would, one second apart from at.
-func logDeliveries(t *testing.T, conn *bus.Conn, at time.Time, recs ...dlog.Record) {
+func logDeliveries(t *testing.T, conn *jet.Conn, at time.Time, recs ...dlog.Record) {
 	t.Helper()
 	for i, rec := range recs {
 		rec.Time = at.Add(time.Duration(i) * time.Second)
@@ -1199,7 +1200,7 @@ func TestSubPreview(t *testing.T) {
 
 // deadLetter puts a delivery of event evt into sub's dead letters, as the
 // dispatcher does when its retries run out, and answers its delivery id.
-func deadLetter(t *testing.T, conn *bus.Conn, sub string, seq uint64, evt string) string {
+func deadLetter(t *testing.T, conn *jet.Conn, sub string, seq uint64, evt string) string {
 	t.Helper()
 	m := bus.DeliveryTask(sub, seq, time.Now(), []byte(`{"specversion":"1.0","id":"`+evt+
 		`","source":"/erp","type":"invoice.changed","subject":"INV-1","data":{"number":"INV-1"}}`), "")

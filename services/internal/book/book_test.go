@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/natstest"
 )
 
@@ -21,7 +23,7 @@ import (
 // one that lives keep it however busy the machine.
 var testLocking = Locking{TTL: 2 * time.Second, Wait: 10 * time.Second}
 
-func open(t *testing.T, conn *bus.Conn) *Store {
+func open(t *testing.T, conn *jet.Conn) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), conn, testLocking, natstest.Log)
 	if err != nil {
@@ -75,10 +77,10 @@ type stored struct {
 	Data    Person `json:"data"`
 }
 
-func events(t *testing.T, conn *bus.Conn, org string) []stored {
+func events(t *testing.T, conn *jet.Conn, org string) []stored {
 	t.Helper()
 	var out []stored
-	_, _, err := bus.Read(context.Background(), conn.JS, bus.StreamEvents,
+	_, _, err := jet.Read(context.Background(), conn.JS, bus.StreamEvents,
 		jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventsOrgFilter(org)}}, 1<<20,
 		func(m jetstream.Msg) (bool, error) {
 			var e stored
@@ -373,7 +375,7 @@ func TestReplicated(t *testing.T) {
 
 // A writer whose lock renewals go unconfirmed stops writing half the
 // lock's time to live after the last confirmed one, while its change is
-// half made: Commit fails with ErrLeaseShort, none of its writes lands
+// half made: Commit fails with lease.ErrShort, none of its writes lands
 // later, even once the store answers again, and the next holder undoes
 // the change.
 func TestWriterStopsBeforeItsLockCanExpire(t *testing.T) {
@@ -422,8 +424,8 @@ func TestWriterStopsBeforeItsLockCanExpire(t *testing.T) {
 		t.Fatal("Commit still runs")
 	}
 	w.Release()
-	if !errors.Is(err, bus.ErrLeaseShort) {
-		t.Fatalf("Commit: %v, want ErrLeaseShort", err)
+	if !errors.Is(err, lease.ErrShort) {
+		t.Fatalf("Commit: %v, want lease.ErrShort", err)
 	}
 	mu.Lock()
 	n, last := len(writes), writes[len(writes)-1]

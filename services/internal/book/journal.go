@@ -18,6 +18,7 @@ import (
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/jet"
 )
 
 // Event types of person changes.
@@ -105,7 +106,7 @@ type journal struct {
 // Commit makes the changes, all of them or (on an error) none. A
 // *ConflictError says a claimed id belongs to another org. Changes must
 // be made from the book this writer read. Once the lock's lease runs
-// short (bus.ErrLeaseShort) Commit writes no more and leaves the change
+// short (lease.ErrShort) Commit writes no more and leaves the change
 // to the next holder, who finishes or undoes it.
 func (w *Writer) Commit(ctx context.Context, changes []Change) error {
 	if len(changes) == 0 {
@@ -239,7 +240,7 @@ func (w *Writer) apply(ctx context.Context, j *journal) error {
 		}
 	}
 	i, err := w.publishAll(ctx, msgs)
-	if id, ok := claims[i]; ok && bus.IsWrongLastSeq(err) {
+	if id, ok := claims[i]; ok && jet.IsWrongLastSeq(err) {
 		return &ConflictError{ID: id}
 	}
 	return err
@@ -328,7 +329,7 @@ func (w *Writer) finish(ctx context.Context, j *journal) error {
 // behind could hide a change that is under way.
 func (w *Writer) recover(ctx context.Context) error {
 	s, org := w.s, w.org
-	raw, err := bus.LeaderGet(ctx, s.conn.NC, bus.StreamSyncJournal, bus.LeaderQuery{LastBySubject: bus.SyncState(org)})
+	raw, err := jet.LeaderGet(ctx, s.conn.NC, bus.StreamSyncJournal, jet.LeaderQuery{LastBySubject: bus.SyncState(org)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
@@ -356,7 +357,7 @@ func (w *Writer) recover(ctx context.Context) error {
 
 func (s *Store) readJournal(ctx context.Context, j *journal) error {
 	chunks := 0
-	_, _, err := bus.Read(ctx, s.conn.JS, bus.StreamSyncJournal, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.SyncOps(j.org)}},
+	_, _, err := jet.Read(ctx, s.conn.JS, bus.StreamSyncJournal, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.SyncOps(j.org)}},
 		math.MaxInt, func(m jetstream.Msg) (bool, error) {
 			if m.Headers().Get(headerSync) != j.state.Sync {
 				return false, nil
@@ -400,7 +401,7 @@ func (w *Writer) purge(ctx context.Context) {
 }
 
 // window is how many writes publishAll keeps unacknowledged: as many as
-// the connection lets wait (bus.Connect), so that publishing never stalls
+// the connection lets wait (jet.Connect), so that publishing never stalls
 // on it, while the messages of a large change are made as they go out.
 const window = 4096
 
@@ -427,7 +428,7 @@ func (w *Writer) publishAll(ctx context.Context, msgs iter.Seq2[*nats.Msg, error
 		select {
 		case <-sent[0].Ok():
 		case err := <-sent[0].Err():
-			if !bus.IsDuplicate(err) {
+			if !jet.IsDuplicate(err) {
 				fail(done, err)
 			}
 		case <-idle.C:

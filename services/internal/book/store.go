@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/lease"
 )
 
 // Locking says how an org's book is locked: how long a lock lives
@@ -33,7 +35,7 @@ func DefaultLocking() Locking { return Locking{TTL: 30 * time.Second, Wait: 60 *
 var (
 	ErrNotFound = errors.New("person not found")
 	// ErrLocked: another writer held the org's book for longer than the wait.
-	ErrLocked = bus.ErrLocked
+	ErrLocked = lease.ErrLocked
 )
 
 // ConflictError: a synced external id belongs to another org.
@@ -45,7 +47,7 @@ func (e *ConflictError) Error() string {
 
 // Store reads and changes address books.
 type Store struct {
-	conn    *bus.Conn
+	conn    *jet.Conn
 	persons jetstream.KeyValue
 	locks   jetstream.KeyValue
 	journal jetstream.Stream
@@ -59,7 +61,7 @@ type Store struct {
 
 // Open binds the store to the buckets and the journal, which bus.Ensure
 // has created.
-func Open(ctx context.Context, conn *bus.Conn, lock Locking, log *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, conn *jet.Conn, lock Locking, log *slog.Logger) (*Store, error) {
 	persons, err := bus.Bucket(ctx, conn.JS, bus.BucketPersons)
 	if err != nil {
 		return nil, err
@@ -188,7 +190,7 @@ func (s *Store) Owners(ctx context.Context, ids []string) (map[string]Owner, err
 		subjects[i] = bus.KVSubject(bus.BucketPersons, bus.PersonOwnerKey(id))
 		byKey[subjects[i]] = id
 	}
-	msgs, err := bus.LastMsgs(ctx, s.conn.NC, bus.KVStream(bus.BucketPersons), subjects)
+	msgs, err := jet.LastMsgs(ctx, s.conn.NC, bus.KVStream(bus.BucketPersons), subjects)
 	if err != nil {
 		return nil, fmt.Errorf("read owners: %w", err)
 	}
@@ -212,7 +214,7 @@ func (s *Store) Owners(ctx context.Context, ids []string) (map[string]Owner, err
 type Writer struct {
 	s     *Store
 	org   string
-	lease *bus.Lease
+	lease *lease.Lease
 }
 
 // Lock takes the org's lock, waiting for another writer up to the store's
@@ -223,12 +225,12 @@ func (s *Store) Lock(ctx context.Context, org string) (*Writer, error) {
 }
 
 func (s *Store) lockFor(ctx context.Context, org string, wait time.Duration) (*Writer, error) {
-	lease, err := bus.Lock(ctx, s.conn.JS, s.locks, bus.BookLockKey(org), s.holder, s.lock.TTL, wait)
+	held, err := lease.Lock(ctx, s.conn.JS, s.locks, bus.BookLockKey(org), s.holder, s.lock.TTL, wait)
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{s: s, org: org, lease: lease}
-	gctx, cancel := lease.Guard(ctx)
+	w := &Writer{s: s, org: org, lease: held}
+	gctx, cancel := held.Guard(ctx)
 	defer cancel()
 	if err := w.recover(gctx); err != nil {
 		w.Release()
@@ -261,8 +263,8 @@ func (w *Writer) Read(ctx context.Context, ids ...string) (*Book, error) {
 func (s *Store) Read(ctx context.Context, org string, ids ...string) (*Book, error) {
 	b := &Book{Org: org, Persons: map[string]Entry{}, gone: map[string]uint64{}}
 	for _, id := range ids {
-		m, err := bus.LeaderGet(ctx, s.conn.NC, bus.KVStream(bus.BucketPersons),
-			bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketPersons, bus.PersonKey(org, id))})
+		m, err := jet.LeaderGet(ctx, s.conn.NC, bus.KVStream(bus.BucketPersons),
+			jet.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketPersons, bus.PersonKey(org, id))})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}

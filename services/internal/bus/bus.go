@@ -1,6 +1,8 @@
-// Package bus holds the one definition of every JetStream subject, stream and
-// key-value bucket that Kurier's services meet on. Services never talk to
-// each other directly: they publish and read here.
+// Package bus holds the one definition of every JetStream subject, stream,
+// consumer, key-value bucket and key that Kurier's services meet on, with
+// their parsers. Services never talk to each other directly: they publish
+// and read on these names. The ways of publishing and reading them are in
+// jet, and the locks in lease, so that a name is looked for in one place.
 package bus
 
 import (
@@ -381,7 +383,7 @@ const DeliveriesHeadroom = 0.05
 
 // ErrNoRoom: a stream's byte limit does not fit in what the NATS server
 // may still store, which JetStream checks against the sum of every
-// stream's limit. Waiting does not change that, so Retry gives up at once.
+// stream's limit. Waiting does not change that, so jet.Retry gives up at once.
 var ErrNoRoom = errors.New("the streams' byte limits add up to more than the NATS server may store")
 
 // errNoStorage is the error code of a stream whose limit the server has
@@ -435,81 +437,6 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, l Limits)
 		if _, err := js.KeyValue(ctx, cfg.Bucket); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}
-	}
-	return nil
-}
-
-// IsDuplicate tells whether a publish error means the message was already
-// stored: on replicated streams a resend that races the original's
-// replication fails with 10158 instead of answering PubAck.Duplicate.
-func IsDuplicate(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10158
-}
-
-// errStoreFailed is the error code of a message a stream refused to
-// store; its description says why, in nats-server's words.
-const errStoreFailed jetstream.ErrorCode = 10077
-
-// IsFull tells whether a publish was refused because its stream, which
-// refuses new messages when full, holds as many bytes or messages as it
-// may.
-func IsFull(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed &&
-		(apiErr.Description == "maximum bytes exceeded" || apiErr.Description == "maximum messages exceeded")
-}
-
-// IsSubjectFull tells whether a publish was refused because its subject
-// holds as many messages as the stream allows one subject.
-func IsSubjectFull(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errStoreFailed && apiErr.Description == "maximum messages per subject exceeded"
-}
-
-// IsWrongLastSeq tells whether a publish failed because the subject's last
-// sequence was not the one expected: 10071, or 10164 on replicated streams.
-func IsWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)
-}
-
-// publishWindow bounds the publications PublishAll has in the air at once,
-// well within the connection's limit for asynchronous ones.
-const publishWindow = 256
-
-// PublishAll stores every message and waits until the streams have them
-// all, sending up to publishWindow before waiting for their answers: one
-// round trip for many, where a synchronous publish waits for each. A
-// duplicate counts as stored. It answers the first failure.
-func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
-	for len(msgs) > 0 {
-		n := min(len(msgs), publishWindow)
-		futures := make([]jetstream.PubAckFuture, 0, n)
-		var failed error
-		for _, m := range msgs[:n] {
-			f, err := js.PublishMsgAsync(m)
-			if err != nil {
-				failed = fmt.Errorf("publish %s: %w", m.Subject, err)
-				break
-			}
-			futures = append(futures, f)
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				if failed == nil && !IsDuplicate(err) {
-					failed = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-				}
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if failed != nil {
-			return failed
-		}
-		msgs = msgs[n:]
 	}
 	return nil
 }
@@ -632,41 +559,4 @@ const DigestDueWildcard = "kurier.notify.digested.>"
 // DigestDueSub parses a DigestDue subject.
 func DigestDueSub(subject string) string {
 	return strings.TrimPrefix(subject, "kurier.notify.digested.")
-}
-
-// ErrTimerRunning: a timer on that subject is already pending.
-var ErrTimerRunning = errors.New("a timer is already running")
-
-// StartTimer publishes a scheduled message on subject that the server
-// turns into one on target at at. It expects no message on subject, which
-// holds one exactly while a timer runs (the server removes it when it
-// fires): so starting costs one write, and of several racing to start the
-// same timer exactly one does; the others get ErrTimerRunning.
-func StartTimer(ctx context.Context, js jetstream.JetStream, subject, target string, at time.Time) error {
-	m := nats.NewMsg(subject)
-	// RFC 3339 with nanoseconds: WithScheduleAt would cut to whole seconds
-	// and could fire up to a second early.
-	m.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
-	m.Header.Set(jetstream.ScheduleTargetHeader, target)
-	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
-	if IsWrongLastSeq(err) {
-		return ErrTimerRunning
-	}
-	if err != nil {
-		return fmt.Errorf("start timer %s: %w", subject, err)
-	}
-	return nil
-}
-
-// TimerAt reads when a pending timer fires; zero if unreadable.
-func TimerAt(h nats.Header) time.Time {
-	v, ok := strings.CutPrefix(h.Get(jetstream.ScheduleHeader), "@at ")
-	if !ok {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
 
@@ -78,7 +79,7 @@ func TestEventsFull(t *testing.T) {
 	accepted := 10
 	for ; ; accepted++ {
 		err := publish(accepted)
-		if bus.IsFull(err) {
+		if jet.IsFull(err) {
 			break
 		}
 		if err != nil {
@@ -88,7 +89,7 @@ func TestEventsFull(t *testing.T) {
 			t.Fatal("32 KiB took more than 100 events of 1 KB")
 		}
 	}
-	if err := publish(accepted + 1); !bus.IsFull(err) {
+	if err := publish(accepted + 1); !jet.IsFull(err) {
 		t.Fatalf("a new event into the full stream: %v, want it refused as full", err)
 	}
 	if err := publish(3); err != nil {
@@ -117,7 +118,7 @@ func TestEventsFull(t *testing.T) {
 	if info.State.Msgs != uint64(accepted) {
 		t.Errorf("after the limit was lowered: %d events, want the %d accepted", info.State.Msgs, accepted)
 	}
-	if err := publish(accepted); !bus.IsFull(err) {
+	if err := publish(accepted); !jet.IsFull(err) {
 		t.Errorf("after the limit was lowered: %v, want the new event refused", err)
 	}
 
@@ -139,7 +140,7 @@ func TestNoRoomFailsFast(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := bus.Retry(ctx, natstest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
+	err := jet.Retry(ctx, natstest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
 	if !errors.Is(err, bus.ErrNoRoom) || !strings.Contains(err.Error(), bus.StreamEvents) {
 		t.Fatalf("got %v, want ErrNoRoom naming %s", err, bus.StreamEvents)
 	}

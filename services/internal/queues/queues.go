@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -89,7 +90,7 @@ type Store struct {
 
 // Open binds the store to the bucket and stream, which bus.Ensure has
 // created.
-func Open(ctx context.Context, conn *bus.Conn) (*Store, error) {
+func Open(ctx context.Context, conn *jet.Conn) (*Store, error) {
 	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketQueues)
 	if err != nil {
 		return nil, err
@@ -100,9 +101,6 @@ func Open(ctx context.Context, conn *bus.Conn) (*Store, error) {
 	}
 	return &Store{nc: conn.NC, js: conn.JS, kv: kv, stream: st}, nil
 }
-
-func recordKey(id string) string { return "q." + id }
-func orgKey(org string) string   { return "org." + org }
 
 // orgSet is the ids of an org's queues, each with when it was added.
 type orgSet map[string]time.Time
@@ -132,7 +130,7 @@ func (s *Store) Create(ctx context.Context, q Queue, limit int) error {
 	}
 	b, err := json.Marshal(q)
 	if err == nil {
-		_, err = s.kv.Create(ctx, recordKey(q.ID), b)
+		_, err = s.kv.Create(ctx, bus.QueueKey(q.ID), b)
 	}
 	if err != nil {
 		s.forget(ctx, q.Org, q.ID)
@@ -178,9 +176,9 @@ func (s *Store) updateSet(ctx context.Context, org string, fn func(orgSet) error
 		}
 		b, _ := json.Marshal(set)
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, orgKey(org), b)
+			_, err = s.kv.Create(ctx, bus.OrgQueuesKey(org), b)
 		} else {
-			_, err = s.kv.Update(ctx, orgKey(org), b, rev)
+			_, err = s.kv.Update(ctx, bus.OrgQueuesKey(org), b, rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
@@ -193,7 +191,7 @@ func (s *Store) updateSet(ctx context.Context, org string, fn func(orgSet) error
 }
 
 func (s *Store) set(ctx context.Context, org string) (orgSet, uint64, error) {
-	e, err := s.kv.Get(ctx, orgKey(org))
+	e, err := s.kv.Get(ctx, bus.OrgQueuesKey(org))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return orgSet{}, 0, nil
 	}
@@ -216,7 +214,7 @@ func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 		return Queue{}, ErrNotFound
 	}
 	var data []byte
-	e, err := s.kv.Get(ctx, recordKey(id))
+	e, err := s.kv.Get(ctx, bus.QueueKey(id))
 	switch {
 	case err == nil:
 		data = e.Value()
@@ -239,7 +237,7 @@ func (s *Store) Get(ctx context.Context, id string) (Queue, error) {
 // leaderRecord reads a queue's record through the bucket's leader, which
 // has every write acknowledged so far.
 func (s *Store) leaderRecord(ctx context.Context, id string) ([]byte, error) {
-	m, err := bus.LeaderGet(ctx, s.nc, bus.KVStream(bus.BucketQueues), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketQueues, recordKey(id))})
+	m, err := jet.LeaderGet(ctx, s.nc, bus.KVStream(bus.BucketQueues), jet.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketQueues, bus.QueueKey(id))})
 	if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Header.Get(kvOperation) != "" {
 		return nil, ErrNotFound
 	}
@@ -305,7 +303,7 @@ func (s *Store) Delete(ctx context.Context, org, id string) error {
 	if _, err := s.OfOrg(ctx, org, id); err != nil {
 		return err
 	}
-	if err := s.kv.Purge(ctx, recordKey(id)); err != nil {
+	if err := s.kv.Purge(ctx, bus.QueueKey(id)); err != nil {
 		return fmt.Errorf("delete queue %s: %w", id, err)
 	}
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(bus.QueueSubject(id))); err != nil {
@@ -326,7 +324,7 @@ func (s *Store) DeleteOrg(ctx context.Context, org string) error {
 			return err
 		}
 	}
-	if err := s.kv.Purge(ctx, orgKey(org)); err != nil {
+	if err := s.kv.Purge(ctx, bus.OrgQueuesKey(org)); err != nil {
 		return fmt.Errorf("delete queues of %s: %w", org, err)
 	}
 	return nil
@@ -349,11 +347,11 @@ func (s *Store) Post(ctx context.Context, id string, content []byte, msgID strin
 	}
 	ack, err := s.js.PublishMsg(ctx, m)
 	switch {
-	case bus.IsDuplicate(err):
+	case jet.IsDuplicate(err):
 		return 0, nil
-	case bus.IsSubjectFull(err):
+	case jet.IsSubjectFull(err):
 		return 0, ErrFull
-	case bus.IsFull(err):
+	case jet.IsFull(err):
 		return 0, ErrStoreFull
 	case err != nil:
 		return 0, fmt.Errorf("post to queue %s: %w", id, err)
@@ -379,7 +377,7 @@ func (s *Store) exists(ctx context.Context, id string) error {
 		_, err := s.leaderRecord(ctx, id)
 		return err
 	}
-	_, err := s.kv.Get(ctx, recordKey(id))
+	_, err := s.kv.Get(ctx, bus.QueueKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ErrNotFound
 	}
@@ -406,7 +404,7 @@ func (s *Store) Peek(ctx context.Context, id string, n int) ([]Message, error) {
 	if !s.replicated() {
 		return s.peekDirect(ctx, id, 0, n)
 	}
-	head, err := bus.LeaderGet(ctx, s.nc, bus.StreamQueues, bus.LeaderQuery{NextBySubject: bus.QueueSubject(id)})
+	head, err := jet.LeaderGet(ctx, s.nc, bus.StreamQueues, jet.LeaderQuery{NextBySubject: bus.QueueSubject(id)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
@@ -433,7 +431,7 @@ func (s *Store) peekDirect(ctx context.Context, id string, from uint64, n int) (
 		Batch  int    `json:"batch"`
 	}{from, bus.QueueSubject(id), n}
 	var out []Message
-	err := bus.DirectBatch(ctx, s.nc, bus.StreamQueues, req, func(m *nats.Msg) error {
+	err := jet.DirectBatch(ctx, s.nc, bus.StreamQueues, req, func(m *nats.Msg) error {
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		if err != nil {
 			return fmt.Errorf("sequence: %w", err)
@@ -476,7 +474,7 @@ func (s *Store) DeleteMessage(ctx context.Context, id string, seq uint64) error 
 	var m *jetstream.RawStreamMsg
 	var err error
 	if s.replicated() {
-		m, err = bus.LeaderGet(ctx, s.nc, bus.StreamQueues, bus.LeaderQuery{Seq: seq})
+		m, err = jet.LeaderGet(ctx, s.nc, bus.StreamQueues, jet.LeaderQuery{Seq: seq})
 	} else {
 		m, err = s.stream.GetMsg(ctx, seq)
 	}

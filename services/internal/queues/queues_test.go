@@ -11,24 +11,25 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
 
 // single and cluster give a store on one server and on a three-node
 // cluster with every stream and bucket replicated three times.
-func single(t *testing.T) (*Store, *bus.Conn) {
+func single(t *testing.T) (*Store, *jet.Conn) {
 	conn := natstest.Start(t, bus.DefaultLimits())
 	return open(t, conn), conn
 }
 
-func cluster(t *testing.T) (*Store, *bus.Conn) {
+func cluster(t *testing.T) (*Store, *jet.Conn) {
 	l := bus.DefaultLimits()
 	l.Replicas = 3
 	conn := natstest.StartCluster(t, 3).Connect(t, l)
 	return open(t, conn), conn
 }
 
-func open(t *testing.T, conn *bus.Conn) *Store {
+func open(t *testing.T, conn *jet.Conn) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), conn)
 	if err != nil {
@@ -61,7 +62,7 @@ func held(t *testing.T, s *Store, id string) uint64 {
 // the queue's messages, takes the message back. Made certain here by
 // posting after the delete, on one server and on a cluster.
 func TestPostRacingDeleteLeavesNothing(t *testing.T) {
-	for name, start := range map[string]func(*testing.T) (*Store, *bus.Conn){"single": single, "cluster": cluster} {
+	for name, start := range map[string]func(*testing.T) (*Store, *jet.Conn){"single": single, "cluster": cluster} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			s, _ := start(t)

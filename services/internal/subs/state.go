@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 )
 
 // PingState is what the dispatcher keeps per subscription. Changes go
@@ -74,7 +75,7 @@ func (s *Store) readState(ctx context.Context, id string) (PingState, uint64, er
 // that does not have the last write yet. A state deleted with its
 // subscription is ErrNotFound.
 func (s *Store) LeaderState(ctx context.Context, id string) (PingState, uint64, error) {
-	m, err := bus.LeaderGet(ctx, s.js.Conn(), bus.KVStream(bus.BucketNotifyState), bus.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketNotifyState, id)})
+	m, err := jet.LeaderGet(ctx, s.js.Conn(), bus.KVStream(bus.BucketNotifyState), jet.LeaderQuery{LastBySubject: bus.KVSubject(bus.BucketNotifyState, id)})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return PingState{}, 0, nil

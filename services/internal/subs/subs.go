@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/kvcache"
 	"kurier.dev/services/internal/payload"
 )
@@ -119,7 +120,7 @@ func ArmDigest(ctx context.Context, js jetstream.JetStream, sub Subscription, no
 	if err != nil {
 		return err
 	}
-	if err := bus.StartTimer(ctx, js, bus.DigestSched(sub.ID), bus.DigestDue(sub.ID), at); err != nil && !errors.Is(err, bus.ErrTimerRunning) {
+	if err := jet.StartTimer(ctx, js, bus.DigestSched(sub.ID), bus.DigestDue(sub.ID), at); err != nil && !errors.Is(err, jet.ErrTimerRunning) {
 		return err
 	}
 	return nil
@@ -181,18 +182,6 @@ func NewSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(b[:])
 }
 
-// SubKey is a subscription's key; SubPrefix matches them all.
-func SubKey(id string) string { return "sub." + id }
-
-const SubPrefix = "sub.>"
-
-// claimKey is the key a ping subscription holds for each of its types,
-// which makes (org, system, type) unique across every admin replica. The
-// system is hex-encoded: it may hold characters keys cannot.
-func claimKey(org, system, typ string) string {
-	return "ping." + org + "." + hex.EncodeToString([]byte(system)) + "." + typ
-}
-
 // Store reads and writes subscriptions and ping state.
 type Store struct {
 	js    jetstream.JetStream
@@ -226,7 +215,7 @@ func (s *Store) Get(ctx context.Context, id string) (Subscription, error) {
 }
 
 func (s *Store) get(ctx context.Context, id string) (Subscription, uint64, error) {
-	e, err := s.subs.Get(ctx, SubKey(id))
+	e, err := s.subs.Get(ctx, bus.SubKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Subscription{}, 0, ErrNotFound
 	}
@@ -250,7 +239,7 @@ type Lister struct {
 func (s *Store) Lister(ctx context.Context, log *slog.Logger) (*Lister, error) {
 	c, err := kvcache.Open(ctx, s.js, s.subs, func(key string, value []byte) (Subscription, bool, error) {
 		var sub Subscription
-		if !strings.HasPrefix(key, SubKey("")) {
+		if _, ok := bus.SubOfKey(key); !ok {
 			return sub, false, nil // a ping claim
 		}
 		return sub, true, json.Unmarshal(value, &sub)
@@ -283,7 +272,7 @@ func (s *Store) Create(ctx context.Context, sub Subscription) error {
 		return err
 	}
 	b, _ := json.Marshal(sub)
-	if _, err := s.subs.Create(ctx, SubKey(sub.ID), b); err != nil {
+	if _, err := s.subs.Create(ctx, bus.SubKey(sub.ID), b); err != nil {
 		s.release(ctx, sub, sub.EventTypes)
 		return fmt.Errorf("create subscription: %w", err)
 	}
@@ -309,7 +298,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Subscription) er
 			}
 		}
 		b, _ := json.Marshal(sub)
-		_, err = s.subs.Update(ctx, SubKey(id), b, rev)
+		_, err = s.subs.Update(ctx, bus.SubKey(id), b, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
@@ -345,7 +334,7 @@ func (s *Store) Delete(ctx context.Context, id string) (Subscription, error) {
 	if err != nil {
 		return Subscription{}, err
 	}
-	if err := s.subs.Purge(ctx, SubKey(id)); err != nil {
+	if err := s.subs.Purge(ctx, bus.SubKey(id)); err != nil {
 		return Subscription{}, fmt.Errorf("delete subscription %s: %w", id, err)
 	}
 	s.release(ctx, sub, sub.EventTypes)
@@ -364,7 +353,7 @@ func (s *Store) claim(ctx context.Context, sub Subscription, types []string) err
 	}
 	var taken []string
 	for _, t := range types {
-		key := claimKey(sub.Org, sub.System, t)
+		key := bus.PingClaimKey(sub.Org, sub.System, t)
 		_, err := s.subs.Create(ctx, key, []byte(sub.ID))
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			err = s.takeOver(ctx, key, sub, t)
@@ -405,7 +394,7 @@ func (s *Store) release(ctx context.Context, sub Subscription, types []string) {
 		return
 	}
 	for _, t := range types {
-		key := claimKey(sub.Org, sub.System, t)
+		key := bus.PingClaimKey(sub.Org, sub.System, t)
 		if e, err := s.subs.Get(ctx, key); err == nil && string(e.Value()) == sub.ID {
 			_ = s.subs.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		}
@@ -415,7 +404,7 @@ func (s *Store) release(ctx context.Context, sub Subscription, types []string) {
 // PingSubscription answers the id of the ping subscription that an org's
 // system has for a type, if any.
 func (s *Store) PingSubscription(ctx context.Context, org, system, typ string) (string, bool, error) {
-	e, err := s.subs.Get(ctx, claimKey(org, system, typ))
+	e, err := s.subs.Get(ctx, bus.PingClaimKey(org, system, typ))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", false, nil
 	}

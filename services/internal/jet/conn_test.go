@@ -1,4 +1,4 @@
-package bus_test
+package jet_test
 
 import (
 	"log/slog"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/tlstest"
 )
 
@@ -29,13 +29,13 @@ func serve(t *testing.T, opts server.Options) string {
 }
 
 // connects tells whether Connect gets through with a.
-func connects(t *testing.T, url string, a bus.Auth) bool {
+func connects(t *testing.T, url string, a jet.Auth) bool {
 	t.Helper()
 	opts, err := a.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := bus.Connect(url, "test", slog.New(slog.DiscardHandler), opts...)
+	conn, err := jet.Connect(url, "test", slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		return false
 	}
@@ -46,10 +46,10 @@ func connects(t *testing.T, url string, a bus.Auth) bool {
 func TestAuth(t *testing.T) {
 	for name, tc := range map[string]struct {
 		server    server.Options
-		good, bad bus.Auth
+		good, bad jet.Auth
 	}{
-		"user and password": {server.Options{Username: "kurier", Password: "s3cret"}, bus.Auth{User: "kurier", Password: "s3cret"}, bus.Auth{User: "kurier", Password: "wrong"}},
-		"token":             {server.Options{Authorization: "t0ken"}, bus.Auth{Token: "t0ken"}, bus.Auth{}},
+		"user and password": {server.Options{Username: "kurier", Password: "s3cret"}, jet.Auth{User: "kurier", Password: "s3cret"}, jet.Auth{User: "kurier", Password: "wrong"}},
+		"token":             {server.Options{Authorization: "t0ken"}, jet.Auth{Token: "t0ken"}, jet.Auth{}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			url := serve(t, tc.server)
@@ -75,13 +75,13 @@ func TestAuthTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := serve(t, server.Options{TLSConfig: tc, TLSVerify: true, TLSTimeout: 5})
-	if !connects(t, url, bus.Auth{TLSCert: file("client.pem"), TLSKey: file("client-key.pem"), TLSCA: file("ca.pem")}) {
+	if !connects(t, url, jet.Auth{TLSCert: file("client.pem"), TLSKey: file("client-key.pem"), TLSCA: file("ca.pem")}) {
 		t.Error("refused with a client certificate the server trusts")
 	}
-	if connects(t, url, bus.Auth{TLSCA: file("ca.pem")}) {
+	if connects(t, url, jet.Auth{TLSCA: file("ca.pem")}) {
 		t.Error("let in without a client certificate")
 	}
-	if _, err := (bus.Auth{TLSCert: file("client.pem")}).Options(); err == nil {
+	if _, err := (jet.Auth{TLSCert: file("client.pem")}).Options(); err == nil {
 		t.Error("a certificate without its key accepted")
 	}
 }

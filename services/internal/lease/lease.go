@@ -1,4 +1,7 @@
-package bus
+// Package lease is a lock on a key of a bucket with LimitMarkerTTL, held
+// by renewing it: one holder at a time, for work that must not run twice
+// at once on any replica, and freed by itself when its holder dies.
+package lease
 
 import (
 	"context"
@@ -9,16 +12,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
 )
 
 // ErrLocked: the lock stayed taken for as long as the caller would wait.
 var ErrLocked = errors.New("locked by another holder")
 
-// ErrLeaseShort: a lease may have less than half its time to live left,
+// ErrShort: a lease may have less than half its time to live left,
 // because its renewals are late or failing, or it has been lost. Its
 // holder writes no more, so that no write of it lands after another
 // holder has taken the lock over.
-var ErrLeaseShort = errors.New("lease too short to write under: the lock may pass to another")
+var ErrShort = errors.New("lease too short to write under: the lock may pass to another")
 
 // lockPoll is how often a waiter tries again without having seen the
 // lock go: the watch tells it sooner, this covers a missed marker.
@@ -108,7 +114,7 @@ func (l *Lease) renew(holder []byte) {
 		l.mu.Unlock()
 		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
-		m := &nats.Msg{Subject: KVSubject(l.kv.Bucket(), l.key), Data: holder}
+		m := &nats.Msg{Subject: bus.KVSubject(l.kv.Bucket(), l.key), Data: holder}
 		ack, err := l.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.ttl))
 		cancel()
 		if err == nil {
@@ -117,7 +123,7 @@ func (l *Lease) renew(holder []byte) {
 			l.mu.Unlock()
 			continue
 		}
-		if IsWrongLastSeq(err) || time.Since(last) >= l.ttl {
+		if jet.IsWrongLastSeq(err) || time.Since(last) >= l.ttl {
 			close(l.lost)
 			return
 		}
@@ -132,17 +138,17 @@ func (l *Lease) left() time.Duration {
 	return l.ttl/2 - time.Since(l.sent)
 }
 
-// Check answers an error wrapping ErrLeaseShort once the holder must
+// Check answers an error wrapping ErrShort once the holder must
 // write no more. Work under the lock checks it before each write it
 // sends: a write sent later might land after the key expired.
 func (l *Lease) Check() error {
 	select {
 	case <-l.lost:
-		return fmt.Errorf("lock %s lost: %w", l.key, ErrLeaseShort)
+		return fmt.Errorf("lock %s lost: %w", l.key, ErrShort)
 	default:
 	}
 	if left := l.left(); left <= 0 {
-		return fmt.Errorf("lock %s: no renewal confirmed for %v: %w", l.key, (l.ttl/2 - left).Round(time.Millisecond), ErrLeaseShort)
+		return fmt.Errorf("lock %s: no renewal confirmed for %v: %w", l.key, (l.ttl/2 - left).Round(time.Millisecond), ErrShort)
 	}
 	return nil
 }

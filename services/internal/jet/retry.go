@@ -1,4 +1,4 @@
-package bus
+package jet
 
 import (
 	"context"
@@ -6,20 +6,22 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"kurier.dev/services/internal/bus"
 )
 
 // Retry calls f until it succeeds or ctx ends, waiting longer after each
 // failure, up to 5 s. It is for the calls a service makes to set itself
 // up: a cluster that is forming, or electing the leader of the stream
 // asked, refuses them or leaves them unanswered for a few seconds, and a
-// replica that gave up then would stay down. ErrNoRoom ends it at once.
+// replica that gave up then would stay down. bus.ErrNoRoom ends it at once.
 func Retry(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
 	for delay := 250 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		err := f(ctx)
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, ErrNoRoom) {
+		if errors.Is(err, bus.ErrNoRoom) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		log.Warn(what+" not ready, retrying", "err", err, "in", delay.String())

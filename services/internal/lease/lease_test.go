@@ -1,9 +1,8 @@
-package bus_test
+package lease_test
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,10 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/natstest"
 )
 
-func locks(t *testing.T) (*bus.Conn, jetstream.KeyValue) {
+func locks(t *testing.T) (*jet.Conn, jetstream.KeyValue) {
 	t.Helper()
 	conn := natstest.Start(t, bus.DefaultLimits())
 	kv, err := bus.Bucket(context.Background(), conn.JS, bus.BucketLocks)
@@ -28,13 +29,13 @@ func locks(t *testing.T) (*bus.Conn, jetstream.KeyValue) {
 func TestLockIsExclusiveAndPassesOn(t *testing.T) {
 	conn, kv := locks(t)
 	ctx := context.Background()
-	a, err := bus.Lock(ctx, conn.JS, kv, "k", "a", 2*time.Second, 0)
+	a, err := lease.Lock(ctx, conn.JS, kv, "k", "a", 2*time.Second, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Held past its time to live: the holder renews it.
 	start := time.Now()
-	if _, err := bus.Lock(ctx, conn.JS, kv, "k", "b", 2*time.Second, 3*time.Second); !errors.Is(err, bus.ErrLocked) {
+	if _, err := lease.Lock(ctx, conn.JS, kv, "k", "b", 2*time.Second, 3*time.Second); !errors.Is(err, lease.ErrLocked) {
 		t.Fatalf("second holder while the first renews: %v", err)
 	}
 	if waited := time.Since(start); waited < 3*time.Second {
@@ -43,7 +44,7 @@ func TestLockIsExclusiveAndPassesOn(t *testing.T) {
 	// A waiter gets it as soon as it is released.
 	got := make(chan error, 1)
 	go func() {
-		b, err := bus.Lock(ctx, conn.JS, kv, "k", "b", time.Second, 5*time.Second)
+		b, err := lease.Lock(ctx, conn.JS, kv, "k", "b", time.Second, 5*time.Second)
 		if err == nil {
 			err = b.Release(ctx)
 		}
@@ -70,7 +71,7 @@ func TestLockOfDeadHolderExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	l, err := bus.Lock(ctx, conn.JS, kv, "k", "b", time.Second, 5*time.Second)
+	l, err := lease.Lock(ctx, conn.JS, kv, "k", "b", time.Second, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestLockOfDeadHolderExpires(t *testing.T) {
 func TestLeaseLostWhenTakenOver(t *testing.T) {
 	conn, kv := locks(t)
 	ctx := context.Background()
-	l, err := bus.Lock(ctx, conn.JS, kv, "k", "a", time.Second, 0)
+	l, err := lease.Lock(ctx, conn.JS, kv, "k", "a", time.Second, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,48 +115,6 @@ func TestLeaseLostWhenTakenOver(t *testing.T) {
 	}
 	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "b" {
 		t.Fatalf("release deleted the new holder's key: %v", err)
-	}
-}
-
-func TestLastMsgs(t *testing.T) {
-	conn := natstest.Start(t, bus.DefaultLimits())
-	ctx := context.Background()
-	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketPersons)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var subjects []string
-	for i := range 2500 {
-		key := fmt.Sprintf("k%d", i)
-		subjects = append(subjects, bus.KVSubject(bus.BucketPersons, key))
-		if i%2 == 0 {
-			if _, err := kv.Put(ctx, key, []byte(key)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := kv.Delete(ctx, "k0"); err != nil {
-		t.Fatal(err)
-	}
-	got, err := bus.LastMsgs(ctx, conn.NC, bus.KVStream(bus.BucketPersons), subjects)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1250 {
-		t.Fatalf("%d messages, want 1250", len(got))
-	}
-	if m := got[subjects[2498]]; m == nil || string(m.Data) != "k2498" {
-		t.Fatalf("k2498: %v", m)
-	}
-	if m := got[subjects[0]]; m == nil || m.Header.Get("KV-Operation") != "DEL" {
-		t.Fatalf("k0, deleted: %v", m)
-	}
-	if _, ok := got[subjects[1]]; ok {
-		t.Fatal("an absent key answered")
-	}
-	none, err := bus.LastMsgs(ctx, conn.NC, bus.KVStream(bus.BucketPersons), subjects[1:2])
-	if err != nil || len(none) != 0 {
-		t.Fatalf("one absent key: %v, %v", none, err)
 	}
 }
 
@@ -190,7 +149,7 @@ func TestLeaseMarginCountsFromTheRenewalSent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := bus.Lock(ctx, holder.JS, kv, "k", "a", ttl, 0)
+	l, err := lease.Lock(ctx, holder.JS, kv, "k", "a", ttl, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,8 +178,8 @@ func TestLeaseMarginCountsFromTheRenewalSent(t *testing.T) {
 		t.Fatal("the holder still writes a lease's time to live after its renewals stopped being confirmed")
 	}
 	lag.Set(0)
-	if !errors.Is(why, bus.ErrLeaseShort) {
-		t.Fatalf("the holder stopped with %v, want ErrLeaseShort", why)
+	if !errors.Is(why, lease.ErrShort) {
+		t.Fatalf("the holder stopped with %v, want ErrShort", why)
 	}
 	time.Sleep(100 * time.Millisecond)
 

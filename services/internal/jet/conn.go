@@ -1,4 +1,9 @@
-package bus
+// Package jet holds the ways Kurier uses JetStream beyond the client
+// library's: the connection, publishing many messages at once, reads
+// through a stream's leader, batched and ordered reads, timers made of
+// scheduled messages, what a refused publish means, and retrying setup
+// until a cluster answers. The names these work on are bus's.
+package jet
 
 import (
 	"errors"
