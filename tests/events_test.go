@@ -112,16 +112,7 @@ func TestNonJSONEventsDelivered(t *testing.T) {
 		t.Fatalf("%d flat bodies of 4 requests", flats)
 	}
 
-	var msgs []qMessage
-	natstest.WaitForErr(t, 10*time.Second, "2 queue messages", func() error {
-		if _, msgs = qPeek(t, k.HTTP, secret, q.QueueID, "?count=10"); len(msgs) < 2 {
-			return fmt.Errorf("queue messages: %v", contents(msgs))
-		}
-		return nil
-	})
-	if len(msgs) != 2 {
-		t.Fatalf("queue messages: %v", contents(msgs))
-	}
+	msgs := waitPeek(t, k.HTTP, secret, q.QueueID, "?count=10", 2)
 	for _, m := range msgs {
 		check("queue message", decodeCarried(t, m.Content))
 	}

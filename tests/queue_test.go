@@ -70,6 +70,23 @@ type qMessage struct {
 	Content   json.RawMessage `json:"content"`
 }
 
+// waitPeek peeks at a queue until it shows n messages, and fails the test
+// if it shows more, or fewer for 10 s.
+func waitPeek(t *testing.T, base, key, queue, query string, n int) []qMessage {
+	t.Helper()
+	var msgs []qMessage
+	natstest.WaitForErr(t, 10*time.Second, fmt.Sprintf("%d queued messages", n), func() error {
+		if _, msgs = qPeek(t, base, key, queue, query); len(msgs) < n {
+			return fmt.Errorf("queued: %v", contents(msgs))
+		}
+		return nil
+	})
+	if len(msgs) != n {
+		t.Fatalf("queued: %v, want %d", contents(msgs), n)
+	}
+	return msgs
+}
+
 func qPeek(t *testing.T, base, key, id, query string) (qAnswer, []qMessage) {
 	t.Helper()
 	a := qDo(t, http.MethodGet, base+"/api/queues/"+id+"/messages"+query, partnerKey(key), "")
@@ -326,16 +343,7 @@ func TestQueueDeliveryAndRestart(t *testing.T) {
 	change(t, k, key, "stock.changed", "SKU-1", nil) // not subscribed
 	large := change(t, k, key, "quote.changed", "Q-1", map[string]string{"text": strings.Repeat("ß", 20000)})
 
-	var msgs []qMessage
-	natstest.WaitForErr(t, 10*time.Second, "2 queued messages", func() error {
-		if _, msgs = qPeek(t, k.HTTP, key, q.QueueID, "?timeout=1&count=10"); len(msgs) < 2 {
-			return fmt.Errorf("queued: %v", contents(msgs))
-		}
-		return nil
-	})
-	if len(msgs) != 2 {
-		t.Fatalf("queued: %v", contents(msgs))
-	}
+	msgs := waitPeek(t, k.HTTP, key, q.QueueID, "?timeout=1&count=10", 2)
 	// Events handled at the same moment may be queued in either order.
 	var m1, m2 map[string]any
 	_ = json.Unmarshal(msgs[0].Content, &m1)

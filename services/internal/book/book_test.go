@@ -360,13 +360,23 @@ func TestReplicated(t *testing.T) {
 
 	c.Kill(c.WaitStreamLeader(t, bus.KVStream(bus.BucketPersons)))
 	c.WaitStreamLeader(t, bus.KVStream(bus.BucketPersons))
-	// The node may have led the locks too.
+	// The node may have led the locks and the journal too.
 	c.WaitStreamLeader(t, bus.KVStream(bus.BucketLocks))
-	w, b = lock(t, s, "acme")
-	if err := w.Commit(context.Background(), []Change{b.Change("1", person("1", "Ada L")), b.Change("x", nil)}); err != nil {
-		t.Fatal(err)
-	}
-	w.Release()
+	c.WaitStreamLeader(t, bus.StreamSyncJournal)
+	// Groups the node led may still be electing: a sync that fails
+	// meanwhile is made again, as a client would.
+	natstest.WaitForErr(t, 30*time.Second, "a sync after the leader's loss", func() error {
+		w, err := s.Lock(context.Background(), "acme")
+		if err != nil {
+			return err
+		}
+		defer w.Release()
+		b, err := w.Book(context.Background())
+		if err != nil {
+			return err
+		}
+		return w.Commit(context.Background(), []Change{b.Change("1", person("1", "Ada L")), b.Change("x", nil)})
+	})
 	if got := names(t, s, "acme"); !slices.Equal(got, []string{"1=Ada L"}) || owner(t, s, "x") != "" || len(names(t, s, "globex")) != 0 {
 		t.Fatalf("after the leader was lost: acme %v, owner of x %q", got, owner(t, s, "x"))
 	}
