@@ -59,3 +59,35 @@ func TestCreateSubscriptionActiveByDefault(t *testing.T) {
 		t.Errorf("after a refused request: %d subscriptions, %v", len(list.GetSubscriptions()), err)
 	}
 }
+
+// A queue subscription signs nothing: rotating its secret is refused,
+// naming the field, and changes nothing.
+func TestRotateQueueSubscriptionSecret(t *testing.T) {
+	k := harness.Start(t, harness.Options{})
+	adm, key := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_PARTNER)
+	ctx := context.Background()
+	q := qCreate(t, k.HTTP, key)
+	resp, err := adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{
+		OrgId: "acme", System: "hub", EventTypes: []string{"invoice.changed"},
+		Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: q.QueueID,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetSubscription().GetSubscriptionId()
+	before, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = adm.RotateSecret(ctx, &adminv1.RotateSecretRequest{SubscriptionId: id})
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "subscription_id: ") {
+		t.Fatalf("rotating a queue subscription's secret: %v", err)
+	}
+	after, err := adm.GetSubscription(ctx, &adminv1.GetSubscriptionRequest{SubscriptionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.GetUpdateTime().AsTime().Equal(before.GetUpdateTime().AsTime()) {
+		t.Errorf("the refused rotation changed the subscription: updated %v, was %v", after.GetUpdateTime(), before.GetUpdateTime())
+	}
+}

@@ -604,8 +604,12 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 }
 
 func (s *Service) RotateSecret(ctx context.Context, req *adminv1.RotateSecretRequest) (*adminv1.RotateSecretResponse, error) {
-	if _, err := s.sub(ctx, req.GetSubscriptionId()); err != nil {
+	cur, err := s.sub(ctx, req.GetSubscriptionId())
+	if err != nil {
 		return nil, err
+	}
+	if cur.Mode == subs.ModeQueue {
+		return nil, invalid("subscription_id", "a queue subscription's events go into its queue unsigned: it has no signing secret to rotate")
 	}
 	secret := subs.NewSecret()
 	sub, err := s.subs.Update(ctx, req.GetSubscriptionId(), func(sub *subs.Subscription) error {

@@ -213,7 +213,7 @@ var subCommands = []*command{
 		synopsis: "sub rotate-secret <subscription-id>",
 		about: "Makes a new signing secret and prints it, once. Until the time printed with it,\n" +
 			"requests carry a signature with the previous secret as well, so the receiver can\n" +
-			"switch over without missing one.",
+			"switch over without missing one. Queue subscriptions sign nothing: refused.",
 		setup: func(*flag.FlagSet) runFunc {
 			return func(ctx context.Context, s *session, args []string) error {
 				api, err := s.api()
