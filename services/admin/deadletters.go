@@ -148,7 +148,7 @@ func (s *Service) deliveriesRoom(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("DELIVERIES: %w", err)
 	}
-	if limit := info.Config.MaxBytes; limit > 0 && float64(info.State.Bytes) >= (1-bus.DeliveriesHeadroom)*float64(limit) {
+	if limit := info.Config.MaxBytes; bus.DeliveriesFull(int64(info.State.Bytes), limit) {
 		return status.Errorf(codes.ResourceExhausted, "DELIVERIES is full (%d of %d bytes): redeliver once its tasks are worked off, or raise KURIER_DELIVERIES_MAX_BYTES", info.State.Bytes, limit)
 	}
 	return nil

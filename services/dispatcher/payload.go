@@ -142,7 +142,7 @@ func (p *payloads) retry(ctx context.Context, sub subs.Subscription, t *nats.Msg
 // store stores a task; when it cannot, the task it comes from comes again.
 func (p *payloads) store(ctx context.Context, t *nats.Msg) error {
 	if err := p.room.take(ctx, t); err != nil {
-		return again(5*time.Second, err)
+		return err
 	}
 	if _, err := p.js.PublishMsg(ctx, t); err != nil && !jet.IsDuplicate(err) {
 		return again(time.Second, fmt.Errorf("store task on %s: %w", t.Subject, err))

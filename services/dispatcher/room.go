@@ -43,34 +43,31 @@ type room struct {
 
 // full must be called with r.mu held.
 func (r *room) full() bool {
-	return r.limit > 0 && float64(r.bytes) >= (1-bus.DeliveriesHeadroom)*float64(r.limit)
+	return bus.DeliveriesFull(r.bytes, r.limit)
 }
 
-// take makes room for tasks about to be stored, or answers errNoRoom
-// while DELIVERIES is within bus.DeliveriesHeadroom of its byte limit. A failed look
-// changes nothing: storing fails on its own if the stream cannot take a
-// task.
+// take makes room for tasks about to be stored, or asks for the message
+// they come from to come again later while DELIVERIES is within
+// bus.DeliveriesHeadroom of its byte limit. A failed look changes nothing:
+// storing fails on its own if the stream cannot take a task.
 func (r *room) take(ctx context.Context, tasks ...*nats.Msg) error {
-	for looked := false; ; looked = true {
-		r.mu.Lock()
-		// Counted full, look again sooner: tasks counted since the last
-		// look may have been delivered and removed meanwhile.
-		due := roomLook
-		if r.full() {
-			due = roomRecheck
-		}
-		look := !looked && !r.looking && time.Since(r.at) >= due
-		r.looking = r.looking || look
-		r.mu.Unlock()
-		if !look {
-			break
-		}
+	r.mu.Lock()
+	// Counted full, look again sooner: tasks counted since the last look
+	// may have been delivered and removed meanwhile.
+	due := roomLook
+	if r.full() {
+		due = roomRecheck
+	}
+	look := !r.looking && time.Since(r.at) >= due
+	r.looking = r.looking || look
+	r.mu.Unlock()
+	if look {
 		r.look(ctx)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.full() {
-		return errNoRoom
+		return again(5*time.Second, errNoRoom)
 	}
 	for _, t := range tasks {
 		// Close to what the task takes in the store.

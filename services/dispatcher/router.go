@@ -66,13 +66,10 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 			}
 		})
 	}
-	wait := time.Second
 	if len(tasks) > 0 {
 		err := r.room.take(ctx, tasks...)
 		if err == nil {
 			err = jet.PublishAll(ctx, r.js, tasks)
-		} else {
-			wait = 5 * time.Second
 		}
 		if err != nil {
 			err = fmt.Errorf("delivery tasks: %w", err)
@@ -81,7 +78,8 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	wg.Wait()
 	if err := failed.Load(); err != nil {
-		return again(wait, *err)
+		// A wait the error asks for, as with no room, is kept.
+		return again(time.Second, *err)
 	}
 	return nil
 }

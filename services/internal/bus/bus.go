@@ -381,6 +381,12 @@ const PartitionGroup = "owner"
 // when full, so no task is stored once it holds more than the rest.
 const DeliveriesHeadroom = 0.05
 
+// DeliveriesFull tells whether DELIVERIES, holding bytes of its limit (0
+// for none), has reached its headroom.
+func DeliveriesFull(bytes, limit int64) bool {
+	return limit > 0 && float64(bytes) >= (1-DeliveriesHeadroom)*float64(limit)
+}
+
 // ErrNoRoom: a stream's byte limit does not fit in what the NATS server
 // may still store, which JetStream checks against the sum of every
 // stream's limit. Waiting does not change that, so jet.Retry gives up at once.
