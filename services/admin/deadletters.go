@@ -140,14 +140,12 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 // dispatchers let it get: the server would make room by dropping its
 // oldest tasks.
 func (s *Service) deliveriesRoom(ctx context.Context) error {
+	// Binding the stream reads its info: that is the size now.
 	st, err := bus.Stream(ctx, s.conn.JS, bus.StreamDeliveries)
 	if err != nil {
 		return err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("DELIVERIES: %w", err)
-	}
+	info := st.CachedInfo()
 	if limit := info.Config.MaxBytes; bus.DeliveriesFull(int64(info.State.Bytes), limit) {
 		return status.Errorf(codes.ResourceExhausted, "DELIVERIES is full (%d of %d bytes): redeliver once its tasks are worked off, or raise KURIER_DELIVERIES_MAX_BYTES", info.State.Bytes, limit)
 	}
