@@ -243,6 +243,59 @@ func (Ordering) EnumDescriptor() ([]byte, []int) {
 	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+type StatsWindow int32
+
+const (
+	StatsWindow_STATS_WINDOW_UNSPECIFIED StatsWindow = 0
+	// The last hour; the default.
+	StatsWindow_STATS_WINDOW_HOUR StatsWindow = 1
+	StatsWindow_STATS_WINDOW_DAY  StatsWindow = 2
+	StatsWindow_STATS_WINDOW_WEEK StatsWindow = 3
+)
+
+// Enum value maps for StatsWindow.
+var (
+	StatsWindow_name = map[int32]string{
+		0: "STATS_WINDOW_UNSPECIFIED",
+		1: "STATS_WINDOW_HOUR",
+		2: "STATS_WINDOW_DAY",
+		3: "STATS_WINDOW_WEEK",
+	}
+	StatsWindow_value = map[string]int32{
+		"STATS_WINDOW_UNSPECIFIED": 0,
+		"STATS_WINDOW_HOUR":        1,
+		"STATS_WINDOW_DAY":         2,
+		"STATS_WINDOW_WEEK":        3,
+	}
+)
+
+func (x StatsWindow) Enum() *StatsWindow {
+	p := new(StatsWindow)
+	*p = x
+	return p
+}
+
+func (x StatsWindow) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsWindow) Descriptor() protoreflect.EnumDescriptor {
+	return file_kurier_admin_v1_admin_proto_enumTypes[4].Descriptor()
+}
+
+func (StatsWindow) Type() protoreflect.EnumType {
+	return &file_kurier_admin_v1_admin_proto_enumTypes[4]
+}
+
+func (x StatsWindow) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsWindow.Descriptor instead.
+func (StatsWindow) EnumDescriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
 type APagerProFieldMode int32
 
 const (
@@ -278,11 +331,11 @@ func (x APagerProFieldMode) String() string {
 }
 
 func (APagerProFieldMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_kurier_admin_v1_admin_proto_enumTypes[4].Descriptor()
+	return file_kurier_admin_v1_admin_proto_enumTypes[5].Descriptor()
 }
 
 func (APagerProFieldMode) Type() protoreflect.EnumType {
-	return &file_kurier_admin_v1_admin_proto_enumTypes[4]
+	return &file_kurier_admin_v1_admin_proto_enumTypes[5]
 }
 
 func (x APagerProFieldMode) Number() protoreflect.EnumNumber {
@@ -291,7 +344,7 @@ func (x APagerProFieldMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use APagerProFieldMode.Descriptor instead.
 func (APagerProFieldMode) EnumDescriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type PersonOrigin int32
@@ -329,11 +382,11 @@ func (x PersonOrigin) String() string {
 }
 
 func (PersonOrigin) Descriptor() protoreflect.EnumDescriptor {
-	return file_kurier_admin_v1_admin_proto_enumTypes[5].Descriptor()
+	return file_kurier_admin_v1_admin_proto_enumTypes[6].Descriptor()
 }
 
 func (PersonOrigin) Type() protoreflect.EnumType {
-	return &file_kurier_admin_v1_admin_proto_enumTypes[5]
+	return &file_kurier_admin_v1_admin_proto_enumTypes[6]
 }
 
 func (x PersonOrigin) Number() protoreflect.EnumNumber {
@@ -342,7 +395,7 @@ func (x PersonOrigin) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PersonOrigin.Descriptor instead.
 func (PersonOrigin) EnumDescriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type Org struct {
@@ -1134,9 +1187,23 @@ type Subscription struct {
 	// Queue mode (ComNorm): the queue of the organisation every matching
 	// event is put into, as the message {"type","id","subject","time",
 	// "data"}; without data when that would pass 16384 characters.
-	QueueId       string `protobuf:"bytes,27,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	QueueId string `protobuf:"bytes,27,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// A CEL expression over the event (type, subject, source, id, time as a
+	// timestamp, data as parsed JSON), such as
+	// `data.total > 1000.0 && subject.startsWith("INV-")`: only events it is
+	// true for are delivered (payload, queue) or start a ping (ping). Empty:
+	// every event of the types. Checked on create and update; an expression
+	// that does not compile is refused naming its line and column.
+	Filter string `protobuf:"bytes,28,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Payload mode: at most this many requests per second to the receiver,
+	// across all dispatcher replicas; deliveries beyond it wait, none is
+	// dropped. 0: no limit.
+	RateLimitPerSecond uint32 `protobuf:"varint,29,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
+	// Requests that may go at once before rate_limit_per_second applies;
+	// with a limit, 0 means the limit itself. Must be 0 without a limit.
+	RateLimitBurst uint32 `protobuf:"varint,30,opt,name=rate_limit_burst,json=rateLimitBurst,proto3" json:"rate_limit_burst,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -1356,6 +1423,27 @@ func (x *Subscription) GetQueueId() string {
 		return x.QueueId
 	}
 	return ""
+}
+
+func (x *Subscription) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *Subscription) GetRateLimitPerSecond() uint32 {
+	if x != nil {
+		return x.RateLimitPerSecond
+	}
+	return 0
+}
+
+func (x *Subscription) GetRateLimitBurst() uint32 {
+	if x != nil {
+		return x.RateLimitBurst
+	}
+	return 0
 }
 
 type DeliverySchedule struct {
@@ -2052,7 +2140,10 @@ type PreviewSubscriptionRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
 	// The event type to preview; the subscription's first by default.
-	EventType     string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	EventType string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// A CloudEvent as JSON to preview with and to try the filter on; a
+	// sample of event_type by default.
+	SampleEvent   string `protobuf:"bytes,3,opt,name=sample_event,json=sampleEvent,proto3" json:"sample_event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2101,6 +2192,13 @@ func (x *PreviewSubscriptionRequest) GetEventType() string {
 	return ""
 }
 
+func (x *PreviewSubscriptionRequest) GetSampleEvent() string {
+	if x != nil {
+		return x.SampleEvent
+	}
+	return ""
+}
+
 type PreviewSubscriptionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The method and URL of a delivery, with the GET part for payload mode;
@@ -2108,7 +2206,10 @@ type PreviewSubscriptionResponse struct {
 	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
 	Url    string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	// A sample body (empty for pings), or a queue message.
-	SampleBody    string `protobuf:"bytes,3,opt,name=sample_body,json=sampleBody,proto3" json:"sample_body,omitempty"`
+	SampleBody string `protobuf:"bytes,3,opt,name=sample_body,json=sampleBody,proto3" json:"sample_body,omitempty"`
+	// Whether the sample event is of the subscription's types and passes its
+	// filter, i.e. would be delivered.
+	Matches       bool `protobuf:"varint,4,opt,name=matches,proto3" json:"matches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2164,6 +2265,762 @@ func (x *PreviewSubscriptionResponse) GetSampleBody() string {
 	return ""
 }
 
+func (x *PreviewSubscriptionResponse) GetMatches() bool {
+	if x != nil {
+		return x.Matches
+	}
+	return false
+}
+
+type SendTestEventRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SendTestEventRequest) Reset() {
+	*x = SendTestEventRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendTestEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendTestEventRequest) ProtoMessage() {}
+
+func (x *SendTestEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendTestEventRequest.ProtoReflect.Descriptor instead.
+func (*SendTestEventRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SendTestEventRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+type SendTestEventResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the kurier.test event sent.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Method  string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Url     string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The receiver's HTTP status code, 0 when no answer came.
+	Status int32 `protobuf:"varint,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Why no answer came (timeout, refused, …).
+	Error   string               `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Latency *durationpb.Duration `protobuf:"bytes,6,opt,name=latency,proto3" json:"latency,omitempty"`
+	// The first 4 KiB of the answer.
+	Response      string `protobuf:"bytes,7,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendTestEventResponse) Reset() {
+	*x = SendTestEventResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendTestEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendTestEventResponse) ProtoMessage() {}
+
+func (x *SendTestEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendTestEventResponse.ProtoReflect.Descriptor instead.
+func (*SendTestEventResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SendTestEventResponse) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *SendTestEventResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *SendTestEventResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *SendTestEventResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *SendTestEventResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *SendTestEventResponse) GetLatency() *durationpb.Duration {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+func (x *SendTestEventResponse) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+type GetSubscriptionStatsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Window         StatsWindow            `protobuf:"varint,2,opt,name=window,proto3,enum=kurier.admin.v1.StatsWindow" json:"window,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetSubscriptionStatsRequest) Reset() {
+	*x = GetSubscriptionStatsRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSubscriptionStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSubscriptionStatsRequest) ProtoMessage() {}
+
+func (x *GetSubscriptionStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSubscriptionStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetSubscriptionStatsRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetSubscriptionStatsRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *GetSubscriptionStatsRequest) GetWindow() StatsWindow {
+	if x != nil {
+		return x.Window
+	}
+	return StatsWindow_STATS_WINDOW_UNSPECIFIED
+}
+
+type GetOrgStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	Window        StatsWindow            `protobuf:"varint,2,opt,name=window,proto3,enum=kurier.admin.v1.StatsWindow" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrgStatsRequest) Reset() {
+	*x = GetOrgStatsRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrgStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrgStatsRequest) ProtoMessage() {}
+
+func (x *GetOrgStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrgStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetOrgStatsRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetOrgStatsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *GetOrgStatsRequest) GetWindow() StatsWindow {
+	if x != nil {
+		return x.Window
+	}
+	return StatsWindow_STATS_WINDOW_UNSPECIFIED
+}
+
+// DeliveryStats sums delivery attempts over a window.
+type DeliveryStats struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Window    StatsWindow            `protobuf:"varint,1,opt,name=window,proto3,enum=kurier.admin.v1.StatsWindow" json:"window,omitempty"`
+	Attempts  uint64                 `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Successes uint64                 `protobuf:"varint,3,opt,name=successes,proto3" json:"successes,omitempty"`
+	// Failed attempts by class: no connection, no answer in time, answered
+	// 4xx, answered 5xx.
+	FailuresConnection uint64 `protobuf:"varint,4,opt,name=failures_connection,json=failuresConnection,proto3" json:"failures_connection,omitempty"`
+	FailuresTimeout    uint64 `protobuf:"varint,5,opt,name=failures_timeout,json=failuresTimeout,proto3" json:"failures_timeout,omitempty"`
+	Failures_4Xx       uint64 `protobuf:"varint,6,opt,name=failures_4xx,json=failures4xx,proto3" json:"failures_4xx,omitempty"`
+	Failures_5Xx       uint64 `protobuf:"varint,7,opt,name=failures_5xx,json=failures5xx,proto3" json:"failures_5xx,omitempty"`
+	// Of the answered attempts.
+	LatencyP50  *durationpb.Duration   `protobuf:"bytes,8,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP99  *durationpb.Duration   `protobuf:"bytes,9,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	LastSuccess *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
+	LastFailure *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// The same by minute (hour window) or by hour (day and week), oldest
+	// first, for plots; buckets without attempts are left out.
+	Series        []*StatsBucket `protobuf:"bytes,12,rep,name=series,proto3" json:"series,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryStats) Reset() {
+	*x = DeliveryStats{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryStats) ProtoMessage() {}
+
+func (x *DeliveryStats) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryStats.ProtoReflect.Descriptor instead.
+func (*DeliveryStats) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeliveryStats) GetWindow() StatsWindow {
+	if x != nil {
+		return x.Window
+	}
+	return StatsWindow_STATS_WINDOW_UNSPECIFIED
+}
+
+func (x *DeliveryStats) GetAttempts() uint64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetSuccesses() uint64 {
+	if x != nil {
+		return x.Successes
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetFailuresConnection() uint64 {
+	if x != nil {
+		return x.FailuresConnection
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetFailuresTimeout() uint64 {
+	if x != nil {
+		return x.FailuresTimeout
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetFailures_4Xx() uint64 {
+	if x != nil {
+		return x.Failures_4Xx
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetFailures_5Xx() uint64 {
+	if x != nil {
+		return x.Failures_5Xx
+	}
+	return 0
+}
+
+func (x *DeliveryStats) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *DeliveryStats) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+func (x *DeliveryStats) GetLastSuccess() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return nil
+}
+
+func (x *DeliveryStats) GetLastFailure() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
+func (x *DeliveryStats) GetSeries() []*StatsBucket {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+type StatsBucket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Attempts      uint64                 `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Successes     uint64                 `protobuf:"varint,3,opt,name=successes,proto3" json:"successes,omitempty"`
+	Failures      uint64                 `protobuf:"varint,4,opt,name=failures,proto3" json:"failures,omitempty"`
+	LatencyP50    *durationpb.Duration   `protobuf:"bytes,5,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP99    *durationpb.Duration   `protobuf:"bytes,6,opt,name=latency_p99,json=latencyP99,proto3" json:"latency_p99,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsBucket) Reset() {
+	*x = StatsBucket{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsBucket) ProtoMessage() {}
+
+func (x *StatsBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsBucket.ProtoReflect.Descriptor instead.
+func (*StatsBucket) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StatsBucket) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *StatsBucket) GetAttempts() uint64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *StatsBucket) GetSuccesses() uint64 {
+	if x != nil {
+		return x.Successes
+	}
+	return 0
+}
+
+func (x *StatsBucket) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *StatsBucket) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *StatsBucket) GetLatencyP99() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP99
+	}
+	return nil
+}
+
+type EventType struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The Collmex event number standing for it, if any.
+	CollmexCode string `protobuf:"bytes,2,opt,name=collmex_code,json=collmexCode,proto3" json:"collmex_code,omitempty"`
+	// The system the type comes from.
+	System      string `protobuf:"bytes,3,opt,name=system,proto3" json:"system,omitempty"`
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// The org's JSON Schema for the type's data, as JSON text; empty when
+	// it has none.
+	Schema        string `protobuf:"bytes,5,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventType) Reset() {
+	*x = EventType{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventType) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventType) ProtoMessage() {}
+
+func (x *EventType) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventType.ProtoReflect.Descriptor instead.
+func (*EventType) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *EventType) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EventType) GetCollmexCode() string {
+	if x != nil {
+		return x.CollmexCode
+	}
+	return ""
+}
+
+func (x *EventType) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *EventType) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *EventType) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+type ListEventTypesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// With an org, its schemas are answered too, and the types it gave a
+	// schema that the catalog does not name.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventTypesRequest) Reset() {
+	*x = ListEventTypesRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventTypesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventTypesRequest) ProtoMessage() {}
+
+func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventTypesRequest.ProtoReflect.Descriptor instead.
+func (*ListEventTypesRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListEventTypesRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type ListEventTypesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EventTypes    []*EventType           `protobuf:"bytes,1,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventTypesResponse) Reset() {
+	*x = ListEventTypesResponse{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventTypesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventTypesResponse) ProtoMessage() {}
+
+func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventTypesResponse.ProtoReflect.Descriptor instead.
+func (*ListEventTypesResponse) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListEventTypesResponse) GetEventTypes() []*EventType {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+type SetEventTypeSchemaRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	OrgId     string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	EventType string                 `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// A JSON Schema (draft 2020-12 unless it names another with $schema).
+	Schema        string `protobuf:"bytes,3,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetEventTypeSchemaRequest) Reset() {
+	*x = SetEventTypeSchemaRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetEventTypeSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetEventTypeSchemaRequest) ProtoMessage() {}
+
+func (x *SetEventTypeSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetEventTypeSchemaRequest.ProtoReflect.Descriptor instead.
+func (*SetEventTypeSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SetEventTypeSchemaRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *SetEventTypeSchemaRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *SetEventTypeSchemaRequest) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+type DeleteEventTypeSchemaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	EventType     string                 `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEventTypeSchemaRequest) Reset() {
+	*x = DeleteEventTypeSchemaRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEventTypeSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEventTypeSchemaRequest) ProtoMessage() {}
+
+func (x *DeleteEventTypeSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEventTypeSchemaRequest.ProtoReflect.Descriptor instead.
+func (*DeleteEventTypeSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *DeleteEventTypeSchemaRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *DeleteEventTypeSchemaRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
 type ApplyApiNotificationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -2177,7 +3034,7 @@ type ApplyApiNotificationRequest struct {
 
 func (x *ApplyApiNotificationRequest) Reset() {
 	*x = ApplyApiNotificationRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +3046,7 @@ func (x *ApplyApiNotificationRequest) String() string {
 func (*ApplyApiNotificationRequest) ProtoMessage() {}
 
 func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +3059,7 @@ func (x *ApplyApiNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationRequest.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ApplyApiNotificationRequest) GetOrgId() string {
@@ -2236,7 +3093,7 @@ type ApplyApiNotificationResponse struct {
 
 func (x *ApplyApiNotificationResponse) Reset() {
 	*x = ApplyApiNotificationResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +3105,7 @@ func (x *ApplyApiNotificationResponse) String() string {
 func (*ApplyApiNotificationResponse) ProtoMessage() {}
 
 func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +3118,7 @@ func (x *ApplyApiNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyApiNotificationResponse.ProtoReflect.Descriptor instead.
 func (*ApplyApiNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ApplyApiNotificationResponse) GetCreated() uint32 {
@@ -2340,7 +3197,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +3209,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +3222,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Delivery) GetTime() *timestamppb.Timestamp {
@@ -2503,7 +3360,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +3372,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +3385,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeadLetter) GetDeliveryId() string {
@@ -2585,7 +3442,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +3454,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +3467,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListDeadLettersRequest) GetOrgId() string {
@@ -2651,7 +3508,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +3520,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +3533,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2704,7 +3561,7 @@ type TimeRange struct {
 
 func (x *TimeRange) Reset() {
 	*x = TimeRange{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +3573,7 @@ func (x *TimeRange) String() string {
 func (*TimeRange) ProtoMessage() {}
 
 func (x *TimeRange) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +3586,7 @@ func (x *TimeRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeRange.ProtoReflect.Descriptor instead.
 func (*TimeRange) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TimeRange) GetSince() *timestamppb.Timestamp {
@@ -2761,7 +3618,7 @@ type RedeliverRequest struct {
 
 func (x *RedeliverRequest) Reset() {
 	*x = RedeliverRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +3630,7 @@ func (x *RedeliverRequest) String() string {
 func (*RedeliverRequest) ProtoMessage() {}
 
 func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +3643,7 @@ func (x *RedeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RedeliverRequest) GetSubscriptionId() string {
@@ -2864,7 +3721,7 @@ type RedeliverResponse struct {
 
 func (x *RedeliverResponse) Reset() {
 	*x = RedeliverResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3733,7 @@ func (x *RedeliverResponse) String() string {
 func (*RedeliverResponse) ProtoMessage() {}
 
 func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3746,7 @@ func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RedeliverResponse) GetQueued() uint32 {
@@ -2915,7 +3772,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3784,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3797,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Queue) GetQueueId() string {
@@ -2987,7 +3844,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3856,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3869,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListQueuesRequest) GetOrgId() string {
@@ -3032,7 +3889,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3044,7 +3901,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3057,7 +3914,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -3077,7 +3934,7 @@ type DeleteQueueRequest struct {
 
 func (x *DeleteQueueRequest) Reset() {
 	*x = DeleteQueueRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3946,7 @@ func (x *DeleteQueueRequest) String() string {
 func (*DeleteQueueRequest) ProtoMessage() {}
 
 func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3959,7 @@ func (x *DeleteQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteQueueRequest) GetOrgId() string {
@@ -3127,7 +3984,7 @@ type DeleteQueueResponse struct {
 
 func (x *DeleteQueueResponse) Reset() {
 	*x = DeleteQueueResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3996,7 @@ func (x *DeleteQueueResponse) String() string {
 func (*DeleteQueueResponse) ProtoMessage() {}
 
 func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +4009,7 @@ func (x *DeleteQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 type ListDeliveriesRequest struct {
@@ -3172,7 +4029,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +4041,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +4054,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListDeliveriesRequest) GetOrgId() string {
@@ -3246,7 +4103,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +4115,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +4128,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -3300,7 +4157,7 @@ type TailDeliveriesRequest struct {
 
 func (x *TailDeliveriesRequest) Reset() {
 	*x = TailDeliveriesRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3312,7 +4169,7 @@ func (x *TailDeliveriesRequest) String() string {
 func (*TailDeliveriesRequest) ProtoMessage() {}
 
 func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3325,7 +4182,7 @@ func (x *TailDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*TailDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TailDeliveriesRequest) GetOrgId() string {
@@ -3382,7 +4239,7 @@ type Person struct {
 
 func (x *Person) Reset() {
 	*x = Person{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +4251,7 @@ func (x *Person) String() string {
 func (*Person) ProtoMessage() {}
 
 func (x *Person) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +4264,7 @@ func (x *Person) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Person.ProtoReflect.Descriptor instead.
 func (*Person) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Person) GetExternalDbId() string {
@@ -3536,7 +4393,7 @@ type ListPersonsRequest struct {
 
 func (x *ListPersonsRequest) Reset() {
 	*x = ListPersonsRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3548,7 +4405,7 @@ func (x *ListPersonsRequest) String() string {
 func (*ListPersonsRequest) ProtoMessage() {}
 
 func (x *ListPersonsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3561,7 +4418,7 @@ func (x *ListPersonsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPersonsRequest.ProtoReflect.Descriptor instead.
 func (*ListPersonsRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListPersonsRequest) GetOrgId() string {
@@ -3603,7 +4460,7 @@ type ListPersonsResponse struct {
 
 func (x *ListPersonsResponse) Reset() {
 	*x = ListPersonsResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +4472,7 @@ func (x *ListPersonsResponse) String() string {
 func (*ListPersonsResponse) ProtoMessage() {}
 
 func (x *ListPersonsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +4485,7 @@ func (x *ListPersonsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPersonsResponse.ProtoReflect.Descriptor instead.
 func (*ListPersonsResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListPersonsResponse) GetPersons() []*Person {
@@ -3655,7 +4512,7 @@ type GetPersonRequest struct {
 
 func (x *GetPersonRequest) Reset() {
 	*x = GetPersonRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3667,7 +4524,7 @@ func (x *GetPersonRequest) String() string {
 func (*GetPersonRequest) ProtoMessage() {}
 
 func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3680,7 +4537,7 @@ func (x *GetPersonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPersonRequest.ProtoReflect.Descriptor instead.
 func (*GetPersonRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetPersonRequest) GetOrgId() string {
@@ -3708,7 +4565,7 @@ type CreatePersonRequest struct {
 
 func (x *CreatePersonRequest) Reset() {
 	*x = CreatePersonRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3720,7 +4577,7 @@ func (x *CreatePersonRequest) String() string {
 func (*CreatePersonRequest) ProtoMessage() {}
 
 func (x *CreatePersonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[52]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3733,7 +4590,7 @@ func (x *CreatePersonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePersonRequest.ProtoReflect.Descriptor instead.
 func (*CreatePersonRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreatePersonRequest) GetOrgId() string {
@@ -3760,7 +4617,7 @@ type DeletePersonRequest struct {
 
 func (x *DeletePersonRequest) Reset() {
 	*x = DeletePersonRequest{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4629,7 @@ func (x *DeletePersonRequest) String() string {
 func (*DeletePersonRequest) ProtoMessage() {}
 
 func (x *DeletePersonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[53]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4642,7 @@ func (x *DeletePersonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePersonRequest.ProtoReflect.Descriptor instead.
 func (*DeletePersonRequest) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeletePersonRequest) GetOrgId() string {
@@ -3810,7 +4667,7 @@ type DeletePersonResponse struct {
 
 func (x *DeletePersonResponse) Reset() {
 	*x = DeletePersonResponse{}
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +4679,7 @@ func (x *DeletePersonResponse) String() string {
 func (*DeletePersonResponse) ProtoMessage() {}
 
 func (x *DeletePersonResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kurier_admin_v1_admin_proto_msgTypes[54]
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +4692,7 @@ func (x *DeletePersonResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePersonResponse.ProtoReflect.Descriptor instead.
 func (*DeletePersonResponse) Descriptor() ([]byte, []int) {
-	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 var File_kurier_admin_v1_admin_proto protoreflect.FileDescriptor
@@ -3887,7 +4744,8 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xad\t\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xa2\n" +
+	"\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x16\n" +
@@ -3923,7 +4781,10 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\rfailing_since\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12'\n" +
 	"\x0fdisabled_reason\x18\x19 \x01(\tR\x0edisabledReason\x12=\n" +
 	"\bschedule\x18\x1a \x01(\v2!.kurier.admin.v1.DeliveryScheduleR\bschedule\x12\x19\n" +
-	"\bqueue_id\x18\x1b \x01(\tR\aqueueId\"J\n" +
+	"\bqueue_id\x18\x1b \x01(\tR\aqueueId\x12\x16\n" +
+	"\x06filter\x18\x1c \x01(\tR\x06filter\x121\n" +
+	"\x15rate_limit_per_second\x18\x1d \x01(\rR\x12rateLimitPerSecond\x12(\n" +
+	"\x10rate_limit_burst\x18\x1e \x01(\rR\x0erateLimitBurst\"J\n" +
 	"\x10DeliverySchedule\x12\x19\n" +
 	"\bdaily_at\x18\x01 \x01(\tR\adailyAt\x12\x1b\n" +
 	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\"M\n" +
@@ -3960,16 +4821,79 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\x8b\x01\n" +
 	"\x14RotateSecretResponse\x12%\n" +
 	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret\x12L\n" +
-	"\x14previous_valid_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousValidUntil\"d\n" +
+	"\x14previous_valid_until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x12previousValidUntil\"\x87\x01\n" +
 	"\x1aPreviewSubscriptionRequest\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x1d\n" +
 	"\n" +
-	"event_type\x18\x02 \x01(\tR\teventType\"h\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\x12!\n" +
+	"\fsample_event\x18\x03 \x01(\tR\vsampleEvent\"\x82\x01\n" +
 	"\x1bPreviewSubscriptionResponse\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1f\n" +
 	"\vsample_body\x18\x03 \x01(\tR\n" +
-	"sampleBody\"N\n" +
+	"sampleBody\x12\x18\n" +
+	"\amatches\x18\x04 \x01(\bR\amatches\"?\n" +
+	"\x14SendTestEventRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\"\xdb\x01\n" +
+	"\x15SendTestEventResponse\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\x05R\x06status\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x123\n" +
+	"\alatency\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x1a\n" +
+	"\bresponse\x18\a \x01(\tR\bresponse\"|\n" +
+	"\x1bGetSubscriptionStatsRequest\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x124\n" +
+	"\x06window\x18\x02 \x01(\x0e2\x1c.kurier.admin.v1.StatsWindowR\x06window\"a\n" +
+	"\x12GetOrgStatsRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x124\n" +
+	"\x06window\x18\x02 \x01(\x0e2\x1c.kurier.admin.v1.StatsWindowR\x06window\"\xcd\x04\n" +
+	"\rDeliveryStats\x124\n" +
+	"\x06window\x18\x01 \x01(\x0e2\x1c.kurier.admin.v1.StatsWindowR\x06window\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x04R\battempts\x12\x1c\n" +
+	"\tsuccesses\x18\x03 \x01(\x04R\tsuccesses\x12/\n" +
+	"\x13failures_connection\x18\x04 \x01(\x04R\x12failuresConnection\x12)\n" +
+	"\x10failures_timeout\x18\x05 \x01(\x04R\x0ffailuresTimeout\x12!\n" +
+	"\ffailures_4xx\x18\x06 \x01(\x04R\vfailures4xx\x12!\n" +
+	"\ffailures_5xx\x18\a \x01(\x04R\vfailures5xx\x12:\n" +
+	"\vlatency_p50\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p99\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\x12=\n" +
+	"\flast_success\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12=\n" +
+	"\flast_failure\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vlastFailure\x124\n" +
+	"\x06series\x18\f \x03(\v2\x1c.kurier.admin.v1.StatsBucketR\x06series\"\x8d\x02\n" +
+	"\vStatsBucket\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x04R\battempts\x12\x1c\n" +
+	"\tsuccesses\x18\x03 \x01(\x04R\tsuccesses\x12\x1a\n" +
+	"\bfailures\x18\x04 \x01(\x04R\bfailures\x12:\n" +
+	"\vlatency_p50\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p99\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP99\"\x94\x01\n" +
+	"\tEventType\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fcollmex_code\x18\x02 \x01(\tR\vcollmexCode\x12\x16\n" +
+	"\x06system\x18\x03 \x01(\tR\x06system\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06schema\x18\x05 \x01(\tR\x06schema\".\n" +
+	"\x15ListEventTypesRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"U\n" +
+	"\x16ListEventTypesResponse\x12;\n" +
+	"\vevent_types\x18\x01 \x03(\v2\x1a.kurier.admin.v1.EventTypeR\n" +
+	"eventTypes\"i\n" +
+	"\x19SetEventTypeSchemaRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\x12\x16\n" +
+	"\x06schema\x18\x03 \x01(\tR\x06schema\"T\n" +
+	"\x1cDeleteEventTypeSchemaRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\"N\n" +
 	"\x1bApplyApiNotificationRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\tR\arecords\"\xfe\x02\n" +
@@ -4122,7 +5046,12 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ORDERING_CONCURRENT\x10\x01\x12\x14\n" +
-	"\x10ORDERING_ORDERED\x10\x02*\x81\x01\n" +
+	"\x10ORDERING_ORDERED\x10\x02*o\n" +
+	"\vStatsWindow\x12\x1c\n" +
+	"\x18STATS_WINDOW_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11STATS_WINDOW_HOUR\x10\x01\x12\x14\n" +
+	"\x10STATS_WINDOW_DAY\x10\x02\x12\x15\n" +
+	"\x11STATS_WINDOW_WEEK\x10\x03*\x81\x01\n" +
 	"\x12APagerProFieldMode\x12&\n" +
 	"\"A_PAGER_PRO_FIELD_MODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dA_PAGER_PRO_FIELD_MODE_LEGACY\x10\x01\x12 \n" +
@@ -4130,7 +5059,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\fPersonOrigin\x12\x1d\n" +
 	"\x19PERSON_ORIGIN_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PERSON_ORIGIN_SYNC\x10\x01\x12\x18\n" +
-	"\x14PERSON_ORIGIN_MANUAL\x10\x022\x8f\x13\n" +
+	"\x14PERSON_ORIGIN_MANUAL\x10\x022\xce\x17\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -4147,7 +5076,10 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x12DeleteSubscription\x12*.kurier.admin.v1.DeleteSubscriptionRequest\x1a+.kurier.admin.v1.DeleteSubscriptionResponse\x12e\n" +
 	"\x15SetSubscriptionActive\x12-.kurier.admin.v1.SetSubscriptionActiveRequest\x1a\x1d.kurier.admin.v1.Subscription\x12[\n" +
 	"\fRotateSecret\x12$.kurier.admin.v1.RotateSecretRequest\x1a%.kurier.admin.v1.RotateSecretResponse\x12p\n" +
-	"\x13PreviewSubscription\x12+.kurier.admin.v1.PreviewSubscriptionRequest\x1a,.kurier.admin.v1.PreviewSubscriptionResponse\x12s\n" +
+	"\x13PreviewSubscription\x12+.kurier.admin.v1.PreviewSubscriptionRequest\x1a,.kurier.admin.v1.PreviewSubscriptionResponse\x12^\n" +
+	"\rSendTestEvent\x12%.kurier.admin.v1.SendTestEventRequest\x1a&.kurier.admin.v1.SendTestEventResponse\x12d\n" +
+	"\x14GetSubscriptionStats\x12,.kurier.admin.v1.GetSubscriptionStatsRequest\x1a\x1e.kurier.admin.v1.DeliveryStats\x12R\n" +
+	"\vGetOrgStats\x12#.kurier.admin.v1.GetOrgStatsRequest\x1a\x1e.kurier.admin.v1.DeliveryStats\x12s\n" +
 	"\x14ApplyApiNotification\x12,.kurier.admin.v1.ApplyApiNotificationRequest\x1a-.kurier.admin.v1.ApplyApiNotificationResponse\x12a\n" +
 	"\x0eListDeliveries\x12&.kurier.admin.v1.ListDeliveriesRequest\x1a'.kurier.admin.v1.ListDeliveriesResponse\x12U\n" +
 	"\x0eTailDeliveries\x12&.kurier.admin.v1.TailDeliveriesRequest\x1a\x19.kurier.admin.v1.Delivery0\x01\x12d\n" +
@@ -4159,7 +5091,10 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\vListPersons\x12#.kurier.admin.v1.ListPersonsRequest\x1a$.kurier.admin.v1.ListPersonsResponse\x12G\n" +
 	"\tGetPerson\x12!.kurier.admin.v1.GetPersonRequest\x1a\x17.kurier.admin.v1.Person\x12M\n" +
 	"\fCreatePerson\x12$.kurier.admin.v1.CreatePersonRequest\x1a\x17.kurier.admin.v1.Person\x12[\n" +
-	"\fDeletePerson\x12$.kurier.admin.v1.DeletePersonRequest\x1a%.kurier.admin.v1.DeletePersonResponseB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
+	"\fDeletePerson\x12$.kurier.admin.v1.DeletePersonRequest\x1a%.kurier.admin.v1.DeletePersonResponse\x12a\n" +
+	"\x0eListEventTypes\x12&.kurier.admin.v1.ListEventTypesRequest\x1a'.kurier.admin.v1.ListEventTypesResponse\x12\\\n" +
+	"\x12SetEventTypeSchema\x12*.kurier.admin.v1.SetEventTypeSchemaRequest\x1a\x1a.kurier.admin.v1.EventType\x12b\n" +
+	"\x15DeleteEventTypeSchema\x12-.kurier.admin.v1.DeleteEventTypeSchemaRequest\x1a\x1a.kurier.admin.v1.EventTypeB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_kurier_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -4173,185 +5108,222 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_kurier_admin_v1_admin_proto_rawDescData
 }
 
-var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
 	(PayloadFormat)(0),                   // 2: kurier.admin.v1.PayloadFormat
 	(Ordering)(0),                        // 3: kurier.admin.v1.Ordering
-	(APagerProFieldMode)(0),              // 4: kurier.admin.v1.APagerProFieldMode
-	(PersonOrigin)(0),                    // 5: kurier.admin.v1.PersonOrigin
-	(*Org)(nil),                          // 6: kurier.admin.v1.Org
-	(*CreateOrgRequest)(nil),             // 7: kurier.admin.v1.CreateOrgRequest
-	(*GetOrgRequest)(nil),                // 8: kurier.admin.v1.GetOrgRequest
-	(*ListOrgsRequest)(nil),              // 9: kurier.admin.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),             // 10: kurier.admin.v1.ListOrgsResponse
-	(*UpdateOrgRequest)(nil),             // 11: kurier.admin.v1.UpdateOrgRequest
-	(*DeleteOrgRequest)(nil),             // 12: kurier.admin.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),            // 13: kurier.admin.v1.DeleteOrgResponse
-	(*Key)(nil),                          // 14: kurier.admin.v1.Key
-	(*CreateKeyRequest)(nil),             // 15: kurier.admin.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),            // 16: kurier.admin.v1.CreateKeyResponse
-	(*ListKeysRequest)(nil),              // 17: kurier.admin.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),             // 18: kurier.admin.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),             // 19: kurier.admin.v1.RevokeKeyRequest
-	(*Subscription)(nil),                 // 20: kurier.admin.v1.Subscription
-	(*DeliverySchedule)(nil),             // 21: kurier.admin.v1.DeliverySchedule
-	(*Attribute)(nil),                    // 22: kurier.admin.v1.Attribute
-	(*Header)(nil),                       // 23: kurier.admin.v1.Header
-	(*CreateSubscriptionRequest)(nil),    // 24: kurier.admin.v1.CreateSubscriptionRequest
-	(*CreateSubscriptionResponse)(nil),   // 25: kurier.admin.v1.CreateSubscriptionResponse
-	(*GetSubscriptionRequest)(nil),       // 26: kurier.admin.v1.GetSubscriptionRequest
-	(*ListSubscriptionsRequest)(nil),     // 27: kurier.admin.v1.ListSubscriptionsRequest
-	(*ListSubscriptionsResponse)(nil),    // 28: kurier.admin.v1.ListSubscriptionsResponse
-	(*UpdateSubscriptionRequest)(nil),    // 29: kurier.admin.v1.UpdateSubscriptionRequest
-	(*DeleteSubscriptionRequest)(nil),    // 30: kurier.admin.v1.DeleteSubscriptionRequest
-	(*DeleteSubscriptionResponse)(nil),   // 31: kurier.admin.v1.DeleteSubscriptionResponse
-	(*SetSubscriptionActiveRequest)(nil), // 32: kurier.admin.v1.SetSubscriptionActiveRequest
-	(*RotateSecretRequest)(nil),          // 33: kurier.admin.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),         // 34: kurier.admin.v1.RotateSecretResponse
-	(*PreviewSubscriptionRequest)(nil),   // 35: kurier.admin.v1.PreviewSubscriptionRequest
-	(*PreviewSubscriptionResponse)(nil),  // 36: kurier.admin.v1.PreviewSubscriptionResponse
-	(*ApplyApiNotificationRequest)(nil),  // 37: kurier.admin.v1.ApplyApiNotificationRequest
-	(*ApplyApiNotificationResponse)(nil), // 38: kurier.admin.v1.ApplyApiNotificationResponse
-	(*Delivery)(nil),                     // 39: kurier.admin.v1.Delivery
-	(*DeadLetter)(nil),                   // 40: kurier.admin.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),       // 41: kurier.admin.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),      // 42: kurier.admin.v1.ListDeadLettersResponse
-	(*TimeRange)(nil),                    // 43: kurier.admin.v1.TimeRange
-	(*RedeliverRequest)(nil),             // 44: kurier.admin.v1.RedeliverRequest
-	(*RedeliverResponse)(nil),            // 45: kurier.admin.v1.RedeliverResponse
-	(*Queue)(nil),                        // 46: kurier.admin.v1.Queue
-	(*ListQueuesRequest)(nil),            // 47: kurier.admin.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),           // 48: kurier.admin.v1.ListQueuesResponse
-	(*DeleteQueueRequest)(nil),           // 49: kurier.admin.v1.DeleteQueueRequest
-	(*DeleteQueueResponse)(nil),          // 50: kurier.admin.v1.DeleteQueueResponse
-	(*ListDeliveriesRequest)(nil),        // 51: kurier.admin.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),       // 52: kurier.admin.v1.ListDeliveriesResponse
-	(*TailDeliveriesRequest)(nil),        // 53: kurier.admin.v1.TailDeliveriesRequest
-	(*Person)(nil),                       // 54: kurier.admin.v1.Person
-	(*ListPersonsRequest)(nil),           // 55: kurier.admin.v1.ListPersonsRequest
-	(*ListPersonsResponse)(nil),          // 56: kurier.admin.v1.ListPersonsResponse
-	(*GetPersonRequest)(nil),             // 57: kurier.admin.v1.GetPersonRequest
-	(*CreatePersonRequest)(nil),          // 58: kurier.admin.v1.CreatePersonRequest
-	(*DeletePersonRequest)(nil),          // 59: kurier.admin.v1.DeletePersonRequest
-	(*DeletePersonResponse)(nil),         // 60: kurier.admin.v1.DeletePersonResponse
-	nil,                                  // 61: kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
-	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 63: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),          // 64: google.protobuf.Duration
+	(StatsWindow)(0),                     // 4: kurier.admin.v1.StatsWindow
+	(APagerProFieldMode)(0),              // 5: kurier.admin.v1.APagerProFieldMode
+	(PersonOrigin)(0),                    // 6: kurier.admin.v1.PersonOrigin
+	(*Org)(nil),                          // 7: kurier.admin.v1.Org
+	(*CreateOrgRequest)(nil),             // 8: kurier.admin.v1.CreateOrgRequest
+	(*GetOrgRequest)(nil),                // 9: kurier.admin.v1.GetOrgRequest
+	(*ListOrgsRequest)(nil),              // 10: kurier.admin.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),             // 11: kurier.admin.v1.ListOrgsResponse
+	(*UpdateOrgRequest)(nil),             // 12: kurier.admin.v1.UpdateOrgRequest
+	(*DeleteOrgRequest)(nil),             // 13: kurier.admin.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),            // 14: kurier.admin.v1.DeleteOrgResponse
+	(*Key)(nil),                          // 15: kurier.admin.v1.Key
+	(*CreateKeyRequest)(nil),             // 16: kurier.admin.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),            // 17: kurier.admin.v1.CreateKeyResponse
+	(*ListKeysRequest)(nil),              // 18: kurier.admin.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),             // 19: kurier.admin.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),             // 20: kurier.admin.v1.RevokeKeyRequest
+	(*Subscription)(nil),                 // 21: kurier.admin.v1.Subscription
+	(*DeliverySchedule)(nil),             // 22: kurier.admin.v1.DeliverySchedule
+	(*Attribute)(nil),                    // 23: kurier.admin.v1.Attribute
+	(*Header)(nil),                       // 24: kurier.admin.v1.Header
+	(*CreateSubscriptionRequest)(nil),    // 25: kurier.admin.v1.CreateSubscriptionRequest
+	(*CreateSubscriptionResponse)(nil),   // 26: kurier.admin.v1.CreateSubscriptionResponse
+	(*GetSubscriptionRequest)(nil),       // 27: kurier.admin.v1.GetSubscriptionRequest
+	(*ListSubscriptionsRequest)(nil),     // 28: kurier.admin.v1.ListSubscriptionsRequest
+	(*ListSubscriptionsResponse)(nil),    // 29: kurier.admin.v1.ListSubscriptionsResponse
+	(*UpdateSubscriptionRequest)(nil),    // 30: kurier.admin.v1.UpdateSubscriptionRequest
+	(*DeleteSubscriptionRequest)(nil),    // 31: kurier.admin.v1.DeleteSubscriptionRequest
+	(*DeleteSubscriptionResponse)(nil),   // 32: kurier.admin.v1.DeleteSubscriptionResponse
+	(*SetSubscriptionActiveRequest)(nil), // 33: kurier.admin.v1.SetSubscriptionActiveRequest
+	(*RotateSecretRequest)(nil),          // 34: kurier.admin.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),         // 35: kurier.admin.v1.RotateSecretResponse
+	(*PreviewSubscriptionRequest)(nil),   // 36: kurier.admin.v1.PreviewSubscriptionRequest
+	(*PreviewSubscriptionResponse)(nil),  // 37: kurier.admin.v1.PreviewSubscriptionResponse
+	(*SendTestEventRequest)(nil),         // 38: kurier.admin.v1.SendTestEventRequest
+	(*SendTestEventResponse)(nil),        // 39: kurier.admin.v1.SendTestEventResponse
+	(*GetSubscriptionStatsRequest)(nil),  // 40: kurier.admin.v1.GetSubscriptionStatsRequest
+	(*GetOrgStatsRequest)(nil),           // 41: kurier.admin.v1.GetOrgStatsRequest
+	(*DeliveryStats)(nil),                // 42: kurier.admin.v1.DeliveryStats
+	(*StatsBucket)(nil),                  // 43: kurier.admin.v1.StatsBucket
+	(*EventType)(nil),                    // 44: kurier.admin.v1.EventType
+	(*ListEventTypesRequest)(nil),        // 45: kurier.admin.v1.ListEventTypesRequest
+	(*ListEventTypesResponse)(nil),       // 46: kurier.admin.v1.ListEventTypesResponse
+	(*SetEventTypeSchemaRequest)(nil),    // 47: kurier.admin.v1.SetEventTypeSchemaRequest
+	(*DeleteEventTypeSchemaRequest)(nil), // 48: kurier.admin.v1.DeleteEventTypeSchemaRequest
+	(*ApplyApiNotificationRequest)(nil),  // 49: kurier.admin.v1.ApplyApiNotificationRequest
+	(*ApplyApiNotificationResponse)(nil), // 50: kurier.admin.v1.ApplyApiNotificationResponse
+	(*Delivery)(nil),                     // 51: kurier.admin.v1.Delivery
+	(*DeadLetter)(nil),                   // 52: kurier.admin.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),       // 53: kurier.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),      // 54: kurier.admin.v1.ListDeadLettersResponse
+	(*TimeRange)(nil),                    // 55: kurier.admin.v1.TimeRange
+	(*RedeliverRequest)(nil),             // 56: kurier.admin.v1.RedeliverRequest
+	(*RedeliverResponse)(nil),            // 57: kurier.admin.v1.RedeliverResponse
+	(*Queue)(nil),                        // 58: kurier.admin.v1.Queue
+	(*ListQueuesRequest)(nil),            // 59: kurier.admin.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),           // 60: kurier.admin.v1.ListQueuesResponse
+	(*DeleteQueueRequest)(nil),           // 61: kurier.admin.v1.DeleteQueueRequest
+	(*DeleteQueueResponse)(nil),          // 62: kurier.admin.v1.DeleteQueueResponse
+	(*ListDeliveriesRequest)(nil),        // 63: kurier.admin.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),       // 64: kurier.admin.v1.ListDeliveriesResponse
+	(*TailDeliveriesRequest)(nil),        // 65: kurier.admin.v1.TailDeliveriesRequest
+	(*Person)(nil),                       // 66: kurier.admin.v1.Person
+	(*ListPersonsRequest)(nil),           // 67: kurier.admin.v1.ListPersonsRequest
+	(*ListPersonsResponse)(nil),          // 68: kurier.admin.v1.ListPersonsResponse
+	(*GetPersonRequest)(nil),             // 69: kurier.admin.v1.GetPersonRequest
+	(*CreatePersonRequest)(nil),          // 70: kurier.admin.v1.CreatePersonRequest
+	(*DeletePersonRequest)(nil),          // 71: kurier.admin.v1.DeletePersonRequest
+	(*DeletePersonResponse)(nil),         // 72: kurier.admin.v1.DeletePersonResponse
+	nil,                                  // 73: kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	(*timestamppb.Timestamp)(nil),        // 74: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 75: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 76: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	62, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
-	6,  // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
-	63, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
+	7,  // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
+	75, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 4: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	62, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	62, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	74, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	74, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
-	14, // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
-	14, // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
+	15, // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
+	15, // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
 	1,  // 10: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	62, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	62, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	62, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	62, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	22, // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
-	23, // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	64, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	74, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	74, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	74, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	74, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	23, // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
+	24, // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
+	76, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
 	2,  // 18: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
 	3,  // 19: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	64, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	62, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
-	21, // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
-	20, // 23: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	20, // 24: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
-	20, // 25: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	20, // 26: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	63, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	62, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
-	20, // 29: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	61, // 30: kurier.admin.v1.ApplyApiNotificationResponse.signing_secrets:type_name -> kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
-	62, // 31: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 32: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	64, // 33: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	62, // 34: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	62, // 35: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
-	40, // 36: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	62, // 37: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	62, // 38: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
-	43, // 39: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	62, // 40: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	64, // 41: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
-	46, // 42: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
-	62, // 43: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	39, // 44: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	62, // 45: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	4,  // 46: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
-	5,  // 47: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
-	54, // 48: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
-	54, // 49: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
-	7,  // 50: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	8,  // 51: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	9,  // 52: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	11, // 53: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
-	12, // 54: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	15, // 55: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	17, // 56: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	19, // 57: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	24, // 58: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	26, // 59: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	27, // 60: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	29, // 61: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	30, // 62: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	32, // 63: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	33, // 64: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	35, // 65: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	37, // 66: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	51, // 67: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	53, // 68: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	41, // 69: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	44, // 70: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	47, // 71: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
-	49, // 72: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
-	55, // 73: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
-	57, // 74: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
-	58, // 75: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
-	59, // 76: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
-	6,  // 77: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	6,  // 78: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	10, // 79: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	6,  // 80: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
-	13, // 81: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	16, // 82: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	18, // 83: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	14, // 84: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	25, // 85: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	20, // 86: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	28, // 87: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	20, // 88: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	31, // 89: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	20, // 90: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	34, // 91: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	36, // 92: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	38, // 93: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	52, // 94: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	39, // 95: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	42, // 96: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	45, // 97: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	48, // 98: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
-	50, // 99: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
-	56, // 100: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
-	54, // 101: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
-	54, // 102: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
-	60, // 103: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
-	77, // [77:104] is the sub-list for method output_type
-	50, // [50:77] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	76, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	74, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	22, // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
+	21, // 23: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	21, // 24: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	21, // 25: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	21, // 26: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	75, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	76, // 29: kurier.admin.v1.SendTestEventResponse.latency:type_name -> google.protobuf.Duration
+	4,  // 30: kurier.admin.v1.GetSubscriptionStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
+	4,  // 31: kurier.admin.v1.GetOrgStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
+	4,  // 32: kurier.admin.v1.DeliveryStats.window:type_name -> kurier.admin.v1.StatsWindow
+	76, // 33: kurier.admin.v1.DeliveryStats.latency_p50:type_name -> google.protobuf.Duration
+	76, // 34: kurier.admin.v1.DeliveryStats.latency_p99:type_name -> google.protobuf.Duration
+	74, // 35: kurier.admin.v1.DeliveryStats.last_success:type_name -> google.protobuf.Timestamp
+	74, // 36: kurier.admin.v1.DeliveryStats.last_failure:type_name -> google.protobuf.Timestamp
+	43, // 37: kurier.admin.v1.DeliveryStats.series:type_name -> kurier.admin.v1.StatsBucket
+	74, // 38: kurier.admin.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
+	76, // 39: kurier.admin.v1.StatsBucket.latency_p50:type_name -> google.protobuf.Duration
+	76, // 40: kurier.admin.v1.StatsBucket.latency_p99:type_name -> google.protobuf.Duration
+	44, // 41: kurier.admin.v1.ListEventTypesResponse.event_types:type_name -> kurier.admin.v1.EventType
+	21, // 42: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	73, // 43: kurier.admin.v1.ApplyApiNotificationResponse.signing_secrets:type_name -> kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	74, // 44: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,  // 45: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	76, // 46: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	74, // 47: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	74, // 48: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	52, // 49: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	74, // 50: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	74, // 51: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	55, // 52: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	74, // 53: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	76, // 54: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
+	58, // 55: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
+	74, // 56: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 57: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	74, // 58: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 59: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
+	6,  // 60: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
+	66, // 61: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
+	66, // 62: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
+	8,  // 63: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	9,  // 64: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	10, // 65: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	12, // 66: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
+	13, // 67: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	16, // 68: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	18, // 69: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	20, // 70: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	25, // 71: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	27, // 72: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	28, // 73: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	30, // 74: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	31, // 75: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	33, // 76: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	34, // 77: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	36, // 78: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	38, // 79: kurier.admin.v1.AdminService.SendTestEvent:input_type -> kurier.admin.v1.SendTestEventRequest
+	40, // 80: kurier.admin.v1.AdminService.GetSubscriptionStats:input_type -> kurier.admin.v1.GetSubscriptionStatsRequest
+	41, // 81: kurier.admin.v1.AdminService.GetOrgStats:input_type -> kurier.admin.v1.GetOrgStatsRequest
+	49, // 82: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	63, // 83: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	65, // 84: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	53, // 85: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	56, // 86: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	59, // 87: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
+	61, // 88: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
+	67, // 89: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
+	69, // 90: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
+	70, // 91: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
+	71, // 92: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
+	45, // 93: kurier.admin.v1.AdminService.ListEventTypes:input_type -> kurier.admin.v1.ListEventTypesRequest
+	47, // 94: kurier.admin.v1.AdminService.SetEventTypeSchema:input_type -> kurier.admin.v1.SetEventTypeSchemaRequest
+	48, // 95: kurier.admin.v1.AdminService.DeleteEventTypeSchema:input_type -> kurier.admin.v1.DeleteEventTypeSchemaRequest
+	7,  // 96: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	7,  // 97: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	11, // 98: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	7,  // 99: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
+	14, // 100: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	17, // 101: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	19, // 102: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	15, // 103: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	26, // 104: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	21, // 105: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	29, // 106: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	21, // 107: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	32, // 108: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	21, // 109: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	35, // 110: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	37, // 111: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	39, // 112: kurier.admin.v1.AdminService.SendTestEvent:output_type -> kurier.admin.v1.SendTestEventResponse
+	42, // 113: kurier.admin.v1.AdminService.GetSubscriptionStats:output_type -> kurier.admin.v1.DeliveryStats
+	42, // 114: kurier.admin.v1.AdminService.GetOrgStats:output_type -> kurier.admin.v1.DeliveryStats
+	50, // 115: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	64, // 116: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	51, // 117: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	54, // 118: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	57, // 119: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	60, // 120: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
+	62, // 121: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
+	68, // 122: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
+	66, // 123: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
+	66, // 124: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
+	72, // 125: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
+	46, // 126: kurier.admin.v1.AdminService.ListEventTypes:output_type -> kurier.admin.v1.ListEventTypesResponse
+	44, // 127: kurier.admin.v1.AdminService.SetEventTypeSchema:output_type -> kurier.admin.v1.EventType
+	44, // 128: kurier.admin.v1.AdminService.DeleteEventTypeSchema:output_type -> kurier.admin.v1.EventType
+	96, // [96:129] is the sub-list for method output_type
+	63, // [63:96] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -4359,7 +5331,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 	if File_kurier_admin_v1_admin_proto != nil {
 		return
 	}
-	file_kurier_admin_v1_admin_proto_msgTypes[38].OneofWrappers = []any{
+	file_kurier_admin_v1_admin_proto_msgTypes[49].OneofWrappers = []any{
 		(*RedeliverRequest_DeliveryId)(nil),
 		(*RedeliverRequest_AllDeadLetters)(nil),
 		(*RedeliverRequest_Events)(nil),
@@ -4369,8 +5341,8 @@ func file_kurier_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   56,
+			NumEnums:      7,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,9 @@ const (
 	AdminService_SetSubscriptionActive_FullMethodName = "/kurier.admin.v1.AdminService/SetSubscriptionActive"
 	AdminService_RotateSecret_FullMethodName          = "/kurier.admin.v1.AdminService/RotateSecret"
 	AdminService_PreviewSubscription_FullMethodName   = "/kurier.admin.v1.AdminService/PreviewSubscription"
+	AdminService_SendTestEvent_FullMethodName         = "/kurier.admin.v1.AdminService/SendTestEvent"
+	AdminService_GetSubscriptionStats_FullMethodName  = "/kurier.admin.v1.AdminService/GetSubscriptionStats"
+	AdminService_GetOrgStats_FullMethodName           = "/kurier.admin.v1.AdminService/GetOrgStats"
 	AdminService_ApplyApiNotification_FullMethodName  = "/kurier.admin.v1.AdminService/ApplyApiNotification"
 	AdminService_ListDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/ListDeliveries"
 	AdminService_TailDeliveries_FullMethodName        = "/kurier.admin.v1.AdminService/TailDeliveries"
@@ -46,6 +49,9 @@ const (
 	AdminService_GetPerson_FullMethodName             = "/kurier.admin.v1.AdminService/GetPerson"
 	AdminService_CreatePerson_FullMethodName          = "/kurier.admin.v1.AdminService/CreatePerson"
 	AdminService_DeletePerson_FullMethodName          = "/kurier.admin.v1.AdminService/DeletePerson"
+	AdminService_ListEventTypes_FullMethodName        = "/kurier.admin.v1.AdminService/ListEventTypes"
+	AdminService_SetEventTypeSchema_FullMethodName    = "/kurier.admin.v1.AdminService/SetEventTypeSchema"
+	AdminService_DeleteEventTypeSchema_FullMethodName = "/kurier.admin.v1.AdminService/DeleteEventTypeSchema"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -91,8 +97,20 @@ type AdminServiceClient interface {
 	// which requests carry a signature with each.
 	RotateSecret(ctx context.Context, in *RotateSecretRequest, opts ...grpc.CallOption) (*RotateSecretResponse, error)
 	// PreviewSubscription answers the exact URL a delivery calls (profacto's
-	// "Muster-URL") and a sample body.
+	// "Muster-URL") and a sample body, and whether a sample event passes the
+	// subscription's filter.
 	PreviewSubscription(ctx context.Context, in *PreviewSubscriptionRequest, opts ...grpc.CallOption) (*PreviewSubscriptionResponse, error)
+	// SendTestEvent sends a kurier.test event through a ping or payload
+	// subscription's real path at once (signed as its deliveries are) and
+	// answers how the receiver answered. Queue subscriptions send nothing:
+	// FailedPrecondition.
+	SendTestEvent(ctx context.Context, in *SendTestEventRequest, opts ...grpc.CallOption) (*SendTestEventResponse, error)
+	// GetSubscriptionStats sums a subscription's delivery attempts over a
+	// window; every replica answers the same (the figures are kept in
+	// JetStream).
+	GetSubscriptionStats(ctx context.Context, in *GetSubscriptionStatsRequest, opts ...grpc.CallOption) (*DeliveryStats, error)
+	// GetOrgStats is GetSubscriptionStats over all of an org's subscriptions.
+	GetOrgStats(ctx context.Context, in *GetOrgStatsRequest, opts ...grpc.CallOption) (*DeliveryStats, error)
 	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
 	// them, or none when one is bad.
 	ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error)
@@ -123,6 +141,15 @@ type AdminServiceClient interface {
 	CreatePerson(ctx context.Context, in *CreatePersonRequest, opts ...grpc.CallOption) (*Person, error)
 	// DeletePerson deletes a person, by hand or synced, at once.
 	DeletePerson(ctx context.Context, in *DeletePersonRequest, opts ...grpc.CallOption) (*DeletePersonResponse, error)
+	// ListEventTypes answers the catalog of event types (with an org_id, the
+	// JSON Schemas that org gave them).
+	ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error)
+	// SetEventTypeSchema gives an event type of an org a JSON Schema: from
+	// then on ingest refuses that org's events of the type whose data does
+	// not match it (400 naming the failing path).
+	SetEventTypeSchema(ctx context.Context, in *SetEventTypeSchemaRequest, opts ...grpc.CallOption) (*EventType, error)
+	// DeleteEventTypeSchema lifts the check; NotFound when there was none.
+	DeleteEventTypeSchema(ctx context.Context, in *DeleteEventTypeSchemaRequest, opts ...grpc.CallOption) (*EventType, error)
 }
 
 type adminServiceClient struct {
@@ -293,6 +320,36 @@ func (c *adminServiceClient) PreviewSubscription(ctx context.Context, in *Previe
 	return out, nil
 }
 
+func (c *adminServiceClient) SendTestEvent(ctx context.Context, in *SendTestEventRequest, opts ...grpc.CallOption) (*SendTestEventResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendTestEventResponse)
+	err := c.cc.Invoke(ctx, AdminService_SendTestEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetSubscriptionStats(ctx context.Context, in *GetSubscriptionStatsRequest, opts ...grpc.CallOption) (*DeliveryStats, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliveryStats)
+	err := c.cc.Invoke(ctx, AdminService_GetSubscriptionStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetOrgStats(ctx context.Context, in *GetOrgStatsRequest, opts ...grpc.CallOption) (*DeliveryStats, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliveryStats)
+	err := c.cc.Invoke(ctx, AdminService_GetOrgStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ApplyApiNotification(ctx context.Context, in *ApplyApiNotificationRequest, opts ...grpc.CallOption) (*ApplyApiNotificationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyApiNotificationResponse)
@@ -412,6 +469,36 @@ func (c *adminServiceClient) DeletePerson(ctx context.Context, in *DeletePersonR
 	return out, nil
 }
 
+func (c *adminServiceClient) ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventTypesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListEventTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetEventTypeSchema(ctx context.Context, in *SetEventTypeSchemaRequest, opts ...grpc.CallOption) (*EventType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventType)
+	err := c.cc.Invoke(ctx, AdminService_SetEventTypeSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteEventTypeSchema(ctx context.Context, in *DeleteEventTypeSchemaRequest, opts ...grpc.CallOption) (*EventType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventType)
+	err := c.cc.Invoke(ctx, AdminService_DeleteEventTypeSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -455,8 +542,20 @@ type AdminServiceServer interface {
 	// which requests carry a signature with each.
 	RotateSecret(context.Context, *RotateSecretRequest) (*RotateSecretResponse, error)
 	// PreviewSubscription answers the exact URL a delivery calls (profacto's
-	// "Muster-URL") and a sample body.
+	// "Muster-URL") and a sample body, and whether a sample event passes the
+	// subscription's filter.
 	PreviewSubscription(context.Context, *PreviewSubscriptionRequest) (*PreviewSubscriptionResponse, error)
+	// SendTestEvent sends a kurier.test event through a ping or payload
+	// subscription's real path at once (signed as its deliveries are) and
+	// answers how the receiver answered. Queue subscriptions send nothing:
+	// FailedPrecondition.
+	SendTestEvent(context.Context, *SendTestEventRequest) (*SendTestEventResponse, error)
+	// GetSubscriptionStats sums a subscription's delivery attempts over a
+	// window; every replica answers the same (the figures are kept in
+	// JetStream).
+	GetSubscriptionStats(context.Context, *GetSubscriptionStatsRequest) (*DeliveryStats, error)
+	// GetOrgStats is GetSubscriptionStats over all of an org's subscriptions.
+	GetOrgStats(context.Context, *GetOrgStatsRequest) (*DeliveryStats, error)
 	// ApplyApiNotification applies Collmex API_NOTIFICATION records: all of
 	// them, or none when one is bad.
 	ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error)
@@ -487,6 +586,15 @@ type AdminServiceServer interface {
 	CreatePerson(context.Context, *CreatePersonRequest) (*Person, error)
 	// DeletePerson deletes a person, by hand or synced, at once.
 	DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error)
+	// ListEventTypes answers the catalog of event types (with an org_id, the
+	// JSON Schemas that org gave them).
+	ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error)
+	// SetEventTypeSchema gives an event type of an org a JSON Schema: from
+	// then on ingest refuses that org's events of the type whose data does
+	// not match it (400 naming the failing path).
+	SetEventTypeSchema(context.Context, *SetEventTypeSchemaRequest) (*EventType, error)
+	// DeleteEventTypeSchema lifts the check; NotFound when there was none.
+	DeleteEventTypeSchema(context.Context, *DeleteEventTypeSchemaRequest) (*EventType, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -545,6 +653,15 @@ func (UnimplementedAdminServiceServer) RotateSecret(context.Context, *RotateSecr
 func (UnimplementedAdminServiceServer) PreviewSubscription(context.Context, *PreviewSubscriptionRequest) (*PreviewSubscriptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PreviewSubscription not implemented")
 }
+func (UnimplementedAdminServiceServer) SendTestEvent(context.Context, *SendTestEventRequest) (*SendTestEventResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SendTestEvent not implemented")
+}
+func (UnimplementedAdminServiceServer) GetSubscriptionStats(context.Context, *GetSubscriptionStatsRequest) (*DeliveryStats, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSubscriptionStats not implemented")
+}
+func (UnimplementedAdminServiceServer) GetOrgStats(context.Context, *GetOrgStatsRequest) (*DeliveryStats, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOrgStats not implemented")
+}
 func (UnimplementedAdminServiceServer) ApplyApiNotification(context.Context, *ApplyApiNotificationRequest) (*ApplyApiNotificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyApiNotification not implemented")
 }
@@ -577,6 +694,15 @@ func (UnimplementedAdminServiceServer) CreatePerson(context.Context, *CreatePers
 }
 func (UnimplementedAdminServiceServer) DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePerson not implemented")
+}
+func (UnimplementedAdminServiceServer) ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEventTypes not implemented")
+}
+func (UnimplementedAdminServiceServer) SetEventTypeSchema(context.Context, *SetEventTypeSchemaRequest) (*EventType, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetEventTypeSchema not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteEventTypeSchema(context.Context, *DeleteEventTypeSchemaRequest) (*EventType, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteEventTypeSchema not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -887,6 +1013,60 @@ func _AdminService_PreviewSubscription_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SendTestEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendTestEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SendTestEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SendTestEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SendTestEvent(ctx, req.(*SendTestEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetSubscriptionStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSubscriptionStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetSubscriptionStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetSubscriptionStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetSubscriptionStats(ctx, req.(*GetSubscriptionStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetOrgStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOrgStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetOrgStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetOrgStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetOrgStats(ctx, req.(*GetOrgStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ApplyApiNotification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApplyApiNotificationRequest)
 	if err := dec(in); err != nil {
@@ -1078,6 +1258,60 @@ func _AdminService_DeletePerson_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListEventTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListEventTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListEventTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListEventTypes(ctx, req.(*ListEventTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetEventTypeSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetEventTypeSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetEventTypeSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetEventTypeSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetEventTypeSchema(ctx, req.(*SetEventTypeSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteEventTypeSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEventTypeSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteEventTypeSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteEventTypeSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteEventTypeSchema(ctx, req.(*DeleteEventTypeSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1150,6 +1384,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_PreviewSubscription_Handler,
 		},
 		{
+			MethodName: "SendTestEvent",
+			Handler:    _AdminService_SendTestEvent_Handler,
+		},
+		{
+			MethodName: "GetSubscriptionStats",
+			Handler:    _AdminService_GetSubscriptionStats_Handler,
+		},
+		{
+			MethodName: "GetOrgStats",
+			Handler:    _AdminService_GetOrgStats_Handler,
+		},
+		{
 			MethodName: "ApplyApiNotification",
 			Handler:    _AdminService_ApplyApiNotification_Handler,
 		},
@@ -1188,6 +1434,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeletePerson",
 			Handler:    _AdminService_DeletePerson_Handler,
+		},
+		{
+			MethodName: "ListEventTypes",
+			Handler:    _AdminService_ListEventTypes_Handler,
+		},
+		{
+			MethodName: "SetEventTypeSchema",
+			Handler:    _AdminService_SetEventTypeSchema_Handler,
+		},
+		{
+			MethodName: "DeleteEventTypeSchema",
+			Handler:    _AdminService_DeleteEventTypeSchema_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
