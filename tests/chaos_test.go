@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
@@ -490,11 +491,11 @@ func (f *feedReader) missing(want []string) []string {
 // drainQueue reads a queue as its receiver does, peeking and deleting,
 // until every id of want has come and the queue is empty, or d has
 // passed, and counts the messages per event id.
-func drainQueue(t *testing.T, base, key, queue string, want []string, d time.Duration) map[string]int {
+func drainQueue(t *testing.T, q *contract.Queue, want []string, d time.Duration) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for deadline := time.Now().Add(d); ; {
-		_, msgs := qPeek(t, base, key, queue, "?count=100&timeout=1")
+		_, msgs := q.Peek(t, "?count=100&timeout=1")
 		if len(msgs) == 0 && (time.Now().After(deadline) || !slices.ContainsFunc(want, func(id string) bool { return got[id] == 0 })) {
 			return got
 		}
@@ -504,7 +505,7 @@ func drainQueue(t *testing.T, base, key, queue string, want []string, d time.Dur
 				t.Fatalf("queue message %s: %s", m.MessageID, m.Content)
 			}
 			got[e.ID]++
-			if s := qDeleteMsg(t, base, key, queue, m.MessageID); s != http.StatusOK {
+			if s := q.DeleteMessage(t, m.MessageID).Status; s != http.StatusOK {
 				t.Fatalf("delete message %s: %d", m.MessageID, s)
 			}
 		}
@@ -522,6 +523,7 @@ func drainQueue(t *testing.T, base, key, queue string, want []string, d time.Dur
 // accepted event has reached every matching subscription, the ping rules
 // held, and the ordered subscription got its events in order.
 func TestChaosFlow(t *testing.T) {
+	t.Parallel()
 	form := chaosFormOf(t)
 	began := time.Now()
 	ctx := context.Background()
@@ -537,7 +539,7 @@ func TestChaosFlow(t *testing.T) {
 	rcv := newChaosReceiver(t)
 	orgs := []string{"north", "south", "west"}
 	keys := map[string]string{}
-	queues := map[string]comnormQueue{}
+	queues := map[string]*contract.Queue{}
 	var feeds []*feedReader
 	readers, stopReaders := context.WithCancel(ctx)
 	defer stopReaders()
@@ -555,7 +557,7 @@ func TestChaosFlow(t *testing.T) {
 	for i, org := range orgs {
 		_, key := setup(t, d.get("admin"), org, adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER, adminv1.KeyScope_KEY_SCOPE_CHANGES)
 		keys[org] = key
-		queues[org] = qCreate(t, d.get("queue").HTTP, key)
+		queues[org] = contract.CreateQueue(t, d.get("queue").HTTP, key)
 		subscribe(&adminv1.Subscription{OrgId: org, System: "hook", EventTypes: chaosTypes, Mode: adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD,
 			Url: rcv.URL + "/" + org + "/hook", Timeout: durationpb.New(5 * time.Second), RetrySchedule: retries})
 		subscribe(&adminv1.Subscription{OrgId: org, System: "hub", EventTypes: chaosTypes[1:2], Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE,
@@ -657,7 +659,7 @@ func TestChaosFlow(t *testing.T) {
 	queueDups := 0
 	for _, org := range orgs {
 		want := fl.accepted(org, chaosTypes[1])
-		got := drainQueue(t, d.get("queue").HTTP, keys[org], queues[org].QueueID, want, 2*time.Minute)
+		got := drainQueue(t, queues[org], want, 2*time.Minute)
 		var left []string
 		for _, id := range want {
 			if got[id] == 0 {
@@ -752,10 +754,10 @@ type snapshot struct {
 	queues     []*adminv1.Queue
 	deliveries []*adminv1.Delivery
 	persons    map[string]*adminv1.Person
-	messages   []qMessage
+	messages   []contract.QueueMessage
 }
 
-func takeSnapshot(t *testing.T, adm adminv1.AdminServiceClient, org, queueAPI, key, queue string) snapshot {
+func takeSnapshot(t *testing.T, adm adminv1.AdminServiceClient, org string, q *contract.Queue) snapshot {
 	t.Helper()
 	ctx := context.Background()
 	var s snapshot
@@ -795,7 +797,7 @@ func takeSnapshot(t *testing.T, adm adminv1.AdminServiceClient, org, queueAPI, k
 		}
 	}
 	s.persons = persons(t, adm, org, true)
-	_, s.messages = qPeek(t, queueAPI, key, queue, "?count=100")
+	_, s.messages = q.Peek(t, "?count=100")
 	return s
 }
 
@@ -813,7 +815,7 @@ func (s snapshot) differences(o snapshot) []string {
 	check("queues", slices.EqualFunc(s.queues, o.queues, func(a, b *adminv1.Queue) bool { return proto.Equal(a, b) }), s.queues, o.queues)
 	check("delivery log", slices.EqualFunc(s.deliveries, o.deliveries, func(a, b *adminv1.Delivery) bool { return proto.Equal(a, b) }), s.deliveries, o.deliveries)
 	check("persons", maps.EqualFunc(s.persons, o.persons, func(a, b *adminv1.Person) bool { return proto.Equal(a, b) }), len(s.persons), len(o.persons))
-	check("queue messages", fmt.Sprint(s.messages) == fmt.Sprint(o.messages), contents(s.messages), contents(o.messages))
+	check("queue messages", fmt.Sprint(s.messages) == fmt.Sprint(o.messages), contract.QueueContents(s.messages), contract.QueueContents(o.messages))
 	return out
 }
 
@@ -829,6 +831,7 @@ func hitPath(h hit) string {
 // their unacked counters, queues and their messages, persons and the
 // delivery log are as they were, and a ping pending at the stop is made.
 func TestChaosStopAndStart(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	names := []string{"admin", "ingest", "queue", "addresssync", "dispatcher"}
 	d := startDeployment(t, []string{"KURIER_NOTIFY_DELAY=2s", "KURIER_NOTIFY_MAX_UNACKED=1"}, names...)
@@ -842,7 +845,7 @@ func TestChaosStopAndStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcv := newReceiver(t)
-	q := qCreate(t, d.get("queue").HTTP, key)
+	q := contract.CreateQueue(t, d.get("queue").HTTP, key)
 	pingSub(t, adm, "acme", "capped", rcv.URL+"/capped", "invoice.changed")
 	pending := pingSub(t, adm, "acme", "pending", rcv.URL+"/pending", "order.changed").GetSubscription().GetSubscriptionId()
 	for _, s := range []*adminv1.Subscription{
@@ -866,13 +869,13 @@ func TestChaosStopAndStart(t *testing.T) {
 	if h := rcv.next(t, 10*time.Second); hitPath(h) != "/hook" {
 		t.Fatalf("%s %s, want the second payload", h.Method, h.Path)
 	}
-	if a := qSend(t, q, `{"from":"a sender"}`); a.status != http.StatusOK {
-		t.Fatalf("a sender's message: %d", a.status)
+	if a := q.Send(t, `{"from":"a sender"}`); a.Status != http.StatusOK {
+		t.Fatalf("a sender's message: %d", a.Status)
 	}
 	wantFE2(t, pushSync(t, d.get("addresssync"), key, bigList(50)...), "200 created 50, updated 0, deleted 0, marked 0, unchanged 0")
 	var before snapshot
 	natstest.WaitForErr(t, 10*time.Second, "3 log records and 3 queue messages before the stop", func() error {
-		before = takeSnapshot(t, adm, "acme", d.get("queue").HTTP, key, q.QueueID)
+		before = takeSnapshot(t, adm, "acme", q)
 		if len(before.deliveries) < 3 || len(before.messages) < 3 {
 			return fmt.Errorf("%d log records, %d queue messages", len(before.deliveries), len(before.messages))
 		}
@@ -902,8 +905,8 @@ func TestChaosStopAndStart(t *testing.T) {
 	t.Logf("whole cluster down and up again in %v", time.Since(stopped).Round(time.Millisecond))
 
 	adm = d.get("admin").Admin(t)
-	q.NotificationURL = d.get("queue").HTTP + "/api/queues/" + q.QueueID + "/messages"
-	after := takeSnapshot(t, adm, "acme", d.get("queue").HTTP, key, q.QueueID)
+	q.Base = d.get("queue").HTTP // the restarted queue process listens elsewhere
+	after := takeSnapshot(t, adm, "acme", q)
 	for _, diff := range before.differences(after) {
 		t.Errorf("after the restart, %s", diff)
 	}
@@ -922,8 +925,8 @@ func TestChaosStopAndStart(t *testing.T) {
 		t.Fatalf("%s %s, want the payload of the change after the restart", h.Method, h.Path)
 	}
 	rcv.none(t, 4*time.Second) // no ping beyond the cap
-	if a := qSend(t, q, `{"from":"a sender, later"}`); a.status != http.StatusOK {
-		t.Fatalf("a sender's message after the restart: %d", a.status)
+	if a := q.Send(t, `{"from":"a sender, later"}`); a.Status != http.StatusOK {
+		t.Fatalf("a sender's message after the restart: %d", a.Status)
 	}
 	wantFE2(t, pushSync(t, d.get("addresssync"), key, bigList(50)...), "200 created 0, updated 0, deleted 0, marked 0, unchanged 50")
 	d.checkRunning(t)
@@ -933,6 +936,7 @@ func TestChaosStopAndStart(t *testing.T) {
 // in the middle of a large sync on the replicated cluster, and restarts
 // it: the book is as before the sync or as after it, never in between.
 func TestChaosSyncKilledMidway(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, []string{"KURIER_SYNC_LOCK_TTL=2s"}, "admin", "addresssync")
 	adm, key := addressbookOrg(t, d.get("admin"), "acme")
 	syncKilledMidway(t, d.get("addresssync"), key, func(*harness.Kurier) adminv1.AdminServiceClient { return adm })
@@ -943,6 +947,7 @@ func TestChaosSyncKilledMidway(t *testing.T) {
 // cluster whose dispatchers start late (or crash at once) does. Once one
 // runs, it delivers them.
 func TestChaosDispatcherStartsLast(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, nil, "admin", "ingest")
 	adm, key := setup(t, d.get("admin"), "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := newReceiver(t)

@@ -16,6 +16,7 @@ import (
 // TestHealthcheck probes what container healthchecks probe: exit 0 for a
 // ready service, 1 for none.
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	closed := freeAddr(t)
 	for _, tc := range []struct {
@@ -44,6 +45,7 @@ func TestHealthcheck(t *testing.T) {
 // TestGateway reaches the HTTP APIs and the admin API through the
 // gateway, as clients of the docker-compose deployment do.
 func TestGateway(t *testing.T) {
+	t.Parallel()
 	k := pingKurier(t)
 	gw := harness.Start(t, harness.Options{Role: "gateway", Env: []string{
 		"KURIER_GATEWAY_INGEST=" + k.HTTP,

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
@@ -46,6 +47,7 @@ var kurierFamilies = []string{
 // gauge with a sample above zero, a histogram with observations. Gauges
 // count as moved once any scrape saw them above zero.
 func TestEveryMetricMoves(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{Env: []string{
 		"KURIER_NOTIFY_DELAY=300ms",
 		// A held ping blocks the next one of its subscription until this
@@ -73,8 +75,8 @@ func TestEveryMetricMoves(t *testing.T) {
 		held.mu.Unlock()
 	}()
 
-	q := qCreate(t, k.HTTP, partner)    // a queue subscription's, and the queue API's
-	idle := qCreate(t, k.HTTP, partner) // stays empty: a peek waits on it
+	q := contract.CreateQueue(t, k.HTTP, partner)    // a queue subscription's, and the queue API's
+	idle := contract.CreateQueue(t, k.HTTP, partner) // stays empty: a peek waits on it
 	pingSub(t, adm, "acme", "shop", rcv.URL+"/ping", "invoice.changed")
 	skipped := pingSub(t, adm, "acme", "skipped", held.URL+"/skipped", "salesorder.changed").GetSubscription().GetSubscriptionId()
 	retries := func(d ...int) []*durationpb.Duration {
@@ -161,21 +163,21 @@ func TestEveryMetricMoves(t *testing.T) {
 	wantFE2(t, pushSync(t, k, tn.keys["addressbook"], fe2Person("4711", "max")), "200 created 1, updated 0, deleted 0, marked 0, unchanged 0")
 
 	// Queue API: a sender's post, a peek, a delete.
-	if a := qSend(t, q, `{"article":"4711"}`); a.status != http.StatusOK {
-		t.Fatalf("queue post: %d %s", a.status, a.body)
+	if a := q.Send(t, `{"article":"4711"}`); a.Status != http.StatusOK {
+		t.Fatalf("queue post: %d %s", a.Status, a.Body)
 	}
 	var sent string
 	natstest.WaitForErr(t, 10*time.Second, "the posted message in the queue", func() error {
-		_, msgs := qPeek(t, k.HTTP, partner, q.QueueID, "?count=100&timeout=1")
+		_, msgs := q.Peek(t, "?count=100&timeout=1")
 		for _, m := range msgs {
 			if string(m.Content) == `{"article":"4711"}` {
 				sent = m.MessageID
 				return nil
 			}
 		}
-		return fmt.Errorf("the queue holds %v", contents(msgs))
+		return fmt.Errorf("the queue holds %v", contract.QueueContents(msgs))
 	})
-	if s := qDeleteMsg(t, k.HTTP, partner, q.QueueID, sent); s != http.StatusOK {
+	if s := q.DeleteMessage(t, sent).Status; s != http.StatusOK {
 		t.Fatalf("queue delete: %d", s)
 	}
 
@@ -374,7 +376,7 @@ func (m metricFamilies) value(name string, labels map[string]string) (float64, b
 // scrapeMetrics reads /metrics, in Prometheus' text format.
 func scrapeMetrics(t *testing.T, base string) metricFamilies {
 	t.Helper()
-	a := harness.Do(t, harness.Request{Method: http.MethodGet, URL: base + "/metrics"})
+	a := contract.Do(t, contract.Request{Method: http.MethodGet, URL: base + "/metrics"})
 	if a.Status != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", a.Status, a.Body)
 	}

@@ -54,6 +54,7 @@ func partitions(t *testing.T, base string) int {
 // killed mid-run, and the other delivers everything that follows and
 // everything the killed one had not finished.
 func TestPayloadSharedByDispatchers(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, nil, "admin", "ingest", "dispatcher-1", "dispatcher-2")
 	ctx := context.Background()
 	rcv := &webhookIDs{seen: map[string]bool{}}

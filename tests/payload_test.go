@@ -13,8 +13,6 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,77 +37,8 @@ func payloadSub(t *testing.T, adm adminv1.AdminServiceClient, s *adminv1.Subscri
 
 func ms(d int) *durationpb.Duration { return durationpb.New(time.Duration(d) * time.Millisecond) }
 
-func TestPayloadRequest(t *testing.T) {
-	k := harness.Start(t, harness.Options{})
-	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
-	rcv := newReceiver(t)
-	std := payloadSub(t, adm, &adminv1.Subscription{System: "std", EventTypes: []string{"project.created"}, Url: rcv.URL + "/std?x=1",
-		Table: "Auftrag", Conditions: "status = offen & typ=A",
-		Attributes: []*adminv1.Attribute{{Name: "token", Value: "a b&c"}, {Name: "mandant", Value: "7", Secret: true}},
-		Headers:    []*adminv1.Header{{Name: "X-Tenant", Value: "acme"}}})
-	flat := payloadSub(t, adm, &adminv1.Subscription{System: "flat", EventTypes: []string{"project.created"}, Url: rcv.URL + "/flat",
-		Table: "Auftrag", Fields: []string{"number", "total"}, PayloadFormat: adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT,
-		Attributes: []*adminv1.Attribute{{Name: "source", Value: "kurier"}}})
-
-	wantStd := "/std?x=1&event=project.created&table=Auftrag&conditions=status+%3D+offen+%26+typ%3DA&token=a+b%26c&mandant=7"
-	prev, err := adm.PreviewSubscription(context.Background(), &adminv1.PreviewSubscriptionRequest{SubscriptionId: std.GetSubscription().GetSubscriptionId()})
-	if err != nil || prev.GetMethod() != "POST" || prev.GetUrl() != rcv.URL+wantStd || !json.Valid([]byte(prev.GetSampleBody())) {
-		t.Fatalf("preview: %v %v", prev, err)
-	}
-
-	id := change(t, k, secret, "project.created", "P-1", json.RawMessage(`{"number":"P-1","total":1.50,"customer":"Müller"}`))
-	got := map[string]hit{}
-	for range 2 {
-		h := rcv.next(t, 10*time.Second)
-		got[strings.SplitN(h.Path, "?", 2)[0]] = h
-	}
-	h := got["/std"]
-	if h.Method != http.MethodPost || h.Path != wantStd {
-		t.Fatalf("standard request %s %s", h.Method, h.Path)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(h.Body, &body); err != nil || body["id"] != id || body["type"] != "project.created" || body["subject"] != "P-1" ||
-		body["timestamp"] == nil || body["data"].(map[string]any)["customer"] != "Müller" {
-		t.Fatalf("standard body %s", h.Body)
-	}
-	if h.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(h.Header.Get("User-Agent"), "kurier/") || h.Header.Get("X-Tenant") != "acme" {
-		t.Fatalf("standard headers %v", h.Header)
-	}
-	wh, err := standardwebhooks.NewWebhook(std.GetSigningSecret())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wh.Verify(h.Body, h.Header); err != nil {
-		t.Fatalf("signature: %v", err)
-	}
-	if !strings.HasPrefix(h.Header.Get("webhook-id"), "msg_"+std.GetSubscription().GetSubscriptionId()+"_") {
-		t.Fatalf("webhook-id %q", h.Header.Get("webhook-id"))
-	}
-
-	f := got["/flat"]
-	if f.Path != "/flat?event=project.created&table=Auftrag&conditions=&source=kurier" || string(f.Body) != `{"number":"P-1","total":1.50,"source":"kurier"}` {
-		t.Fatalf("flat request %s %s", f.Path, f.Body)
-	}
-	whf, _ := standardwebhooks.NewWebhook(flat.GetSigningSecret())
-	if err := whf.Verify(f.Body, f.Header); err != nil {
-		t.Fatalf("flat signature: %v", err)
-	}
-
-	// The log masks secret attributes.
-	var list *adminv1.ListDeliveriesResponse
-	natstest.WaitForErr(t, 5*time.Second, "one record in the log", func() (err error) {
-		list, err = adm.ListDeliveries(context.Background(), &adminv1.ListDeliveriesRequest{OrgId: "acme", SubscriptionId: std.GetSubscription().GetSubscriptionId()})
-		if err == nil && len(list.GetDeliveries()) != 1 {
-			err = fmt.Errorf("log: %v", list.GetDeliveries())
-		}
-		return err
-	})
-	if d := list.GetDeliveries(); d[0].GetStatusCode() != 200 || !strings.Contains(d[0].GetUrl(), "mandant=%2A%2A%2A") && !strings.Contains(d[0].GetUrl(), "mandant=***") {
-		t.Fatalf("log: %v", d)
-	}
-}
-
 func TestPayloadRetriesAndStatusRules(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := newReceiver(t)
@@ -185,6 +114,7 @@ func TestPayloadRetriesAndStatusRules(t *testing.T) {
 }
 
 func TestPayloadOrderedUnderRetries(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := newReceiver(t)
@@ -208,6 +138,7 @@ func TestPayloadOrderedUnderRetries(t *testing.T) {
 }
 
 func TestPayloadSurvivesDispatcherKill(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	k := harness.Start(t, harness.Options{DataDir: dir})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
@@ -236,6 +167,7 @@ func TestPayloadSurvivesDispatcherKill(t *testing.T) {
 // failures each subscription is off, and the log says why each attempt
 // failed.
 func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_DISABLE_AFTER=1s"}})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	ctx := context.Background()
@@ -293,6 +225,7 @@ func TestPayloadTimeoutAndAutoDisable(t *testing.T) {
 // switch. Nothing it was given before is sent again; what comes after it
 // comes once each, in order.
 func TestOrderedSwitchedOn(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	ctx := context.Background()
@@ -340,89 +273,42 @@ func TestOrderedSwitchedOn(t *testing.T) {
 	}
 }
 
-func TestDeadLettersAndRedeliver(t *testing.T) {
+// TestRedeliverWhatCameWhileOff: a subscription switched off gets nothing;
+// what came meanwhile is redelivered by time range once it is on again.
+// (Dead letters and their redelivery are contract.AdminAPI's; this needs a
+// wait for the switch to reach the dispatcher and one for nothing to come.)
+func TestRedeliverWhatCameWhileOff(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	ctx := context.Background()
 	rcv := newReceiver(t)
-	rcv.script["/dl"] = []int{500, 500, 500, 500}
-	sub := payloadSub(t, adm, &adminv1.Subscription{System: "dl", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/dl",
-		RetrySchedule: []*durationpb.Duration{ms(100)}, Ordering: adminv1.Ordering_ORDERING_ORDERED})
-	id := sub.GetSubscription().GetSubscriptionId()
-	e1 := change(t, k, secret, "invoice.changed", "I-1", nil)
-	e2 := change(t, k, secret, "invoice.changed", "I-2", nil)
-	firstIDs := map[string]string{} // event id -> webhook-id
-	for range 4 {
-		h := rcv.next(t, 5*time.Second)
-		var b map[string]any
-		_ = json.Unmarshal(h.Body, &b)
-		firstIDs[b["id"].(string)] = h.Header.Get("webhook-id")
-	}
-	var dl *adminv1.ListDeadLettersResponse
-	natstest.WaitForErr(t, 5*time.Second, "2 dead letters", func() error {
-		var err error
-		if dl, err = adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme", SubscriptionId: id}); err != nil {
-			t.Fatal(err)
-		}
-		if len(dl.GetDeadLetters()) != 2 {
-			return fmt.Errorf("dead letters: %v", dl.GetDeadLetters())
-		}
-		return nil
-	})
-	if d := dl.GetDeadLetters(); d[0].GetEventId() != e1 || d[1].GetEventId() != e2 || d[0].GetDeliveryId() != firstIDs[e1] {
-		t.Fatalf("dead letters: %v (webhook-ids %v)", d, firstIDs)
-	}
-
-	// One, by delivery id: it comes again with its webhook-id.
-	r, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_DeliveryId{DeliveryId: firstIDs[e1]}})
-	if err != nil || r.GetQueued() != 1 {
-		t.Fatalf("redeliver one: %v %v", r, err)
-	}
-	if h := rcv.next(t, 5*time.Second); h.Header.Get("webhook-id") != firstIDs[e1] {
-		t.Fatalf("redelivered %q, want %q", h.Header.Get("webhook-id"), firstIDs[e1])
-	}
-	// The rest.
-	if r, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_AllDeadLetters{AllDeadLetters: true}}); err != nil || r.GetQueued() != 1 {
-		t.Fatalf("redeliver all: %v %v", r, err)
-	}
-	if h := rcv.next(t, 5*time.Second); h.Header.Get("webhook-id") != firstIDs[e2] {
-		t.Fatalf("redelivered %q, want %q", h.Header.Get("webhook-id"), firstIDs[e2])
-	}
-	if dl, _ := adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: "acme"}); len(dl.GetDeadLetters()) != 0 {
-		t.Fatalf("dead letters left: %v", dl.GetDeadLetters())
-	}
-	if _, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_DeliveryId{DeliveryId: "msg_nope_1"}}); status.Code(err) != codes.NotFound {
-		t.Fatalf("unknown dead letter: %v", err)
-	}
-
-	// Events that came while it was off are redelivered by time range.
+	id := payloadSub(t, adm, &adminv1.Subscription{System: "off", EventTypes: []string{"invoice.changed"}, Url: rcv.URL + "/off",
+		Ordering: adminv1.Ordering_ORDERING_ORDERED}).GetSubscription().GetSubscriptionId()
 	if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: id}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
 	since := time.Now()
-	e3 := change(t, k, secret, "invoice.changed", "I-3", nil)
-	select {
-	case h := <-rcv.got:
-		t.Fatalf("switched off but got %s", h.Body)
-	case <-time.After(time.Second):
-	}
+	e := change(t, k, secret, "invoice.changed", "I-3", nil)
+	rcv.none(t, time.Second)
 	if _, err := adm.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: id, Active: true}); err != nil {
 		t.Fatal(err)
 	}
-	r, err = adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_Events{Events: &adminv1.TimeRange{Since: timestamppb.New(since)}}})
+	r, err := adm.Redeliver(ctx, &adminv1.RedeliverRequest{SubscriptionId: id, What: &adminv1.RedeliverRequest_Events{Events: &adminv1.TimeRange{Since: timestamppb.New(since)}}})
 	if err != nil || r.GetQueued() != 1 {
 		t.Fatalf("redeliver range: %v %v", r, err)
 	}
 	h := rcv.next(t, 5*time.Second)
 	var b map[string]any
 	_ = json.Unmarshal(h.Body, &b)
-	if b["id"] != e3 {
-		t.Fatalf("redelivered %s, want %s", h.Body, e3)
+	if b["id"] != e {
+		t.Fatalf("redelivered %s, want %s", h.Body, e)
 	}
 }
 
 func TestDailyDigest(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := newReceiver(t)
@@ -483,6 +369,7 @@ func TestDailyDigest(t *testing.T) {
 // TestDailyDigestRetried: a digest the receiver refuses is sent again after
 // the retry schedule's wait, whole and with the same webhook-id.
 func TestDailyDigestRetried(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := newReceiver(t)

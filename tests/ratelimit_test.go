@@ -10,6 +10,7 @@ import (
 	"time"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/tests/harness"
 )
 
@@ -19,6 +20,7 @@ import (
 // request, holds up no other key, and lets the key through again after
 // Retry-After.
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	const burst = 3
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_RATE_LIMIT=1", "KURIER_RATE_BURST=" + strconv.Itoa(burst)}})
 	ctx := context.Background()
@@ -40,22 +42,22 @@ func TestRateLimit(t *testing.T) {
 	absent := strings.Repeat("0f", 16)
 	n := 0 // numbers the bodies that must differ
 	// do calls an endpoint with a key in header; a %d in body is numbered.
-	do := func(method, path, header, prefix, body, ct string) func(key string) harness.Answer {
-		return func(key string) harness.Answer {
+	do := func(method, path, header, prefix, body, ct string) func(key string) contract.Answer {
+		return func(key string) contract.Answer {
 			h := hdr(header, prefix+key)
 			if ct != "" {
 				h["Content-Type"] = ct
 			}
 			n++
-			return harness.Do(t, harness.Request{Method: method, URL: k.HTTP + path, Header: h, Body: []byte(strings.ReplaceAll(body, "%d", strconv.Itoa(n)))})
+			return contract.Do(t, contract.Request{Method: method, URL: k.HTTP + path, Header: h, Body: []byte(strings.ReplaceAll(body, "%d", strconv.Itoa(n)))})
 		}
 	}
 	// A sender's credential is a queue: "<queueId> <secret>".
 	newQueue := func() string {
-		q := qCreate(t, k.HTTP, newKey(adminv1.KeyScope_KEY_SCOPE_PARTNER))
+		q := contract.CreateQueue(t, k.HTTP, newKey(adminv1.KeyScope_KEY_SCOPE_PARTNER))
 		return q.QueueID + " " + q.NotificationSecret
 	}
-	send := func(cred string) harness.Answer {
+	send := func(cred string) contract.Answer {
 		id, secret, _ := strings.Cut(cred, " ")
 		return do(http.MethodPost, "/api/queues/"+id+"/messages", "X-COMNORM-NOTIFICATION-SECRET", "", `{"n":%d}`, "")(secret)
 	}
@@ -63,7 +65,7 @@ func TestRateLimit(t *testing.T) {
 		name, field string
 		ok          int
 		credential  func() string // a fresh one
-		call        func(credential string) harness.Answer
+		call        func(credential string) contract.Answer
 	}{
 		{"POST /v1/events", "Authorization", 202, func() string { return newKey(adminv1.KeyScope_KEY_SCOPE_INGEST) },
 			do(http.MethodPost, "/v1/events", "Authorization", "Bearer ", structured("rate-%d", "invoice.changed", ""), "application/cloudevents+json")},
@@ -83,7 +85,7 @@ func TestRateLimit(t *testing.T) {
 		{"DELETE /rest/addressbook/external/persons/{externalDbId}", "Authorization", 404, func() string { return newKey(adminv1.KeyScope_KEY_SCOPE_ADDRESSBOOK) },
 			do(http.MethodDelete, "/rest/addressbook/external/persons/nobody", "Authorization", "", "", "")},
 		{"NATS kurier.ingest.<org>", "Kurier-Key", 202, func() string { return newKey(adminv1.KeyScope_KEY_SCOPE_INGEST) },
-			func(key string) harness.Answer {
+			func(key string) contract.Answer {
 				n++
 				return natsIngest(t, nc, "acme", key, fmt.Sprint("rate-nats-", n))
 			}},
@@ -100,7 +102,7 @@ func TestRateLimit(t *testing.T) {
 		}
 		// The next is refused, and changes nothing; a slow machine may have
 		// earned a token meanwhile, which lets one more through first.
-		limited := harness.Answer{Status: ep.ok}
+		limited := contract.Answer{Status: ep.ok}
 		for try := 0; try < 2 && limited.Status == ep.ok; try++ {
 			before := harness.ReadStreams(t, js)
 			if limited = ep.call(keys[i]); limited.Status != ep.ok {

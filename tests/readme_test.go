@@ -35,6 +35,7 @@ import (
 // HTTP APIs, 127.0.0.1:9999 a free port for the webhook receiver; the
 // admin API's comes as KURIER_ADMIN_SERVER.
 func TestReadmeQuickstart(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("the quickstart needs %s: %v", tool, err)

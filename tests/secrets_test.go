@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
@@ -40,6 +41,7 @@ func secretCore(s string) string {
 // every log line, every delivery-log record and every error answer for the
 // secrets it issued.
 func TestNoSecretsLeak(t *testing.T) {
+	t.Parallel()
 	k := pingKurier(t)
 	ctx := context.Background()
 	rcv := newReceiver(t)
@@ -47,7 +49,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	adm := k.Admin(t)
 	secrets := map[string]string{"the admin token": k.Token}
 	var answers []string // every error answer and message of the run
-	refused := func(what string, a harness.Answer) {
+	refused := func(what string, a contract.Answer) {
 		t.Helper()
 		if a.Status < 400 {
 			t.Fatalf("%s: %d, want a refusal", what, a.Status)
@@ -101,7 +103,7 @@ func TestNoSecretsLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets["a rotated signing secret"] = rotated.GetSigningSecret()
-	q := qCreate(t, k.HTTP, keys["partner"])
+	q := contract.CreateQueue(t, k.HTTP, keys["partner"])
 	secrets["the queue's notification secret"] = q.NotificationSecret
 	if _, err := adm.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{OrgId: "acme",
 		System: "queue", EventTypes: []string{"invoice.changed"}, Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: q.QueueID, Active: true}}); err != nil {
@@ -114,8 +116,8 @@ func TestNoSecretsLeak(t *testing.T) {
 	if a := natsIngest(t, k.Conn(t), "acme", keys["ingest"], "over-nats"); a.Status != http.StatusAccepted {
 		t.Fatalf("nats ingest: %d %s", a.Status, a.Body)
 	}
-	if a := qSend(t, q, `{"article":"4711"}`); a.status != http.StatusOK {
-		t.Fatal(a.status)
+	if a := q.Send(t, `{"article":"4711"}`); a.Status != http.StatusOK {
+		t.Fatal(a.Status)
 	}
 	if a := pushSync(t, k, keys["addressbook"], fe2Person("p1", "Max"), fe2Person("p2", "Erika")); a.Status != http.StatusOK {
 		t.Fatal(a)
@@ -126,9 +128,9 @@ func TestNoSecretsLeak(t *testing.T) {
 	if c := feed(t, k, keys["changes"], "system=shop&type=invoice.changed"); c.Status != http.StatusOK {
 		t.Fatalf("change feed: %d", c.Status)
 	}
-	_, msgs := qPeek(t, k.HTTP, keys["partner"], q.QueueID, "?count=10")
+	_, msgs := q.Peek(t, "?count=10")
 	for _, m := range msgs {
-		if s := qDeleteMsg(t, k.HTTP, keys["partner"], q.QueueID, m.MessageID); s != http.StatusOK {
+		if s := q.DeleteMessage(t, m.MessageID).Status; s != http.StatusOK {
 			t.Fatalf("delete message: %d", s)
 		}
 	}
@@ -137,20 +139,20 @@ func TestNoSecretsLeak(t *testing.T) {
 	// them.
 	for _, c := range []struct {
 		what string
-		req  harness.Request
+		req  contract.Request
 	}{
-		{"ingest with the partner key", harness.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+keys["partner"], "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
-		{"ingest with the queue secret", harness.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+q.NotificationSecret, "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
-		{"ingest with the admin token", harness.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+k.Token, "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
-		{"the change feed with the ingest key", harness.Request{Method: http.MethodGet, URL: "/v1/changes?system=shop&type=5", Header: hdr("Authorization", "Bearer "+keys["ingest"])}},
-		{"a queue made with the addressbook key", harness.Request{Method: http.MethodPost, URL: "/api/queues", Header: hdr("X-PARTNER-KEY", keys["addressbook"])}},
-		{"a sender posting with the partner key", harness.Request{Method: http.MethodPost, URL: "/api/queues/" + q.QueueID + "/messages", Header: hdr("X-COMNORM-NOTIFICATION-SECRET", keys["partner"]), Body: []byte(`{}`)}},
-		{"a sync with the ingest key", harness.Request{Method: http.MethodPost, URL: "/rest/addressbook/sync", Header: hdr("Authorization", keys["ingest"], "Content-Type", "application/json"), Body: []byte(`{"personList":[]}`)}},
-		{"a sync with the key as a bearer token", harness.Request{Method: http.MethodPost, URL: "/rest/addressbook/sync", Header: hdr("Authorization", "Bearer "+keys["addressbook"], "Content-Type", "application/json"), Body: []byte(`{"personList":[]}`)}},
-		{"a peek with the queue secret", harness.Request{Method: http.MethodGet, URL: "/api/queues/" + q.QueueID + "/messages", Header: hdr("X-PARTNER-KEY", q.NotificationSecret)}},
+		{"ingest with the partner key", contract.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+keys["partner"], "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
+		{"ingest with the queue secret", contract.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+q.NotificationSecret, "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
+		{"ingest with the admin token", contract.Request{Method: http.MethodPost, URL: "/v1/events", Header: hdr("Authorization", "Bearer "+k.Token, "Content-Type", "application/cloudevents+json"), Body: []byte(structured("x", "invoice.changed", ""))}},
+		{"the change feed with the ingest key", contract.Request{Method: http.MethodGet, URL: "/v1/changes?system=shop&type=5", Header: hdr("Authorization", "Bearer "+keys["ingest"])}},
+		{"a queue made with the addressbook key", contract.Request{Method: http.MethodPost, URL: "/api/queues", Header: hdr("X-PARTNER-KEY", keys["addressbook"])}},
+		{"a sender posting with the partner key", contract.Request{Method: http.MethodPost, URL: "/api/queues/" + q.QueueID + "/messages", Header: hdr("X-COMNORM-NOTIFICATION-SECRET", keys["partner"]), Body: []byte(`{}`)}},
+		{"a sync with the ingest key", contract.Request{Method: http.MethodPost, URL: "/rest/addressbook/sync", Header: hdr("Authorization", keys["ingest"], "Content-Type", "application/json"), Body: []byte(`{"personList":[]}`)}},
+		{"a sync with the key as a bearer token", contract.Request{Method: http.MethodPost, URL: "/rest/addressbook/sync", Header: hdr("Authorization", "Bearer "+keys["addressbook"], "Content-Type", "application/json"), Body: []byte(`{"personList":[]}`)}},
+		{"a peek with the queue secret", contract.Request{Method: http.MethodGet, URL: "/api/queues/" + q.QueueID + "/messages", Header: hdr("X-PARTNER-KEY", q.NotificationSecret)}},
 	} {
 		c.req.URL = k.HTTP + c.req.URL
-		refused(c.what, harness.Do(t, c.req))
+		refused(c.what, contract.Do(t, c.req))
 	}
 	_, err = k.AdminWith(t, keys["ingest"]).ListOrgs(ctx, &adminv1.ListOrgsRequest{})
 	grpcRefused("the admin API with the ingest key", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/tests/harness"
 )
 
@@ -31,9 +32,10 @@ func dial(t *testing.T, k *harness.Kurier) net.Conn {
 // each the room of its largest body) hold up nobody: normal requests to
 // ingest and to the queue API are answered at once beside them.
 func TestSlowClients(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_HTTP_HEADER_TIMEOUT=1s"}})
 	_, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER)
-	q := qCreate(t, k.HTTP, secret)
+	q := contract.CreateQueue(t, k.HTTP, secret)
 
 	// Headers never finished.
 	var unfinished []net.Conn
@@ -64,11 +66,11 @@ func TestSlowClients(t *testing.T) {
 
 	began := time.Now()
 	change(t, k, secret, "invoice.changed", "I-1", nil)
-	if a := qSend(t, q, `{"n":1}`); a.status != http.StatusOK {
-		t.Fatalf("post beside slow senders: %d %s", a.status, a.body)
+	if a := q.Send(t, `{"n":1}`); a.Status != http.StatusOK {
+		t.Fatalf("post beside slow senders: %d %s", a.Status, a.Body)
 	}
-	if a, msgs := qPeek(t, k.HTTP, secret, q.QueueID, ""); a.status != http.StatusOK || len(msgs) != 1 {
-		t.Fatalf("peek beside slow senders: %d %s", a.status, a.body)
+	if a, msgs := q.Peek(t, ""); a.Status != http.StatusOK || len(msgs) != 1 {
+		t.Fatalf("peek beside slow senders: %d %s", a.Status, a.Body)
 	}
 	if took := time.Since(began); took > time.Second {
 		t.Fatalf("requests beside slow clients took %v", took)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/services/tlstest"
 	"kurier.dev/tests/harness"
@@ -35,6 +36,7 @@ import (
 // event accepted before stays and is delivered, and the process stays live
 // and ready. Started again with a larger limit, it takes events again.
 func TestEventsStoreFull(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_EVENTS_MAX_BYTES=256K"}})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := &webhookIDs{seen: map[string]bool{}}
@@ -79,7 +81,7 @@ func TestEventsStoreFull(t *testing.T) {
 		t.Fatalf("an accepted event sent again: %+v", a)
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		if r := harness.Do(t, harness.Request{Method: http.MethodGet, URL: k.HTTP + path}); r.Status != http.StatusOK {
+		if r := contract.Do(t, contract.Request{Method: http.MethodGet, URL: k.HTTP + path}); r.Status != http.StatusOK {
 			t.Errorf("%s with the store full: %d %s", path, r.Status, r.Body)
 		}
 	}
@@ -111,9 +113,10 @@ func TestEventsStoreFull(t *testing.T) {
 // event for a queue is dropped and logged as for a full queue; a message
 // deleted makes room again.
 func TestQueuesStoreFull(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_QUEUES_MAX_BYTES=64K"}})
 	adm, key := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST, adminv1.KeyScope_KEY_SCOPE_PARTNER)
-	first, second := qCreate(t, k.HTTP, key), qCreate(t, k.HTTP, key)
+	first, second := contract.CreateQueue(t, k.HTTP, key), contract.CreateQueue(t, k.HTTP, key)
 	resp, err := adm.CreateSubscription(context.Background(), &adminv1.CreateSubscriptionRequest{Subscription: &adminv1.Subscription{
 		OrgId: "acme", System: "hub", EventTypes: []string{"invoice.changed"}, Mode: adminv1.DeliveryMode_DELIVERY_MODE_QUEUE, QueueId: second.QueueID, Active: true}})
 	if err != nil {
@@ -122,7 +125,7 @@ func TestQueuesStoreFull(t *testing.T) {
 
 	// Messages of 4 KB into the first queue until one does not fit, then
 	// empty ones until none does.
-	var full qAnswer
+	var full contract.Answer
 	for i, big := 0, true; ; i++ {
 		if i == 1000 {
 			t.Fatal("64 KiB took 1000 messages")
@@ -131,7 +134,7 @@ func TestQueuesStoreFull(t *testing.T) {
 		if big {
 			body = `{"pad":"` + strings.Repeat("x", 4000) + `"}`
 		}
-		if full = qSend(t, first, body); full.status == http.StatusOK {
+		if full = first.Send(t, body); full.Status == http.StatusOK {
 			continue
 		}
 		if !big {
@@ -139,11 +142,11 @@ func TestQueuesStoreFull(t *testing.T) {
 		}
 		big = false
 	}
-	if code, _ := full.code(); full.status != http.StatusServiceUnavailable || code != "store_full" || full.header.Get("Retry-After") == "" {
-		t.Fatalf("post into the full store: %d %s Retry-After %q", full.status, full.body, full.header.Get("Retry-After"))
+	if e, _ := full.ErrorForm(); full.Status != http.StatusServiceUnavailable || e.Code != "store_full" || full.Header.Get("Retry-After") == "" {
+		t.Fatalf("post into the full store: %d %s Retry-After %q", full.Status, full.Body, full.Header.Get("Retry-After"))
 	}
-	if a := qSend(t, second, `{}`); a.status != http.StatusServiceUnavailable {
-		t.Fatalf("post to another queue of the full store: %d %s", a.status, a.body)
+	if a := second.Send(t, `{}`); a.Status != http.StatusServiceUnavailable {
+		t.Fatalf("post to another queue of the full store: %d %s", a.Status, a.Body)
 	}
 
 	if a := post(t, k, key, "application/cloudevents+json", mustJSON(t, ev("q1", "invoice.changed", "I", nil)), nil); a.Status != http.StatusAccepted {
@@ -160,12 +163,12 @@ func TestQueuesStoreFull(t *testing.T) {
 		return nil
 	})
 
-	_, msgs := qPeek(t, k.HTTP, key, first.QueueID, "")
-	if code := qDeleteMsg(t, k.HTTP, key, first.QueueID, msgs[0].MessageID); code != http.StatusOK {
+	_, msgs := first.Peek(t, "")
+	if code := first.DeleteMessage(t, msgs[0].MessageID).Status; code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}
-	if a := qSend(t, second, `{}`); a.status != http.StatusOK {
-		t.Fatalf("post after a delete: %d %s", a.status, a.body)
+	if a := second.Send(t, `{}`); a.Status != http.StatusOK {
+		t.Fatalf("post after a delete: %d %s", a.Status, a.Body)
 	}
 }
 
@@ -194,6 +197,7 @@ func failsAtStart(t *testing.T, env ...string) (string, time.Duration) {
 // once, naming it, and the first goes on delivering. Once the first is
 // killed, the dir is free again.
 func TestDataDirLocked(t *testing.T) {
+	t.Parallel()
 	k := harness.Start(t, harness.Options{})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
 	rcv := &webhookIDs{seen: map[string]bool{}}
@@ -229,6 +233,7 @@ func TestDataDirLocked(t *testing.T) {
 // TestNATSAddressTaken: an embedded NATS address already in use ends
 // `kurier all` at once, naming the address.
 func TestNATSAddressTaken(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +253,7 @@ func TestNATSAddressTaken(t *testing.T) {
 // TestStartupSettingsChecked: settings that cannot work end the process at
 // once with words that name them.
 func TestStartupSettingsChecked(t *testing.T) {
+	t.Parallel()
 	ca, cert, key := tlstest.Server(t)
 	for _, tc := range []struct {
 		env  []string
@@ -272,6 +278,7 @@ func TestStartupSettingsChecked(t *testing.T) {
 // a client that trusts the certificate gets through, a plaintext one does
 // not.
 func TestAdminTLS(t *testing.T) {
+	t.Parallel()
 	ca, cert, key := tlstest.Server(t)
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_GRPC_TLS_CERT=" + cert, "KURIER_GRPC_TLS_KEY=" + key}})
 	creds, err := credentials.NewClientTLSFromFile(ca, "")
@@ -281,7 +288,7 @@ func TestAdminTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	call := func(creds credentials.TransportCredentials) error {
-		cc, err := grpc.NewClient(k.GRPC, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(harness.Bearer(k.Token)))
+		cc, err := grpc.NewClient(k.GRPC, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(contract.Bearer(k.Token)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,6 +308,7 @@ func TestAdminTLS(t *testing.T) {
 // of a receiver nobody answers, a redelivery is refused with
 // RESOURCE_EXHAUSTED instead of making the server drop the oldest tasks.
 func TestRedeliverIntoFullDeliveries(t *testing.T) {
+	t.Parallel()
 	const limit = 64 << 10
 	k := harness.Start(t, harness.Options{Env: []string{"KURIER_DELIVERIES_MAX_BYTES=64K"}})
 	adm, secret := setup(t, k, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -83,57 +82,5 @@ func TestSameIDFromTwoSources(t *testing.T) {
 	got := storedEvents(t, conn.JS)
 	if len(got) != 3 || got[0].Source != "/erp-a" || got[1].Source != "/erp-b" || got[2].Source != "/erp-c" {
 		t.Fatalf("stored: %+v", got)
-	}
-}
-
-// Data of any type is taken: binary mode with any Content-Type, and
-// data_base64 in structured and batched mode, up to the data limit.
-func TestAnyData(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.MaxData = 1024
-	url, _, conn, secret := start(t, cfg)
-	binary := func(ct string) map[string]string {
-		return map[string]string{"Content-Type": ct, "ce-specversion": "1.0", "ce-source": "/erp", "ce-type": "invoice.changed", "ce-subject": "I-1"}
-	}
-	xml := `<?xml version="1.0" encoding="UTF-8"?><Rechnung Nr="4711"><Kunde>Müller &amp; Söhne</Kunde></Rechnung>`
-	h := binary("application/xml")
-	h["ce-id"] = "xml"
-	if status, answer := postJSON(t, url, secret, h, xml); status != 202 {
-		t.Fatalf("XML in binary mode: %d %v", status, answer)
-	}
-	h = binary("application/octet-stream")
-	h["ce-id"] = "bytes"
-	if status, answer := postJSON(t, url, secret, h, "\x00\x01\xff"); status != 202 {
-		t.Fatalf("bytes in binary mode: %d %v", status, answer)
-	}
-	full := base64.StdEncoding.EncodeToString(make([]byte, cfg.MaxData)) // longer than the data limit and the envelope
-	one := `{"specversion":"1.0","id":"b64","source":"/erp","type":"invoice.changed","subject":"I-1","datacontenttype":"application/pdf","data_base64":"` + full + `"}`
-	if status, answer := postJSON(t, url, secret, map[string]string{"Content-Type": event.MediaStructured}, one); status != 202 {
-		t.Fatalf("data_base64 of the most data: %d %v", status, answer)
-	}
-	batch := `[{"specversion":"1.0","id":"b1","source":"/erp","type":"invoice.changed","subject":"I-1","data_base64":"AAE="}]`
-	if status, answer := postJSON(t, url, secret, map[string]string{"Content-Type": event.MediaBatch}, batch); status != 202 {
-		t.Fatalf("data_base64 in a batch: %d %v", status, answer)
-	}
-	got := storedEvents(t, conn.JS)
-	if len(got) != 4 || string(got[0].Data) != `"`+strings.ReplaceAll(xml, `"`, `\"`)+`"` || string(got[1].Binary) != "\x00\x01\xff" ||
-		len(got[2].Binary) != cfg.MaxData || got[2].DataContentType != "application/pdf" || string(got[3].Binary) != "\x00\x01" {
-		t.Fatalf("stored: %+v", got)
-	}
-
-	// One byte more is too large, and stores nothing.
-	over := strings.Replace(one, full, base64.StdEncoding.EncodeToString(make([]byte, cfg.MaxData+1)), 1)
-	over = strings.Replace(over, `"b64"`, `"over"`, 1)
-	if status, answer := postJSON(t, url, secret, map[string]string{"Content-Type": event.MediaStructured}, over); status != 413 ||
-		answer["error"].(map[string]any)["field"] != "data_base64" {
-		t.Fatalf("data_base64 over the limit: %d %v", status, answer)
-	}
-	h = binary("text/plain; charset")
-	h["ce-id"] = "bad-type"
-	if status, answer := postJSON(t, url, secret, h, "x"); status != 415 || answer["error"].(map[string]any)["field"] != "Content-Type" {
-		t.Fatalf("binary mode with a malformed Content-Type: %d %v", status, answer)
-	}
-	if n := len(storedEvents(t, conn.JS)); n != 4 {
-		t.Fatalf("refused events stored: %d events", n)
 	}
 }

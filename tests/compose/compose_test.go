@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +28,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
+	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
 
@@ -56,9 +57,13 @@ func TestCompose(t *testing.T) {
 		NATS:  "nats://" + s.port("nats-1", 4222),
 		Token: adminToken,
 	}
-	rcv := &receiver{url: "http://" + s.port("receiver", 8080)}
+	rcv := receiver{&contract.Receiver{URL: receiverURL, API: "http://" + s.port("receiver", 8080)}}
 
 	adm := k.Admin(t)
+	// The public API suites, as they run in-process and against the binary.
+	t.Run("Contract", func(t *testing.T) {
+		contract.Run(t, contract.Target{HTTP: k.HTTP, GRPC: k.GRPC, Admin: adm, Hooks: rcv.Receiver, NotifyDelay: time.Second})
+	})
 	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +77,7 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := created.GetSecret()
-	q := createQueue(t, k.HTTP, key)
+	q := contract.CreateQueue(t, k.HTTP, key)
 	subscribe := func(s *adminv1.Subscription, types ...string) *adminv1.CreateSubscriptionResponse {
 		t.Helper()
 		s.OrgId, s.EventTypes, s.Active = "acme", types, true
@@ -99,7 +104,7 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("address-book sync: %d %s", code, body)
 	}
 	got := rcv.waitPayloads(t, pub.ids(), time.Minute)
-	rcv.waitFor(t, "a ping", 30*time.Second, func(h hit) bool { return h.Method == http.MethodGet && h.Path == "/ping" })
+	rcv.waitFor(t, "a ping", 30*time.Second, func(h contract.Hit) bool { return h.Method == http.MethodGet && h.Path == "/ping" })
 	wh, err := standardwebhooks.NewWebhook(payload.GetSigningSecret())
 	if err != nil {
 		t.Fatal(err)
@@ -107,10 +112,9 @@ func TestCompose(t *testing.T) {
 	if h := got[0]; wh.Verify([]byte(h.Body), h.Header) != nil {
 		t.Fatalf("payload signature does not verify: %v", h.Header)
 	}
-	q.waitFor(t, append(pub.ids(), "p-1"), time.Minute)
-	if code, body := call(t, http.MethodPost, q.senderURL(k.HTTP), map[string]string{"X-COMNORM-NOTIFICATION-SECRET": q.NotificationSecret},
-		`{"from":"a sender"}`); code != http.StatusOK {
-		t.Fatalf("a sender's message: %d %s", code, body)
+	q.WaitFor(t, time.Minute, append(pub.ids(), "p-1"), contract.EventKey)
+	if a := q.Send(t, `{"from":"a sender"}`); a.Status != http.StatusOK {
+		t.Fatalf("a sender's message: %d %s", a.Status, a.Body)
 	}
 
 	// A steady flow; then a NATS node and a dispatcher replica die, and
@@ -160,13 +164,13 @@ func TestCompose(t *testing.T) {
 	// Nothing lost, and the cluster whole again.
 	sent := pub.ids()
 	rcv.waitPayloads(t, sent, 2*time.Minute)
-	queued := q.drain(t, append(sent, "p-1"), 2*time.Minute)
+	queued := q.Drain(t, 2*time.Minute, append(sent, "p-1"), contract.EventKey)
 	s.waitHealthy(2 * time.Minute)
-	rcv.waitFor(t, "a ping after the loss", 30*time.Second, func(h hit) bool { return h.Path == "/ping" && h.At.After(back) })
+	rcv.waitFor(t, "a ping after the loss", 30*time.Second, func(h contract.Hit) bool { return h.Path == "/ping" && h.At.After(back) })
 
-	delivered, dups := tally(rcv.payloadCounts())
+	delivered, dups := tally(rcv.payloadCounts(t))
 	_, queueDups := tally(queued)
-	pause := rcv.longestPause(lost, back)
+	pause := rcv.longestPause(t, lost, back)
 	// While EVENTS elects a new leader no event is accepted, so none can
 	// be delivered: that part of the pause is the NATS server's.
 	refused := pub.longestPause(lost, back)
@@ -203,103 +207,8 @@ func call(t *testing.T, method, url string, header map[string]string, body strin
 	t.Helper()
 	h := map[string]string{"Content-Type": "application/json"}
 	maps.Copy(h, header)
-	a := harness.Do(t, harness.Request{Method: method, URL: url, Header: h, Body: []byte(body)})
+	a := contract.Do(t, contract.Request{Method: method, URL: url, Header: h, Body: []byte(body)})
 	return a.Status, a.Body
-}
-
-// queue is a pull queue of the queue API (ComNorm), read with its
-// partner key.
-type queue struct {
-	QueueID            string `json:"queueId"`
-	NotificationURL    string `json:"notificationURL"`
-	NotificationSecret string `json:"notificationSecret"`
-	base, key          string
-}
-
-func createQueue(t *testing.T, base, key string) *queue {
-	t.Helper()
-	code, body := call(t, http.MethodPost, base+"/api/queues", map[string]string{"X-PARTNER-KEY": key}, "")
-	q := &queue{base: base, key: key}
-	if code != http.StatusOK || json.Unmarshal(body, q) != nil || q.QueueID == "" {
-		t.Fatalf("create queue: %d %s", code, body)
-	}
-	return q
-}
-
-// senderURL is the queue's notificationURL at the gateway's published
-// address, which the deployment cannot know.
-func (q *queue) senderURL(base string) string {
-	u, err := url.Parse(q.NotificationURL)
-	if err != nil {
-		return q.NotificationURL
-	}
-	return base + u.Path
-}
-
-// peek answers the event (or person) ids of the messages at the head of
-// the queue, and the messages' ids.
-func (q *queue) peek(t *testing.T) (ids, messages []string) {
-	t.Helper()
-	code, body := call(t, http.MethodGet, q.base+"/api/queues/"+q.QueueID+"/messages?count=100&timeout=1", map[string]string{"X-PARTNER-KEY": q.key}, "")
-	if code == http.StatusRequestTimeout {
-		return nil, nil
-	}
-	var msgs []struct {
-		MessageID string `json:"messageId"`
-		Content   struct {
-			ID, Subject, Type string
-		} `json:"content"`
-	}
-	if code != http.StatusOK || json.Unmarshal(body, &msgs) != nil {
-		t.Fatalf("peek: %d %s", code, body)
-	}
-	for _, m := range msgs {
-		id := m.Content.ID
-		if strings.HasPrefix(m.Content.Type, "person.") {
-			id = m.Content.Subject
-		}
-		ids, messages = append(ids, id), append(messages, m.MessageID)
-	}
-	return ids, messages
-}
-
-// waitFor waits until the messages at the head of the queue hold every id.
-func (q *queue) waitFor(t *testing.T, want []string, d time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(d); ; time.Sleep(200 * time.Millisecond) {
-		ids, _ := q.peek(t)
-		if !slices.ContainsFunc(want, func(id string) bool { return !slices.Contains(ids, id) }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue holds %v, want %v", ids, want)
-		}
-	}
-}
-
-// drain reads and deletes messages until every id has come, and counts
-// the messages per id.
-func (q *queue) drain(t *testing.T, want []string, d time.Duration) map[string]int {
-	t.Helper()
-	seen := map[string]int{}
-	for deadline := time.Now().Add(d); ; {
-		left := missing(want, seen)
-		if len(left) == 0 {
-			return seen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events not queued within %v: %v", len(left), len(want), d, left[:min(len(left), 20)])
-		}
-		ids, msgs := q.peek(t)
-		for i, m := range msgs {
-			if code, body := call(t, http.MethodDelete, q.base+"/api/queues/"+q.QueueID+"/messages/"+m, map[string]string{"X-PARTNER-KEY": q.key}, ""); code != http.StatusOK {
-				t.Fatalf("delete message %s: %d %s", m, code, body)
-			}
-			if ids[i] != "" {
-				seen[ids[i]]++
-			}
-		}
-	}
 }
 
 // streamLeader names the NATS server leading a stream: deploy/nats names
@@ -392,69 +301,25 @@ func (p *publisher) retries() int {
 	return p.retried
 }
 
-// receiver reads what the receiver container has been sent.
-type receiver struct {
-	url  string
-	hits []hit
-}
+// receiver reads what the receiver container (contract.Recorder) has been
+// sent.
+type receiver struct{ *contract.Receiver }
 
-// hit is one request the receiver got, as tests/compose/receiver keeps it.
-type hit struct {
-	At     time.Time
-	Method string
-	Path   string
-	Header http.Header
-	Body   string
-}
-
-func (r *receiver) poll(t *testing.T) {
+func (r receiver) waitFor(t *testing.T, what string, d time.Duration, ok func(contract.Hit) bool) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("%s/_received?from=%d", r.url, len(r.hits)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var more []hit
-	if err := json.NewDecoder(resp.Body).Decode(&more); err != nil {
-		t.Fatalf("receiver: %v", err)
-	}
-	r.hits = append(r.hits, more...)
+	natstest.WaitFor(t, d, what, func() bool { return slices.ContainsFunc(r.Hits(t), ok) })
 }
 
-func (r *receiver) waitFor(t *testing.T, what string, d time.Duration, ok func(hit) bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); ; time.Sleep(200 * time.Millisecond) {
-		r.poll(t)
-		if slices.ContainsFunc(r.hits, ok) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-	}
-}
-
-// payloads are the payload deliveries received, in order of arrival.
-func (r *receiver) payloads() []hit {
-	var out []hit
-	for _, h := range r.hits {
-		if strings.HasPrefix(h.Path, "/payload") {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
-func eventID(h hit) string {
+func eventID(h contract.Hit) string {
 	var b struct{ ID string }
 	_ = json.Unmarshal([]byte(h.Body), &b)
 	return b.ID
 }
 
-// payloadCounts counts deliveries by event id.
-func (r *receiver) payloadCounts() map[string]int {
+// payloadCounts counts payload deliveries by event id.
+func (r receiver) payloadCounts(t *testing.T) map[string]int {
 	n := map[string]int{}
-	for _, h := range r.payloads() {
+	for _, h := range r.Under(t, "/payload") {
 		n[eventID(h)]++
 	}
 	return n
@@ -462,25 +327,22 @@ func (r *receiver) payloadCounts() map[string]int {
 
 // waitPayloads waits until every id has been delivered at least once and
 // answers the deliveries.
-func (r *receiver) waitPayloads(t *testing.T, ids []string, d time.Duration) []hit {
+func (r receiver) waitPayloads(t *testing.T, ids []string, d time.Duration) []contract.Hit {
 	t.Helper()
-	for deadline := time.Now().Add(d); ; time.Sleep(500 * time.Millisecond) {
-		r.poll(t)
-		left := missing(ids, r.payloadCounts())
-		if len(left) == 0 {
-			return r.payloads()
+	natstest.WaitForErr(t, d, fmt.Sprintf("%d events to be delivered", len(ids)), func() error {
+		if left := missing(ids, r.payloadCounts(t)); len(left) > 0 {
+			return fmt.Errorf("%d not delivered: %v", len(left), left[:min(len(left), 20)])
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events not delivered within %v: %v", len(left), len(ids), d, left[:min(len(left), 20)])
-		}
-	}
+		return nil
+	})
+	return r.Under(t, "/payload")
 }
 
 // longestPause is the longest time between two payload deliveries from
 // from to until, the ends included.
-func (r *receiver) longestPause(from, until time.Time) time.Duration {
+func (r receiver) longestPause(t *testing.T, from, until time.Time) time.Duration {
 	var at []time.Time
-	for _, h := range r.payloads() {
+	for _, h := range r.Under(t, "/payload") {
 		at = append(at, h.At)
 	}
 	return longestGap(at, from, until)

@@ -7,7 +7,6 @@ package harness
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,10 +20,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/contract"
 )
 
 // build is a command of kurier.dev/services/cmd, built once per test run.
@@ -279,14 +277,7 @@ func (k *Kurier) Admin(t testing.TB) adminv1.AdminServiceClient {
 // AdminWith dials the admin API with the given token.
 func (k *Kurier) AdminWith(t testing.TB, token string) adminv1.AdminServiceClient {
 	t.Helper()
-	cc, err := grpc.NewClient(k.GRPC,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(Bearer(token)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return adminv1.NewAdminServiceClient(cc)
+	return contract.Dial(t, k.GRPC, token)
 }
 
 // Conn dials the embedded NATS server.
@@ -299,15 +290,6 @@ func (k *Kurier) Conn(t testing.TB) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
-
-// Bearer is gRPC per-call credentials with an admin token.
-type Bearer string
-
-func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (Bearer) RequireTransportSecurity() bool { return false }
 
 type syncWriter struct {
 	mu *sync.Mutex
