@@ -30,6 +30,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
+	"kurier.dev/services/internal/schema"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 )
@@ -55,6 +56,7 @@ type Service struct {
 	subs      *subs.Store
 	book      *book.Store
 	queues    *queues.Store
+	schemas   *schema.Store
 	notify    jetstream.Stream
 	log       *slog.Logger
 	tokenHash [sha256.Size]byte
@@ -67,6 +69,7 @@ type Service struct {
 	// Listings come from memory, each bucket followed by one watch.
 	tenantList *tenant.Lister
 	subList    *subs.Lister
+	schemaList *schema.Lister
 }
 
 // New makes the service; the streams and buckets must exist (bus.Ensure).
@@ -100,6 +103,10 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	schemaStore, err := schema.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
 	// The watches behind the listings last as long as the process: a stop
 	// still lets calls in flight list.
 	tenantList, err := tenants.Lister(context.WithoutCancel(ctx), log)
@@ -110,6 +117,10 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	schemaList, err := schemaStore.Lister(context.WithoutCancel(ctx), log)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		cfg:       cfg,
 		conn:      conn,
@@ -117,6 +128,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 		subs:      subStore,
 		book:      persons,
 		queues:    queueStore,
+		schemas:   schemaStore,
 		notify:    notify,
 		log:       log,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),
@@ -127,6 +139,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 		stopping:   make(chan struct{}),
 		tenantList: tenantList,
 		subList:    subList,
+		schemaList: schemaList,
 	}
 	if err := reg.Register(s.calls); err != nil {
 		return nil, fmt.Errorf("admin metrics: %w", err)

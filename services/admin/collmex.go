@@ -129,10 +129,14 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 // createPing makes a single-type ping subscription as a Collmex line does,
 // noting its signing secret in created by its id.
 func (s *Service) createPing(ctx context.Context, org, system, typ, url string, active bool, created map[string]string) (string, error) {
+	last, err := s.eventsLast(ctx)
+	if err != nil {
+		return "", err
+	}
 	now := s.now().UTC()
 	sub := subs.Subscription{ID: subs.NewID(), Org: org, System: system, Name: system,
 		EventTypes: []string{typ}, Mode: subs.ModePing, URL: url, Active: active,
-		Secret: subs.NewSecret(), Created: now, Updated: now}
+		Secret: subs.NewSecret(), Created: now, Updated: now, RoutedFrom: last}
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return "", storeErr(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/filter"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
@@ -197,7 +198,8 @@ func (s *Service) redeliverDead(ctx context.Context, sub subs.Subscription, id, 
 }
 
 // redeliverEvents queues every event of the subscription's types stored in
-// the range, as for events that came while it was switched off.
+// the range that its filter passes now, as for events that came while it
+// was switched off.
 func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r *adminv1.TimeRange, mark string) (uint32, error) {
 	if r.GetSince() == nil {
 		return 0, invalid("events.since", "is required")
@@ -213,6 +215,13 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 	for _, t := range catalog.Expand(sub.EventTypes) {
 		filters = append(filters, bus.EventsSubject(sub.Org, t))
 	}
+	var prg *filter.Program
+	if sub.Filter != "" {
+		var err error
+		if prg, err = filter.Compile(sub.Filter); err != nil {
+			return 0, fmt.Errorf("filter of %s: %w", sub.ID, err)
+		}
+	}
 	var queued uint32
 	_, _, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
@@ -220,6 +229,16 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 		md, err := m.Metadata()
 		if err != nil || md.Timestamp.After(until) {
 			return true, nil
+		}
+		if prg != nil {
+			// One it cannot judge is left out, as the dispatcher leaves it.
+			in, err := filter.ParseInput(m.Data(), md.Timestamp)
+			if err != nil {
+				return false, nil
+			}
+			if ok, _ := prg.Match(in); !ok {
+				return false, nil
+			}
 		}
 		if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), mark)); err != nil {
 			return true, fmt.Errorf("queue again: %w", err)

@@ -192,6 +192,13 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	if err := s.book.DeleteOrg(ctx, id); err != nil {
 		return nil, bookErr(err)
 	}
+	schemas, err := s.schemaList.Org(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.schemas.DeleteOrg(ctx, schemas); err != nil {
+		return nil, err
+	}
 	keys, err := s.tenantList.Keys(ctx, id)
 	if err != nil {
 		return nil, err
@@ -202,7 +209,7 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 		}
 		return nil, err
 	}
-	for stream, filter := range map[string]string{bus.StreamEvents: bus.EventsOrgFilter(id), bus.StreamDeliveryLog: bus.DeliveryLogFilter(id, "")} {
+	for stream, filter := range map[string]string{bus.StreamEvents: bus.EventsOrgFilter(id), bus.StreamDeliveryLog: bus.DeliveryLogFilter(id, ""), bus.StreamStats: bus.StatsFilter(bus.StatsHour, id, ""), bus.StreamStatsMinute: bus.StatsFilter(bus.StatsMinute, id, "")} {
 		st, err := s.conn.JS.Stream(ctx, stream)
 		if err == nil {
 			err = st.Purge(ctx, jetstream.WithPurgeSubject(filter))

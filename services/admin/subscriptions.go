@@ -121,6 +121,9 @@ func checkSub(sub *subs.Subscription) error {
 		return err
 	}
 	sub.EventTypes = types
+	if err := checkFilter(sub.Filter); err != nil {
+		return err
+	}
 	if sub.Mode == subs.ModeQueue {
 		if sub.URL != "" {
 			return invalid("url", "a queue subscription has no URL: its events go into the queue queue_id names")
@@ -182,6 +185,9 @@ func checkPayload(sub *subs.Subscription) error {
 	case sub.MaxInFlight < 1 || sub.MaxInFlight > maxMaxInFlight:
 		return invalid("max_in_flight", "must be from 1 to %d", maxMaxInFlight)
 	}
+	if err := checkRate(*sub); err != nil {
+		return err
+	}
 	if len(sub.RetrySchedule) > maxRetries {
 		return invalid("retry_schedule", "at most %d retries", maxRetries)
 	}
@@ -218,6 +224,8 @@ func fromPB(in *adminv1.Subscription, sub *subs.Subscription, paths []string) {
 			sub.EventTypes = in.GetEventTypes()
 		case "url":
 			sub.URL = in.GetUrl()
+		case "filter":
+			sub.Filter = in.GetFilter()
 		case "table":
 			sub.Table = in.GetTable()
 		case "fields":
@@ -249,6 +257,10 @@ func fromPB(in *adminv1.Subscription, sub *subs.Subscription, paths []string) {
 			}
 		case "schedule":
 			sub.DailyAt, sub.TimeZone = in.GetSchedule().GetDailyAt(), in.GetSchedule().GetTimeZone()
+		case "rate_limit_per_second":
+			sub.RateLimit = int(in.GetRateLimitPerSecond())
+		case "rate_limit_burst":
+			sub.RateBurst = int(in.GetRateLimitBurst())
 		case "queue_id":
 			sub.QueueID = in.GetQueueId()
 		}
@@ -262,8 +274,8 @@ var (
 	}
 	// Fields any subscription may change, and those only payload or
 	// queue ones have.
-	commonPaths  = []string{"system", "name", "event_types", "url"}
-	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule", "schedule"}
+	commonPaths  = []string{"system", "name", "event_types", "url", "filter"}
+	payloadPaths = []string{"table", "fields", "conditions", "attributes", "headers", "timeout", "payload_format", "ordering", "max_in_flight", "retry_schedule", "schedule", "rate_limit_per_second", "rate_limit_burst"}
 	queuePaths   = []string{"queue_id"}
 )
 
@@ -317,7 +329,7 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		SubscriptionId: sub.ID, OrgId: sub.Org, System: sub.System, Name: sub.Name,
 		EventTypes: sub.EventTypes, Mode: modePB(sub.Mode), Url: sub.URL, Active: sub.Active,
 		CreateTime: timestamppb.New(sub.Created), UpdateTime: timestamppb.New(sub.Updated),
-		QueueId: sub.QueueID,
+		QueueId: sub.QueueID, Filter: sub.Filter,
 	}
 	if sub.Mode == subs.ModePayload {
 		pb.Table, pb.Fields, pb.Conditions = sub.Table, sub.Fields, sub.Conditions
@@ -337,6 +349,7 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 			pb.Ordering = adminv1.Ordering_ORDERING_ORDERED
 		}
 		pb.MaxInFlight = uint32(sub.MaxInFlight)
+		pb.RateLimitPerSecond, pb.RateLimitBurst = uint32(sub.RateLimit), uint32(sub.RateBurst)
 		for _, d := range sub.RetrySchedule {
 			pb.RetrySchedule = append(pb.RetrySchedule, durationpb.New(d))
 		}
@@ -386,6 +399,9 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if !ok {
 		return nil, invalid("mode", "must be DELIVERY_MODE_PING, DELIVERY_MODE_PAYLOAD or DELIVERY_MODE_QUEUE")
 	}
+	if err := rateOfMode(mode, in); err != nil {
+		return nil, err
+	}
 	// subscription.active cannot tell false from not given, so it is not
 	// read, but a request that sets it beside inactive contradicts itself.
 	if req.GetInactive() && in.GetActive() {
@@ -403,11 +419,12 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if err := s.checkQueue(ctx, sub); err != nil {
 		return nil, err
 	}
+	last, err := s.eventsLast(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sub.RoutedFrom = last
 	if sub.Ordered {
-		last, err := s.eventsLast(ctx)
-		if err != nil {
-			return nil, err
-		}
 		sub.OrderedFrom = last
 	}
 	if err := s.subs.Create(ctx, sub); err != nil {
@@ -473,6 +490,9 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	if err != nil {
 		return nil, err
 	}
+	if err := rateOfMode(current.Mode, in); err != nil {
+		return nil, err
+	}
 	allowed := pathsOf(current.Mode)
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
@@ -485,19 +505,23 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	}
 	// Switched to ordered, it delivers in order from the switch on, not the
 	// events since it was created; switched back, it finishes in order
-	// what came before the switch.
+	// what came before the switch. Given other types, it takes theirs from
+	// here on.
 	last, err := s.eventsLast(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sub, err := s.subs.Update(ctx, in.GetSubscriptionId(), func(sub *subs.Subscription) error {
-		was := sub.Ordered
+		was, types := sub.Ordered, slices.Clone(sub.EventTypes)
 		fromPB(in, sub, paths)
 		switch {
 		case sub.Ordered && !was:
 			sub.OrderedFrom = last
 		case was && !sub.Ordered:
 			sub.OrderedUntil = last
+		}
+		if !slices.Equal(types, sub.EventTypes) {
+			sub.RoutedFrom = last
 		}
 		sub.Updated = s.now().UTC()
 		if err := checkSub(sub); err != nil {
@@ -571,6 +595,12 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	if err != nil {
 		return before, err
 	}
+	var last uint64
+	if active {
+		if last, err = s.eventsLast(ctx); err != nil {
+			return before, err
+		}
+	}
 	sub, err := s.subs.Update(ctx, id, func(sub *subs.Subscription) error {
 		if sub.Active == active {
 			return nil
@@ -578,6 +608,7 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 		sub.Active = active
 		if active {
 			sub.DisabledReason = "" // switched on again by an admin
+			sub.RoutedFrom = max(sub.RoutedFrom, last)
 		}
 		sub.Updated = s.now().UTC()
 		return nil
@@ -637,30 +668,47 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	if typ != "" && !slices.Contains(sub.EventTypes, typ) {
 		return nil, invalid("event_type", "the subscription does not have %q", req.GetEventType())
 	}
+	now := s.now().UTC()
+	var sample event.Event
+	if raw := req.GetSampleEvent(); raw != "" {
+		if sample, err = sampleEvent(raw); err != nil {
+			return nil, err
+		}
+		if typ != "" && !slices.Contains(catalog.Expand([]string{typ}), sample.Type) {
+			return nil, invalid("sample_event", "is of type %q, not of event_type %q", sample.Type, typ)
+		}
+	} else {
+		if typ == "" {
+			typ = sub.EventTypes[0]
+		}
+		// Sample data with the fields the subscription picks, so none vanish.
+		data := map[string]any{"id": "DOC-1001", "status": "changed"}
+		for _, f := range sub.Fields {
+			data[f] = "…"
+		}
+		raw, _ := json.Marshal(data)
+		sample = event.Event{ID: "sample-1", Source: "/kurier/preview", Type: typ, Subject: "DOC-1001",
+			Time: now.Format(time.RFC3339Nano), Data: raw}
+	}
+	// A filter that cannot judge the sample lets it through no more than
+	// the dispatcher would.
+	pass, err := passes(sub, sample, now)
+	if err != nil {
+		s.log.Info("preview: the filter does not pass the sample", "subscription", sub.ID, "err", err)
+	}
+	matches := pass && slices.Contains(catalog.Expand(sub.EventTypes), sample.Type)
 	if sub.Mode == subs.ModePing {
 		// A ping is a GET on the URL exactly as configured, with no body.
-		return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL}, nil
+		return &adminv1.PreviewSubscriptionResponse{Method: "GET", Url: sub.URL, Matches: matches}, nil
 	}
-	if typ == "" {
-		typ = sub.EventTypes[0]
-	}
-	now := s.now().UTC()
-	// Sample data with the fields the subscription picks, so none vanish.
-	data := map[string]any{"id": "DOC-1001", "status": "changed"}
-	for _, f := range sub.Fields {
-		data[f] = "…"
-	}
-	raw, _ := json.Marshal(data)
-	sample := event.Event{ID: "sample-1", Source: "/kurier/preview", Type: typ, Subject: "DOC-1001",
-		Time: now.Format(time.RFC3339Nano), Data: raw}
 	if sub.Mode == subs.ModeQueue {
 		msg, err := queues.EventContent(sample, now)
 		if err != nil {
 			return nil, err
 		}
-		return &adminv1.PreviewSubscriptionResponse{SampleBody: string(msg)}, nil
+		return &adminv1.PreviewSubscriptionResponse{SampleBody: string(msg), Matches: matches}, nil
 	}
-	url, err := payload.RequestURL(sub.Spec(), typ)
+	url, err := payload.RequestURL(sub.Spec(), sample.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -668,5 +716,5 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	if err != nil {
 		return nil, err
 	}
-	return &adminv1.PreviewSubscriptionResponse{Method: "POST", Url: url, SampleBody: string(body)}, nil
+	return &adminv1.PreviewSubscriptionResponse{Method: "POST", Url: url, SampleBody: string(body), Matches: matches}, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/stats"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/webhook"
 )
@@ -42,6 +43,9 @@ type call struct {
 	// err: the request could not be made (its URL or body); send records
 	// that instead.
 	err error
+	// test: a test event's request, whose answer is kept even for a GET
+	// and which the figures of real deliveries do not count.
+	test bool
 }
 
 // outcome is what one attempt came to.
@@ -63,6 +67,7 @@ type sender struct {
 	log       *slog.Logger
 	m         *metrics
 	journal   *journal
+	stats     *tally
 }
 
 // send makes the request and describes it in the log record, whose
@@ -79,9 +84,12 @@ func (s *sender) send(ctx context.Context, c call) (outcome, dlog.Record) {
 		o = s.do(ctx, c, start)
 	}
 	took := time.Since(start)
-	s.m.duration.WithLabelValues(string(c.mode)).Observe(took.Seconds())
-	if o.ok() && !c.since.IsZero() {
-		s.m.lag.WithLabelValues(string(c.mode)).Observe(time.Since(c.since).Seconds())
+	if !c.test {
+		s.stats.add(c.sub, start, took, stats.ClassOf(o.status, o.err != nil && timedOut(o.err)))
+		s.m.duration.WithLabelValues(string(c.mode)).Observe(took.Seconds())
+		if o.ok() && !c.since.IsZero() {
+			s.m.lag.WithLabelValues(string(c.mode)).Observe(time.Since(c.since).Seconds())
+		}
 	}
 	rec.LatencyMS = float64(took.Microseconds()) / 1000
 	rec.Status, rec.Response = o.status, string(o.body)
@@ -121,7 +129,7 @@ func (s *sender) do(ctx context.Context, c call, now time.Time) outcome {
 	// Read a little more of the answer so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	o := outcome{status: resp.StatusCode, body: kept}
-	if c.body == nil {
+	if c.body == nil && !c.test {
 		o.body = nil // a ping's answer is not kept
 	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
@@ -203,8 +211,7 @@ func describe(err error) string {
 	if errors.Is(err, webhook.ErrForbiddenTarget) {
 		return "target address is not allowed (loopback, private or link-local; KURIER_ALLOW_PRIVATE_TARGETS=true allows it)"
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if timedOut(err) {
 		return "timeout"
 	}
 	var ue *url.Error
@@ -212,4 +219,11 @@ func describe(err error) string {
 		return ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// timedOut tells a request that got no answer in time from one that got
+// no connection.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -27,11 +27,12 @@ import (
 // alone, sends it as one POST of a JSON array (or several, past
 // digestMax), and sets the next day's timer.
 type digests struct {
-	js    jetstream.JetStream
-	index *index
-	send  *sender
-	fails *failures
-	log   *slog.Logger
+	js     jetstream.JetStream
+	index  *index
+	send   *sender
+	fails  *failures
+	limits *limits
+	log    *slog.Logger
 }
 
 // digestMax bounds one POST; more waiting goes in further POSTs at once.
@@ -65,6 +66,10 @@ func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	defer func() { _ = d.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, name) }()
 	for part := 0; ; part++ {
+		// Each POST counts against the subscription's rate.
+		if err := await(ctx, d.limits, sub); err != nil {
+			return again(time.Second, fmt.Errorf("digest waiting for its rate: %w", err))
+		}
 		tasks, err := fetchAll(cons, digestMax)
 		if err != nil {
 			return again(5*time.Second, fmt.Errorf("digest not gathered: %w", err))
@@ -84,6 +89,19 @@ func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
 			return nil // given up for today: tomorrow's digest takes the tasks
 		}
 	}
+}
+
+// digestCall is the POST of a digest of events (stored when stored) to a
+// daily subscription; its lag counted from since (none if zero).
+func digestCall(sub subs.Subscription, events []event.Event, stored []time.Time, msgID string, since time.Time) call {
+	spec := sub.Spec()
+	c := call{sub: sub, mode: subs.ModePayload, method: http.MethodPost, timeout: sub.Timeout, since: since, msgID: msgID,
+		rec: dlog.Record{EventTypes: sub.EventTypes}}
+	c.rec.URL, _ = payload.MaskedURL(spec, "digest")
+	if c.body, c.err = payload.Digest(spec, events, stored); c.err == nil {
+		c.url, c.err = payload.RequestURL(spec, "digest")
+	}
+	return c
 }
 
 // fetchAll takes up to max waiting tasks.
@@ -134,15 +152,9 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 		}
 		events, stored = append(events, ev), append(stored, at)
 	}
-	spec := sub.Spec()
-	c := call{sub: sub, mode: subs.ModePayload, method: http.MethodPost, timeout: sub.Timeout, since: oldest,
-		// The same id on every attempt of this digest.
-		msgID: "digest_" + sub.ID + "_" + strconv.FormatUint(dueSeq, 10) + "_" + strconv.Itoa(part),
-		rec:   dlog.Record{EventTypes: sub.EventTypes, EventID: "digest of " + strconv.Itoa(len(events)) + " events", Attempt: attempt}}
-	c.rec.URL, _ = payload.MaskedURL(spec, "digest")
-	if c.body, c.err = payload.Digest(spec, events, stored); c.err == nil {
-		c.url, c.err = payload.RequestURL(spec, "digest")
-	}
+	// The same id on every attempt of this digest.
+	c := digestCall(sub, events, stored, "digest_"+sub.ID+"_"+strconv.FormatUint(dueSeq, 10)+"_"+strconv.Itoa(part), oldest)
+	c.rec.EventID, c.rec.Attempt = "digest of "+strconv.Itoa(len(events))+" events", attempt
 	o, rec := d.send.send(ctx, c)
 	if o.ok() {
 		rec.Outcome = "delivered"

@@ -9,10 +9,12 @@
 //	ping.go        ping mode: coalescing timers, the due ping and its claim
 //	payload.go     payload mode: one attempt of a task, its retry as a scheduled message, dead letters
 //	partition.go   which replica delivers which subscriptions' tasks, within their in-flight limits
+//	ratelimit.go   each subscription's rate limit, kept by the replica that makes its requests
 //	ordered.go     ordered payload subscriptions, delivered in EVENTS' order
 //	digest.go      daily digests of payload subscriptions
 //	queue.go       queue mode: the event as a message in a pull queue
 //	attempt.go     the one place a request is made, classified, logged and counted
+//	testevent.go   test events on admin's request, made as real deliveries are
 //	metrics.go     what the dispatcher counts
 //	migrate.go     moving the tasks of the layout before partitions into them
 package dispatcher
@@ -56,19 +58,23 @@ type Config struct {
 	// DisableAfter switches a payload subscription off once every delivery
 	// has failed for that long.
 	DisableAfter time.Duration
+	// StatsInterval is how often the attempts counted are written to
+	// STATS, and so how late the statistics may be.
+	StatsInterval time.Duration
 }
 
 // DefaultConfig is what Kurier runs with unless told otherwise.
 func DefaultConfig() Config {
 	return Config{
-		NotifyDelay:  time.Minute,
-		MaxUnacked:   100,
-		PingTimeout:  10 * time.Second,
-		UserAgent:    "kurier/dev",
-		Workers:      256,
-		Senders:      4096,
-		Deliveries:   4096,
-		DisableAfter: 5 * 24 * time.Hour,
+		NotifyDelay:   time.Minute,
+		MaxUnacked:    100,
+		PingTimeout:   10 * time.Second,
+		UserAgent:     "kurier/dev",
+		Workers:       256,
+		Senders:       4096,
+		Deliveries:    4096,
+		DisableAfter:  5 * 24 * time.Hour,
+		StatsInterval: 10 * time.Second,
 	}
 }
 
@@ -91,12 +97,13 @@ type Service struct {
 	ordered  *ordered
 	digests  *digests
 	parts    *partitions
+	tests    *tester
 }
 
 // New makes the dispatcher; the streams and buckets must exist (bus.Ensure).
 func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 || cfg.Workers <= 0 || cfg.Senders <= 0 || cfg.Deliveries <= 0 {
-		return nil, errors.New("dispatcher: notify delay, max unacked, ping timeout, workers, senders and deliveries must be positive")
+	if cfg.NotifyDelay <= 0 || cfg.MaxUnacked <= 0 || cfg.PingTimeout <= 0 || cfg.Workers <= 0 || cfg.Senders <= 0 || cfg.Deliveries <= 0 || cfg.StatsInterval <= 0 {
+		return nil, errors.New("dispatcher: notify delay, max unacked, ping timeout, workers, senders, deliveries and stats interval must be positive")
 	}
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
@@ -126,20 +133,24 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	s.send = &sender{
 		client:    webhook.NewClient(webhook.ClientOptions{AllowPrivate: cfg.AllowPrivate}),
 		userAgent: cfg.UserAgent, log: log, m: &s.m, journal: newJournal(conn.JS, log),
+		stats: newTally(conn.JS, log, cfg.StatsInterval),
 	}
 	fails := &failures{subs: store, index: s.index, js: conn.JS, log: log, after: cfg.DisableAfter}
 	s.pings = &pinger{cfg: cfg, js: conn.JS, notify: notify, subs: store, index: s.index, send: s.send, log: log, m: &s.m}
-	s.ordered = &ordered{js: conn.JS, locks: locks, events: events, subs: store, index: s.index, log: log}
+	s.tests = &tester{pings: s.pings, send: s.send, log: log}
+	lim := newLimits()
+	filt := newFilters(log)
+	s.ordered = &ordered{js: conn.JS, locks: locks, events: events, subs: store, index: s.index, log: log, limits: lim, filters: filt}
 	space := &room{stream: deliveries, log: log}
 	s.payloads = &payloads{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log, room: space}
 	s.ordered.payloads = s.payloads
-	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log}
+	s.digests = &digests{js: conn.JS, index: s.index, send: s.send, fails: fails, log: log, limits: lim}
 	queue, err := newQueuer(ctx, conn, s.send)
 	if err != nil {
 		return nil, err
 	}
-	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked, room: space}
-	s.parts = newPartitions(conn.JS, deliveries, members, s.index, s.payloads, s.ordered, cfg.Deliveries, log, &s.m)
+	s.router = &router{js: conn.JS, index: s.index, pings: s.pings, queue: queue, m: &s.m, maxUnacked: cfg.MaxUnacked, room: space, filters: filt}
+	s.parts = newPartitions(conn.JS, deliveries, members, s.index, s.payloads, s.ordered, lim, cfg.Deliveries, log, &s.m)
 	s.ordered.holder = s.parts.id
 	known := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kurier_dispatch_subscriptions", Help: "Subscriptions the dispatcher knows of.",
@@ -147,7 +158,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kurier_retries_scheduled", Help: "Payload deliveries waiting for their next attempt (or, deferred, for a free slot) as scheduled messages.",
 	}, s.payloads.scheduled(deliveries))
-	if s.m, err = newMetrics(reg, known, waiting, queue.results); err != nil {
+	if s.m, err = newMetrics(reg, known, waiting, queue.results, filt.results); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -160,7 +171,13 @@ func (s *Service) Run(ctx context.Context) error {
 	// A replica restarted while NATS elects leaders waits for them rather
 	// than exit: each step below is retried until it is done.
 	if err := jet.Retry(ctx, s.log, "subscriptions", func(context.Context) error {
-		return s.index.watch(wctx, s.subs, s.log, s.parts.changed)
+		return s.index.watch(wctx, s.subs, s.log, s.parts.changed, func(e *entry) {
+			go func() {
+				_ = jet.Retry(wctx, s.log, "routing to subscription "+e.sub.ID, func(ctx context.Context) error {
+					return s.router.catchUp(ctx, e)
+				})
+			}()
+		})
 	}); err != nil {
 		return err
 	}
@@ -171,6 +188,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	go s.send.journal.run()
 	defer s.send.journal.close()
+	go s.send.stats.run()
+	defer s.send.stats.close()
 	// Work taken before a stop is finished, so it runs on a context that
 	// the stop does not cancel.
 	work := context.WithoutCancel(ctx)
@@ -220,6 +239,11 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	stopTests, err := s.tests.serve(work, s.conn.NC)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stopTests)
 	if err := jet.Retry(ctx, s.log, "partition consumers", s.parts.ensure); err != nil {
 		return err
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
+	"kurier.dev/services/internal/filter"
 	"kurier.dev/services/internal/subs"
 )
 
@@ -24,6 +26,13 @@ type entry struct {
 	// pendingUntil: a ping timer is known to run until then, so changes
 	// before it are covered without asking the stream. Guarded by mu.
 	pendingUntil time.Time
+	// filter decides which events of its types the subscription gets,
+	// compiled once per revision; filterErr, a stored filter that does
+	// not compile here, lets none through, as a filter failing at run
+	// time does. warned: a failure of this revision's filter was logged.
+	filter    *filter.Program
+	filterErr error
+	warned    atomic.Bool
 }
 
 // index holds the active subscriptions by org and event type, and the
@@ -89,6 +98,12 @@ func (x *index) state(id string) (subs.PingState, uint64) {
 // changed subscription gets a fresh entry, so nothing known of its timer
 // outlives a change such as switching it off and on.
 func (x *index) put(id string, sub *subs.Subscription) {
+	// Compiled before the lock: routing goes on meanwhile.
+	var prg *filter.Program
+	var perr error
+	if sub != nil && sub.Filter != "" {
+		prg, perr = filter.Compile(sub.Filter)
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old := x.byID[id]; old != nil {
@@ -112,7 +127,7 @@ func (x *index) put(id string, sub *subs.Subscription) {
 	if sub == nil {
 		return
 	}
-	e := &entry{sub: *sub}
+	e := &entry{sub: *sub, filter: prg, filterErr: perr}
 	x.byID[id] = e
 	if !sub.Active {
 		return
@@ -138,9 +153,11 @@ func (x *index) setState(id string, k knownState) {
 }
 
 // watch loads both buckets and keeps following them until ctx ends,
-// telling changed of every subscription that changes. It returns once the
-// initial contents are in, so no event is matched against an empty index.
-func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string)) error {
+// telling changed of every subscription that changes, and routable of one
+// that a change made take events it did not take before (its RoutedFrom
+// moved). It returns once the initial contents are in, so no event is
+// matched against an empty index.
+func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string), routable func(*entry)) error {
 	sw, err := store.Bucket().Watch(ctx, bus.SubKeys)
 	if err != nil {
 		return fmt.Errorf("watch subscriptions: %w", err)
@@ -151,7 +168,9 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 		return fmt.Errorf("watch ping state: %w", err)
 	}
 	ready := make(chan struct{}, 2)
-	follow := func(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) {
+	// apply is told whether the initial contents are in: what they hold
+	// was there before this replica matched any event.
+	follow := func(w jetstream.KeyWatcher, apply func(e jetstream.KeyValueEntry, loaded bool)) {
 		defer w.Stop()
 		loaded := false
 		for e := range w.Updates() {
@@ -162,10 +181,10 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 				}
 				continue
 			}
-			apply(e)
+			apply(e, loaded)
 		}
 	}
-	go follow(sw, func(e jetstream.KeyValueEntry) {
+	go follow(sw, func(e jetstream.KeyValueEntry, loaded bool) {
 		id, _ := bus.SubOfKey(e.Key())
 		defer changed(id)
 		if e.Operation() != jetstream.KeyValuePut {
@@ -177,9 +196,13 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 			log.Error("undecodable subscription", "key", e.Key(), "err", err)
 			return
 		}
+		old := x.get(id)
 		x.put(id, &sub)
+		if n := x.get(id); loaded && sub.Active && sub.RoutedFrom > 0 && (old == nil || old.sub.RoutedFrom != sub.RoutedFrom) {
+			routable(n)
+		}
 	})
-	go follow(stw, func(e jetstream.KeyValueEntry) {
+	go follow(stw, func(e jetstream.KeyValueEntry, _ bool) {
 		k := knownState{}
 		if e.Operation() == jetstream.KeyValuePut {
 			st, err := subs.ParseState(e.Value())

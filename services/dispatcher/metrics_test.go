@@ -58,7 +58,8 @@ func TestMetricsMove(t *testing.T) {
 	create(subs.ModePing, "ping-ok", "/ok", nil)
 	create(subs.ModePing, "ping-fail", "/fail", nil)
 	switchedOff := create(subs.ModePing, "ping-off", "/ok", nil)
-	create(subs.ModePayload, "ok", "/ok", nil)
+	// A filter that passes: kurier_filter_results_total.
+	create(subs.ModePayload, "ok", "/ok", func(s *subs.Subscription) { s.Filter = `subject != ""` })
 	create(subs.ModePayload, "dead", "/fail", func(s *subs.Subscription) { s.RetrySchedule = []time.Duration{100 * time.Millisecond} })
 	create(subs.ModePayload, "waiting", "/fail", func(s *subs.Subscription) { s.RetrySchedule = []time.Duration{time.Hour} })
 	create(subs.ModePayload, "gone", "/gone", nil)

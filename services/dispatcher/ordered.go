@@ -14,6 +14,7 @@ import (
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/filter"
 	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/internal/subs"
 )
@@ -34,6 +35,8 @@ type ordered struct {
 	subs     *subs.Store
 	index    *index
 	payloads *payloads
+	limits   *limits
+	filters  *filters
 	log      *slog.Logger
 
 	mu      sync.Mutex            // guards walking
@@ -181,6 +184,20 @@ func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
 				return 0, err
 			}
 			continue
+		}
+		// The walk reads every event of the types: the router's filtering
+		// made no task for one the filter leaves out, but the walk does
+		// not go by tasks.
+		if !o.filters.pass(e, func() (*filter.Input, error) { return filter.NewInput(ev, msg.Time), nil }) {
+			if st, rev, err = o.advance(ctx, id, st, rev, msg.Sequence, 0, time.Time{}); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		// The walk waits for its rate in its own goroutine, holding no
+		// request slot.
+		if err := await(ctx, o.limits, sub); err != nil {
+			return 0, err
 		}
 		attempt := st.Attempts + 1
 		task := bus.DeliveryTask(sub.ID, msg.Sequence, msg.Time, msg.Data, "")

@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"golang.org/x/time/rate"
 
 	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/subs"
@@ -65,6 +67,7 @@ type partitions struct {
 	index      *index
 	payloads   *payloads
 	ordered    *ordered
+	limits     *limits
 	log        *slog.Logger
 	m          *metrics
 	id         string        // this replica's key
@@ -78,8 +81,8 @@ type partitions struct {
 	handover sync.WaitGroup
 }
 
-func newPartitions(js jetstream.JetStream, deliveries jetstream.Stream, members jetstream.KeyValue, x *index, p *payloads, o *ordered, n int, log *slog.Logger, m *metrics) *partitions {
-	return &partitions{js: js, deliveries: deliveries, members: members, index: x, payloads: p, ordered: o, log: log, m: m,
+func newPartitions(js jetstream.JetStream, deliveries jetstream.Stream, members jetstream.KeyValue, x *index, p *payloads, o *ordered, l *limits, n int, log *slog.Logger, m *metrics) *partitions {
+	return &partitions{js: js, deliveries: deliveries, members: members, index: x, payloads: p, ordered: o, limits: l, log: log, m: m,
 		id: "d-" + nuid.Next(), slots: make(chan struct{}, n),
 		owned: map[int]*part{}, leaving: map[int]chan struct{}{}, seen: map[string]time.Time{}}
 }
@@ -314,11 +317,14 @@ type part struct {
 	closing bool
 }
 
-// gate keeps a subscription within its in-flight limit.
+// gate keeps a subscription within its in-flight limit and its rate.
 type gate struct {
 	inflight int
 	held     []heldTask
 	latency  time.Duration // of its requests, smoothed
+	// wake, while held tasks wait for their rate, starts them when it
+	// lets them go: they hold no request slot meanwhile.
+	wake *time.Timer
 }
 
 type heldTask struct {
@@ -356,10 +362,19 @@ func (ps *partitions) take(work context.Context, p int) (*part, error) {
 
 // changed wakes the walk of a subscription that is, or was until lately,
 // ordered: it may have events to deliver in order that no task will wake
-// it for.
+// it for. Held tasks are looked at again under the new limits, which may
+// let them go sooner.
 func (pt *part) changed(sub subs.Subscription) {
 	if sub.Mode == subs.ModePayload && sub.Active && !sub.Daily() && (sub.Ordered || sub.OrderedUntil > sub.OrderedFrom) {
 		pt.ps.ordered.wake(pt.ctx, &pt.wg, sub, nil)
+	}
+	pt.mu.Lock()
+	g := pt.gates[sub.ID]
+	pt.mu.Unlock()
+	if g != nil {
+		// Not in the watch's goroutine: starting a task may wait for a
+		// request slot.
+		go pt.woken(sub.ID, g)
 	}
 }
 
@@ -367,6 +382,7 @@ func (pt *part) changed(sub subs.Subscription) {
 func (ps *partitions) changed(id string) {
 	e := ps.index.get(id)
 	if e == nil {
+		ps.limits.forget(id)
 		return
 	}
 	ps.mu.Lock()
@@ -387,6 +403,9 @@ func (pt *part) close() {
 	for _, g := range pt.gates {
 		held = append(held, g.held...)
 		g.held = nil
+		if g.wake != nil {
+			g.wake.Stop()
+		}
 	}
 	pt.mu.Unlock()
 	for _, h := range held {
@@ -422,6 +441,7 @@ func (pt *part) take(m jetstream.Msg) {
 		pt.ps.ordered.wake(pt.ctx, &pt.wg, e.sub, m)
 		return
 	}
+	lim := pt.ps.limits.of(e.sub)
 	pt.mu.Lock()
 	if pt.closing {
 		pt.mu.Unlock()
@@ -435,17 +455,34 @@ func (pt *part) take(m jetstream.Msg) {
 	}
 	now := time.Now()
 	g.held = append(g.held, heldTask{m: m, since: now, touched: now})
-	pt.fill(id, g, limitOf(e.sub))
+	pt.fill(id, g, limitOf(e.sub), lim)
 }
 
 // limitOf is how many of a subscription's tasks may be out at once.
 func limitOf(sub subs.Subscription) int { return max(sub.MaxInFlight, 1) }
 
-// fill starts held tasks while the subscription is under its limit.
-// pt.mu must be held; fill unlocks it.
-func (pt *part) fill(id string, g *gate, limit int) {
+// limitsOf answers a subscription's in-flight limit and rate as this
+// replica knows them.
+func (pt *part) limitsOf(id string) (int, *rate.Limiter) {
+	e := pt.ps.index.get(id)
+	if e == nil {
+		return 1, nil
+	}
+	return limitOf(e.sub), pt.ps.limits.of(e.sub)
+}
+
+// fill starts held tasks while the subscription is under its limit and
+// its rate lets them go; when the rate holds them back, the gate's timer
+// starts them later. pt.mu must be held; fill unlocks it.
+func (pt *part) fill(id string, g *gate, limit int, lim *rate.Limiter) {
 	var next []jetstream.Msg
 	for !pt.closing && len(g.held) > 0 && g.inflight < limit {
+		if wait := admit(lim, time.Now()); wait > 0 {
+			if g.wake == nil {
+				g.wake = time.AfterFunc(wait, func() { pt.woken(id, g) })
+			}
+			break
+		}
 		next = append(next, g.held[0].m)
 		g.held = g.held[1:]
 		g.inflight++
@@ -486,25 +523,38 @@ func (pt *part) attempt(id string, m jetstream.Msg) {
 	run(pt.work, pt.ps.log, pt.ps.payloads, m)
 }
 
+// woken starts the held tasks of a subscription that its limits let go
+// now: at its gate's timer, or when the subscription changed.
+func (pt *part) woken(id string, g *gate) {
+	limit, lim := pt.limitsOf(id)
+	pt.mu.Lock()
+	if pt.gates[id] != g {
+		pt.mu.Unlock()
+		return // gone meanwhile; a new gate has a timer of its own
+	}
+	if g.wake != nil {
+		g.wake.Stop()
+		g.wake = nil
+	}
+	pt.fill(id, g, limit, lim)
+}
+
 // done frees a subscription's slot and answers the held task to deliver
 // next in it, if any; more slots, as after a raised limit, get
 // goroutines of their own.
 func (pt *part) done(id string, took time.Duration) jetstream.Msg {
-	limit := 1
-	if e := pt.ps.index.get(id); e != nil {
-		limit = limitOf(e.sub)
-	}
+	limit, lim := pt.limitsOf(id)
 	pt.mu.Lock()
 	g := pt.gates[id]
 	g.latency = (4*g.latency + took) / 5
 	var next jetstream.Msg
-	if !pt.closing && len(g.held) > 0 && g.inflight <= limit {
+	if !pt.closing && len(g.held) > 0 && g.inflight <= limit && admit(lim, time.Now()) == 0 {
 		next = g.held[0].m
 		g.held = g.held[1:]
 	} else {
 		g.inflight--
 	}
-	pt.fill(id, g, limit)
+	pt.fill(id, g, limit, lim)
 	return next
 }
 
@@ -526,11 +576,24 @@ func (pt *part) sweep(ctx context.Context) {
 			continue
 		}
 		limit := limitOf(e.sub)
-		if now.Sub(g.held[0].since) >= holdAge && len(g.held) > limit {
-			excess := g.held[limit:]
-			g.held = slices.Clone(g.held[:limit])
-			// When its requests will have worked through the excess.
+		// A rate-limited subscription keeps what its rate lets go within
+		// holdAge and stores the rest again at once: its rate, not a
+		// slow receiver, is what holds it back, so there is no waiting to
+		// see whether it catches up.
+		keep, perSec, burst := limit, 0.0, 0
+		if r, b := rateOf(e.sub); r != rate.Inf {
+			perSec, burst = float64(r), b
+			keep = max(limit, burst+int(perSec*holdAge.Seconds()))
+		}
+		if len(g.held) > keep && (perSec > 0 || now.Sub(g.held[0].since) >= holdAge) {
+			excess := g.held[keep:]
+			g.held = slices.Clone(g.held[:keep])
+			// When its requests will have worked through the excess, or
+			// its rate let them go.
 			wait := time.Duration(len(excess)) * g.latency / time.Duration(limit)
+			if perSec > 0 {
+				wait = max(wait, time.Duration(float64(len(excess))/perSec*float64(time.Second)))
+			}
 			moves = append(moves, move{e.sub, excess, min(max(wait, time.Second), 10*time.Minute)})
 		}
 		for i := range g.held {
@@ -541,11 +604,19 @@ func (pt *part) sweep(ctx context.Context) {
 		}
 	}
 	pt.mu.Unlock()
+	// Each subscription's tasks are stored with one wait: the partitions'
+	// loop that sweeps also renews this replica's key, and thousands of
+	// round trips would hold it up past the key's life.
 	for _, mv := range moves {
+		moved := make([]*nats.Msg, len(mv.tasks))
 		for i, h := range mv.tasks {
 			at := now.Add(time.Second + mv.wait*time.Duration(i+1)/time.Duration(len(mv.tasks)))
 			deferred, _ := strconv.Atoi(h.m.Headers().Get(bus.HeaderDeferred))
-			settle(pt.ps.log, h.m, pt.ps.payloads.retry(ctx, mv.sub, msgOf(h.m), attemptsOf(h.m.Headers()), deferred+1, at))
+			moved[i] = retryTask(mv.sub, msgOf(h.m), attemptsOf(h.m.Headers()), deferred+1, at)
+		}
+		err := pt.ps.payloads.store(ctx, moved...)
+		for _, h := range mv.tasks {
+			settle(pt.ps.log, h.m, err)
 		}
 	}
 }

@@ -118,6 +118,11 @@ func (p *payloads) deliver(ctx context.Context, sub subs.Subscription, ev event.
 
 // attempt POSTs one event to a payload subscription.
 func (p *payloads) attempt(ctx context.Context, sub subs.Subscription, ev event.Event, stored time.Time, attempt int) (outcome, dlog.Record) {
+	return p.send.send(ctx, payloadCall(sub, ev, stored, attempt))
+}
+
+// payloadCall is the POST of one event to a payload subscription.
+func payloadCall(sub subs.Subscription, ev event.Event, stored time.Time, attempt int) call {
 	spec := sub.Spec()
 	rec := dlog.Record{EventTypes: []string{ev.Type}, EventID: ev.ID, Attempt: attempt}
 	rec.URL, _ = payload.MaskedURL(spec, ev.Type)
@@ -127,25 +132,31 @@ func (p *payloads) attempt(ctx context.Context, sub subs.Subscription, ev event.
 	if c.url, c.err = payload.RequestURL(spec, ev.Type); c.err == nil {
 		c.body, c.err = payload.Body(spec, ev, stored)
 	}
-	return p.send.send(ctx, c)
+	return c
 }
 
 // retry stores a task's next attempt, to be made at at (after attempts so
 // far), as a message the server holds until then.
 func (p *payloads) retry(ctx context.Context, sub subs.Subscription, t *nats.Msg, attempts, deferred int, at time.Time) error {
-	if time.Until(at) < 10*time.Millisecond {
-		return p.store(ctx, bus.Again(t, sub.ID, bus.DeliverSubject(sub.ID), attempts, deferred, time.Time{}, "now"))
-	}
-	return p.store(ctx, bus.Again(t, sub.ID, bus.RetrySubject(sub.ID, bus.RetryKey(sub.ID, t.Header)), attempts, deferred, at, "at"))
+	return p.store(ctx, retryTask(sub, t, attempts, deferred, at))
 }
 
-// store stores a task; when it cannot, the task it comes from comes again.
-func (p *payloads) store(ctx context.Context, t *nats.Msg) error {
-	if err := p.room.take(ctx, t); err != nil {
+// retryTask is the task t again, due at at.
+func retryTask(sub subs.Subscription, t *nats.Msg, attempts, deferred int, at time.Time) *nats.Msg {
+	if time.Until(at) < 10*time.Millisecond {
+		return bus.Again(t, sub.ID, bus.DeliverSubject(sub.ID), attempts, deferred, time.Time{}, "now")
+	}
+	return bus.Again(t, sub.ID, bus.RetrySubject(sub.ID, bus.RetryKey(sub.ID, t.Header)), attempts, deferred, at, "at")
+}
+
+// store stores tasks with one wait; when it cannot, the tasks they come
+// from come again.
+func (p *payloads) store(ctx context.Context, ts ...*nats.Msg) error {
+	if err := p.room.take(ctx, ts...); err != nil {
 		return err
 	}
-	if _, err := p.js.PublishMsg(ctx, t); err != nil && !jet.IsDuplicate(err) {
-		return again(time.Second, fmt.Errorf("store task on %s: %w", t.Subject, err))
+	if err := jet.PublishAll(ctx, p.js, ts); err != nil {
+		return again(time.Second, fmt.Errorf("store tasks: %w", err))
 	}
 	return nil
 }

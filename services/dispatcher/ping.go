@@ -137,9 +137,7 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	p.index.setState(id, knownState{st: st, rev: rev})
 	// The timer was set NotifyDelay before it fired, by the change that
 	// started it: the ping's lag starts there.
-	o, rec := p.send.send(ctx, call{sub: sub, mode: subs.ModePing, method: http.MethodGet, url: sub.URL,
-		msgID: fmt.Sprintf("ping_%s_%d", id, seq), timeout: p.cfg.PingTimeout, since: md.Timestamp.Add(-p.cfg.NotifyDelay),
-		rec: dlog.Record{EventTypes: sub.EventTypes}})
+	o, rec := p.send.send(ctx, p.request(sub, fmt.Sprintf("ping_%s_%d", id, seq), md.Timestamp.Add(-p.cfg.NotifyDelay)))
 	rec.Unacked = st.Unacked
 	started := st.ClaimAt
 	st, rev, err = p.subs.UpdateStateFrom(ctx, id, st, rev, func(st *subs.PingState) error {
@@ -170,6 +168,13 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	p.send.record(rec, outcome)
 	return nil
+}
+
+// request is a ping of sub: a signed GET of its URL, its lag counted from
+// since (none if zero).
+func (p *pinger) request(sub subs.Subscription, msgID string, since time.Time) call {
+	return call{sub: sub, mode: subs.ModePing, method: http.MethodGet, url: sub.URL,
+		msgID: msgID, timeout: p.cfg.PingTimeout, since: since, rec: dlog.Record{EventTypes: sub.EventTypes}}
 }
 
 // claim decides whether the due message seq may ping now, and if so

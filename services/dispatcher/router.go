@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
@@ -28,6 +30,7 @@ type router struct {
 	m          *metrics
 	maxUnacked int
 	room       *room
+	filters    *filters
 }
 
 func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
@@ -40,10 +43,19 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 		return errNoMetadata
 	}
 	r.m.events.Inc()
+	return r.route(ctx, m, md, r.index.match(org, typ))
+}
+
+// route hands an event to each of the subscriptions it matched.
+func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, matched []*entry) error {
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	var tasks []*nats.Msg
-	for _, e := range r.index.match(org, typ) {
+	input := eventInput(m.Data(), md.Timestamp)
+	for _, e := range matched {
+		if !r.filters.pass(e, input) {
+			continue
+		}
 		var step func() error
 		switch e.sub.Mode {
 		case subs.ModeQueue:
@@ -82,6 +94,36 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 		return again(time.Second, *err)
 	}
 	return nil
+}
+
+// catchUp routes to a subscription the events stored after its
+// RoutedFrom. Writing a subscription and storing an event meet in no order
+// a router could wait for: an event posted right after CreateSubscription
+// answered may have been matched before this replica saw the subscription,
+// and it must not be missed. The read ends with the events stored when it
+// began; the router matches every later one, since it sees the
+// subscription now. Routing an event twice is harmless (see router).
+func (r *router) catchUp(ctx context.Context, e *entry) error {
+	types := catalog.Expand(e.sub.EventTypes)
+	subjects := make([]string, len(types))
+	for i, t := range types {
+		subjects[i] = bus.EventsSubject(e.sub.Org, t)
+	}
+	_, _, err := jet.Read(ctx, r.js, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    e.sub.RoutedFrom + 1,
+	}, math.MaxInt, func(m jetstream.Msg) (bool, error) {
+		if r.index.get(e.sub.ID) != e {
+			return true, nil // changed again: a catch-up of its own follows if it needs one
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return true, errNoMetadata
+		}
+		return false, r.route(ctx, m, md, []*entry{e})
+	})
+	return err
 }
 
 // task is an event's delivery task for a payload subscription: in its

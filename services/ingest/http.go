@@ -102,6 +102,9 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return 0, invalid(err)
 	}
+	if err := s.conform(key.Org, events, mode == event.MediaBatch); err != nil {
+		return 0, err
+	}
 	res, err := s.store(ctx, key.Org, events)
 	if err != nil {
 		return 0, err

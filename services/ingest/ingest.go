@@ -21,6 +21,7 @@ import (
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/ratelimit"
+	"kurier.dev/services/internal/schema"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
@@ -77,6 +78,7 @@ type Service struct {
 	subs     *subs.Store
 	feeds    jetstream.KeyValue
 	events   jetstream.Stream
+	schemas  *schema.Registry
 	log      *slog.Logger
 	inflight *semaphore.Weighted
 	limit    *ratelimit.Limiter
@@ -107,6 +109,14 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
+	schemaStore, err := schema.Open(ctx, conn.JS)
+	if err != nil {
+		return nil, err
+	}
+	schemas, err := schemaStore.Registry(ctx, log)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.MaxInflight < int64(cfg.MaxBatchBytes) {
 		return nil, fmt.Errorf("ingest: in-flight limit %d is below the batch size limit %d", cfg.MaxInflight, cfg.MaxBatchBytes)
 	}
@@ -121,6 +131,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 		subs:     subStore,
 		feeds:    feeds,
 		events:   events,
+		schemas:  schemas,
 		log:      log,
 		inflight: semaphore.NewWeighted(cfg.MaxInflight),
 		limit:    limit,

@@ -102,7 +102,9 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	}
 	lim := event.Limits{MaxData: s.cfg.MaxData}
 	var events []event.Event
+	batch := false
 	if b := bytes.TrimLeft(m.Data, " \t\r\n"); len(b) > 0 && b[0] == '[' {
+		batch = true
 		if len(m.Data) > s.cfg.MaxBatchBytes {
 			return Result{}, tooLarge("body", s.cfg.MaxBatchBytes)
 		}
@@ -117,6 +119,9 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	}
 	if err != nil {
 		return Result{}, invalid(err)
+	}
+	if err := s.conform(org, events, batch); err != nil {
+		return Result{}, err
 	}
 	return s.store(ctx, org, events)
 }

@@ -94,6 +94,8 @@ func bind(r role, set *config.Set, s *settings) {
 	set.Bytes(&mb.DeadLetters, "dead-letters-max-bytes", "KURIER_DEAD_LETTERS_MAX_BYTES", mb.DeadLetters, "bytes of dead letters kept (DEAD_LETTERS); the oldest go first")
 	set.Bytes(&mb.Queues, "queues-max-bytes", "KURIER_QUEUES_MAX_BYTES", mb.Queues, "bytes all pull queues hold together (QUEUES); full, posts are refused with 503")
 	set.Bytes(&mb.SyncJournal, "sync-journal-max-bytes", "KURIER_SYNC_JOURNAL_MAX_BYTES", mb.SyncJournal, "bytes of address-book changes under way (SYNC_JOURNAL); full, syncs are refused")
+	set.Bytes(&mb.Stats, "stats-max-bytes", "KURIER_STATS_MAX_BYTES", mb.Stats, "bytes of hourly delivery statistics (STATS), for the last day and week; the oldest go first")
+	set.Bytes(&mb.StatsMinutes, "stats-minutes-max-bytes", "KURIER_STATS_MINUTES_MAX_BYTES", mb.StatsMinutes, "bytes of delivery statistics by minute (STATS_MINUTES), for the last hour; the oldest go first")
 	if r.runs("admin") {
 		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
 		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
@@ -109,6 +111,7 @@ func bind(r role, set *config.Set, s *settings) {
 		set.Int(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
 		set.Duration(&s.dispatcher.PingTimeout, "ping-timeout", "KURIER_PING_TIMEOUT", s.dispatcher.PingTimeout, "how long a ping may take")
 		set.Duration(&s.dispatcher.DisableAfter, "disable-after", "KURIER_DISABLE_AFTER", s.dispatcher.DisableAfter, "switch a payload subscription off once every delivery has failed for this long")
+		set.Duration(&s.dispatcher.StatsInterval, "stats-interval", "KURIER_STATS_INTERVAL", s.dispatcher.StatsInterval, "how often delivery statistics are written, and so how late they may be")
 		set.Bool(&s.dispatcher.AllowPrivate, "allow-private-targets", "KURIER_ALLOW_PRIVATE_TARGETS", false, "let webhooks reach loopback and private addresses (local receivers)")
 	}
 	if r.runs("ingest") {

@@ -35,6 +35,8 @@ var flagWords = map[string]map[string][]string{
 	"sub update":        {"format": formatWords.allowed()},
 	"person create":     {"mode": fieldModeWords.allowed()},
 	"deliveries export": {"format": {"jsonl"}},
+	"sub stats":         {"window": windowWords.allowed()},
+	"org stats":         {"window": windowWords.allowed()},
 }
 
 // argWords are the words the argument of a command may be, where they are

@@ -1169,10 +1169,11 @@ func TestSubPreview(t *testing.T) {
 	r := ctlAt(t, addr, "sub", "preview", id).ok(t)
 	got := lines(r.stdout)
 	wantURL := "POST https://example.com/hook?src=kurier&event=invoice.changed&table=Auftrag&conditions=status%3D%27open%27&mandant=7&token=s3%3Dcr%2Cet&lang=de"
-	if len(got) < 4 || got[0] != wantURL || got[1] != "" || got[2] != "{" || got[len(got)-1] != "}" {
-		t.Fatalf("sub preview printed\n%s\nwant first\n%s\nthen an indented body", r.stdout, wantURL)
+	if len(got) < 6 || got[0] != wantURL || got[1] != "" || got[2] != "{" || got[len(got)-3] != "}" ||
+		got[len(got)-1] != "The sample event would be delivered: it is of the subscription's types and its filter passes it." {
+		t.Fatalf("sub preview printed\n%s\nwant first\n%s\nthen an indented body, then that the sample would be delivered", r.stdout, wantURL)
 	}
-	body := strings.Join(got[2:], "\n")
+	body := strings.Join(got[2:len(got)-2], "\n")
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(body), &doc); err != nil || doc["mandant"] != "7" {
 		t.Errorf("sample body is not the flat JSON object with the attributes (%v):\n%s", err, body)
@@ -1193,7 +1194,7 @@ func TestSubPreview(t *testing.T) {
 	r = ctlAt(t, addr, "sub", "create", "--mode", "ping", "--org", "acme", "--system", "shop", "--type", "5", "--url", "https://example.com/ping", "-o", "json").ok(t)
 	ping := unmarshal[adminv1.CreateSubscriptionResponse](t, r.stdout).GetSubscription().GetSubscriptionId()
 	r = ctlAt(t, addr, "sub", "preview", ping).ok(t)
-	if r.stdout != "GET https://example.com/ping\n" {
+	if r.stdout != "GET https://example.com/ping\n\nThe sample event would be delivered: it is of the subscription's types and its filter passes it.\n" {
 		t.Errorf("sub preview of a ping subscription = %q", r.stdout)
 	}
 }

@@ -79,13 +79,16 @@ type command struct {
 // commands lists every command in the order usage shows them.
 var commands = func() []*command {
 	cs := append([]*command{}, orgCommands...)
+	cs = append(cs, orgStatsCommand)
 	cs = append(cs, keyCommands...)
 	cs = append(cs, subCommands...)
+	cs = append(cs, subStatsCommand)
 	cs = append(cs, applyCommand)
 	cs = append(cs, deliveryCommands...)
 	cs = append(cs, deadLetterCommands...)
 	cs = append(cs, personCommands...)
 	cs = append(cs, queueCommands...)
+	cs = append(cs, typeCommands...)
 	cs = append(cs, receiveCommand)
 	cs = append(cs, &command{
 		path:     "version",

@@ -250,6 +250,13 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 		add("FORMAT", formatWords.word(s.GetPayloadFormat().Number()))
 		add("ORDERING", orderingWords.word(s.GetOrdering().Number()))
 		add("MAX IN FLIGHT", strconv.FormatUint(uint64(s.GetMaxInFlight()), 10))
+		if r := s.GetRateLimitPerSecond(); r > 0 {
+			burst := s.GetRateLimitBurst()
+			if burst == 0 {
+				burst = r // the API's 0: the limit itself
+			}
+			add("RATE LIMIT", fmt.Sprintf("%d/s, burst %d", r, burst))
+		}
 		var retries []string
 		for _, d := range s.GetRetrySchedule() {
 			retries = append(retries, span(d.AsDuration()))
@@ -261,6 +268,9 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 	}
 	if s.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_QUEUE {
 		add("QUEUE", s.GetQueueId())
+	}
+	if s.GetFilter() != "" {
+		add("FILTER", s.GetFilter())
 	}
 	if s.GetFailingSince() != nil {
 		add("FAILING SINCE", when(s.GetFailingSince()))
@@ -328,20 +338,30 @@ func (p *printer) rotated(resp *adminv1.RotateSecretResponse) error {
 	return err
 }
 
-// preview shows a delivery's request line, then its sample body indented.
+// preview shows a delivery's request line, then its sample body indented,
+// then whether the sample event would be delivered.
 func (p *printer) preview(resp *adminv1.PreviewSubscriptionResponse) error {
 	if p.format == "json" {
 		return p.json(resp)
 	}
-	if _, err := fmt.Fprintf(p.w, "%s %s\n", resp.GetMethod(), resp.GetUrl()); err != nil || resp.GetSampleBody() == "" {
+	if _, err := fmt.Fprintf(p.w, "%s %s\n", resp.GetMethod(), resp.GetUrl()); err != nil {
 		return err
 	}
-	var body bytes.Buffer
-	if err := json.Indent(&body, []byte(resp.GetSampleBody()), "", "  "); err != nil {
-		body.Reset()
-		body.WriteString(resp.GetSampleBody()) // not JSON: as it is
+	if resp.GetSampleBody() != "" {
+		var body bytes.Buffer
+		if err := json.Indent(&body, []byte(resp.GetSampleBody()), "", "  "); err != nil {
+			body.Reset()
+			body.WriteString(resp.GetSampleBody()) // not JSON: as it is
+		}
+		if _, err := fmt.Fprintf(p.w, "\n%s\n", strings.TrimRight(body.String(), "\n")); err != nil {
+			return err
+		}
 	}
-	_, err := fmt.Fprintf(p.w, "\n%s\n", strings.TrimRight(body.String(), "\n"))
+	verdict := "would be delivered: it is of the subscription's types and its filter passes it"
+	if !resp.GetMatches() {
+		verdict = "would not be delivered: it is not of the subscription's types, or its filter does not pass it"
+	}
+	_, err := fmt.Fprintf(p.w, "\nThe sample event %s.\n", verdict)
 	return err
 }
 

@@ -126,6 +126,24 @@ func bindPayloadFlags(fs *flag.FlagSet, clears bool) *payloadFlags {
 			p.sub.MaxInFlight = uint32(n)
 			return nil
 		})
+	p.flag(fs, "rate-limit", "rate_limit_per_second", "at most `N` requests a second, 0 to 10000, across all dispatchers; the rest wait (default 0: no limit)",
+		func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			p.sub.RateLimitPerSecond = uint32(n)
+			return nil
+		})
+	p.flag(fs, "rate-burst", "rate_limit_burst", "with --rate-limit, up to `N` requests at once before the limit applies (default 0: the limit itself)",
+		func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			p.sub.RateLimitBurst = uint32(n)
+			return nil
+		})
 	p.flag(fs, "retry", "retry_schedule", "the `delays` before each retry, such as 0,5s,5m,2h,1d; comma-separated or repeated (by default 0,5s,5m,30m,2h,5h,10h,14h,20h,24h, each ±20%)"+empty("restores the default"),
 		func(v string) error {
 			if strings.TrimSpace(v) == "" {

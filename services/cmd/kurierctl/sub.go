@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -18,7 +20,7 @@ const typeUsage = "event `types`: dotted names such as invoice.changed, or Collm
 var subCommands = []*command{
 	{
 		path:     "sub create",
-		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] (--url <url> | --mode queue --queue <queue-id>) [--name "…"] [--mode payload|ping|queue] [--inactive] [payload flags]`,
+		synopsis: `sub create --org <org-id> --system <name> --type invoice.changed[,5,…] [--type …] (--url <url> | --mode queue --queue <queue-id>) [--name "…"] [--mode payload|ping|queue] [--filter <expr>] [--inactive] [payload flags]`,
 		about: "Subscribes an external system to event types and prints the subscription, active\n" +
 			"unless --inactive, with its signing secret. The secret is shown only this once.\n" +
 			"Collmex event codes 1-9 stand for the types they name. By default (--mode payload)\n" +
@@ -27,7 +29,8 @@ var subCommands = []*command{
 			"sub preview shows one. With --mode ping, the URL gets a GET a while after a change\n" +
 			"and the system reads the change feed (Collmex); a system can have only one ping\n" +
 			"subscription per event type. With --mode queue, each event becomes a message in\n" +
-			"the org's queue that --queue names (kurierctl queue list).",
+			"the org's queue that --queue names (kurierctl queue list). --filter delivers only\n" +
+			"the events a CEL expression is true for, in every mode.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			org := fs.String("org", "", "the `org-id` the subscription belongs to (required)")
 			system := fs.String("system", "", "the external system's `name`, 1-20 characters (required)")
@@ -39,6 +42,7 @@ var subCommands = []*command{
 			mode := modeFlag(adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD)
 			fs.Var(&mode, "mode", "the delivery `mode`: "+strings.Join(modeWords.allowed(), ", ")+" (default payload)")
 			inactive := fs.Bool("inactive", false, "create it switched off; sub activate switches it on")
+			filter := fs.String("filter", "", filterUsage)
 			payload := bindPayloadFlags(fs, false)
 			return func(ctx context.Context, s *session, _ []string) error {
 				queueMode := adminv1.DeliveryMode(mode) == adminv1.DeliveryMode_DELIVERY_MODE_QUEUE
@@ -63,7 +67,7 @@ var subCommands = []*command{
 				}
 				in := payload.sub
 				in.OrgId, in.System, in.Name, in.EventTypes = *org, *system, *name, types
-				in.Mode, in.Url, in.QueueId = adminv1.DeliveryMode(mode), *url, *queue
+				in.Mode, in.Url, in.QueueId, in.Filter = adminv1.DeliveryMode(mode), *url, *queue, *filter
 				resp, err := api.CreateSubscription(ctx, &adminv1.CreateSubscriptionRequest{Subscription: in, Inactive: *inactive})
 				if err != nil {
 					return err
@@ -124,19 +128,20 @@ var subCommands = []*command{
 	{
 		path:     "sub update",
 		args:     []string{"subscription-id"},
-		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>] [--queue <queue-id>] [payload flags]",
+		synopsis: "sub update <subscription-id> [--system <name>] [--name \"…\"] [--type …] [--url <url>] [--queue <queue-id>] [--filter <expr>] [payload flags]",
 		about: "Changes the fields given as flags and leaves the others as they are. The types\n" +
 			"given replace the subscription's types, and so do the fields, attributes, headers\n" +
 			"and retry delays of a payload subscription: give the whole new list. sub activate\n" +
 			"and deactivate switch it on and off.",
 		setup: func(fs *flag.FlagSet) runFunc {
-			var system, name, url, queue optString
+			var system, name, url, queue, filter optString
 			var types typeList
 			fs.Var(&system, "system", "the external system's new `name`")
 			fs.Var(&name, "name", "the new `text` saying what the subscription is for; \"\" clears it")
 			fs.Var(&types, "type", "the new "+typeUsage)
 			fs.Var(&url, "url", "the new http or https `url`")
 			fs.Var(&queue, "queue", "the new `queue-id` of a queue subscription")
+			fs.Var(&filter, "filter", "the new "+filterUsage+"; \"\" clears it")
 			payload := bindPayloadFlags(fs, true)
 			return func(ctx context.Context, s *session, args []string) error {
 				in := payload.sub
@@ -157,11 +162,14 @@ var subCommands = []*command{
 				if queue.set {
 					in.QueueId, mask = queue.v, append(mask, "queue_id")
 				}
+				if filter.set {
+					in.Filter, mask = filter.v, append(mask, "filter")
+				}
 				mask = append(mask, payload.mask...)
 				// The server reads an empty mask as "all fields", which
 				// would clear whatever no flag gave.
 				if len(mask) == 0 {
-					return usageErrorf("sub update needs at least one of --system, --name, --type, --url, --queue, or a payload flag such as --table")
+					return usageErrorf("sub update needs at least one of --system, --name, --type, --url, --queue, --filter, or a payload flag such as --table")
 				}
 				// The mode is the server's to know; it refuses payload
 				// settings for other subscriptions.
@@ -207,6 +215,7 @@ var subCommands = []*command{
 	},
 	setActiveCommand(true),
 	setActiveCommand(false),
+	subTestCommand,
 	{
 		path:     "sub rotate-secret",
 		args:     []string{"subscription-id"},
@@ -231,17 +240,28 @@ var subCommands = []*command{
 	{
 		path:     "sub preview",
 		args:     []string{"subscription-id"},
-		synopsis: "sub preview <subscription-id> [--type <type>]",
+		synopsis: "sub preview <subscription-id> [--type <type>] [--event <file>]",
 		about: "Shows the request a delivery makes: the method and the exact URL, with the GET part\n" +
-			"of a payload subscription (profacto's \"Muster-URL\"), then a sample body.",
+			"of a payload subscription (profacto's \"Muster-URL\"), then a sample body, and\n" +
+			"whether the sample event would be delivered: of the subscription's types and\n" +
+			"passing its filter. --event tries a CloudEvent of your own (JSON, as ingest takes\n" +
+			"it) instead of the generated sample.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			typ := fs.String("type", "", "the event `type` to show (default the subscription's first)")
+			file := fs.String("event", "", "a `file` holding a CloudEvent as JSON to preview with, - for standard input")
 			return func(ctx context.Context, s *session, args []string) error {
+				var sample string
+				if *file != "" {
+					var err error
+					if sample, err = readSample(*file, s.in); err != nil {
+						return err
+					}
+				}
 				api, err := s.api()
 				if err != nil {
 					return err
 				}
-				resp, err := api.PreviewSubscription(ctx, &adminv1.PreviewSubscriptionRequest{SubscriptionId: args[0], EventType: *typ})
+				resp, err := api.PreviewSubscription(ctx, &adminv1.PreviewSubscriptionRequest{SubscriptionId: args[0], EventType: *typ, SampleEvent: sample})
 				if err != nil {
 					return err
 				}
@@ -249,6 +269,34 @@ var subCommands = []*command{
 			}
 		},
 	},
+}
+
+const filterUsage = "a CEL `expression` an event must be true for to be delivered (or, for ping, to start a ping), over type, subject, source, id, time and data, such as 'data.total > 1000.0 && subject.startsWith(\"INV-\")'"
+
+// maxSample is the largest sample event admin takes.
+const maxSample = 256 << 10
+
+// readSample reads a sample event from the file named, or stdin for "-".
+func readSample(name string, stdin io.Reader) (string, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		r = f
+	} else {
+		name = "standard input"
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxSample+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(b) > maxSample {
+		return "", fmt.Errorf("%s is larger than %d KiB, the largest sample event admin takes", name, maxSample>>10)
+	}
+	return string(b), nil
 }
 
 func setActiveCommand(active bool) *command {

@@ -29,6 +29,8 @@ const (
 	StreamDeadLetters = "DEAD_LETTERS"
 	StreamQueues      = "QUEUES"
 	StreamSyncJournal = "SYNC_JOURNAL"
+	StreamStats       = "STATS"
+	StreamStatsMinute = "STATS_MINUTES"
 	BucketOrgs        = "orgs"
 	BucketKeys        = "keys"
 	BucketSubs        = "subscriptions"
@@ -38,6 +40,7 @@ const (
 	BucketPersons     = "persons"
 	BucketLocks       = "locks"
 	BucketDispatchers = "dispatchers"
+	BucketSchemas     = "schemas"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -65,6 +68,14 @@ const IngestWildcard = "kurier.ingest.*"
 
 // IngestOrg parses an IngestSubject.
 func IngestOrg(subject string) string { return strings.TrimPrefix(subject, "kurier.ingest.") }
+
+// TestEventSubject is where admin asks for a test event to be sent
+// through a subscription (a core NATS request); one dispatcher replica of
+// the queue group TestEventGroup makes it and answers.
+const (
+	TestEventSubject = "kurier.dispatch.test"
+	TestEventGroup   = "kurier-dispatcher"
+)
 
 // The coalescing timer of a ping subscription lives on two subjects: a
 // scheduled message on NotifySched that the server turns into one on
@@ -140,6 +151,47 @@ func DeliveryLogFilter(org, sub string) string {
 	return DeliveryLogSubject(org, sub)
 }
 
+// Delivery statistics are rollups of attempts per subscription and hour
+// (in STATS, for the last day and week) and per subscription and minute
+// (in STATS_MINUTES, for the last hour and the current hour of the
+// others); each replica writes its own, and a reader sums them. Minutes
+// have a stream of their own, so that their churn never pushes the hours
+// out.
+const (
+	StatsMinute = "m"
+	StatsHour   = "h"
+)
+
+// StatsSubject holds a subscription's rollups of a level
+// (kurier.stats.<level>.<org>.<sub>).
+func StatsSubject(level, org, sub string) string {
+	return "kurier.stats." + level + "." + org + "." + sub
+}
+
+// StatsFilter matches an org's rollups of a level, or one subscription's.
+func StatsFilter(level, org, sub string) string {
+	if sub == "" {
+		sub = "*"
+	}
+	return StatsSubject(level, org, sub)
+}
+
+// StatsStream is the stream of a level's rollups.
+func StatsStream(level string) string {
+	if level == StatsMinute {
+		return StreamStatsMinute
+	}
+	return StreamStats
+}
+
+// StatsMaxAge keeps hourly rollups for the week window and a day more;
+// StatsMinuteMaxAge keeps minutes for the hour window, and for the current
+// hour of the others, with ten minutes to spare.
+const (
+	StatsMaxAge       = 8 * 24 * time.Hour
+	StatsMinuteMaxAge = 70 * time.Minute
+)
+
 // QueueSubject holds a pull queue's messages, each one's id its stream
 // sequence.
 func QueueSubject(queue string) string { return "kurier.queue." + queue }
@@ -188,7 +240,7 @@ type Limits struct {
 // reserves the sum on every server that holds a replica, so they must fit
 // in what the servers may store.
 type MaxBytes struct {
-	Events, Notify, Deliveries, DeadLetters, DeliveryLog, Queues, SyncJournal int64
+	Events, Notify, Deliveries, DeadLetters, DeliveryLog, Queues, SyncJournal, Stats, StatsMinutes int64
 }
 
 // DefaultLimits are what a fresh installation uses. OperationLimit is
@@ -206,13 +258,15 @@ func DefaultLimits() Limits {
 		QueueMaxMsgs:   100000,
 		OperationLimit: 5 * time.Second,
 		MaxBytes: MaxBytes{
-			Events:      1 << 30,
-			Notify:      64 << 20,
-			Deliveries:  512 << 20,
-			DeadLetters: 128 << 20,
-			DeliveryLog: 512 << 20,
-			Queues:      512 << 20,
-			SyncJournal: 256 << 20,
+			Events:       1 << 30,
+			Notify:       64 << 20,
+			Deliveries:   512 << 20,
+			DeadLetters:  128 << 20,
+			DeliveryLog:  512 << 20,
+			Queues:       512 << 20,
+			SyncJournal:  256 << 20,
+			Stats:        256 << 20,
+			StatsMinutes: 256 << 20,
 		},
 	}
 }
@@ -320,7 +374,26 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		// Full, it refuses a change before any of it is made.
 		MaxBytes: l.MaxBytes.SyncJournal,
 		Discard:  jetstream.DiscardNew,
-	}}
+	}, statsStream(StreamStats, StatsHour, "Delivery attempts rolled up per subscription and hour", StatsMaxAge, l.Replicas, l.MaxBytes.Stats),
+		statsStream(StreamStatsMinute, StatsMinute, "Delivery attempts rolled up per subscription and minute", StatsMinuteMaxAge, l.Replicas, l.MaxBytes.StatsMinutes),
+	}
+}
+
+func statsStream(name, level, about string, age time.Duration, replicas int, bytes int64) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: about,
+		Subjects:    []string{StatsFilter(level, "*", "")},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxAge:      age,
+		// A flush sent again after a failure is recognised.
+		Duplicates: 2 * time.Minute,
+		// Figures, not work: full, the oldest go first.
+		MaxBytes: bytes,
+		Discard:  jetstream.DiscardOld,
+	}
 }
 
 // Buckets gives the key-value bucket definitions for the limits.
@@ -339,6 +412,7 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 		// A dispatcher replica that stops renewing its key is gone once the
 		// key ages out: the others then share its partitions.
 		{Bucket: BucketDispatchers, Description: "Live dispatcher replicas, each renewing its key", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas, TTL: MemberTTL},
+		{Bucket: BucketSchemas, Description: "JSON Schemas of event types' data, per org and type (<org>.<type>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 

@@ -35,3 +35,10 @@ func OrgQueuesKey(org string) string { return "org." + org }
 // WalkLockKey is the lock in BucketLocks that lets one dispatcher replica
 // at a time walk an ordered subscription's events.
 func WalkLockKey(sub string) string { return "walk." + sub }
+
+// SchemaKey is where BucketSchemas keeps an org's JSON Schema for an event
+// type; SchemaOfKey parses one. Org ids hold no dots, so the first one
+// ends the org, and the type keeps its own.
+func SchemaKey(org, typ string) string { return org + "." + typ }
+
+func SchemaOfKey(key string) (org, typ string, ok bool) { return strings.Cut(key, ".") }

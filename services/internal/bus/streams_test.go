@@ -26,6 +26,7 @@ func TestStreamsBounded(t *testing.T) {
 		bus.StreamEvents: jetstream.DiscardNew, bus.StreamQueues: jetstream.DiscardNew, bus.StreamSyncJournal: jetstream.DiscardNew,
 		bus.StreamNotify: jetstream.DiscardOld, bus.StreamDeliveries: jetstream.DiscardOld,
 		bus.StreamDeadLetters: jetstream.DiscardOld, bus.StreamDeliveryLog: jetstream.DiscardOld,
+		bus.StreamStats: jetstream.DiscardOld, bus.StreamStatsMinute: jetstream.DiscardOld,
 	}
 	ctx := context.Background()
 	for _, cfg := range bus.Streams(bus.DefaultLimits()) {

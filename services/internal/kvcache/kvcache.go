@@ -131,6 +131,17 @@ func (c *Cache[T]) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
+// Get answers the entry under key as the watch last brought it. Unlike
+// List it does not wait for the bucket's last revision: it is for readers
+// on every request, to which a change arriving a moment late costs less
+// than a round trip per call.
+func (c *Cache[T]) Get(key string) (T, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.items[key]
+	return v, ok
+}
+
 // List answers the entries keep accepts, in no order. They include every
 // write to the bucket made before the call: it waits until the watch has
 // brought the bucket's last revision, which it reads through the stream's

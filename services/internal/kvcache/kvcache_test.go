@@ -92,3 +92,35 @@ func TestListFollowsEveryNode(t *testing.T) {
 		c.Restart(t, i)
 	}
 }
+
+// TestGetFollowsTheWatch: Get answers from memory what the watch brought,
+// puts and deletes alike, and never an entry decode left out.
+func TestGetFollowsTheWatch(t *testing.T) {
+	conn := natstest.Start(t, bus.DefaultLimits())
+	ctx := context.Background()
+	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketOrgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := Open(ctx, conn.JS, kv, text, natstest.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(k, want string) func() bool {
+		return func() bool { v, ok := cache.Get(k); return ok == (want != "") && v == want }
+	}
+	// b before a: once a is in, b has been seen.
+	for _, kv2 := range [][2]string{{"b", "skip this"}, {"a", "one"}} {
+		if _, err := kv.Put(ctx, kv2[0], []byte(kv2[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.WaitFor(t, 5*time.Second, "a put", has("a", "one"))
+	if _, ok := cache.Get("b"); ok {
+		t.Error("an entry decode left out was answered")
+	}
+	if err := kv.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 5*time.Second, "a delete", has("a", ""))
+}

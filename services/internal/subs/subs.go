@@ -52,6 +52,15 @@ type Subscription struct {
 	PrevUntil  time.Time `json:"prev_until,omitzero"`
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
+	// Filter is a CEL expression (internal/filter) an event must pass to
+	// be delivered or to start a ping; empty passes every event.
+	Filter string `json:"filter,omitempty"`
+	// RoutedFrom is the last EVENTS sequence when the subscription last
+	// began to take events it did not take before (created, switched on,
+	// given types): the dispatchers route the events after it to the
+	// subscription again once they see the change, since they may have
+	// matched some before they saw it.
+	RoutedFrom uint64 `json:"routed_from,omitempty"`
 
 	// Payload mode.
 	Table      string           `json:"table,omitempty"`
@@ -70,6 +79,11 @@ type Subscription struct {
 	OrderedUntil  uint64          `json:"ordered_until,omitempty"`
 	MaxInFlight   int             `json:"max_in_flight,omitempty"`
 	RetrySchedule []time.Duration `json:"retry_schedule,omitempty"`
+	// RateLimit is the most requests per second to the receiver (0: no
+	// limit), RateBurst how many may go at once before it applies; the
+	// owner of the subscription's partition keeps them.
+	RateLimit int `json:"rate_limit,omitempty"`
+	RateBurst int `json:"rate_burst,omitempty"`
 	// DisabledReason says why Kurier switched the subscription off.
 	DisabledReason string `json:"disabled_reason,omitempty"`
 	// DailyAt ("HH:MM" in TimeZone) makes deliveries a daily digest.

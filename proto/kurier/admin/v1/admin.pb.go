@@ -3185,7 +3185,8 @@ type Delivery struct {
 	// Payload and queue deliveries: the event, the attempt (1 is the first);
 	// payload ones also the first 4 KiB of the answer and when the next
 	// attempt is due. How it ended: delivered, retry, dead or disabled
-	// (payload), delivered or dropped (queue).
+	// (payload), delivered or dropped (queue), test (SendTestEvent, any
+	// mode: counts towards nothing).
 	EventId       string                 `protobuf:"bytes,13,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,14,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Response      string                 `protobuf:"bytes,15,opt,name=response,proto3" json:"response,omitempty"`
