@@ -75,7 +75,7 @@ MODULES := proto services tests
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test chaos vet fmt-check tidy-check ci bench run
+.PHONY: build test chaos vet fmt-check tidy-check ci bench run browser
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kurier ./services/cmd/kurier
@@ -97,6 +97,23 @@ test:
 # short form.
 chaos:
 	cd tests && KURIER_CHAOS=long $(GO) test -count=1 -timeout 15m -run '^TestChaos' -v .
+
+# Headless Chromium for the console's browser tests (tests/console_test.go),
+# from Debian's package: those tests skip where no browser is found, so CI
+# (.ci/run) installs it first. KURIER_CHROME names a browser of your own.
+BROWSERS := chromium chromium-browser google-chrome
+
+browser:
+	@found="$$KURIER_CHROME"; \
+	for b in $(BROWSERS); do [ -n "$$found" ] || found=$$(command -v $$b || true); done; \
+	if [ -n "$$found" ]; then \
+		echo "browser: found $$found"; \
+	else \
+		echo "browser: no chromium found; installing Debian's package (apt-get install chromium)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; \
+	fi
 
 # With the tag of the compose end-to-end test, so that it is vetted too.
 vet:

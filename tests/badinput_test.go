@@ -180,7 +180,7 @@ func TestBadInput(t *testing.T) {
 	}
 	_, msgs := q.Peek(t, "")
 	mid := msgs[0].MessageID
-	if a := pushSync(t, k, key, fe2Person("p1", "Max")); a.Status != http.StatusOK {
+	if a := pushSync(t, k, key, contract.FE2Person("p1", "Max")); a.Status != http.StatusOK {
 		t.Fatal(a)
 	}
 	if _, err := adm.GetOrg(ctx, &adminv1.GetOrgRequest{OrgId: "acme"}); err != nil {

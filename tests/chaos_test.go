@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
@@ -594,7 +595,7 @@ func TestChaosFlow(t *testing.T) {
 	beats := int(expected * 4 / 5 / form.killEvery)
 	natsAt := map[int]string{}
 	for i := range form.natsKills {
-		natsAt[(i+1)*beats/(form.natsKills+1)] = []string{"EVENTS", "DELIVERIES"}[i%2]
+		natsAt[(i+1)*beats/(form.natsKills+1)] = []string{bus.StreamEvents, bus.StreamDeliveries}[i%2]
 	}
 	victims := []string{"dispatcher-1", "ingest-1", "dispatcher-2", "ingest-2"}
 	var kills, natsKills []string
@@ -701,7 +702,7 @@ func TestChaosFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	seqs := map[string]uint64{}
-	for _, m := range harness.Messages(t, js, "EVENTS", "kurier.events."+orgs[0]+"."+chaosTypes[0]) {
+	for _, m := range harness.Messages(t, js, bus.StreamEvents, bus.EventsSubject(orgs[0], chaosTypes[0])) {
 		var e struct{ ID string }
 		md, err := m.Metadata()
 		if err != nil || json.Unmarshal(m.Data(), &e) != nil {

@@ -52,6 +52,8 @@ func TestGateway(t *testing.T) {
 		"KURIER_GATEWAY_ADMIN=" + k.GRPC,
 		"KURIER_GATEWAY_QUEUE=",
 		"KURIER_GATEWAY_ADDRESSSYNC=",
+		// `kurier all` serves the console too.
+		"KURIER_GATEWAY_CONSOLE=" + k.HTTP,
 	}})
 	gw.Token = k.Token
 	adm, secret := setup(t, gw, "acme", adminv1.KeyScope_KEY_SCOPE_INGEST)
@@ -76,12 +78,23 @@ func TestGateway(t *testing.T) {
 		t.Fatalf("tail through the gateway: %v %v", d, err)
 	}
 
-	// Paths no configured service has are not found, in the API's error form.
-	resp, err := http.Get(gw.HTTP + "/api/queues")
+	// The console's sign-in form.
+	resp, err := http.Get(gw.HTTP + "/console/login")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `name="token"`) {
+		t.Fatalf("console through the gateway: %d %s", resp.StatusCode, b)
+	}
+
+	// Paths no configured service has are not found, in the API's error form.
+	resp, err = http.Get(gw.HTTP + "/api/queues")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 404 || !strings.Contains(string(b), `"code":"not_found"`) {
 		t.Fatalf("unrouted path: %d %s", resp.StatusCode, b)

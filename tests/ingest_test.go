@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/tests/harness"
 )
@@ -70,7 +71,7 @@ func setup(t *testing.T, k *harness.Kurier, org string, scopes ...adminv1.KeySco
 func stored(t *testing.T, k *harness.Kurier, org string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, m := range harness.Messages(t, jsOf(t, k), "EVENTS", "kurier.events."+org+".>") {
+	for _, m := range harness.Messages(t, jsOf(t, k), bus.StreamEvents, bus.EventsOrgFilter(org)) {
 		var e map[string]any
 		if err := json.Unmarshal(m.Data(), &e); err != nil {
 			t.Fatalf("stored event is not JSON: %s", m.Data())
@@ -247,7 +248,7 @@ func TestAdminAPI(t *testing.T) {
 	if err != nil || len(keys.GetKeys()) != 1 {
 		t.Fatalf("list keys: %v %v", keys, err)
 	}
-	kv, err := jsOf(t, k).KeyValue(ctx, "keys")
+	kv, err := jsOf(t, k).KeyValue(ctx, bus.BucketKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func TestIsolation(t *testing.T) {
 	}
 	_, msgs := qb.Peek(t, "")
 	mb := msgs[0].MessageID
-	if a := pushSync(t, k, bravo.keys["addressbook"], fe2Person("bravo-1", "Berta")); a.Status != http.StatusOK {
+	if a := pushSync(t, k, bravo.keys["addressbook"], contract.FE2Person("bravo-1", "Berta")); a.Status != http.StatusOK {
 		t.Fatal(a)
 	}
 	sb := pingSub(t, adm, "bravo", "shop", "https://shop.example/ping", "invoice.changed").GetSubscription().GetSubscriptionId()
@@ -250,7 +250,7 @@ func TestIsolation(t *testing.T) {
 	// taken. It names only what the caller sent, and changes nothing but
 	// the lock that the sync took and gave back.
 	before := harness.ReadStreams(t, tr.js)
-	if a := pushSync(t, k, alpha.keys["addressbook"], fe2Person("bravo-1", "Mallory")); a.Status != http.StatusPreconditionFailed ||
+	if a := pushSync(t, k, alpha.keys["addressbook"], contract.FE2Person("bravo-1", "Mallory")); a.Status != http.StatusPreconditionFailed ||
 		a.Error.Code != "person_of_other_org" || a.Error.Field != "personList[0].externalDbId" {
 		t.Errorf("alpha syncing bravo's id: %s", a)
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
@@ -160,7 +161,7 @@ func TestEveryMetricMoves(t *testing.T) {
 	}
 
 	// Address-book sync: the person's event goes to the queue subscription.
-	wantFE2(t, pushSync(t, k, tn.keys["addressbook"], fe2Person("4711", "max")), "200 created 1, updated 0, deleted 0, marked 0, unchanged 0")
+	wantFE2(t, pushSync(t, k, tn.keys["addressbook"], contract.FE2Person("4711", "max")), "200 created 1, updated 0, deleted 0, marked 0, unchanged 0")
 
 	// Queue API: a sender's post, a peek, a delete.
 	if a := q.Send(t, `{"article":"4711"}`); a.Status != http.StatusOK {
@@ -269,13 +270,13 @@ func skipPing(t *testing.T, k *harness.Kurier, ingestKey string, held *receiver,
 	t.Helper()
 	ctx := context.Background()
 	js := jsOf(t, k)
-	notify, err := js.Stream(ctx, "NOTIFY")
+	notify, err := js.Stream(ctx, bus.StreamNotify)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The last timer message of the subscription: scheduled or due.
 	lastTimer := func() uint64 {
-		m, err := notify.GetLastMsgForSubject(ctx, "kurier.notify.*."+id)
+		m, err := notify.GetLastMsgForSubject(ctx, bus.NotifyAll(id))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return 0
 		}
@@ -289,11 +290,11 @@ func skipPing(t *testing.T, k *harness.Kurier, ingestKey string, held *receiver,
 	first := lastTimer()
 	change(t, k, ingestKey, "salesorder.changed", "SO-2", nil)
 	natstest.WaitFor(t, 10*time.Second, "a second ping timer", func() bool { return lastTimer() > first })
-	kv, err := js.KeyValue(ctx, "subscriptions")
+	kv, err := js.KeyValue(ctx, bus.BucketSubs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(ctx, "sub."+id)
+	e, err := kv.Get(ctx, bus.SubKey(id))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
 )
@@ -79,11 +80,11 @@ func TestPayloadRetriesAndStatusRules(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 	js := jsOf(t, k)
-	st, err := js.Stream(ctx, "DEAD_LETTERS")
+	st, err := js.Stream(ctx, bus.StreamDeadLetters)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetLastMsgForSubject(ctx, "kurier.dead.acme."+dead.GetSubscription().GetSubscriptionId()); err != nil {
+	if _, err := st.GetLastMsgForSubject(ctx, bus.DeadSubject("acme", dead.GetSubscription().GetSubscriptionId())); err != nil {
 		t.Fatalf("dead letter: %v", err)
 	}
 
@@ -352,11 +353,11 @@ func TestDailyDigest(t *testing.T) {
 		t.Fatalf("sent before the next digest: %s", h.Body)
 	case <-time.After(2 * time.Second):
 	}
-	st, err := jsOf(t, k).Stream(ctx, "NOTIFY")
+	st, err := jsOf(t, k).Stream(ctx, bus.StreamNotify)
 	if err != nil {
 		t.Fatal(err)
 	}
-	timer, err := st.GetLastMsgForSubject(ctx, "kurier.notify.digest."+id)
+	timer, err := st.GetLastMsgForSubject(ctx, bus.DigestSched(id))
 	if err != nil {
 		t.Fatalf("next digest timer: %v", err)
 	}

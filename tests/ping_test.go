@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
@@ -192,7 +193,7 @@ func TestPendingPingSurvivesRestart(t *testing.T) {
 	change(t, k, secret, "invoice.changed", "INV-1", nil)
 	// Killed once the ping's timer is in NOTIFY: a change whose dispatcher
 	// dies before that comes again only after the consumer's ack wait.
-	notify, err := jsOf(t, k).Stream(context.Background(), "NOTIFY")
+	notify, err := jsOf(t, k).Stream(context.Background(), bus.StreamNotify)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,12 +22,8 @@ import (
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	const burst = 3
-	k := harness.Start(t, harness.Options{Env: []string{"KURIER_RATE_LIMIT=1", "KURIER_RATE_BURST=" + strconv.Itoa(burst)}})
+	k, adm := startWithOrg(t, harness.Options{Env: []string{"KURIER_RATE_LIMIT=1", "KURIER_RATE_BURST=" + strconv.Itoa(burst)}}, "acme")
 	ctx := context.Background()
-	adm := k.Admin(t)
-	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
-		t.Fatal(err)
-	}
 	updateOrg(t, adm, &adminv1.Org{OrgId: "acme", AddressbookSyncEnabled: true, AllowPersonDeletion: true},
 		"addressbook_sync_enabled", "allow_person_deletion")
 	// Each endpoint gets keys of its own, so that none spends another's.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
@@ -119,7 +120,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	if a := q.Send(t, `{"article":"4711"}`); a.Status != http.StatusOK {
 		t.Fatal(a.Status)
 	}
-	if a := pushSync(t, k, keys["addressbook"], fe2Person("p1", "Max"), fe2Person("p2", "Erika")); a.Status != http.StatusOK {
+	if a := pushSync(t, k, keys["addressbook"], contract.FE2Person("p1", "Max"), contract.FE2Person("p2", "Erika")); a.Status != http.StatusOK {
 		t.Fatal(a)
 	}
 	if a := fe2(t, k.HTTP, keys["addressbook"], http.MethodDelete, "/rest/addressbook/external/persons/p2", nil); a.Status != http.StatusOK {
@@ -196,7 +197,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	// What is scanned: the process's every log line and its stdout, every
 	// record of the delivery log as stored and as listed, every refusal.
 	var records []string
-	for _, m := range harness.Messages(t, jsOf(t, k), "DELIVERY_LOG") {
+	for _, m := range harness.Messages(t, jsOf(t, k), bus.StreamDeliveryLog) {
 		records = append(records, fmt.Sprint(m.Headers())+" "+string(m.Data()))
 	}
 	corpus := map[string]string{"stdout": k.Stdout(), "ListDeliveries": listed}

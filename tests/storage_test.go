@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/services/tlstest"
@@ -325,7 +326,7 @@ func TestRedeliverIntoFullDeliveries(t *testing.T) {
 		}
 	}
 	js := jsOf(t, k)
-	deliveries, err := js.Stream(context.Background(), "DELIVERIES")
+	deliveries, err := js.Stream(context.Background(), bus.StreamDeliveries)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,18 @@ import (
 	"kurier.dev/tests/harness"
 )
 
+// startWithOrg starts kurier all with opts and makes the org, and answers
+// the instance and its admin client.
+func startWithOrg(t *testing.T, opts harness.Options, org string) (*harness.Kurier, adminv1.AdminServiceClient) {
+	t.Helper()
+	k := harness.Start(t, opts)
+	adm := k.Admin(t)
+	if _, err := adm.CreateOrg(context.Background(), &adminv1.CreateOrgRequest{OrgId: org}); err != nil {
+		t.Fatal(err)
+	}
+	return k, adm
+}
+
 // TestSendTestEvent runs kurier all and tests subscriptions through the
 // admin API: the receiver gets a signed kurier.test event that the
 // Standard Webhooks library verifies, and the call answers its status and
@@ -30,12 +42,8 @@ import (
 // timeout; a ping subscription gets its GET; a queue one is refused.
 func TestSendTestEvent(t *testing.T) {
 	t.Parallel()
-	k := harness.Start(t, harness.Options{})
+	_, adm := startWithOrg(t, harness.Options{}, "acme")
 	ctx := context.Background()
-	adm := k.Admin(t)
-	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	got := map[string]*http.Request{}
 	bodies := map[string][]byte{}
@@ -143,12 +151,8 @@ func TestSendTestEvent(t *testing.T) {
 // changes nothing.
 func TestRateLimitSettings(t *testing.T) {
 	t.Parallel()
-	k := harness.Start(t, harness.Options{})
+	_, adm := startWithOrg(t, harness.Options{}, "acme")
 	ctx := context.Background()
-	adm := k.Admin(t)
-	if _, err := adm.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
-		t.Fatal(err)
-	}
 	sub := func(mode adminv1.DeliveryMode, rate, burst uint32) *adminv1.Subscription {
 		return &adminv1.Subscription{OrgId: "acme", System: "erp", Mode: mode, EventTypes: []string{"invoice.changed"},
 			Url: "https://erp.example/hook", RateLimitPerSecond: rate, RateLimitBurst: burst}

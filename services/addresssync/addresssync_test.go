@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/book"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
@@ -159,7 +159,8 @@ func p(id, first string, more ...any) map[string]any {
 	return m
 }
 
-func (e *env) persons(org string) map[string]book.Person {
+// locked calls f with org's book, holding the org's lock.
+func (e *env) locked(org string, f func(w *book.Writer, b *book.Book)) {
 	e.t.Helper()
 	w, err := e.book.Lock(context.Background(), org)
 	if err != nil {
@@ -170,10 +171,17 @@ func (e *env) persons(org string) map[string]book.Person {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	f(w, b)
+}
+
+func (e *env) persons(org string) map[string]book.Person {
+	e.t.Helper()
 	out := map[string]book.Person{}
-	for id, en := range b.Persons {
-		out[id] = en.Person
-	}
+	e.locked(org, func(_ *book.Writer, b *book.Book) {
+		for id, en := range b.Persons {
+			out[id] = en.Person
+		}
+	})
 	return out
 }
 
@@ -227,18 +235,11 @@ func want(t *testing.T, got answer, status int, c Counts) {
 func (e *env) manual(org, id string) {
 	e.t.Helper()
 	person := book.NewPerson(book.Fields{ExternalDbID: id, APagerProFieldMode: book.ModeLegacy}, book.OriginManual, nil)
-	w, err := e.book.Lock(context.Background(), org)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer w.Release()
-	b, err := w.Book(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := w.Commit(context.Background(), []book.Change{b.Change(id, &person)}); err != nil {
-		e.t.Fatal(err)
-	}
+	e.locked(org, func(w *book.Writer, b *book.Book) {
+		if err := w.Commit(context.Background(), []book.Change{b.Change(id, &person)}); err != nil {
+			e.t.Fatal(err)
+		}
+	})
 }
 
 // A sync writes only what changes: an identical list, a list marking

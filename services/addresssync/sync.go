@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
 
@@ -19,57 +21,90 @@ import (
 const maxSource = 200
 
 func (s *Service) sync(r *http.Request) (Counts, error) {
-	ctx := r.Context()
-	o, err := s.org(ctx, r)
+	o, err := s.org(r.Context(), r)
 	if err != nil {
 		return Counts{}, err
 	}
+	c, source, err := s.syncBook(r, o)
+	s.record(r.Context(), o.ID, source, c, err)
+	return c, err
+}
+
+// record keeps how an org's sync ended, for the admin API: its counts, or
+// why Kurier could not carry it out (5xx). A request refused for what it
+// sent (4xx) leaves no trace, as bad input changes nothing; its answer and
+// the log tell the sender why. A failure to keep the outcome changes
+// nothing of the sync.
+func (s *Service) record(ctx context.Context, org, source string, c Counts, err error) {
+	ls := book.LastSync{Time: time.Now().UTC(), Source: source, Status: http.StatusOK, Created: c.Created,
+		Updated: c.Updated, Deleted: c.Deleted, MarkedDeleted: c.MarkedDeleted, Unchanged: c.Unchanged}
+	if err != nil {
+		ls = book.LastSync{Time: ls.Time, Source: source, Status: http.StatusInternalServerError, Error: "the sync failed"}
+		if we, ok := errors.AsType[*web.Error](err); ok {
+			ls.Status, ls.Error, ls.Field = we.Status, we.Message, we.Field
+		}
+		if ls.Status < http.StatusInternalServerError {
+			return
+		}
+	}
+	// The answer is written whether or not the client still waits for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.book.RecordSync(ctx, org, ls); err != nil {
+		s.log.Warn("the sync's outcome was not kept", "org", org, "err", err)
+	}
+}
+
+// syncBook makes the org's book agree with the request's list, answering
+// the counts and the source the request named.
+func (s *Service) syncBook(r *http.Request, o tenant.Org) (Counts, string, error) {
+	ctx := r.Context()
 	if !event.IsJSON(r.Header.Get("Content-Type")) {
-		return Counts{}, web.Errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type", "send the person list as application/json")
+		return Counts{}, "", web.Errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type", "send the person list as application/json")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, int64(s.cfg.MaxBody)))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return Counts{}, web.Errf(http.StatusRequestEntityTooLarge, "too_large", "body", "is larger than %d bytes", s.cfg.MaxBody)
+			return Counts{}, "", web.Errf(http.StatusRequestEntityTooLarge, "too_large", "body", "is larger than %d bytes", s.cfg.MaxBody)
 		}
-		return Counts{}, web.Errf(http.StatusBadRequest, "invalid_body", "body", "the body could not be read: %v", err)
+		return Counts{}, "", web.Errf(http.StatusBadRequest, "invalid_body", "body", "the body could not be read: %v", err)
 	}
 	source, list, err := decode(body)
 	if err != nil {
-		return Counts{}, err
+		return Counts{}, "", err
 	}
 
 	w, err := s.lock(ctx, o.ID)
 	if err != nil {
-		return Counts{}, err
+		return Counts{}, source, err
 	}
 	defer w.Release()
 	b, err := w.Book(ctx)
 	if err != nil {
-		return Counts{}, unavailable(err)
+		return Counts{}, source, unavailable(err)
 	}
 	p, err := reconcile(b, list, o.AllowPersonDeletion)
 	if err != nil {
-		return Counts{}, err
+		return Counts{}, source, err
 	}
 	if err := s.claim(ctx, p, list); err != nil {
-		return Counts{}, err
+		return Counts{}, source, err
 	}
 	if o.PersonQuota > 0 && p.active > o.PersonQuota {
-		return Counts{}, web.Errf(http.StatusForbidden, "quota_exceeded", "personList",
+		return Counts{}, source, web.Errf(http.StatusForbidden, "quota_exceeded", "personList",
 			"the organisation would have %d persons, its quota is %d; nothing was changed", p.active, o.PersonQuota)
 	}
 	err = w.Commit(ctx, p.changes)
 	if ce, ok := errors.AsType[*book.ConflictError](err); ok {
 		// Another org's sync took the id after it was read.
-		return Counts{}, otherOrg(list, p.index[ce.ID])
+		return Counts{}, source, otherOrg(list, p.index[ce.ID])
 	}
 	if err != nil {
-		return Counts{}, unavailable(err)
+		return Counts{}, source, unavailable(err)
 	}
 	s.log.Info("address book synced", "org", o.ID, "source", source, "persons", len(list), "created", p.counts.Created,
 		"updated", p.counts.Updated, "deleted", p.counts.Deleted, "marked_deleted", p.counts.MarkedDeleted)
-	return p.counts, nil
+	return p.counts, source, nil
 }
 
 // claim checks that no listed person new to the org belongs to another

@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/book"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/schema"
@@ -62,6 +62,11 @@ type Service struct {
 	tokenHash [sha256.Size]byte
 	calls     *prometheus.CounterVec
 	now       func() time.Time
+
+	// deliveries holds payload subscriptions' tasks until they end; the
+	// delivery log, every attempt.
+	deliveries  jetstream.Stream
+	deliveryLog jetstream.Stream
 	// stopping closes when Serve begins to stop, ending tails that would
 	// otherwise hold a graceful stop open.
 	stopping chan struct{}
@@ -89,6 +94,14 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 		return nil, err
 	}
 	notify, err := bus.Stream(ctx, conn.JS, bus.StreamNotify)
+	if err != nil {
+		return nil, err
+	}
+	deliveries, err := bus.Stream(ctx, conn.JS, bus.StreamDeliveries)
+	if err != nil {
+		return nil, err
+	}
+	deliveryLog, err := bus.Stream(ctx, conn.JS, bus.StreamDeliveryLog)
 	if err != nil {
 		return nil, err
 	}
@@ -122,16 +135,18 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 		return nil, err
 	}
 	s := &Service{
-		cfg:       cfg,
-		conn:      conn,
-		tenants:   tenants,
-		subs:      subStore,
-		book:      persons,
-		queues:    queueStore,
-		schemas:   schemaStore,
-		notify:    notify,
-		log:       log,
-		tokenHash: sha256.Sum256([]byte(cfg.Token)),
+		cfg:         cfg,
+		conn:        conn,
+		tenants:     tenants,
+		subs:        subStore,
+		book:        persons,
+		queues:      queueStore,
+		schemas:     schemaStore,
+		notify:      notify,
+		deliveries:  deliveries,
+		deliveryLog: deliveryLog,
+		log:         log,
+		tokenHash:   sha256.Sum256([]byte(cfg.Token)),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kurier_admin_calls_total", Help: "Admin RPCs by method and status code.",
 		}, []string{"method", "code"}),

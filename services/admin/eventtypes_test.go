@@ -2,12 +2,9 @@ package admin_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,8 +14,8 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
-	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/natstest"
+	"kurier.dev/services/admin/admintest"
+	"kurier.dev/services/bus"
 )
 
 const typesToken = "test-admin-token-0123456789"
@@ -27,29 +24,12 @@ const typesToken = "test-admin-token-0123456789"
 // whose calls carry the token.
 func typesAdmin(t *testing.T) (context.Context, adminv1.AdminServiceClient) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	conn := natstest.Start(t, bus.DefaultLimits())
-	svc, err := admin.New(ctx, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()}, conn, natstest.Log, prometheus.NewRegistry())
+	addr, _ := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- svc.Serve(ctx, lis, time.Second) }()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cc.Close()
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	t.Cleanup(func() { _ = cc.Close() })
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken), adminv1.NewAdminServiceClient(cc)
 }
 

@@ -9,10 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/book"
-	"kurier.dev/services/internal/bus"
 )
 
 var fieldModes = map[adminv1.APagerProFieldMode]string{
@@ -184,4 +185,28 @@ func (s *Service) DeletePerson(ctx context.Context, req *adminv1.DeletePersonReq
 	}
 	s.log.Info("person deleted", "org", org)
 	return &adminv1.DeletePersonResponse{}, nil
+}
+
+func (s *Service) GetAddressBook(ctx context.Context, req *adminv1.GetAddressBookRequest) (*adminv1.AddressBook, error) {
+	org := req.GetOrgId()
+	if _, err := s.org(ctx, org); err != nil {
+		return nil, err
+	}
+	active, deleted, err := s.book.Count(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.AddressBook{OrgId: org, Persons: uint32(active), MarkedDeleted: uint32(deleted)}
+	ls, ok, err := s.book.LastSync(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		resp.LastSync = &adminv1.AddressBookSync{
+			Time: timestamppb.New(ls.Time), Source: ls.Source, Status: int32(ls.Status), Error: ls.Error, Field: ls.Field,
+			Created: uint32(ls.Created), Updated: uint32(ls.Updated), Deleted: uint32(ls.Deleted),
+			MarkedDeleted: uint32(ls.MarkedDeleted), Unchanged: uint32(ls.Unchanged),
+		}
+	}
+	return resp, nil
 }

@@ -18,8 +18,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/catalog"
+	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/payload"
 	"kurier.dev/services/internal/queues"
@@ -331,6 +332,18 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		CreateTime: timestamppb.New(sub.Created), UpdateTime: timestamppb.New(sub.Updated),
 		QueueId: sub.QueueID, Filter: sub.Filter,
 	}
+	logged, err := s.deliveryLog.GetLastMsgForSubject(ctx, bus.DeliveryLogSubject(sub.Org, sub.ID))
+	switch {
+	case err == nil:
+		var r dlog.Record
+		if err := json.Unmarshal(logged.Data, &r); err != nil {
+			return nil, fmt.Errorf("decode the last delivery of %s: %w", sub.ID, err)
+		}
+		r.Sequence = logged.Sequence
+		pb.LastDelivery = deliveryPB(r)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, fmt.Errorf("read the last delivery of %s: %w", sub.ID, err)
+	}
 	if sub.Mode == subs.ModePayload {
 		pb.Table, pb.Fields, pb.Conditions = sub.Table, sub.Fields, sub.Conditions
 		for _, a := range sub.Attributes {
@@ -364,6 +377,9 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		if !st.FailingSince.IsZero() {
 			pb.FailingSince = timestamppb.New(st.FailingSince)
 		}
+		if pb.InFlight, err = s.inFlight(ctx, sub.ID); err != nil {
+			return nil, err
+		}
 		return pb, nil
 	}
 	if sub.Mode != subs.ModePing {
@@ -385,6 +401,23 @@ func (s *Service) subPB(ctx context.Context, sub subs.Subscription) (*adminv1.Su
 		return nil, fmt.Errorf("read ping timer: %w", err)
 	}
 	return pb, nil
+}
+
+// inFlight counts a payload subscription's tasks in DELIVERIES, whose
+// work-queue retention keeps each until its delivery ends: waiting on
+// the subscription's subject, for a retry, or for the day's digest.
+func (s *Service) inFlight(ctx context.Context, id string) (uint64, error) {
+	var n uint64
+	for _, filter := range []string{bus.DeliverSubject(id), bus.RetrySubject(id, ">"), bus.DigestSubject(id)} {
+		info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return 0, fmt.Errorf("count the tasks of %s: %w", id, err)
+		}
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+	}
+	return n, nil
 }
 
 func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSubscriptionRequest) (*adminv1.CreateSubscriptionResponse, error) {

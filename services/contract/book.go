@@ -92,10 +92,15 @@ func (o *bookOrg) update(t *testing.T, set *adminv1.Org, paths ...string) {
 // ids makes every "P-x" in s the org's person x.
 func (o *bookOrg) ids(s string) string { return strings.ReplaceAll(s, `P-`, o.prefix) }
 
-// person is a person as FE2's documentation shows one, with the org's id
-// for n and the fields more names changed.
+// person is FE2Person with the org's id for n.
 func (o *bookOrg) person(n, first string, more ...any) map[string]any {
-	p := map[string]any{"externalDbId": o.prefix + n, "firstName": first, "lastName": "Mustermann", "note": "Das ist eine Notiz",
+	return FE2Person(o.prefix+n, first, more...)
+}
+
+// FE2Person is a person as FE2's documentation shows one, with the fields
+// more names (name, value, ...) changed.
+func FE2Person(id, first string, more ...any) map[string]any {
+	p := map[string]any{"externalDbId": id, "firstName": first, "lastName": "Mustermann", "note": "Das ist eine Notiz",
 		"osFunctions": []string{"AGT", "MA"}, "osGroups": []string{"Löschgruppe 1"}, "alarmGroups": []string{"Alarm Gruppe", "Alarm Gruppe 2"},
 		"issi": "", "xmpp": "", "aPagerPro": first + "@example.com", "email": first + "@example.com", "mobil": "0049151123456",
 		"aPagerProFieldMode": "LEGACY"}

@@ -29,7 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/webhook"
@@ -121,11 +121,11 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	members, err := bus.Bucket(ctx, conn.JS, bus.BucketDispatchers)
+	members, err := jet.Bucket(ctx, conn.JS, bus.BucketDispatchers)
 	if err != nil {
 		return nil, err
 	}
-	locks, err := bus.Bucket(ctx, conn.JS, bus.BucketLocks)
+	locks, err := jet.Bucket(ctx, conn.JS, bus.BucketLocks)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
@@ -180,11 +180,7 @@ func TestFilterQueue(t *testing.T) {
 // one it passes does, and its ping comes.
 func TestFilterPing(t *testing.T) {
 	ctx := context.Background()
-	conn := natstest.Start(t, bus.DefaultLimits())
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, bus.DefaultLimits())
 	rcv := &pings{at: map[string][]time.Time{}}
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)

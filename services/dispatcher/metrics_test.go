@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/queues"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
@@ -21,11 +21,7 @@ import (
 // that every metric the dispatcher registers has moved.
 func TestMetricsMove(t *testing.T) {
 	ctx := context.Background()
-	conn := natstest.Start(t, bus.DefaultLimits())
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, bus.DefaultLimits())
 	qs, err := queues.Open(ctx, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
-	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/natstest"
 )
 
@@ -22,11 +21,7 @@ import (
 // consumers are gone.
 func TestMigrateFromLanes(t *testing.T) {
 	ctx := context.Background()
-	conn := natstest.Start(t, bus.DefaultLimits())
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, bus.DefaultLimits())
 	rcv := newPosts()
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nuid"
 	"golang.org/x/time/rate"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/subs"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
@@ -81,16 +81,11 @@ func (p *posts) ids(id string) []string {
 // dispatchers.
 func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*jet.Conn, *subs.Store, *posts, string, []*Service) {
 	t.Helper()
-	ctx := context.Background()
 	l := bus.DefaultLimits()
 	for _, a := range adjust {
 		a(&l)
 	}
-	conn := natstest.Start(t, l)
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, l)
 	rcv := newPosts()
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
@@ -102,6 +97,18 @@ func setup(t *testing.T, n int, adjust ...func(*bus.Limits)) (*jet.Conn, *subs.S
 		svcs = append(svcs, svc)
 	}
 	return conn, store, rcv, srv.URL, svcs
+}
+
+// startStore starts a server with limits l and opens the subscription
+// store on it.
+func startStore(t *testing.T, l bus.Limits) (*jet.Conn, *subs.Store) {
+	t.Helper()
+	conn := natstest.Start(t, l)
+	store, err := subs.Open(context.Background(), conn.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, store
 }
 
 // start runs a dispatcher until the returned stop, or the test's end,

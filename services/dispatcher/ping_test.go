@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
 )
@@ -22,11 +22,7 @@ import (
 // have timed out.
 func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	ctx := context.Background()
-	conn := natstest.Start(t, bus.DefaultLimits())
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, bus.DefaultLimits())
 	release := make(chan struct{})
 	rcv := &pings{at: map[string][]time.Time{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

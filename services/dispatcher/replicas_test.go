@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
 )

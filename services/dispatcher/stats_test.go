@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/stats"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
@@ -23,11 +23,7 @@ import (
 // and the org's figures are their sum.
 func TestStatsByClass(t *testing.T) {
 	ctx := context.Background()
-	conn := natstest.Start(t, bus.DefaultLimits())
-	store, err := subs.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, store := startStore(t, bus.DefaultLimits())
 	// The path says how to answer: /200, /404, /503, /slow (past the
 	// subscription's timeout).
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

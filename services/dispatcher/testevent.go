@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/testevent"

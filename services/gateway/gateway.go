@@ -31,6 +31,7 @@ type Config struct {
 	Ingest      string // base URL of the ingest service: /v1/events, /v1/changes
 	Queue       string // base URL of the queue service: /api/queues
 	AddressSync string // base URL of the address-book sync service: /rest/addressbook
+	Console     string // base URL of the web console: /console
 	Admin       string // host:port of the admin gRPC API
 	// DialTimeout bounds connecting to one replica before the next is
 	// tried: a replica that just died may leave an address that answers
@@ -48,6 +49,7 @@ func DefaultConfig() Config {
 		Ingest:       "http://ingest:8080",
 		Queue:        "http://queue:8080",
 		AddressSync:  "http://addresssync:8080",
+		Console:      "http://console:8080",
 		Admin:        "admin:9090",
 		DialTimeout:  time.Second,
 		ResolveEvery: 2 * time.Second,
@@ -89,6 +91,7 @@ func (g *Gateway) Routes(mux *http.ServeMux) error {
 		{"ingest", g.cfg.Ingest, []string{"/v1/"}},
 		{"queue", g.cfg.Queue, []string{"/api/queues", "/api/queues/"}},
 		{"addresssync", g.cfg.AddressSync, []string{"/rest/addressbook/"}},
+		{"console", g.cfg.Console, []string{"/console", "/console/"}},
 	} {
 		if r.base == "" {
 			continue

@@ -73,7 +73,8 @@ func echo(lis net.Listener) {
 func TestRoutesAndBalance(t *testing.T) {
 	ingest := replicas(t, echo)
 	queue := replicas(t, echo)
-	g := newGateway(t, Config{Ingest: "http://ingest:" + ingest, Queue: "http://queue:" + queue})
+	console := replicas(t, echo)
+	g := newGateway(t, Config{Ingest: "http://ingest:" + ingest, Queue: "http://queue:" + queue, Console: "http://console:" + console})
 	mux := http.NewServeMux()
 	if err := g.Routes(mux); err != nil {
 		t.Fatal(err)
@@ -106,6 +107,17 @@ func TestRoutesAndBalance(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if !strings.Contains(string(b), "queue:"+queue+" GET "+path) {
+			t.Fatalf("%s reached %q", path, b)
+		}
+	}
+	for _, path := range []string{"/console", "/console/login", "/console/orgs/acme/deliveries?outcome=dead"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "console:"+console+" GET "+path) {
 			t.Fatalf("%s reached %q", path, b)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/web"
 )
 

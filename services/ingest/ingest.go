@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/ratelimit"
@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, err
 	}
-	feeds, err := bus.Bucket(ctx, conn.JS, bus.BucketFeeds)
+	feeds, err := jet.Bucket(ctx, conn.JS, bus.BucketFeeds)
 	if err != nil {
 		return nil, err
 	}

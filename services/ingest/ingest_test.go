@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
@@ -26,20 +26,35 @@ import (
 // service and an ingest key.
 func start(t *testing.T, cfg Config) (string, *Service, *jet.Conn, string) {
 	t.Helper()
-	ctx := context.Background()
 	conn := natstest.Start(t, bus.DefaultLimits())
+	secret := newOrg(t, conn, "acme")
+	url, svc := serve(t, conn, cfg)
+	return url, svc, conn, secret
+}
+
+// newOrg stores an org with an ingest key and answers the key's secret.
+func newOrg(t *testing.T, conn *jet.Conn, org string) string {
+	t.Helper()
+	ctx := context.Background()
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tenants.CreateOrg(ctx, tenant.Org{ID: "acme"}); err != nil {
+	if err := tenants.CreateOrg(ctx, tenant.Org{ID: org}); err != nil {
 		t.Fatal(err)
 	}
 	id, secret := tenant.NewSecret()
-	if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: "acme", Scopes: []tenant.Scope{tenant.ScopeIngest}, Hash: tenant.HashSecret(secret)}); err != nil {
+	if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: org, Scopes: []tenant.Scope{tenant.ScopeIngest}, Hash: tenant.HashSecret(secret)}); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(ctx, cfg, conn, natstest.Log, prometheus.NewRegistry())
+	return secret
+}
+
+// serve runs an ingest service on conn on a real listener and answers its
+// URL and the service.
+func serve(t *testing.T, conn *jet.Conn, cfg Config) (string, *Service) {
+	t.Helper()
+	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +62,32 @@ func start(t *testing.T, cfg Config) (string, *Service, *jet.Conn, string) {
 	svc.Routes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv.URL, svc, conn, secret
+	return srv.URL, svc
+}
+
+// run runs svc's NATS side until the test ends, failing it if Run fails.
+func run(t *testing.T, svc *Service) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+}
+
+// request sends body over NATS with the key secret until an answer comes
+// (the service's subscription may not be live yet), and answers it.
+func request(t *testing.T, conn *jet.Conn, secret, body string) *nats.Msg {
+	t.Helper()
+	var resp *nats.Msg
+	natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
+		resp, err = conn.NC.RequestMsg(newRequest(secret, body), time.Second)
+		return err
+	})
+	return resp
 }
 
 const oneEvent = `{"specversion":"1.0","id":"e1","source":"/s","type":"invoice.changed","subject":"I-1"}`
@@ -126,11 +166,7 @@ func TestRunAnswersUntilStopped(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	// Wait until the subscription is live.
-	var resp *nats.Msg
-	natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
-		resp, err = conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
-		return err
-	})
+	resp := request(t, conn, secret, oneEvent)
 	if st := resp.Header.Get(StatusHeader); st != "202" {
 		t.Fatalf("status %s: %s", st, resp.Data)
 	}
@@ -243,15 +279,8 @@ func TestSlowUploadersStarveNoOne(t *testing.T) {
 // that it exists; a key of the org without the scope is still 403.
 func TestNATSKeyOfAnotherOrg(t *testing.T) {
 	_, svc, conn, _ := start(t, DefaultConfig())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	run(t, svc)
+	ctx := context.Background()
 	tenants, err := tenant.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -268,11 +297,7 @@ func TestNATSKeyOfAnotherOrg(t *testing.T) {
 	}
 	ask := func(secret string) string {
 		t.Helper()
-		var resp *nats.Msg
-		natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
-			resp, err = conn.NC.RequestMsg(newRequest(secret, oneEvent), time.Second)
-			return err
-		})
+		resp := request(t, conn, secret, oneEvent)
 		return resp.Header.Get(StatusHeader) + " " + string(resp.Data)
 	}
 	_, unknown := tenant.NewSecret()

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"

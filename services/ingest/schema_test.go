@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/schema"
-	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
 )
 
@@ -120,18 +117,7 @@ func TestSchemaChecksHTTPEvents(t *testing.T) {
 	accepted("another type", structured, eventJSON("e9", "order.changed", `{"total":"none"}`))
 
 	// Another org's events of the type are its own affair.
-	ctx := context.Background()
-	tenants, err := tenant.Open(ctx, conn.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tenants.CreateOrg(ctx, tenant.Org{ID: "globex"}); err != nil {
-		t.Fatal(err)
-	}
-	id, globex := tenant.NewSecret()
-	if err := tenants.CreateKey(ctx, tenant.Key{ID: id, Org: "globex", Scopes: []tenant.Scope{tenant.ScopeIngest}, Hash: tenant.HashSecret(globex)}); err != nil {
-		t.Fatal(err)
-	}
+	globex := newOrg(t, conn, "globex")
 	if status, _, b := post(t, url, globex, structured, eventJSON("e10", "invoice.changed", `{"total":"none"}`)); status != http.StatusAccepted {
 		t.Errorf("globex's event: %d %s, want 202: acme's schema is not globex's", status, b)
 	}
@@ -148,23 +134,11 @@ func TestSchemaChecksHTTPEvents(t *testing.T) {
 // batch.
 func TestSchemaChecksNATSEvents(t *testing.T) {
 	_, svc, conn, secret := start(t, DefaultConfig())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	run(t, svc)
 	setSchema(t, conn, svc, "acme", "invoice.changed", totalSchema)
 	ask := func(body string) (string, []byte) {
 		t.Helper()
-		var resp *nats.Msg
-		natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
-			resp, err = conn.NC.RequestMsg(newRequest(secret, body), time.Second)
-			return err
-		})
+		resp := request(t, conn, secret, body)
 		return resp.Header.Get(StatusHeader), resp.Data
 	}
 	if st, b := ask(eventJSON("n1", "invoice.changed", `{"total":1}`)); st != "202" {
@@ -188,18 +162,7 @@ func TestSchemaChecksNATSEvents(t *testing.T) {
 // checks against it from its first request.
 func TestSchemaOnEveryReplica(t *testing.T) {
 	url, svc, conn, secret := start(t, DefaultConfig())
-	second := func() (string, *Service) {
-		other, err := New(context.Background(), DefaultConfig(), conn, natstest.Log, prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		mux := http.NewServeMux()
-		other.Routes(mux)
-		srv := httptest.NewServer(mux)
-		t.Cleanup(srv.Close)
-		return srv.URL, other
-	}
-	url2, svc2 := second()
+	url2, svc2 := serve(t, conn, DefaultConfig())
 	bad := eventJSON("r1", "invoice.changed", `{"total":"x"}`)
 	structured := map[string]string{"Content-Type": event.MediaStructured}
 
@@ -214,7 +177,7 @@ func TestSchemaOnEveryReplica(t *testing.T) {
 		}
 	}
 	// Started after the schema was set: no wait.
-	url3, _ := second()
+	url3, _ := serve(t, conn, DefaultConfig())
 	if status, _, b := post(t, url3, secret, structured, bad); status != http.StatusBadRequest {
 		t.Errorf("a replica started after the schema was set: %d %s, want 400", status, b)
 	}

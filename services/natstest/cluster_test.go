@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 )
 
 // TestClusterSurvivesStreamLeaderLoss is the case the cluster exists for:

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"

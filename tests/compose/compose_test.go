@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
 	"kurier.dev/services/natstest"
 	"kurier.dev/tests/harness"
@@ -113,6 +114,9 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("payload signature does not verify: %v", h.Header)
 	}
 	q.WaitFor(t, time.Minute, append(pub.ids(), "p-1"), contract.EventKey)
+	if code, body := call(t, http.MethodGet, k.HTTP+"/console/login", nil, ""); code != http.StatusOK || !strings.Contains(string(body), `name="token"`) {
+		t.Fatalf("the console's sign-in through the gateway: %d %s", code, body)
+	}
 	if a := q.Send(t, `{"from":"a sender"}`); a.Status != http.StatusOK {
 		t.Fatalf("a sender's message: %d %s", a.Status, a.Body)
 	}
@@ -122,7 +126,7 @@ func TestCompose(t *testing.T) {
 	// KURIER_E2E_NODE=follower one that does not (nor nats-1, through which
 	// the test reads the cluster), with KURIER_E2E_NODE=none none.
 	var lose []string
-	switch node := streamLeader(t, k, "EVENTS"); os.Getenv("KURIER_E2E_NODE") {
+	switch node := streamLeader(t, k, bus.StreamEvents); os.Getenv("KURIER_E2E_NODE") {
 	case "none":
 	case "follower":
 		if node == "nats-3" {

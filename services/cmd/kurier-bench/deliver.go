@@ -23,8 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kurier.dev/services/bus"
 	"kurier.dev/services/dispatcher"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/payload"

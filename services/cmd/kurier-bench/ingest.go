@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kurier.dev/services/bus"
 	"kurier.dev/services/ingest"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"

@@ -20,8 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/book"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/tenant"
 )
 

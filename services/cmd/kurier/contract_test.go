@@ -18,32 +18,11 @@ import (
 func TestContract(t *testing.T) {
 	const token = "contract-admin-token-0123456789"
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	// Made before the cleanup that stops serve, so removed after it.
-	dataDir := t.TempDir()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, "all", []string{
-			"--data-dir", dataDir, "--nats-listen", "off", "--log-level", "error",
-			"--http-listen", httpAddr, "--grpc-listen", grpcAddr, "--admin-token", token,
-			"--notify-delay", "500ms", "--allow-private-targets",
-		})
-	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	base := "http://" + httpAddr
-	natstest.WaitFor(t, 30*time.Second, "kurier to be ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	base := start(t, "all", httpAddr,
+		"--data-dir", t.TempDir(), "--nats-listen", "off", "--log-level", "error",
+		"--http-listen", httpAddr, "--grpc-listen", grpcAddr, "--admin-token", token,
+		"--notify-delay", "500ms", "--allow-private-targets",
+	)
 	hooks := httptest.NewServer(&contract.Recorder{})
 	t.Cleanup(hooks.Close)
 	contract.Run(t, contract.Target{
@@ -53,6 +32,39 @@ func TestContract(t *testing.T) {
 		Hooks:       &contract.Receiver{URL: hooks.URL, API: hooks.URL},
 		NotifyDelay: 500 * time.Millisecond,
 	})
+}
+
+// start runs serve as role with args until the test ends, and answers
+// the base URL of its HTTP listener, httpAddr, once it is ready. Folders
+// of t.TempDir() among args were made before, so they are removed after
+// serve has stopped.
+func start(t *testing.T, r role, httpAddr string, args ...string) string {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, r, args) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("serve %s: %v", r, err)
+		}
+	})
+	base := "http://" + httpAddr
+	natstest.WaitFor(t, 30*time.Second, "kurier "+string(r)+" to be ready", func() bool {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("serve %s ended at start: %v", r, err)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return base
 }
 
 // freeAddr answers a loopback address no one listens on: serve takes its

@@ -27,6 +27,7 @@ func runGateway(ctx context.Context, args []string) error {
 	set.String(&cfg.Ingest, "ingest-url", "KURIER_GATEWAY_INGEST", cfg.Ingest, `base URL of the ingest replicas; "" for none`)
 	set.String(&cfg.Queue, "queue-url", "KURIER_GATEWAY_QUEUE", cfg.Queue, `base URL of the queue replicas; "" for none`)
 	set.String(&cfg.AddressSync, "addresssync-url", "KURIER_GATEWAY_ADDRESSSYNC", cfg.AddressSync, `base URL of the address-book sync replicas; "" for none`)
+	set.String(&cfg.Console, "console-url", "KURIER_GATEWAY_CONSOLE", cfg.Console, `base URL of the web console's replicas; "" for none`)
 	set.String(&cfg.Admin, "admin-addr", "KURIER_GATEWAY_ADMIN", cfg.Admin, `host:port of the admin replicas' gRPC API; "" for none`)
 	set.Duration(&cfg.DialTimeout, "dial-timeout", "KURIER_GATEWAY_DIAL_TIMEOUT", cfg.DialTimeout, "how long connecting to one replica may take before the next is tried")
 	set.String(&logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -62,7 +63,9 @@ func runGateway(ctx context.Context, args []string) error {
 	log.Info("http listening", "addr", hl.Addr().String())
 	log.Info("grpc listening", "addr", gl.Addr().String())
 	err = runAll(ctx, []func(context.Context) error{
-		func(ctx context.Context) error { return web.Serve(ctx, hl, mux, grace, log) },
+		// Paths as every service takes them: one that is not clean is 404,
+		// where mux would redirect it to a path its sender never meant.
+		func(ctx context.Context) error { return web.Serve(ctx, hl, web.Routes(mux), grace, log) },
 		func(ctx context.Context) error { return web.Serve(ctx, gl, gw.GRPC(), grace, log) },
 	})
 	log.Info("stopped")

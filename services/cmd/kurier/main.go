@@ -26,6 +26,7 @@ Usage:
   kurier admin        the admin gRPC service
   kurier queue        the queue service (ComNorm pull queues, /api/queues)
   kurier addresssync  the address-book sync service (FE2 API, /rest/addressbook)
+  kurier console      the web console (/console/), before the admin API (KURIER_CONSOLE_ADMIN)
   kurier gateway      one HTTP and one gRPC address in front of replicated services (docker-compose)
   kurier healthcheck  probe a service's /readyz (or gRPC health) once: exit 0 or 1, for container healthchecks
   kurier version      print the version
@@ -43,7 +44,7 @@ func main() {
 	defer stop()
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
-	case "all", "ingest", "dispatcher", "admin", "queue", "addresssync":
+	case "all", "ingest", "dispatcher", "admin", "queue", "addresssync", "console":
 		err = serve(ctx, role(cmd), args)
 	case "gateway":
 		err = runGateway(ctx, args)

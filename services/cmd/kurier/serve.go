@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -21,9 +22,10 @@ import (
 
 	"kurier.dev/services/addresssync"
 	"kurier.dev/services/admin"
+	"kurier.dev/services/bus"
+	"kurier.dev/services/console"
 	"kurier.dev/services/dispatcher"
 	"kurier.dev/services/ingest"
-	"kurier.dev/services/internal/bus"
 	"kurier.dev/services/internal/config"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/natsd"
@@ -55,6 +57,8 @@ type settings struct {
 	dispatcher              dispatcher.Config
 	queue                   queue.Config
 	addresssync             addresssync.Config
+	console                 console.Config
+	consoleCA               string
 }
 
 func bind(r role, set *config.Set, s *settings) {
@@ -68,6 +72,20 @@ func bind(r role, set *config.Set, s *settings) {
 	set.String(&s.logLevel, "log-level", "KURIER_LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Duration(&s.grace, "shutdown-grace", "KURIER_SHUTDOWN_GRACE", 30*time.Second, "how long a stop waits for work in flight")
 	set.Duration(&s.headerTimeout, "http-header-timeout", "KURIER_HTTP_HEADER_TIMEOUT", web.DefaultHeaderTimeout, "how long a client may take to send a request's headers before its connection is closed")
+	if r.runs("console") {
+		s.console = console.DefaultConfig()
+		// `kurier all` serves its console from its own admin API.
+		if r == "console" {
+			set.String(&s.console.Admin, "console-admin", "KURIER_CONSOLE_ADMIN", "127.0.0.1:9090", "host:port of the admin API, the console's only backend")
+			set.String(&s.consoleCA, "console-admin-ca", "KURIER_CONSOLE_ADMIN_CA", "", "CA certificates (PEM) to check the admin API's certificate against; turns TLS on")
+		}
+		set.String(&s.console.Key, "console-key", "KURIER_CONSOLE_KEY", "", "key that seals the console's session cookies; replicas that share it share sessions (default: a random one, and sessions end with the process)")
+		set.Duration(&s.console.SessionTTL, "console-session-ttl", "KURIER_CONSOLE_SESSION_TTL", s.console.SessionTTL, "how long a sign-in to the console lasts")
+		set.Bool(&s.console.Secure, "console-secure", "KURIER_CONSOLE_SECURE", false, "mark the console's session cookie Secure on plain HTTP, behind a proxy that ends TLS")
+	}
+	if r == "console" {
+		return // its only backend is the admin API: no NATS, no streams
+	}
 	if r == "all" {
 		set.String(&s.dataDir, "data-dir", "KURIER_DATA_DIR", "./kurier-data", "where the embedded JetStream server keeps its data")
 		set.String(&s.natsListen, "nats-listen", "KURIER_NATS_LISTEN", "127.0.0.1:4222", `client address of the embedded server, for the nats CLI; "off" for none`)
@@ -160,6 +178,9 @@ func serve(ctx context.Context, r role, args []string) error {
 	s.ingest.NotifyDelay = s.dispatcher.NotifyDelay
 	log := telemetry.Logger(os.Stderr, s.logLevel).With("role", string(r))
 	slog.SetDefault(log)
+	if r == "console" {
+		return serveConsole(ctx, s, log)
+	}
 
 	url, opts := s.natsURL, []nats.Option(nil)
 	if r == "all" {
@@ -193,6 +214,7 @@ func serve(ctx context.Context, r role, args []string) error {
 	}
 
 	var runs []func(context.Context) error
+	var adminAddr net.Addr
 	if r.runs("ingest") {
 		svc, err := ingest.New(ctx, s.ingest, conn, log.With("service", "ingest"), reg)
 		if err != nil {
@@ -223,6 +245,7 @@ func serve(ctx context.Context, r role, args []string) error {
 			return fmt.Errorf("grpc listen: %w", err)
 		}
 		log.Info("grpc listening", "addr", lis.Addr().String(), "tls", grpcTLS != nil)
+		adminAddr = lis.Addr()
 		runs = append(runs, func(ctx context.Context) error { return svc.Serve(ctx, lis, s.grace) })
 	}
 	if r.runs("queue") {
@@ -244,6 +267,18 @@ func serve(ctx context.Context, r role, args []string) error {
 		svc.Routes(mux)
 		runs = append(runs, svc.Run)
 	}
+	if r == "all" {
+		s.console.Admin = localAddr(adminAddr)
+		if grpcTLS != nil {
+			s.console.AdminTLS = trustOwn(grpcTLS)
+		}
+		c, err := newConsole(r, s.console, log)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Routes(mux)
+	}
 	log.Info("http listening", "addr", lis.Addr().String())
 	runs = append(runs, func(ctx context.Context) error {
 		return web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
@@ -258,14 +293,87 @@ func serve(ctx context.Context, r role, args []string) error {
 	return err
 }
 
-// publicURL is the URL of a listener as others on this machine reach it.
-func publicURL(addr net.Addr) string {
+// serveConsole runs `kurier console`: the web console alone, before an
+// admin API elsewhere. It needs no NATS, and no admin token of its own:
+// users sign in with theirs.
+func serveConsole(ctx context.Context, s settings, log *slog.Logger) error {
+	if s.consoleCA != "" {
+		cfg, err := config.TrustCA(s.consoleCA)
+		if err != nil {
+			return fmt.Errorf("KURIER_CONSOLE_ADMIN_CA %s: %w", s.consoleCA, err)
+		}
+		s.console.AdminTLS = cfg
+	}
+	c, err := newConsole("console", s.console, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	reg := telemetry.Registry()
+	mux := http.NewServeMux()
+	// Ready once listening: an admin API that does not answer is told on
+	// the console's pages, and a console that is not ready would not be
+	// sent the users who are to read that.
+	web.Health(mux, func(context.Context) error { return nil })
+	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	c.Routes(mux)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, console.Prefix+"/", http.StatusSeeOther)
+	})
+	lis, err := net.Listen("tcp", s.httpListen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	log.Info("http listening", "addr", lis.Addr().String(), "admin", s.console.Admin, "admin_tls", s.console.AdminTLS != nil)
+	err = web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
+	log.Info("stopped")
+	return err
+}
+
+// newConsole makes the console of a role, telling when its sessions will
+// not outlive the process.
+func newConsole(r role, cfg console.Config, log *slog.Logger) (*console.Console, error) {
+	if cfg.Key == "" {
+		// Replicas of `kurier console` behind one address need the same
+		// key, or a user is signed out whenever a request reaches another.
+		level := slog.LevelInfo
+		if r == "console" {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "no KURIER_CONSOLE_KEY: console sessions are sealed with a random key, end with the process and are not shared with other replicas")
+	}
+	return console.New(cfg, log.With("service", "console"))
+}
+
+// trustOwn is how the console of `kurier all` reaches the admin API of the
+// same process when it speaks TLS: trusting exactly the certificate the
+// API serves, which need not name the loopback address dialled nor be
+// signed by a CA the process knows.
+func trustOwn(server *tls.Config) *tls.Config {
+	own := server.Certificates[0].Certificate[0]
+	return &tls.Config{
+		// The usual checks of chain and name give way to this one.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+				return errors.New("the admin API's certificate is not the one this process serves")
+			}
+			return nil
+		},
+	}
+}
+
+// localAddr is a listener's address as others on this machine dial it.
+func localAddr(addr net.Addr) string {
 	host, port, err := net.SplitHostPort(addr.String())
 	if ip := net.ParseIP(host); err != nil || ip == nil || ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return net.JoinHostPort(host, port)
 }
+
+// publicURL is the URL of a listener as others on this machine reach it.
+func publicURL(addr net.Addr) string { return "http://" + localAddr(addr) }
 
 // runAll runs every function until ctx ends or one fails, which stops the rest.
 func runAll(ctx context.Context, runs []func(context.Context) error) error {

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
-	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -26,16 +24,13 @@ var applyCommand = &command{
 		"Either every line is applied or, when one is wrong, none. A file that is not UTF-8\n" +
 		"is read as ISO-8859-1, which Collmex uses.",
 	setup: func(fs *flag.FlagSet) runFunc {
-		org := fs.String("org", "", "the `org-id` the notifications belong to (required)")
-		file := fs.String("f", "", "the `file` to read, - for standard input (required)")
+		var f fileFlags
+		f.bind(fs, "the `org-id` the notifications belong to (required)", "the `file` to read, - for standard input (required)")
 		return func(ctx context.Context, s *session, _ []string) error {
-			switch {
-			case *org == "":
-				return usageErrorf("apply needs --org <org-id>")
-			case *file == "":
-				return usageErrorf("apply needs -f <file>, or -f - for standard input")
+			if err := f.check("apply"); err != nil {
+				return err
 			}
-			records, err := readRecords(*file, s.in)
+			records, err := readRecords(f.file, s.in)
 			if err != nil {
 				return err
 			}
@@ -43,7 +38,7 @@ var applyCommand = &command{
 			if err != nil {
 				return err
 			}
-			resp, err := api.ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{OrgId: *org, Records: records})
+			resp, err := api.ApplyApiNotification(ctx, &adminv1.ApplyApiNotificationRequest{OrgId: f.org, Records: records})
 			if err != nil {
 				return err
 			}
@@ -54,26 +49,9 @@ var applyCommand = &command{
 
 // readRecords reads the file named on the command line, or stdin for "-".
 func readRecords(name string, stdin io.Reader) (string, error) {
-	r := stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		r = f
-	} else {
-		name = "standard input"
-	}
-	b, err := io.ReadAll(io.LimitReader(r, maxRecordsFile+1))
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(b) > maxRecordsFile {
-		return "", fmt.Errorf("%s is larger than %d KiB, the most one call takes; split it", name, maxRecordsFile>>10)
-	}
-	if utf8.Valid(b) {
-		return string(b), nil
+	b, _, err := readInput(name, stdin, maxRecordsFile, "the most one call takes; split it")
+	if err != nil || utf8.Valid(b) {
+		return string(b), err
 	}
 	var sb strings.Builder
 	for _, c := range b {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"kurier.dev/services/internal/dlog"
 )
 
 // shells are the shells completion writes scripts for, each with its
@@ -35,6 +37,8 @@ var flagWords = map[string]map[string][]string{
 	"sub update":        {"format": formatWords.allowed()},
 	"person create":     {"mode": fieldModeWords.allowed()},
 	"deliveries export": {"format": {"jsonl"}},
+	"deliveries list":   {"outcome": dlog.Outcomes},
+	"deliveries tail":   {"outcome": dlog.Outcomes},
 	"sub stats":         {"window": windowWords.allowed()},
 	"org stats":         {"window": windowWords.allowed()},
 }

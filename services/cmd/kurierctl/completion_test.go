@@ -29,6 +29,10 @@ var completionCases = []struct {
 	{"kurierctl completion bash ", ""},
 	{"kurierctl apply -f no", "notes.csv"},
 	{"kurierctl deliv", "deliveries"},
+	{"kurierctl deliveries list --org acme --outcome d", "dead delivered disabled dropped"},
+	{"kurierctl deliveries tail --outcome ", "dead delivered disabled dropped retry test"},
+	{"kurierctl deliveries list --un", "--until"},
+	{"kurierctl person b", "book"},
 }
 
 // completionDir is a directory with one file, notes.csv, for the cases

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/dlog"
 )
 
 // maxPage is the most deliveries one ListDeliveries call answers.
@@ -23,17 +25,29 @@ const maxPage = 1000
 
 var deliveryCommands = []*command{
 	{
-		path:     "deliveries list",
-		synopsis: "deliveries list --org <org-id> [--sub <subscription-id>] [--since 1h|<RFC 3339 time>] [--limit N] [--all]",
+		path: "deliveries list",
+		synopsis: "deliveries list --org <org-id> [--sub <subscription-id>] [--since 1h|<RFC 3339 time>] [--until 1h|<RFC 3339 time>] " +
+			"[--outcome " + strings.Join(dlog.Outcomes, "|") + "] [--event <event-id>] [--limit N] [--all]",
 		about: "Lists logged delivery attempts, oldest first: the first page, or with --all every\n" +
-			"page. STATUS is the receiver's HTTP status, or why no answer came.",
+			"page. STATUS is the receiver's HTTP status, or why no answer came. With --outcome or\n" +
+			"--event a page may hold fewer than --limit while more follow.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var f logFlags
 			f.bind(fs)
+			var until timeFlag
+			fs.Var(&until, "until", "only deliveries logged before this `time`: a span back from now (30m, 12h, 7d) or an RFC 3339 time")
+			var af attemptFlags
+			af.bind(fs)
 			var pf pageFlags
 			pf.bind(fs, "deliveries")
 			return func(ctx context.Context, s *session, _ []string) error {
 				if err := f.check("deliveries list"); err != nil {
+					return err
+				}
+				if f.since.ts != nil && until.ts != nil && !until.ts.AsTime().After(f.since.ts.AsTime()) {
+					return usageErrorf("--until %s is not after --since %s", when(until.ts), when(f.since.ts))
+				}
+				if err := af.check(); err != nil {
 					return err
 				}
 				if err := pf.check(); err != nil {
@@ -43,7 +57,8 @@ var deliveryCommands = []*command{
 				if err != nil {
 					return err
 				}
-				req := &adminv1.ListDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts, PageSize: int32(pf.limit)}
+				req := &adminv1.ListDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts, Until: until.ts,
+					Outcome: af.outcome, EventId: af.event, PageSize: int32(pf.limit)}
 				resp := &adminv1.ListDeliveriesResponse{}
 				err = readPages(pf.all, func(token string) (string, error) {
 					req.PageToken = token
@@ -58,8 +73,12 @@ var deliveryCommands = []*command{
 				if err != nil {
 					return err
 				}
+				what := f.what()
+				if until.ts != nil {
+					what += " until " + when(until.ts)
+				}
 				return s.out.listing(len(resp.GetDeliveries()), resp.GetNextPageToken() != "", "deliveries",
-					fmt.Sprintf("No deliveries logged for %s; watch for new ones with: kurierctl deliveries tail --org %s", f.what(), f.org),
+					fmt.Sprintf("No deliveries logged for %s%s; watch for new ones with: kurierctl deliveries tail --org %s", what, af.what(), f.org),
 					func() error { return s.out.deliveries(resp, resp.GetDeliveries()...) })
 			}
 		},
@@ -125,16 +144,22 @@ var deliveryCommands = []*command{
 		},
 	},
 	{
-		path:     "deliveries tail",
-		synopsis: "deliveries tail --org <org-id> [--sub <subscription-id>] [--since 1h|<RFC 3339 time>]",
+		path: "deliveries tail",
+		synopsis: "deliveries tail --org <org-id> [--sub <subscription-id>] [--since 1h|<RFC 3339 time>] " +
+			"[--outcome " + strings.Join(dlog.Outcomes, "|") + "] [--event <event-id>]",
 		about: "Prints delivery attempts as they happen, until stopped with Ctrl-C. With --since it\n" +
 			"first prints those logged since then. With -o json it prints one JSON document a line.",
 		stream: true,
 		setup: func(fs *flag.FlagSet) runFunc {
 			var f logFlags
 			f.bind(fs)
+			var af attemptFlags
+			af.bind(fs)
 			return func(ctx context.Context, s *session, _ []string) error {
 				if err := f.check("deliveries tail"); err != nil {
+					return err
+				}
+				if err := af.check(); err != nil {
 					return err
 				}
 				api, err := s.api()
@@ -147,13 +172,14 @@ var deliveryCommands = []*command{
 				// --timeout and before anything is printed.
 				check, cancel := context.WithTimeout(ctx, s.g.timeout)
 				_, err = api.ListDeliveries(check, &adminv1.ListDeliveriesRequest{
-					OrgId: f.org, SubscriptionId: f.sub, Since: timestamppb.Now(), PageSize: 1,
+					OrgId: f.org, SubscriptionId: f.sub, Since: timestamppb.Now(), PageSize: 1, Outcome: af.outcome, EventId: af.event,
 				})
 				cancel()
 				if err != nil {
 					return stopped(ctx, err)
 				}
-				tail, err := api.TailDeliveries(ctx, &adminv1.TailDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts})
+				tail, err := api.TailDeliveries(ctx, &adminv1.TailDeliveriesRequest{OrgId: f.org, SubscriptionId: f.sub, Since: f.since.ts,
+					Outcome: af.outcome, EventId: af.event})
 				if err != nil {
 					return stopped(ctx, err)
 				}
@@ -240,6 +266,52 @@ func (f *logFlags) what() string {
 		s += " since " + when(f.since.ts)
 	}
 	return s
+}
+
+// attemptFlags are --outcome and --event, which choose attempts by what
+// the log's subjects do not tell: how they ended and of which event.
+type attemptFlags struct {
+	outcome, event string
+}
+
+func (f *attemptFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&f.outcome, "outcome", "", "only attempts that ended so, an `outcome`: "+orList(dlog.Outcomes)+
+		" (a ping counts as delivered when answered 2xx, else as dropped)")
+	fs.Func("event", "only attempts of this `event-id`", func(v string) error {
+		if v = strings.TrimSpace(v); v == "" {
+			return errors.New("needs an event id")
+		}
+		f.event = v
+		return nil
+	})
+}
+
+func (f *attemptFlags) check() error {
+	f.outcome = strings.TrimSpace(f.outcome)
+	if f.outcome != "" && !slices.Contains(dlog.Outcomes, f.outcome) {
+		return usageErrorf("--outcome must be %s, not %q", orList(dlog.Outcomes), f.outcome)
+	}
+	return nil
+}
+
+// what names the attempts chosen, for messages: "" when all are.
+func (f *attemptFlags) what() string {
+	var s string
+	if f.outcome != "" {
+		s += " with outcome " + f.outcome
+	}
+	if f.event != "" {
+		s += " of event " + f.event
+	}
+	return s
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 // pageFlags are --limit and --all of the lists that come in pages.

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -28,7 +27,8 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/admin/admintest"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
@@ -59,26 +59,7 @@ func startAdminBus(t *testing.T) (string, *jet.Conn) {
 // serveAdmin is startAdminBus with the TLS the server speaks, if any.
 func serveAdmin(t *testing.T, tc *tls.Config) (string, *jet.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	conn := natstest.Start(t, bus.DefaultLimits())
-	svc, err := admin.New(ctx, admin.Config{Token: testToken, Limits: bus.DefaultLimits(), TLS: tc}, conn, natstest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- svc.Serve(ctx, lis, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("admin serve: %v", err)
-		}
-	})
-	return lis.Addr().String(), conn
+	return admintest.Serve(t, admin.Config{Token: testToken, Limits: bus.DefaultLimits(), TLS: tc})
 }
 
 type result struct {
@@ -430,6 +411,15 @@ func TestUsageErrors(t *testing.T) {
 			[]string{`"yesterday" is neither a span such as 30m, 12h or 7d nor an RFC 3339 time`}},
 		{[]string{"deliveries", "list", "--org", "acme", "--since", "-1h"}, []string{`"-1h" is neither a span`}},
 		{[]string{"deliveries", "tail"}, []string{"deliveries tail needs --org <org-id>"}},
+		{[]string{"deliveries", "list", "--org", "acme", "--outcome", "failed"},
+			[]string{`--outcome must be delivered, retry, dead, disabled, dropped or test, not "failed"`}},
+		{[]string{"deliveries", "tail", "--org", "acme", "--outcome", "ok"}, []string{`--outcome must be delivered, retry, dead, disabled, dropped or test, not "ok"`}},
+		{[]string{"deliveries", "list", "--org", "acme", "--event", " "}, []string{`invalid value " " for flag -event: needs an event id`}},
+		{[]string{"deliveries", "list", "--org", "acme", "--until", "tomorrow"}, []string{`invalid value "tomorrow" for flag -until: "tomorrow" is neither a span`}},
+		{[]string{"deliveries", "list", "--org", "acme", "--since", "2025-01-31T08:00:00Z", "--until", "2025-01-31T07:00:00Z"},
+			[]string{"--until 2025-01-31T07:00:00Z is not after --since 2025-01-31T08:00:00Z"}},
+		{[]string{"person", "book"}, []string{"person book needs --org <org-id>"}},
+		{[]string{"person", "book", "--org", "acme", "x"}, []string{`person book takes no arguments, got "x"`}},
 		{[]string{"deliveries", "export"}, []string{"deliveries export needs --org <org-id>"}},
 		{[]string{"deliveries", "export", "--org", "acme", "--format", "csv"}, []string{`--format must be jsonl, the only export format for now, not "csv"`}},
 		{[]string{"deliveries", "export", "--org", "acme", "-f", ""}, []string{"-f needs a file name, or - for standard output"}},

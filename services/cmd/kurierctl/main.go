@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -467,11 +468,11 @@ func dial(g globals) (*grpc.ClientConn, error) {
 func transportCredentials(g globals) (creds credentials.TransportCredentials, secure bool, err error) {
 	switch {
 	case g.ca != "":
-		creds, err = credentials.NewClientTLSFromFile(g.ca, "")
+		cfg, err := config.TrustCA(g.ca)
 		if err != nil {
 			return nil, false, fmt.Errorf("--ca %s: %w", g.ca, err)
 		}
-		return creds, true, nil
+		return credentials.NewTLS(cfg), true, nil
 	case g.tls:
 		return credentials.NewTLS(&tls.Config{}), true, nil
 	}

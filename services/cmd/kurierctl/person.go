@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,30 @@ var fieldModeWords = enumWords{kind: "mode", desc: adminv1.APagerProFieldMode(0)
 var originWords = enumWords{kind: "origin", desc: adminv1.PersonOrigin(0).Descriptor(), prefix: "PERSON_ORIGIN_"}
 
 var personCommands = []*command{
+	{
+		path:     "person book",
+		synopsis: "person book --org <org-id>",
+		about: "Shows how many persons an organisation's address book holds, and how many a sync\n" +
+			"marked deleted; then how its last sync through the sync API ended: accepted, with\n" +
+			"what it changed, or refused, with why (nothing changed then).",
+		setup: func(fs *flag.FlagSet) runFunc {
+			org := fs.String("org", "", "the `org-id` whose address book to show (required)")
+			return func(ctx context.Context, s *session, _ []string) error {
+				if *org == "" {
+					return usageErrorf("person book needs --org <org-id>")
+				}
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				b, err := api.GetAddressBook(ctx, &adminv1.GetAddressBookRequest{OrgId: *org})
+				if err != nil {
+					return err
+				}
+				return s.out.addressBook(b)
+			}
+		},
+	},
 	{
 		path:     "person list",
 		synopsis: "person list --org <org-id> [--deleted] [--limit N] [--all]",
@@ -191,5 +216,42 @@ func (p *printer) person(ps *adminv1.Person) error {
 	d.add("XMPP", ps.GetXmpp())
 	d.add("APAGER PRO", ps.GetAPagerPro())
 	d.add("TOKEN", ps.GetToken())
+	return d.print(p.w)
+}
+
+// addressBook prints b as JSON, or its counts as a table row followed by
+// how its last sync ended.
+func (p *printer) addressBook(b *adminv1.AddressBook) error {
+	if p.format == "json" {
+		return p.json(b)
+	}
+	tw := newTable(p.w, "ORG ID", "PERSONS", "MARKED DELETED")
+	row(tw, b.GetOrgId(), strconv.FormatUint(uint64(b.GetPersons()), 10), strconv.FormatUint(uint64(b.GetMarkedDeleted()), 10))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var d details
+	ls := b.GetLastSync()
+	if ls == nil {
+		d.add("LAST SYNC", "none yet")
+		return d.print(p.w)
+	}
+	d.add("LAST SYNC", when(ls.GetTime()))
+	d.add("SOURCE", ls.GetSource())
+	if ls.GetError() == "" {
+		d.add("OUTCOME", fmt.Sprintf("accepted (HTTP %d)", ls.GetStatus()))
+		d.add("CHANGES", fmt.Sprintf("created %d, updated %d, deleted %d, marked deleted %d, unchanged %d",
+			ls.GetCreated(), ls.GetUpdated(), ls.GetDeleted(), ls.GetMarkedDeleted(), ls.GetUnchanged()))
+		return d.print(p.w)
+	}
+	ended := "refused"
+	if ls.GetStatus() >= 500 || ls.GetStatus() == 0 {
+		ended = "failed"
+	}
+	d.add("OUTCOME", fmt.Sprintf("%s (HTTP %d): nothing changed", ended, ls.GetStatus()))
+	d.add("ERROR", ls.GetError())
+	if ls.GetField() != "" {
+		d.add("FIELD", ls.GetField())
+	}
 	return d.print(p.w)
 }

@@ -1,9 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/addresssync"
+	"kurier.dev/services/natstest"
 )
 
 func TestOrgUpdate(t *testing.T) {
@@ -77,4 +86,70 @@ func TestPersonCommands(t *testing.T) {
 	if len(lines(r.stdout)) != 2 {
 		t.Fatalf("a page of 1:\n%s", r.stdout)
 	}
+}
+
+// TestPersonBook: person book shows the counts and how the last sync
+// through the real sync API ended.
+func TestPersonBook(t *testing.T) {
+	addr, conn := startAdminBus(t)
+	sync, err := addresssync.New(context.Background(), addresssync.DefaultConfig(), conn, natstest.Log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	sync.Routes(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	ctlAt(t, addr, "org", "create", "acme").ok(t)
+	ctlAt(t, addr, "org", "update", "acme", "--addressbook-sync").ok(t)
+	secret := ctlAt(t, addr, "key", "create", "--org", "acme", "--scope", "addressbook", "-o", "value=secret").ok(t).stdout
+
+	r := ctlAt(t, addr, "person", "book", "--org", "acme").ok(t)
+	matchLines(t, r.stdout,
+		`ORG ID  PERSONS  MARKED DELETED`,
+		`acme    0        0`,
+		``,
+		`LAST SYNC:  none yet`,
+	)
+	r = ctlAt(t, addr, "-o", "json", "person", "book", "--org", "acme").ok(t)
+	if b := unmarshal[adminv1.AddressBook](t, r.stdout); b.GetOrgId() != "acme" || b.GetPersons() != 0 || b.GetLastSync() != nil {
+		t.Fatalf("person book -o json before a sync: %v", b)
+	}
+
+	post := func(body string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/rest/addressbook/sync", bytes.NewBufferString(body))
+		req.Header.Set("Authorization", strings.TrimSpace(secret))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("sync %s: %d, want %d", body, resp.StatusCode, want)
+		}
+	}
+	post(`{"source":"dir","personList":[{"externalDbId":"1","lastName":"A"},{"externalDbId":"2","lastName":"B"}]}`, http.StatusOK)
+	// The one left out is marked deleted: the org does not allow deleting.
+	post(`{"source":"dir","personList":[{"externalDbId":"1","lastName":"A"}]}`, http.StatusOK)
+	r = ctlAt(t, addr, "person", "book", "--org", "acme").ok(t)
+	matchLines(t, r.stdout,
+		`ORG ID  PERSONS  MARKED DELETED`,
+		`acme    1        1`,
+		``,
+		`LAST SYNC:  `+rfc3339UTC,
+		`SOURCE:     dir`,
+		`OUTCOME:    accepted \(HTTP 200\)`,
+		`CHANGES:    created 0, updated 0, deleted 0, marked deleted 1, unchanged 1`,
+	)
+
+	// A sync refused for what it sent leaves the last one shown.
+	post(`{"source":"dir","personList":[{"externalDbId":"1","lastName":"A","mobil":"not a number"}]}`, http.StatusBadRequest)
+	if r := ctlAt(t, addr, "-o", "value=lastSync.status", "person", "book", "--org", "acme").ok(t); r.stdout != "200\n" {
+		t.Errorf("-o value=lastSync.status printed %q after a refused sync", r.stdout)
+	}
+
+	ctlAt(t, addr, "person", "book", "--org", "nope").fails(t, 1, `org "nope" not found`)
 }

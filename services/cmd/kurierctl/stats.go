@@ -19,46 +19,41 @@ const statsAbout = "Counts the delivery attempts (pings, payload POSTs and diges
 	"failure in the window; then the same per minute (hour) or per hour (day, week). The\n" +
 	"figures are at most KURIER_STATS_INTERVAL (10s) behind."
 
-var subStatsCommand = &command{
-	path:     "sub stats",
-	args:     []string{"subscription-id"},
-	synopsis: "sub stats <subscription-id> [--window hour|day|week]",
-	about:    statsAbout,
-	setup: func(fs *flag.FlagSet) runFunc {
-		w := bindWindow(fs)
-		return func(ctx context.Context, s *session, args []string) error {
-			api, err := s.api()
-			if err != nil {
-				return err
-			}
-			st, err := api.GetSubscriptionStats(ctx, &adminv1.GetSubscriptionStatsRequest{SubscriptionId: args[0], Window: adminv1.StatsWindow(*w)})
-			if err != nil {
-				return err
-			}
-			return s.out.stats(st)
-		}
-	},
-}
+var subStatsCommand = statsCommand("sub stats", "subscription-id", statsAbout,
+	func(ctx context.Context, api adminv1.AdminServiceClient, id string, w adminv1.StatsWindow) (*adminv1.DeliveryStats, error) {
+		return api.GetSubscriptionStats(ctx, &adminv1.GetSubscriptionStatsRequest{SubscriptionId: id, Window: w})
+	})
 
-var orgStatsCommand = &command{
-	path:     "org stats",
-	args:     []string{"org-id"},
-	synopsis: "org stats <org-id> [--window hour|day|week]",
-	about:    strings.Replace(statsAbout, "Counts the delivery attempts", "Counts the delivery attempts of all of an org's subscriptions", 1),
-	setup: func(fs *flag.FlagSet) runFunc {
-		w := bindWindow(fs)
-		return func(ctx context.Context, s *session, args []string) error {
-			api, err := s.api()
-			if err != nil {
-				return err
+var orgStatsCommand = statsCommand("org stats", "org-id",
+	strings.Replace(statsAbout, "Counts the delivery attempts", "Counts the delivery attempts of all of an org's subscriptions", 1),
+	func(ctx context.Context, api adminv1.AdminServiceClient, id string, w adminv1.StatsWindow) (*adminv1.DeliveryStats, error) {
+		return api.GetOrgStats(ctx, &adminv1.GetOrgStatsRequest{OrgId: id, Window: w})
+	})
+
+// statsCommand is a command at path that shows the statistics get answers
+// for its one argument, named arg, over the --window.
+func statsCommand(path, arg, about string,
+	get func(context.Context, adminv1.AdminServiceClient, string, adminv1.StatsWindow) (*adminv1.DeliveryStats, error)) *command {
+	return &command{
+		path:     path,
+		args:     []string{arg},
+		synopsis: path + " <" + arg + "> [--window hour|day|week]",
+		about:    about,
+		setup: func(fs *flag.FlagSet) runFunc {
+			w := bindWindow(fs)
+			return func(ctx context.Context, s *session, args []string) error {
+				api, err := s.api()
+				if err != nil {
+					return err
+				}
+				st, err := get(ctx, api, args[0], adminv1.StatsWindow(*w))
+				if err != nil {
+					return err
+				}
+				return s.out.stats(st)
 			}
-			st, err := api.GetOrgStats(ctx, &adminv1.GetOrgStatsRequest{OrgId: args[0], Window: adminv1.StatsWindow(*w)})
-			if err != nil {
-				return err
-			}
-			return s.out.stats(st)
-		}
-	},
+		},
+	}
 }
 
 // windowWords are the spans statistics cover.

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/stats"
 )

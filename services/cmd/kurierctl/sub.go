@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -278,25 +277,8 @@ const maxSample = 256 << 10
 
 // readSample reads a sample event from the file named, or stdin for "-".
 func readSample(name string, stdin io.Reader) (string, error) {
-	r := stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		r = f
-	} else {
-		name = "standard input"
-	}
-	b, err := io.ReadAll(io.LimitReader(r, maxSample+1))
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(b) > maxSample {
-		return "", fmt.Errorf("%s is larger than %d KiB, the largest sample event admin takes", name, maxSample>>10)
-	}
-	return string(b), nil
+	b, _, err := readInput(name, stdin, maxSample, "the largest sample event admin takes")
+	return string(b), err
 }
 
 func setActiveCommand(active bool) *command {

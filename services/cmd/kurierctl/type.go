@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"unicode/utf8"
 
@@ -82,16 +81,13 @@ var typeCommands = []*command{
 			"of the type whose data does not match, with a 400 naming where. At most 64 KiB; a\n" +
 			"schema may not $ref anything outside itself. The type may be one of the org's own.",
 		setup: func(fs *flag.FlagSet) runFunc {
-			org := fs.String("org", "", "the `org-id` the schema is for (required)")
-			file := fs.String("f", "", "the schema's `file`, - for standard input (required)")
+			var f fileFlags
+			f.bind(fs, "the `org-id` the schema is for (required)", "the schema's `file`, - for standard input (required)")
 			return func(ctx context.Context, s *session, args []string) error {
-				switch {
-				case *org == "":
-					return usageErrorf("type set-schema needs --org <org-id>")
-				case *file == "":
-					return usageErrorf("type set-schema needs -f <file>, or -f - for standard input")
+				if err := f.check("type set-schema"); err != nil {
+					return err
 				}
-				text, err := readSchema(*file, s.in)
+				text, err := readSchema(f.file, s.in)
 				if err != nil {
 					return err
 				}
@@ -99,14 +95,14 @@ var typeCommands = []*command{
 				if err != nil {
 					return err
 				}
-				t, err := api.SetEventTypeSchema(ctx, &adminv1.SetEventTypeSchemaRequest{OrgId: *org, EventType: args[0], Schema: text})
+				t, err := api.SetEventTypeSchema(ctx, &adminv1.SetEventTypeSchemaRequest{OrgId: f.org, EventType: args[0], Schema: text})
 				if err != nil {
 					return err
 				}
 				if s.out.format == "json" {
 					return s.out.json(t)
 				}
-				_, err = fmt.Fprintf(s.out.w, "Events of type %s of org %s are now checked against the schema (%d bytes).\n", t.GetName(), *org, len(t.GetSchema()))
+				_, err = fmt.Fprintf(s.out.w, "Events of type %s of org %s are now checked against the schema (%d bytes).\n", t.GetName(), f.org, len(t.GetSchema()))
 				return err
 			}
 		},
@@ -142,23 +138,10 @@ var typeCommands = []*command{
 
 // readSchema reads the file named on the command line, or stdin for "-".
 func readSchema(name string, stdin io.Reader) (string, error) {
-	r := stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		r = f
-	} else {
-		name = "standard input"
-	}
-	b, err := io.ReadAll(io.LimitReader(r, maxSchemaFile+1))
+	b, name, err := readInput(name, stdin, maxSchemaFile, "the most one call takes")
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("read %s: %w", name, err)
-	case len(b) > maxSchemaFile:
-		return "", fmt.Errorf("%s is larger than %d KiB, the most one call takes", name, maxSchemaFile>>10)
+		return "", err
 	case !utf8.Valid(b):
 		return "", errors.New(name + " is not UTF-8, as JSON must be")
 	}

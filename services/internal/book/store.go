@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/lease"
 )
@@ -50,6 +50,7 @@ type Store struct {
 	conn    *jet.Conn
 	persons jetstream.KeyValue
 	locks   jetstream.KeyValue
+	syncs   jetstream.KeyValue
 	journal jetstream.Stream
 	lock    Locking
 	holder  string // what this store writes into the locks it holds
@@ -62,11 +63,11 @@ type Store struct {
 // Open binds the store to the buckets and the journal, which bus.Ensure
 // has created.
 func Open(ctx context.Context, conn *jet.Conn, lock Locking, log *slog.Logger) (*Store, error) {
-	persons, err := bus.Bucket(ctx, conn.JS, bus.BucketPersons)
+	persons, err := jet.Bucket(ctx, conn.JS, bus.BucketPersons)
 	if err != nil {
 		return nil, err
 	}
-	locks, err := bus.Bucket(ctx, conn.JS, bus.BucketLocks)
+	locks, err := jet.Bucket(ctx, conn.JS, bus.BucketLocks)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +75,13 @@ func Open(ctx context.Context, conn *jet.Conn, lock Locking, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	syncs, err := jet.Bucket(ctx, conn.JS, bus.BucketSyncs)
+	if err != nil {
+		return nil, err
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	return &Store{conn: conn, persons: persons, locks: locks, journal: journal, lock: lock,
+	return &Store{conn: conn, persons: persons, locks: locks, syncs: syncs, journal: journal, lock: lock,
 		holder: hex.EncodeToString(id[:]), log: log, timeout: 30 * time.Second}, nil
 }
 
@@ -348,6 +353,9 @@ func (s *Store) DeleteOrg(ctx context.Context, org string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("delete the persons of %s: %w", org, err)
+	}
+	if err := s.syncs.Purge(ctx, org); err != nil {
+		return fmt.Errorf("delete the last sync of %s: %w", org, err)
 	}
 	return w.purgeJournal(ctx)
 }

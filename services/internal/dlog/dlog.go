@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 )
 
 // Record is one delivery attempt. It never holds a secret.
@@ -55,4 +55,20 @@ func Decode(m jetstream.Msg) (Record, error) {
 		r.Sequence = md.Sequence.Stream
 	}
 	return r, nil
+}
+
+// Outcomes are the ways an attempt ends, as Record.Outcome says.
+var Outcomes = []string{"delivered", "retry", "dead", "disabled", "dropped", "test"}
+
+// Ended answers how an attempt ended: its logged outcome, or for a ping,
+// which logs none, delivered when answered 2xx and dropped otherwise (a
+// failed ping is not repeated), as kurier_deliveries_total counts it.
+func Ended(ping bool, outcome string, status int) string {
+	switch {
+	case outcome != "" || !ping:
+		return outcome
+	case status >= 200 && status < 300:
+		return "delivered"
+	}
+	return "dropped"
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
@@ -13,7 +13,7 @@ import (
 func TestLastMsgs(t *testing.T) {
 	conn := natstest.Start(t, bus.DefaultLimits())
 	ctx := context.Background()
-	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketPersons)
+	kv, err := jet.Bucket(ctx, conn.JS, bus.BucketPersons)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 )
 
 // Retry calls f until it succeeds or ctx ends, waiting longer after each

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 )
 
 // Decode turns an entry of the bucket into a T; false leaves out keys of

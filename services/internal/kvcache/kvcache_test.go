@@ -8,12 +8,30 @@ import (
 	"testing"
 	"time"
 
-	"kurier.dev/services/internal/bus"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
 
 func text(_ string, v []byte) (string, bool, error) {
 	return string(v), !strings.HasPrefix(string(v), "skip"), nil
+}
+
+// openOrgs opens the orgs bucket and a cache of it with text.
+func openOrgs(t *testing.T, conn *jet.Conn) (jetstream.KeyValue, *Cache[string]) {
+	t.Helper()
+	ctx := context.Background()
+	kv, err := jet.Bucket(ctx, conn.JS, bus.BucketOrgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := Open(ctx, conn.JS, kv, text, natstest.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv, cache
 }
 
 // TestListFollowsEveryNode: a listing shows every write made before it,
@@ -25,14 +43,7 @@ func TestListFollowsEveryNode(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	conn := c.Connect(t, l)
 	ctx := context.Background()
-	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketOrgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := Open(ctx, conn.JS, kv, text, natstest.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, cache := openOrgs(t, conn)
 	want := map[string]bool{}
 	check := func(what string) {
 		t.Helper()
@@ -98,14 +109,7 @@ func TestListFollowsEveryNode(t *testing.T) {
 func TestGetFollowsTheWatch(t *testing.T) {
 	conn := natstest.Start(t, bus.DefaultLimits())
 	ctx := context.Background()
-	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketOrgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := Open(ctx, conn.JS, kv, text, natstest.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, cache := openOrgs(t, conn)
 	has := func(k, want string) func() bool {
 		return func() bool { v, ok := cache.Get(k); return ok == (want != "") && v == want }
 	}

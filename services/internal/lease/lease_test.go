@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/natstest"
@@ -19,7 +19,7 @@ import (
 func locks(t *testing.T) (*jet.Conn, jetstream.KeyValue) {
 	t.Helper()
 	conn := natstest.Start(t, bus.DefaultLimits())
-	kv, err := bus.Bucket(context.Background(), conn.JS, bus.BucketLocks)
+	kv, err := jet.Bucket(context.Background(), conn.JS, bus.BucketLocks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestLeaseMarginCountsFromTheRenewalSent(t *testing.T) {
 	const ttl, late = 3 * time.Second, 400 * time.Millisecond
 	lag := &natstest.Lag{}
 	holder := natstest.Connect(t, conn, lag)
-	kv, err := bus.Bucket(ctx, holder.JS, bus.BucketLocks)
+	kv, err := jet.Bucket(ctx, holder.JS, bus.BucketLocks)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
 )
@@ -91,7 +91,7 @@ type Store struct {
 // Open binds the store to the bucket and stream, which bus.Ensure has
 // created.
 func Open(ctx context.Context, conn *jet.Conn) (*Store, error) {
-	kv, err := bus.Bucket(ctx, conn.JS, bus.BucketQueues)
+	kv, err := jet.Bucket(ctx, conn.JS, bus.BucketQueues)
 	if err != nil {
 		return nil, err
 	}

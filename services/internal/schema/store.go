@@ -10,7 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/kvcache"
 )
 
@@ -32,7 +33,7 @@ type Store struct {
 
 // Open binds the store to the bucket.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := bus.Bucket(ctx, js, bus.BucketSchemas)
+	kv, err := jet.Bucket(ctx, js, bus.BucketSchemas)
 	if err != nil {
 		return nil, err
 	}

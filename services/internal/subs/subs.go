@@ -18,7 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/kvcache"
 	"kurier.dev/services/internal/payload"
@@ -205,11 +205,11 @@ type Store struct {
 
 // Open binds the store to its buckets, which bus.Ensure has created.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	subs, err := bus.Bucket(ctx, js, bus.BucketSubs)
+	subs, err := jet.Bucket(ctx, js, bus.BucketSubs)
 	if err != nil {
 		return nil, err
 	}
-	state, err := bus.Bucket(ctx, js, bus.BucketNotifyState)
+	state, err := jet.Bucket(ctx, js, bus.BucketNotifyState)
 	if err != nil {
 		return nil, err
 	}

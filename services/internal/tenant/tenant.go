@@ -20,7 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/kvcache"
 )
 
@@ -134,11 +135,11 @@ type Store struct {
 
 // Open binds the store to the buckets, which bus.Ensure has created.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	orgs, err := bus.Bucket(ctx, js, bus.BucketOrgs)
+	orgs, err := jet.Bucket(ctx, js, bus.BucketOrgs)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := bus.Bucket(ctx, js, bus.BucketKeys)
+	keys, err := jet.Bucket(ctx, js, bus.BucketKeys)
 	if err != nil {
 		return nil, err
 	}

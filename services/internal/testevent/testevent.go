@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/subs"
 )
 

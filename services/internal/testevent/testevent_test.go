@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
 )

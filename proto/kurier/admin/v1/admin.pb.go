@@ -1202,8 +1202,14 @@ type Subscription struct {
 	// Requests that may go at once before rate_limit_per_second applies;
 	// with a limit, 0 means the limit itself. Must be 0 without a limit.
 	RateLimitBurst uint32 `protobuf:"varint,30,opt,name=rate_limit_burst,json=rateLimitBurst,proto3" json:"rate_limit_burst,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Read-only, payload mode: the deliveries not yet ended, whether waiting
+	// for their turn, being sent, waiting for a retry or for the day's digest.
+	InFlight uint64 `protobuf:"varint,31,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// Read-only: the newest attempt the delivery log holds; unset before the
+	// first.
+	LastDelivery  *Delivery `protobuf:"bytes,32,opt,name=last_delivery,json=lastDelivery,proto3" json:"last_delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -1444,6 +1450,20 @@ func (x *Subscription) GetRateLimitBurst() uint32 {
 		return x.RateLimitBurst
 	}
 	return 0
+}
+
+func (x *Subscription) GetInFlight() uint64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *Subscription) GetLastDelivery() *Delivery {
+	if x != nil {
+		return x.LastDelivery
+	}
+	return nil
 }
 
 type DeliverySchedule struct {
@@ -4023,7 +4043,16 @@ type ListDeliveriesRequest struct {
 	// At most this many (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous answer's next_page_token.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only attempts logged before this time, when set.
+	Until *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	// Only attempts that ended so, when set: delivered, retry, dead,
+	// disabled, dropped or test, as Delivery.outcome says. A ping logs no
+	// outcome: it counts as delivered when answered 2xx and as dropped
+	// otherwise (it is not repeated), as kurier_deliveries_total counts it.
+	Outcome string `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Only attempts of this event, when set.
+	EventId       string `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4093,10 +4122,33 @@ func (x *ListDeliveriesRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListDeliveriesRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 type ListDeliveriesResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
-	// Empty when there is nothing more yet.
+	// Empty when there is nothing more yet. With outcome or event_id, a page
+	// may hold fewer than page_size when a long stretch of the log matched
+	// nothing: the token goes on from where the search stopped.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4151,7 +4203,10 @@ type TailDeliveriesRequest struct {
 	OrgId          string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	SubscriptionId string                 `protobuf:"bytes,2,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
 	// Start from this time; by default only new attempts are sent.
-	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// As in ListDeliveriesRequest.
+	Outcome       string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	EventId       string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4205,6 +4260,20 @@ func (x *TailDeliveriesRequest) GetSince() *timestamppb.Timestamp {
 		return x.Since
 	}
 	return nil
+}
+
+func (x *TailDeliveriesRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *TailDeliveriesRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
 }
 
 // Person is an address-book entry with the fields of the FE2 sync API.
@@ -4696,6 +4765,243 @@ func (*DeletePersonResponse) Descriptor() ([]byte, []int) {
 	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
+type GetAddressBookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAddressBookRequest) Reset() {
+	*x = GetAddressBookRequest{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAddressBookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAddressBookRequest) ProtoMessage() {}
+
+func (x *GetAddressBookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAddressBookRequest.ProtoReflect.Descriptor instead.
+func (*GetAddressBookRequest) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GetAddressBookRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type AddressBook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Persons not marked deleted, and those marked deleted.
+	Persons       uint32 `protobuf:"varint,2,opt,name=persons,proto3" json:"persons,omitempty"`
+	MarkedDeleted uint32 `protobuf:"varint,3,opt,name=marked_deleted,json=markedDeleted,proto3" json:"marked_deleted,omitempty"`
+	// How the last sync ended; unset before the first.
+	LastSync      *AddressBookSync `protobuf:"bytes,4,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddressBook) Reset() {
+	*x = AddressBook{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddressBook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddressBook) ProtoMessage() {}
+
+func (x *AddressBook) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddressBook.ProtoReflect.Descriptor instead.
+func (*AddressBook) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *AddressBook) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *AddressBook) GetPersons() uint32 {
+	if x != nil {
+		return x.Persons
+	}
+	return 0
+}
+
+func (x *AddressBook) GetMarkedDeleted() uint32 {
+	if x != nil {
+		return x.MarkedDeleted
+	}
+	return 0
+}
+
+func (x *AddressBook) GetLastSync() *AddressBookSync {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+// AddressBookSync is how a sync through the sync API ended.
+type AddressBookSync struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// The source the sync named.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The HTTP status it was answered with.
+	Status int32 `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	// Why it was refused or failed (then nothing changed); empty when it
+	// was accepted.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The field the error is about, if any (as the sync API names it).
+	Field string `protobuf:"bytes,5,opt,name=field,proto3" json:"field,omitempty"`
+	// What happened to how many persons, when it was accepted.
+	Created       uint32 `protobuf:"varint,6,opt,name=created,proto3" json:"created,omitempty"`
+	Updated       uint32 `protobuf:"varint,7,opt,name=updated,proto3" json:"updated,omitempty"`
+	Deleted       uint32 `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	MarkedDeleted uint32 `protobuf:"varint,9,opt,name=marked_deleted,json=markedDeleted,proto3" json:"marked_deleted,omitempty"`
+	Unchanged     uint32 `protobuf:"varint,10,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddressBookSync) Reset() {
+	*x = AddressBookSync{}
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddressBookSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddressBookSync) ProtoMessage() {}
+
+func (x *AddressBookSync) ProtoReflect() protoreflect.Message {
+	mi := &file_kurier_admin_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddressBookSync.ProtoReflect.Descriptor instead.
+func (*AddressBookSync) Descriptor() ([]byte, []int) {
+	return file_kurier_admin_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *AddressBookSync) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AddressBookSync) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AddressBookSync) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *AddressBookSync) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AddressBookSync) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *AddressBookSync) GetCreated() uint32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *AddressBookSync) GetUpdated() uint32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *AddressBookSync) GetDeleted() uint32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *AddressBookSync) GetMarkedDeleted() uint32 {
+	if x != nil {
+		return x.MarkedDeleted
+	}
+	return 0
+}
+
+func (x *AddressBookSync) GetUnchanged() uint32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
 var File_kurier_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_kurier_admin_v1_admin_proto_rawDesc = "" +
@@ -4745,7 +5051,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListKeysResponse\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.kurier.admin.v1.KeyR\x04keys\")\n" +
 	"\x10RevokeKeyRequest\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xa2\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\xff\n" +
 	"\n" +
 	"\fSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
@@ -4785,7 +5091,9 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\bqueue_id\x18\x1b \x01(\tR\aqueueId\x12\x16\n" +
 	"\x06filter\x18\x1c \x01(\tR\x06filter\x121\n" +
 	"\x15rate_limit_per_second\x18\x1d \x01(\rR\x12rateLimitPerSecond\x12(\n" +
-	"\x10rate_limit_burst\x18\x1e \x01(\rR\x0erateLimitBurst\"J\n" +
+	"\x10rate_limit_burst\x18\x1e \x01(\rR\x0erateLimitBurst\x12\x1b\n" +
+	"\tin_flight\x18\x1f \x01(\x04R\binFlight\x12>\n" +
+	"\rlast_delivery\x18  \x01(\v2\x19.kurier.admin.v1.DeliveryR\flastDelivery\"J\n" +
 	"\x10DeliverySchedule\x12\x19\n" +
 	"\bdaily_at\x18\x01 \x01(\tR\adailyAt\x12\x1b\n" +
 	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\"M\n" +
@@ -4974,23 +5282,28 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x12DeleteQueueRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\"\x15\n" +
-	"\x13DeleteQueueResponse\"\xc5\x01\n" +
+	"\x13DeleteQueueResponse\"\xac\x02\n" +
 	"\x15ListDeliveriesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"{\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x120\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x18\n" +
+	"\aoutcome\x18\a \x01(\tR\aoutcome\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\tR\aeventId\"{\n" +
 	"\x16ListDeliveriesResponse\x129\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x19.kurier.admin.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbe\x01\n" +
 	"\x15TailDeliveriesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x95\x04\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x18\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12\x19\n" +
+	"\bevent_id\x18\x05 \x01(\tR\aeventId\"\x95\x04\n" +
 	"\x06Person\x12$\n" +
 	"\x0eexternal_db_id\x18\x01 \x01(\tR\fexternalDbId\x12\x1d\n" +
 	"\n" +
@@ -5028,7 +5341,26 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\x13DeletePersonRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12$\n" +
 	"\x0eexternal_db_id\x18\x02 \x01(\tR\fexternalDbId\"\x16\n" +
-	"\x14DeletePersonResponse*\x84\x01\n" +
+	"\x14DeletePersonResponse\".\n" +
+	"\x15GetAddressBookRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"\xa4\x01\n" +
+	"\vAddressBook\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
+	"\apersons\x18\x02 \x01(\rR\apersons\x12%\n" +
+	"\x0emarked_deleted\x18\x03 \x01(\rR\rmarkedDeleted\x12=\n" +
+	"\tlast_sync\x18\x04 \x01(\v2 .kurier.admin.v1.AddressBookSyncR\blastSync\"\xb0\x02\n" +
+	"\x0fAddressBookSync\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
+	"\x05field\x18\x05 \x01(\tR\x05field\x12\x18\n" +
+	"\acreated\x18\x06 \x01(\rR\acreated\x12\x18\n" +
+	"\aupdated\x18\a \x01(\rR\aupdated\x12\x18\n" +
+	"\adeleted\x18\b \x01(\rR\adeleted\x12%\n" +
+	"\x0emarked_deleted\x18\t \x01(\rR\rmarkedDeleted\x12\x1c\n" +
+	"\tunchanged\x18\n" +
+	" \x01(\rR\tunchanged*\x84\x01\n" +
 	"\bKeyScope\x12\x19\n" +
 	"\x15KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_SCOPE_INGEST\x10\x01\x12\x15\n" +
@@ -5060,7 +5392,7 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\fPersonOrigin\x12\x1d\n" +
 	"\x19PERSON_ORIGIN_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PERSON_ORIGIN_SYNC\x10\x01\x12\x18\n" +
-	"\x14PERSON_ORIGIN_MANUAL\x10\x022\xce\x17\n" +
+	"\x14PERSON_ORIGIN_MANUAL\x10\x022\xa6\x18\n" +
 	"\fAdminService\x12D\n" +
 	"\tCreateOrg\x12!.kurier.admin.v1.CreateOrgRequest\x1a\x14.kurier.admin.v1.Org\x12>\n" +
 	"\x06GetOrg\x12\x1e.kurier.admin.v1.GetOrgRequest\x1a\x14.kurier.admin.v1.Org\x12O\n" +
@@ -5092,7 +5424,8 @@ const file_kurier_admin_v1_admin_proto_rawDesc = "" +
 	"\vListPersons\x12#.kurier.admin.v1.ListPersonsRequest\x1a$.kurier.admin.v1.ListPersonsResponse\x12G\n" +
 	"\tGetPerson\x12!.kurier.admin.v1.GetPersonRequest\x1a\x17.kurier.admin.v1.Person\x12M\n" +
 	"\fCreatePerson\x12$.kurier.admin.v1.CreatePersonRequest\x1a\x17.kurier.admin.v1.Person\x12[\n" +
-	"\fDeletePerson\x12$.kurier.admin.v1.DeletePersonRequest\x1a%.kurier.admin.v1.DeletePersonResponse\x12a\n" +
+	"\fDeletePerson\x12$.kurier.admin.v1.DeletePersonRequest\x1a%.kurier.admin.v1.DeletePersonResponse\x12V\n" +
+	"\x0eGetAddressBook\x12&.kurier.admin.v1.GetAddressBookRequest\x1a\x1c.kurier.admin.v1.AddressBook\x12a\n" +
 	"\x0eListEventTypes\x12&.kurier.admin.v1.ListEventTypesRequest\x1a'.kurier.admin.v1.ListEventTypesResponse\x12\\\n" +
 	"\x12SetEventTypeSchema\x12*.kurier.admin.v1.SetEventTypeSchemaRequest\x1a\x1a.kurier.admin.v1.EventType\x12b\n" +
 	"\x15DeleteEventTypeSchema\x12-.kurier.admin.v1.DeleteEventTypeSchemaRequest\x1a\x1a.kurier.admin.v1.EventTypeB*Z(kurier.dev/proto/kurier/admin/v1;adminv1b\x06proto3"
@@ -5110,7 +5443,7 @@ func file_kurier_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_kurier_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_kurier_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(KeyScope)(0),                        // 0: kurier.admin.v1.KeyScope
 	(DeliveryMode)(0),                    // 1: kurier.admin.v1.DeliveryMode
@@ -5185,146 +5518,155 @@ var file_kurier_admin_v1_admin_proto_goTypes = []any{
 	(*CreatePersonRequest)(nil),          // 70: kurier.admin.v1.CreatePersonRequest
 	(*DeletePersonRequest)(nil),          // 71: kurier.admin.v1.DeletePersonRequest
 	(*DeletePersonResponse)(nil),         // 72: kurier.admin.v1.DeletePersonResponse
-	nil,                                  // 73: kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
-	(*timestamppb.Timestamp)(nil),        // 74: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 75: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),          // 76: google.protobuf.Duration
+	(*GetAddressBookRequest)(nil),        // 73: kurier.admin.v1.GetAddressBookRequest
+	(*AddressBook)(nil),                  // 74: kurier.admin.v1.AddressBook
+	(*AddressBookSync)(nil),              // 75: kurier.admin.v1.AddressBookSync
+	nil,                                  // 76: kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	(*timestamppb.Timestamp)(nil),        // 77: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 78: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),          // 79: google.protobuf.Duration
 }
 var file_kurier_admin_v1_admin_proto_depIdxs = []int32{
-	74, // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
-	7,  // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
-	75, // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 4: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
-	74, // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	74, // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
-	15, // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
-	15, // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
-	1,  // 10: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
-	74, // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
-	74, // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
-	74, // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
-	74, // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
-	23, // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
-	24, // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
-	76, // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
-	2,  // 18: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
-	3,  // 19: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
-	76, // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
-	74, // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
-	22, // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
-	21, // 23: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	21, // 24: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
-	21, // 25: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	21, // 26: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
-	75, // 27: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	74, // 28: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
-	76, // 29: kurier.admin.v1.SendTestEventResponse.latency:type_name -> google.protobuf.Duration
-	4,  // 30: kurier.admin.v1.GetSubscriptionStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
-	4,  // 31: kurier.admin.v1.GetOrgStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
-	4,  // 32: kurier.admin.v1.DeliveryStats.window:type_name -> kurier.admin.v1.StatsWindow
-	76, // 33: kurier.admin.v1.DeliveryStats.latency_p50:type_name -> google.protobuf.Duration
-	76, // 34: kurier.admin.v1.DeliveryStats.latency_p99:type_name -> google.protobuf.Duration
-	74, // 35: kurier.admin.v1.DeliveryStats.last_success:type_name -> google.protobuf.Timestamp
-	74, // 36: kurier.admin.v1.DeliveryStats.last_failure:type_name -> google.protobuf.Timestamp
-	43, // 37: kurier.admin.v1.DeliveryStats.series:type_name -> kurier.admin.v1.StatsBucket
-	74, // 38: kurier.admin.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
-	76, // 39: kurier.admin.v1.StatsBucket.latency_p50:type_name -> google.protobuf.Duration
-	76, // 40: kurier.admin.v1.StatsBucket.latency_p99:type_name -> google.protobuf.Duration
-	44, // 41: kurier.admin.v1.ListEventTypesResponse.event_types:type_name -> kurier.admin.v1.EventType
-	21, // 42: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
-	73, // 43: kurier.admin.v1.ApplyApiNotificationResponse.signing_secrets:type_name -> kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
-	74, // 44: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
-	1,  // 45: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
-	76, // 46: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
-	74, // 47: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
-	74, // 48: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
-	52, // 49: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
-	74, // 50: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
-	74, // 51: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
-	55, // 52: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
-	74, // 53: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
-	76, // 54: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
-	58, // 55: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
-	74, // 56: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 57: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
-	74, // 58: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
-	5,  // 59: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
-	6,  // 60: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
-	66, // 61: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
-	66, // 62: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
-	8,  // 63: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
-	9,  // 64: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
-	10, // 65: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
-	12, // 66: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
-	13, // 67: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
-	16, // 68: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
-	18, // 69: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
-	20, // 70: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
-	25, // 71: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
-	27, // 72: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
-	28, // 73: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
-	30, // 74: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
-	31, // 75: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
-	33, // 76: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
-	34, // 77: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
-	36, // 78: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
-	38, // 79: kurier.admin.v1.AdminService.SendTestEvent:input_type -> kurier.admin.v1.SendTestEventRequest
-	40, // 80: kurier.admin.v1.AdminService.GetSubscriptionStats:input_type -> kurier.admin.v1.GetSubscriptionStatsRequest
-	41, // 81: kurier.admin.v1.AdminService.GetOrgStats:input_type -> kurier.admin.v1.GetOrgStatsRequest
-	49, // 82: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
-	63, // 83: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
-	65, // 84: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
-	53, // 85: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
-	56, // 86: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
-	59, // 87: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
-	61, // 88: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
-	67, // 89: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
-	69, // 90: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
-	70, // 91: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
-	71, // 92: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
-	45, // 93: kurier.admin.v1.AdminService.ListEventTypes:input_type -> kurier.admin.v1.ListEventTypesRequest
-	47, // 94: kurier.admin.v1.AdminService.SetEventTypeSchema:input_type -> kurier.admin.v1.SetEventTypeSchemaRequest
-	48, // 95: kurier.admin.v1.AdminService.DeleteEventTypeSchema:input_type -> kurier.admin.v1.DeleteEventTypeSchemaRequest
-	7,  // 96: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
-	7,  // 97: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
-	11, // 98: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
-	7,  // 99: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
-	14, // 100: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
-	17, // 101: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
-	19, // 102: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
-	15, // 103: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
-	26, // 104: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
-	21, // 105: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
-	29, // 106: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
-	21, // 107: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
-	32, // 108: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
-	21, // 109: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
-	35, // 110: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
-	37, // 111: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
-	39, // 112: kurier.admin.v1.AdminService.SendTestEvent:output_type -> kurier.admin.v1.SendTestEventResponse
-	42, // 113: kurier.admin.v1.AdminService.GetSubscriptionStats:output_type -> kurier.admin.v1.DeliveryStats
-	42, // 114: kurier.admin.v1.AdminService.GetOrgStats:output_type -> kurier.admin.v1.DeliveryStats
-	50, // 115: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
-	64, // 116: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
-	51, // 117: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
-	54, // 118: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
-	57, // 119: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
-	60, // 120: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
-	62, // 121: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
-	68, // 122: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
-	66, // 123: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
-	66, // 124: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
-	72, // 125: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
-	46, // 126: kurier.admin.v1.AdminService.ListEventTypes:output_type -> kurier.admin.v1.ListEventTypesResponse
-	44, // 127: kurier.admin.v1.AdminService.SetEventTypeSchema:output_type -> kurier.admin.v1.EventType
-	44, // 128: kurier.admin.v1.AdminService.DeleteEventTypeSchema:output_type -> kurier.admin.v1.EventType
-	96, // [96:129] is the sub-list for method output_type
-	63, // [63:96] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	77,  // 0: kurier.admin.v1.Org.create_time:type_name -> google.protobuf.Timestamp
+	7,   // 1: kurier.admin.v1.ListOrgsResponse.orgs:type_name -> kurier.admin.v1.Org
+	7,   // 2: kurier.admin.v1.UpdateOrgRequest.org:type_name -> kurier.admin.v1.Org
+	78,  // 3: kurier.admin.v1.UpdateOrgRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,   // 4: kurier.admin.v1.Key.scopes:type_name -> kurier.admin.v1.KeyScope
+	77,  // 5: kurier.admin.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 6: kurier.admin.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	0,   // 7: kurier.admin.v1.CreateKeyRequest.scopes:type_name -> kurier.admin.v1.KeyScope
+	15,  // 8: kurier.admin.v1.CreateKeyResponse.key:type_name -> kurier.admin.v1.Key
+	15,  // 9: kurier.admin.v1.ListKeysResponse.keys:type_name -> kurier.admin.v1.Key
+	1,   // 10: kurier.admin.v1.Subscription.mode:type_name -> kurier.admin.v1.DeliveryMode
+	77,  // 11: kurier.admin.v1.Subscription.last_notified_at:type_name -> google.protobuf.Timestamp
+	77,  // 12: kurier.admin.v1.Subscription.pending_since:type_name -> google.protobuf.Timestamp
+	77,  // 13: kurier.admin.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 14: kurier.admin.v1.Subscription.update_time:type_name -> google.protobuf.Timestamp
+	23,  // 15: kurier.admin.v1.Subscription.attributes:type_name -> kurier.admin.v1.Attribute
+	24,  // 16: kurier.admin.v1.Subscription.headers:type_name -> kurier.admin.v1.Header
+	79,  // 17: kurier.admin.v1.Subscription.timeout:type_name -> google.protobuf.Duration
+	2,   // 18: kurier.admin.v1.Subscription.payload_format:type_name -> kurier.admin.v1.PayloadFormat
+	3,   // 19: kurier.admin.v1.Subscription.ordering:type_name -> kurier.admin.v1.Ordering
+	79,  // 20: kurier.admin.v1.Subscription.retry_schedule:type_name -> google.protobuf.Duration
+	77,  // 21: kurier.admin.v1.Subscription.failing_since:type_name -> google.protobuf.Timestamp
+	22,  // 22: kurier.admin.v1.Subscription.schedule:type_name -> kurier.admin.v1.DeliverySchedule
+	51,  // 23: kurier.admin.v1.Subscription.last_delivery:type_name -> kurier.admin.v1.Delivery
+	21,  // 24: kurier.admin.v1.CreateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	21,  // 25: kurier.admin.v1.CreateSubscriptionResponse.subscription:type_name -> kurier.admin.v1.Subscription
+	21,  // 26: kurier.admin.v1.ListSubscriptionsResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	21,  // 27: kurier.admin.v1.UpdateSubscriptionRequest.subscription:type_name -> kurier.admin.v1.Subscription
+	78,  // 28: kurier.admin.v1.UpdateSubscriptionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 29: kurier.admin.v1.RotateSecretResponse.previous_valid_until:type_name -> google.protobuf.Timestamp
+	79,  // 30: kurier.admin.v1.SendTestEventResponse.latency:type_name -> google.protobuf.Duration
+	4,   // 31: kurier.admin.v1.GetSubscriptionStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
+	4,   // 32: kurier.admin.v1.GetOrgStatsRequest.window:type_name -> kurier.admin.v1.StatsWindow
+	4,   // 33: kurier.admin.v1.DeliveryStats.window:type_name -> kurier.admin.v1.StatsWindow
+	79,  // 34: kurier.admin.v1.DeliveryStats.latency_p50:type_name -> google.protobuf.Duration
+	79,  // 35: kurier.admin.v1.DeliveryStats.latency_p99:type_name -> google.protobuf.Duration
+	77,  // 36: kurier.admin.v1.DeliveryStats.last_success:type_name -> google.protobuf.Timestamp
+	77,  // 37: kurier.admin.v1.DeliveryStats.last_failure:type_name -> google.protobuf.Timestamp
+	43,  // 38: kurier.admin.v1.DeliveryStats.series:type_name -> kurier.admin.v1.StatsBucket
+	77,  // 39: kurier.admin.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
+	79,  // 40: kurier.admin.v1.StatsBucket.latency_p50:type_name -> google.protobuf.Duration
+	79,  // 41: kurier.admin.v1.StatsBucket.latency_p99:type_name -> google.protobuf.Duration
+	44,  // 42: kurier.admin.v1.ListEventTypesResponse.event_types:type_name -> kurier.admin.v1.EventType
+	21,  // 43: kurier.admin.v1.ApplyApiNotificationResponse.subscriptions:type_name -> kurier.admin.v1.Subscription
+	76,  // 44: kurier.admin.v1.ApplyApiNotificationResponse.signing_secrets:type_name -> kurier.admin.v1.ApplyApiNotificationResponse.SigningSecretsEntry
+	77,  // 45: kurier.admin.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	1,   // 46: kurier.admin.v1.Delivery.mode:type_name -> kurier.admin.v1.DeliveryMode
+	79,  // 47: kurier.admin.v1.Delivery.latency:type_name -> google.protobuf.Duration
+	77,  // 48: kurier.admin.v1.Delivery.next_attempt:type_name -> google.protobuf.Timestamp
+	77,  // 49: kurier.admin.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	52,  // 50: kurier.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> kurier.admin.v1.DeadLetter
+	77,  // 51: kurier.admin.v1.TimeRange.since:type_name -> google.protobuf.Timestamp
+	77,  // 52: kurier.admin.v1.TimeRange.until:type_name -> google.protobuf.Timestamp
+	55,  // 53: kurier.admin.v1.RedeliverRequest.events:type_name -> kurier.admin.v1.TimeRange
+	77,  // 54: kurier.admin.v1.Queue.create_time:type_name -> google.protobuf.Timestamp
+	79,  // 55: kurier.admin.v1.Queue.oldest_message_age:type_name -> google.protobuf.Duration
+	58,  // 56: kurier.admin.v1.ListQueuesResponse.queues:type_name -> kurier.admin.v1.Queue
+	77,  // 57: kurier.admin.v1.ListDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	77,  // 58: kurier.admin.v1.ListDeliveriesRequest.until:type_name -> google.protobuf.Timestamp
+	51,  // 59: kurier.admin.v1.ListDeliveriesResponse.deliveries:type_name -> kurier.admin.v1.Delivery
+	77,  // 60: kurier.admin.v1.TailDeliveriesRequest.since:type_name -> google.protobuf.Timestamp
+	5,   // 61: kurier.admin.v1.Person.a_pager_pro_field_mode:type_name -> kurier.admin.v1.APagerProFieldMode
+	6,   // 62: kurier.admin.v1.Person.origin:type_name -> kurier.admin.v1.PersonOrigin
+	66,  // 63: kurier.admin.v1.ListPersonsResponse.persons:type_name -> kurier.admin.v1.Person
+	66,  // 64: kurier.admin.v1.CreatePersonRequest.person:type_name -> kurier.admin.v1.Person
+	75,  // 65: kurier.admin.v1.AddressBook.last_sync:type_name -> kurier.admin.v1.AddressBookSync
+	77,  // 66: kurier.admin.v1.AddressBookSync.time:type_name -> google.protobuf.Timestamp
+	8,   // 67: kurier.admin.v1.AdminService.CreateOrg:input_type -> kurier.admin.v1.CreateOrgRequest
+	9,   // 68: kurier.admin.v1.AdminService.GetOrg:input_type -> kurier.admin.v1.GetOrgRequest
+	10,  // 69: kurier.admin.v1.AdminService.ListOrgs:input_type -> kurier.admin.v1.ListOrgsRequest
+	12,  // 70: kurier.admin.v1.AdminService.UpdateOrg:input_type -> kurier.admin.v1.UpdateOrgRequest
+	13,  // 71: kurier.admin.v1.AdminService.DeleteOrg:input_type -> kurier.admin.v1.DeleteOrgRequest
+	16,  // 72: kurier.admin.v1.AdminService.CreateKey:input_type -> kurier.admin.v1.CreateKeyRequest
+	18,  // 73: kurier.admin.v1.AdminService.ListKeys:input_type -> kurier.admin.v1.ListKeysRequest
+	20,  // 74: kurier.admin.v1.AdminService.RevokeKey:input_type -> kurier.admin.v1.RevokeKeyRequest
+	25,  // 75: kurier.admin.v1.AdminService.CreateSubscription:input_type -> kurier.admin.v1.CreateSubscriptionRequest
+	27,  // 76: kurier.admin.v1.AdminService.GetSubscription:input_type -> kurier.admin.v1.GetSubscriptionRequest
+	28,  // 77: kurier.admin.v1.AdminService.ListSubscriptions:input_type -> kurier.admin.v1.ListSubscriptionsRequest
+	30,  // 78: kurier.admin.v1.AdminService.UpdateSubscription:input_type -> kurier.admin.v1.UpdateSubscriptionRequest
+	31,  // 79: kurier.admin.v1.AdminService.DeleteSubscription:input_type -> kurier.admin.v1.DeleteSubscriptionRequest
+	33,  // 80: kurier.admin.v1.AdminService.SetSubscriptionActive:input_type -> kurier.admin.v1.SetSubscriptionActiveRequest
+	34,  // 81: kurier.admin.v1.AdminService.RotateSecret:input_type -> kurier.admin.v1.RotateSecretRequest
+	36,  // 82: kurier.admin.v1.AdminService.PreviewSubscription:input_type -> kurier.admin.v1.PreviewSubscriptionRequest
+	38,  // 83: kurier.admin.v1.AdminService.SendTestEvent:input_type -> kurier.admin.v1.SendTestEventRequest
+	40,  // 84: kurier.admin.v1.AdminService.GetSubscriptionStats:input_type -> kurier.admin.v1.GetSubscriptionStatsRequest
+	41,  // 85: kurier.admin.v1.AdminService.GetOrgStats:input_type -> kurier.admin.v1.GetOrgStatsRequest
+	49,  // 86: kurier.admin.v1.AdminService.ApplyApiNotification:input_type -> kurier.admin.v1.ApplyApiNotificationRequest
+	63,  // 87: kurier.admin.v1.AdminService.ListDeliveries:input_type -> kurier.admin.v1.ListDeliveriesRequest
+	65,  // 88: kurier.admin.v1.AdminService.TailDeliveries:input_type -> kurier.admin.v1.TailDeliveriesRequest
+	53,  // 89: kurier.admin.v1.AdminService.ListDeadLetters:input_type -> kurier.admin.v1.ListDeadLettersRequest
+	56,  // 90: kurier.admin.v1.AdminService.Redeliver:input_type -> kurier.admin.v1.RedeliverRequest
+	59,  // 91: kurier.admin.v1.AdminService.ListQueues:input_type -> kurier.admin.v1.ListQueuesRequest
+	61,  // 92: kurier.admin.v1.AdminService.DeleteQueue:input_type -> kurier.admin.v1.DeleteQueueRequest
+	67,  // 93: kurier.admin.v1.AdminService.ListPersons:input_type -> kurier.admin.v1.ListPersonsRequest
+	69,  // 94: kurier.admin.v1.AdminService.GetPerson:input_type -> kurier.admin.v1.GetPersonRequest
+	70,  // 95: kurier.admin.v1.AdminService.CreatePerson:input_type -> kurier.admin.v1.CreatePersonRequest
+	71,  // 96: kurier.admin.v1.AdminService.DeletePerson:input_type -> kurier.admin.v1.DeletePersonRequest
+	73,  // 97: kurier.admin.v1.AdminService.GetAddressBook:input_type -> kurier.admin.v1.GetAddressBookRequest
+	45,  // 98: kurier.admin.v1.AdminService.ListEventTypes:input_type -> kurier.admin.v1.ListEventTypesRequest
+	47,  // 99: kurier.admin.v1.AdminService.SetEventTypeSchema:input_type -> kurier.admin.v1.SetEventTypeSchemaRequest
+	48,  // 100: kurier.admin.v1.AdminService.DeleteEventTypeSchema:input_type -> kurier.admin.v1.DeleteEventTypeSchemaRequest
+	7,   // 101: kurier.admin.v1.AdminService.CreateOrg:output_type -> kurier.admin.v1.Org
+	7,   // 102: kurier.admin.v1.AdminService.GetOrg:output_type -> kurier.admin.v1.Org
+	11,  // 103: kurier.admin.v1.AdminService.ListOrgs:output_type -> kurier.admin.v1.ListOrgsResponse
+	7,   // 104: kurier.admin.v1.AdminService.UpdateOrg:output_type -> kurier.admin.v1.Org
+	14,  // 105: kurier.admin.v1.AdminService.DeleteOrg:output_type -> kurier.admin.v1.DeleteOrgResponse
+	17,  // 106: kurier.admin.v1.AdminService.CreateKey:output_type -> kurier.admin.v1.CreateKeyResponse
+	19,  // 107: kurier.admin.v1.AdminService.ListKeys:output_type -> kurier.admin.v1.ListKeysResponse
+	15,  // 108: kurier.admin.v1.AdminService.RevokeKey:output_type -> kurier.admin.v1.Key
+	26,  // 109: kurier.admin.v1.AdminService.CreateSubscription:output_type -> kurier.admin.v1.CreateSubscriptionResponse
+	21,  // 110: kurier.admin.v1.AdminService.GetSubscription:output_type -> kurier.admin.v1.Subscription
+	29,  // 111: kurier.admin.v1.AdminService.ListSubscriptions:output_type -> kurier.admin.v1.ListSubscriptionsResponse
+	21,  // 112: kurier.admin.v1.AdminService.UpdateSubscription:output_type -> kurier.admin.v1.Subscription
+	32,  // 113: kurier.admin.v1.AdminService.DeleteSubscription:output_type -> kurier.admin.v1.DeleteSubscriptionResponse
+	21,  // 114: kurier.admin.v1.AdminService.SetSubscriptionActive:output_type -> kurier.admin.v1.Subscription
+	35,  // 115: kurier.admin.v1.AdminService.RotateSecret:output_type -> kurier.admin.v1.RotateSecretResponse
+	37,  // 116: kurier.admin.v1.AdminService.PreviewSubscription:output_type -> kurier.admin.v1.PreviewSubscriptionResponse
+	39,  // 117: kurier.admin.v1.AdminService.SendTestEvent:output_type -> kurier.admin.v1.SendTestEventResponse
+	42,  // 118: kurier.admin.v1.AdminService.GetSubscriptionStats:output_type -> kurier.admin.v1.DeliveryStats
+	42,  // 119: kurier.admin.v1.AdminService.GetOrgStats:output_type -> kurier.admin.v1.DeliveryStats
+	50,  // 120: kurier.admin.v1.AdminService.ApplyApiNotification:output_type -> kurier.admin.v1.ApplyApiNotificationResponse
+	64,  // 121: kurier.admin.v1.AdminService.ListDeliveries:output_type -> kurier.admin.v1.ListDeliveriesResponse
+	51,  // 122: kurier.admin.v1.AdminService.TailDeliveries:output_type -> kurier.admin.v1.Delivery
+	54,  // 123: kurier.admin.v1.AdminService.ListDeadLetters:output_type -> kurier.admin.v1.ListDeadLettersResponse
+	57,  // 124: kurier.admin.v1.AdminService.Redeliver:output_type -> kurier.admin.v1.RedeliverResponse
+	60,  // 125: kurier.admin.v1.AdminService.ListQueues:output_type -> kurier.admin.v1.ListQueuesResponse
+	62,  // 126: kurier.admin.v1.AdminService.DeleteQueue:output_type -> kurier.admin.v1.DeleteQueueResponse
+	68,  // 127: kurier.admin.v1.AdminService.ListPersons:output_type -> kurier.admin.v1.ListPersonsResponse
+	66,  // 128: kurier.admin.v1.AdminService.GetPerson:output_type -> kurier.admin.v1.Person
+	66,  // 129: kurier.admin.v1.AdminService.CreatePerson:output_type -> kurier.admin.v1.Person
+	72,  // 130: kurier.admin.v1.AdminService.DeletePerson:output_type -> kurier.admin.v1.DeletePersonResponse
+	74,  // 131: kurier.admin.v1.AdminService.GetAddressBook:output_type -> kurier.admin.v1.AddressBook
+	46,  // 132: kurier.admin.v1.AdminService.ListEventTypes:output_type -> kurier.admin.v1.ListEventTypesResponse
+	44,  // 133: kurier.admin.v1.AdminService.SetEventTypeSchema:output_type -> kurier.admin.v1.EventType
+	44,  // 134: kurier.admin.v1.AdminService.DeleteEventTypeSchema:output_type -> kurier.admin.v1.EventType
+	101, // [101:135] is the sub-list for method output_type
+	67,  // [67:101] is the sub-list for method input_type
+	67,  // [67:67] is the sub-list for extension type_name
+	67,  // [67:67] is the sub-list for extension extendee
+	0,   // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_kurier_admin_v1_admin_proto_init() }
@@ -5343,7 +5685,7 @@ func file_kurier_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kurier_admin_v1_admin_proto_rawDesc), len(file_kurier_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   67,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

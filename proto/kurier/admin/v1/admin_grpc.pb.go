@@ -49,6 +49,7 @@ const (
 	AdminService_GetPerson_FullMethodName             = "/kurier.admin.v1.AdminService/GetPerson"
 	AdminService_CreatePerson_FullMethodName          = "/kurier.admin.v1.AdminService/CreatePerson"
 	AdminService_DeletePerson_FullMethodName          = "/kurier.admin.v1.AdminService/DeletePerson"
+	AdminService_GetAddressBook_FullMethodName        = "/kurier.admin.v1.AdminService/GetAddressBook"
 	AdminService_ListEventTypes_FullMethodName        = "/kurier.admin.v1.AdminService/ListEventTypes"
 	AdminService_SetEventTypeSchema_FullMethodName    = "/kurier.admin.v1.AdminService/SetEventTypeSchema"
 	AdminService_DeleteEventTypeSchema_FullMethodName = "/kurier.admin.v1.AdminService/DeleteEventTypeSchema"
@@ -141,6 +142,9 @@ type AdminServiceClient interface {
 	CreatePerson(ctx context.Context, in *CreatePersonRequest, opts ...grpc.CallOption) (*Person, error)
 	// DeletePerson deletes a person, by hand or synced, at once.
 	DeletePerson(ctx context.Context, in *DeletePersonRequest, opts ...grpc.CallOption) (*DeletePersonResponse, error)
+	// GetAddressBook answers how many persons an organisation's address book
+	// holds and how its last sync through the sync API ended.
+	GetAddressBook(ctx context.Context, in *GetAddressBookRequest, opts ...grpc.CallOption) (*AddressBook, error)
 	// ListEventTypes answers the catalog of event types (with an org_id, the
 	// JSON Schemas that org gave them).
 	ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error)
@@ -469,6 +473,16 @@ func (c *adminServiceClient) DeletePerson(ctx context.Context, in *DeletePersonR
 	return out, nil
 }
 
+func (c *adminServiceClient) GetAddressBook(ctx context.Context, in *GetAddressBookRequest, opts ...grpc.CallOption) (*AddressBook, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddressBook)
+	err := c.cc.Invoke(ctx, AdminService_GetAddressBook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListEventTypesResponse)
@@ -586,6 +600,9 @@ type AdminServiceServer interface {
 	CreatePerson(context.Context, *CreatePersonRequest) (*Person, error)
 	// DeletePerson deletes a person, by hand or synced, at once.
 	DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error)
+	// GetAddressBook answers how many persons an organisation's address book
+	// holds and how its last sync through the sync API ended.
+	GetAddressBook(context.Context, *GetAddressBookRequest) (*AddressBook, error)
 	// ListEventTypes answers the catalog of event types (with an org_id, the
 	// JSON Schemas that org gave them).
 	ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error)
@@ -694,6 +711,9 @@ func (UnimplementedAdminServiceServer) CreatePerson(context.Context, *CreatePers
 }
 func (UnimplementedAdminServiceServer) DeletePerson(context.Context, *DeletePersonRequest) (*DeletePersonResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePerson not implemented")
+}
+func (UnimplementedAdminServiceServer) GetAddressBook(context.Context, *GetAddressBookRequest) (*AddressBook, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAddressBook not implemented")
 }
 func (UnimplementedAdminServiceServer) ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEventTypes not implemented")
@@ -1258,6 +1278,24 @@ func _AdminService_DeletePerson_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetAddressBook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAddressBookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetAddressBook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetAddressBook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetAddressBook(ctx, req.(*GetAddressBookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListEventTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListEventTypesRequest)
 	if err := dec(in); err != nil {
@@ -1434,6 +1472,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeletePerson",
 			Handler:    _AdminService_DeletePerson_Handler,
+		},
+		{
+			MethodName: "GetAddressBook",
+			Handler:    _AdminService_GetAddressBook_Handler,
 		},
 		{
 			MethodName: "ListEventTypes",

@@ -41,6 +41,7 @@ const (
 	BucketLocks       = "locks"
 	BucketDispatchers = "dispatchers"
 	BucketSchemas     = "schemas"
+	BucketSyncs       = "syncs"
 )
 
 // EventsSubject is where an org's event of the given type is stored. Types
@@ -413,6 +414,8 @@ func Buckets(l Limits) []jetstream.KeyValueConfig {
 		// key ages out: the others then share its partitions.
 		{Bucket: BucketDispatchers, Description: "Live dispatcher replicas, each renewing its key", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas, TTL: MemberTTL},
 		{Bucket: BucketSchemas, Description: "JSON Schemas of event types' data, per org and type (<org>.<type>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		// Apart from the persons, so that a refused sync still writes no person.
+		{Bucket: BucketSyncs, Description: "How each org's last address-book sync ended (<org>)", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 
@@ -528,15 +531,6 @@ func Stream(ctx context.Context, js jetstream.JetStream, name string) (jetstream
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	return s, nil
-}
-
-// Bucket binds a key-value bucket that Ensure has created.
-func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", name, err)
-	}
-	return kv, nil
 }
 
 // Delivery task headers: the event's place in EVENTS, which makes the

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"kurier.dev/services/internal/bus"
+	"kurier.dev/services/bus"
 )
 
 // An event is one by its org, source and id together: the same id from

@@ -1,0 +1,72 @@
+package jet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/natstest"
+)
+
+// TestBucketReadsItsWrites: on a replicated bucket, a value written
+// through one server is read at once through each of the others, every
+// time, as a key made by the admin service must be by ingest; deleted and
+// unknown keys are not found, as with the library's Get.
+func TestBucketReadsItsWrites(t *testing.T) {
+	ctx := context.Background()
+	c := natstest.StartCluster(t, 3)
+	l := bus.DefaultLimits()
+	l.Replicas = 3
+	c.Connect(t, l)
+	var kvs []jetstream.KeyValue
+	for i, s := range c.Servers {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := jet.Bucket(ctx, js, bus.BucketKeys)
+		if err != nil {
+			t.Fatalf("server %d: %v", i, err)
+		}
+		kvs = append(kvs, kv)
+	}
+	for i := range 300 {
+		w, r := kvs[i%3], kvs[(i+1)%3]
+		key, value := "k"+strconv.Itoa(i%7), []byte(strconv.Itoa(i))
+		rev, err := w.Put(ctx, key, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := r.Get(ctx, key)
+		if err != nil || e.Revision() != rev || string(e.Value()) != string(value) || e.Key() != key {
+			t.Fatalf("write %d read through another server: %v %v, want revision %d", i, describe(e), err, rev)
+		}
+	}
+	if err := kvs[0].Delete(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"k1", "never"} {
+		if e, err := kvs[1].Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("%s: %v %v, want ErrKeyNotFound", key, describe(e), err)
+		}
+	}
+}
+
+func describe(e jetstream.KeyValueEntry) string {
+	if e == nil {
+		return "no entry"
+	}
+	return fmt.Sprintf("%s=%q rev %d", e.Key(), e.Value(), e.Revision())
+}
