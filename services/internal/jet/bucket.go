@@ -16,8 +16,9 @@ import (
 // stream's leader: the client library's Get is a Direct Get, which any
 // replica answers, and a replica a moment behind misses a write just
 // made; a key made, or a subscription changed, must be there when its
-// maker, or the next service it calls, reads it. A single server is
-// always current, so there Get stays the library's.
+// maker, or the next service it calls, reads it. While there is no leader
+// it reads as the library does (leaderWait). A single server is always
+// current, so there Get stays the library's.
 func Bucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, name)
 	if err != nil {
@@ -39,17 +40,29 @@ type leaderBucket struct {
 	name string
 }
 
-// Get answers the key's latest value as the leader has it, with the
+// leaderWait bounds a read through the leader. A bucket between leaders
+// answers no such read, and everything waiting on it (every ingest
+// request, while the keys' leader is elected) would wait with it; past
+// leaderWait the read is any replica's instead, which may be a moment
+// behind but is there.
+const leaderWait = time.Second
+
+// Get answers the key's latest value as the leader has it, or as a replica
+// has it when the leader does not answer within leaderWait, with the
 // library's errors: ErrKeyNotFound for a key never written or deleted.
 func (b leaderBucket) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	if key == "" || key[0] == '.' || key[len(key)-1] == '.' {
 		return nil, jetstream.ErrInvalidKey
 	}
-	m, err := LeaderGet(ctx, b.nc, bus.KVStream(b.name), LeaderQuery{LastBySubject: bus.KVSubject(b.name, key)})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	lctx, cancel := context.WithTimeout(ctx, leaderWait)
+	m, err := LeaderGet(lctx, b.nc, bus.KVStream(b.name), LeaderQuery{LastBySubject: bus.KVSubject(b.name, key)})
+	cancel()
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, jetstream.ErrKeyNotFound
-	}
-	if err != nil {
+	case err != nil && ctx.Err() == nil:
+		return b.KeyValue.Get(ctx, key)
+	case err != nil:
 		return nil, err
 	}
 	if m.Header.Get("KV-Operation") != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {

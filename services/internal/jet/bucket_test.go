@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -69,4 +71,66 @@ func describe(e jetstream.KeyValueEntry) string {
 		return "no entry"
 	}
 	return fmt.Sprintf("%s=%q rev %d", e.Key(), e.Value(), e.Revision())
+}
+
+// TestBucketReadsWithoutLeader: while a replicated bucket has lost its
+// leader, Get still answers, from a replica, soon after leaderWait; it
+// does not wait out the election.
+func TestBucketReadsWithoutLeader(t *testing.T) {
+	ctx := context.Background()
+	c := natstest.StartCluster(t, 3)
+	l := bus.DefaultLimits()
+	l.Replicas = 3
+	conn := c.Connect(t, l)
+	kv, err := jet.Bucket(ctx, conn.JS, bus.BucketKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "k", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := c.StreamLeader(t, bus.KVStream(bus.BucketKeys))
+	// Read through a server that stays, once it has the write.
+	other := c.Servers[(leader+1)%3]
+	natstest.WaitFor(t, 5*time.Second, "the write on every replica", func() bool {
+		for _, s := range c.Servers {
+			info, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+			if err != nil {
+				return false
+			}
+			has := false
+			for _, a := range info.AccountDetails {
+				for _, st := range a.Streams {
+					has = has || st.Name == bus.KVStream(bus.BucketKeys) && st.State.LastSeq >= rev
+				}
+			}
+			if !has {
+				return false
+			}
+		}
+		return true
+	})
+	nc, err := nats.Connect(other.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica, err := jet.Bucket(ctx, js, bus.BucketKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := replica.Get(ctx, "k"); err != nil || e.Revision() != rev {
+		t.Fatalf("before the loss: %v %v", describe(e), err)
+	}
+	c.Kill(leader)
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if e, err := replica.Get(rctx, "k"); err != nil || e.Revision() != rev {
+		t.Fatalf("without a leader: %v %v, want revision %d within 3 s", describe(e), err, rev)
+	}
 }
