@@ -569,6 +569,7 @@ func (pt *part) sweep(ctx context.Context) {
 	}
 	var moves []move
 	now := time.Now()
+	waiting := pt.waiting(ctx, now)
 	pt.mu.Lock()
 	for id, g := range pt.gates {
 		e := pt.ps.index.get(id)
@@ -585,7 +586,7 @@ func (pt *part) sweep(ctx context.Context) {
 			perSec, burst = float64(r), b
 			keep = max(limit, burst+int(perSec*holdAge.Seconds()))
 		}
-		if len(g.held) > keep && (perSec > 0 || now.Sub(g.held[0].since) >= holdAge) {
+		if len(g.held) > keep && (perSec > 0 || now.Sub(g.held[0].since) >= holdAge) && waiting.others(id) {
 			excess := g.held[keep:]
 			g.held = slices.Clone(g.held[:keep])
 			// When its requests will have worked through the excess, or
@@ -619,6 +620,63 @@ func (pt *part) sweep(ctx context.Context) {
 			settle(pt.ps.log, h.m, err)
 		}
 	}
+}
+
+// behind counts the tasks of each subscription that wait in a partition
+// beyond those its owner holds or has in flight: the ones a full window of
+// held tasks keeps from it. Nil when unknown.
+type behind map[string]int
+
+// others tells whether tasks of subscriptions other than id wait; when
+// that cannot be told, they may.
+func (b behind) others(id string) bool {
+	if b == nil {
+		return true
+	}
+	for sub, n := range b {
+		if sub != id && n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// waiting answers what waits behind the partition's held tasks, asking
+// the stream only when a sweep would store some again: storing a
+// subscription's tasks for later frees the consumer's window for the
+// others, and when no other has tasks waiting it only makes the
+// subscription's tasks go round (a backlog of 150,000 for one subscription
+// went at 3,500 deliveries/s instead of 13,000).
+func (pt *part) waiting(ctx context.Context, now time.Time) behind {
+	mine := map[string]int{}
+	over := false
+	pt.mu.Lock()
+	for id, g := range pt.gates {
+		mine[id] = len(g.held) + g.inflight
+		over = over || len(g.held) > 0 && now.Sub(g.held[0].since) >= holdAge
+		if e := pt.ps.index.get(id); e != nil {
+			if r, _ := rateOf(e.sub); r != rate.Inf {
+				over = true
+			}
+		}
+	}
+	pt.mu.Unlock()
+	if !over {
+		return behind{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, beat)
+	defer cancel()
+	info, err := pt.ps.deliveries.Info(ctx, jetstream.WithSubjectFilter(bus.PartitionFilter(pt.n)))
+	if err != nil {
+		pt.ps.log.Warn("partition's waiting tasks not counted", "partition", pt.n, "err", err)
+		return nil
+	}
+	b := behind{}
+	for subject, n := range info.State.Subjects {
+		id := bus.TaskSub(subject)
+		b[id] = max(int(n)-mine[id], 0)
+	}
+	return b
 }
 
 // keepAlive tells the server, while a long attempt runs, that its task is

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/bus"
@@ -460,5 +461,33 @@ func TestKilledReplicasPartitionsMove(t *testing.T) {
 	t.Logf("longest pause in deliveries after the kill: %v", longest)
 	if longest > 5*time.Second {
 		t.Errorf("deliveries paused for %v after a replica died", longest)
+	}
+}
+
+// TestBacklogAloneStaysHeld: a subscription whose backlog outlasts the
+// hold age, alone in its partition, keeps its tasks held rather than
+// storing them again for later: with no one waiting behind them that
+// frees nothing, and made a backlog go round at a third of the speed.
+func TestBacklogAloneStaysHeld(t *testing.T) {
+	ctx := context.Background()
+	conn, store, rcv, url, svcs := setup(t, 1)
+	sub := payloadSub(t, store, url, "doc.changed", 1)
+	rcv.delay[sub] = 10 * time.Millisecond
+	knows(t, svcs, sub)
+	deliveries, err := conn.JS.Stream(ctx, bus.StreamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := publishEvents(t, conn, "doc.changed", 400) // 4 s at one at a time, past holdAge
+	stored := 0
+	natstest.WaitFor(t, 60*time.Second, "every delivery", func() bool {
+		if info, err := deliveries.Info(ctx, jetstream.WithSubjectFilter(bus.RetryWildcard)); err == nil {
+			stored = max(stored, len(info.State.Subjects))
+		}
+		got, _ := rcv.count(sub)
+		return got >= len(want)
+	})
+	if stored > 0 {
+		t.Errorf("%d tasks stored again for later with no other subscription waiting", stored)
 	}
 }
