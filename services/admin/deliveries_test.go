@@ -7,15 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/admin"
-	"kurier.dev/services/admin/admintest"
-	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/jet"
 )
@@ -48,14 +42,7 @@ func logRecords(t *testing.T, conn *jet.Conn, recs ...dlog.Record) {
 // holds page_size matches and its token goes on after the last of them;
 // a filter the API does not know is refused naming it.
 func TestListDeliveriesFilters(t *testing.T) {
-	addr, conn := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	api := adminv1.NewAdminServiceClient(cc)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken)
+	ctx, api, conn := busAdmin(t)
 	if _, err := api.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
 		t.Fatal(err)
 	}

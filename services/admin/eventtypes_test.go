@@ -16,6 +16,7 @@ import (
 	"kurier.dev/services/admin"
 	"kurier.dev/services/admin/admintest"
 	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/jet"
 )
 
 const typesToken = "test-admin-token-0123456789"
@@ -24,13 +25,21 @@ const typesToken = "test-admin-token-0123456789"
 // whose calls carry the token.
 func typesAdmin(t *testing.T) (context.Context, adminv1.AdminServiceClient) {
 	t.Helper()
-	addr, _ := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
+	ctx, api, _ := busAdmin(t)
+	return ctx, api
+}
+
+// busAdmin is typesAdmin that also answers the bus connection, for tests
+// that put records where the service reads them.
+func busAdmin(t *testing.T) (context.Context, adminv1.AdminServiceClient, *jet.Conn) {
+	t.Helper()
+	addr, conn := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken), adminv1.NewAdminServiceClient(cc)
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken), adminv1.NewAdminServiceClient(cc), conn
 }
 
 // schemasOf answers an org's schemas by type, and the listing.

@@ -9,16 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/addresssync"
-	"kurier.dev/services/admin"
-	"kurier.dev/services/admin/admintest"
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/natstest"
@@ -27,14 +22,7 @@ import (
 // TestGetAddressBook: the person counts and how the last sync through the
 // sync API ended; an org without a sync has none.
 func TestGetAddressBook(t *testing.T) {
-	addr, conn := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	api := adminv1.NewAdminServiceClient(cc)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken)
+	ctx, api, conn := busAdmin(t)
 
 	sync, err := addresssync.New(context.Background(), addresssync.DefaultConfig(), conn, natstest.Log, prometheus.NewRegistry())
 	if err != nil {
@@ -121,14 +109,7 @@ func TestGetAddressBook(t *testing.T) {
 // its deliveries in flight, and its newest logged attempt is its last
 // delivery; other subscriptions' are not.
 func TestInFlight(t *testing.T) {
-	addr, conn := admintest.Serve(t, admin.Config{Token: typesToken, Limits: bus.DefaultLimits()})
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	api := adminv1.NewAdminServiceClient(cc)
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+typesToken)
+	ctx, api, conn := busAdmin(t)
 	if _, err := api.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
 		t.Fatal(err)
 	}

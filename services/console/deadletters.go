@@ -34,24 +34,18 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s session)
 // already says.
 func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request, s session, sub, after string, d deadLettersData) {
 	org := r.PathValue("org")
-	ctx := call(r, s)
-	o, err := c.api.GetOrg(ctx, &adminv1.GetOrgRequest{OrgId: org})
+	o, subs, err := c.orgAndSubs(r, s, org)
 	if err != nil {
 		c.apiFail(w, r, s, err)
 		return
 	}
-	subs, err := c.api.ListSubscriptions(ctx, &adminv1.ListSubscriptionsRequest{OrgId: org})
-	if err != nil {
-		c.apiFail(w, r, s, err)
-		return
-	}
-	resp, err := c.api.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{OrgId: org, SubscriptionId: sub, PageSize: logPage, PageToken: after})
+	resp, err := c.api.ListDeadLetters(call(r, s), &adminv1.ListDeadLettersRequest{OrgId: org, SubscriptionId: sub, PageSize: logPage, PageToken: after})
 	if err != nil {
 		c.apiFail(w, r, s, err)
 		return
 	}
 	d.Org, d.Subscription, d.Dead = o, sub, resp.GetDeadLetters()
-	for _, sb := range subs.GetSubscriptions() {
+	for _, sb := range subs {
 		if sb.GetMode() == adminv1.DeliveryMode_DELIVERY_MODE_PAYLOAD {
 			d.Subs = append(d.Subs, sb)
 		}

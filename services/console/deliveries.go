@@ -140,24 +140,18 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, s session) 
 		return
 	}
 	org := r.PathValue("org")
-	ctx := call(r, s)
-	o, err := c.api.GetOrg(ctx, &adminv1.GetOrgRequest{OrgId: org})
+	o, subs, err := c.orgAndSubs(r, s, org)
 	if err != nil {
 		c.apiFail(w, r, s, err)
 		return
 	}
-	subs, err := c.api.ListSubscriptions(ctx, &adminv1.ListSubscriptionsRequest{OrgId: org})
-	if err != nil {
-		c.apiFail(w, r, s, err)
-		return
-	}
-	resp, err := c.api.ListDeliveries(ctx, &adminv1.ListDeliveriesRequest{OrgId: org, SubscriptionId: q.Subscription,
+	resp, err := c.api.ListDeliveries(call(r, s), &adminv1.ListDeliveriesRequest{OrgId: org, SubscriptionId: q.Subscription,
 		Since: q.since, Until: q.until, Outcome: q.Outcome, EventId: q.Event, PageSize: logPage, PageToken: q.After})
 	if err != nil {
 		c.apiFail(w, r, s, err)
 		return
 	}
-	d := deliveriesData{Org: o, Subs: subs.GetSubscriptions(), Outcomes: dlog.Outcomes, Query: q, Plots: plotImages(org, q.Subscription)}
+	d := deliveriesData{Org: o, Subs: subs, Outcomes: dlog.Outcomes, Query: q, Plots: plotImages(org, q.Subscription)}
 	for _, del := range resp.GetDeliveries() {
 		d.Rows = append(d.Rows, newLogRow(del))
 	}
@@ -173,6 +167,21 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, s session) 
 		d.Next = base + "?" + v.Encode()
 	}
 	c.render(w, r, http.StatusOK, "deliveries", s, d)
+}
+
+// orgAndSubs answers org and its subscriptions, for the pages that show
+// the org's log with a choice of its subscriptions.
+func (c *Console) orgAndSubs(r *http.Request, s session, org string) (*adminv1.Org, []*adminv1.Subscription, error) {
+	ctx := call(r, s)
+	o, err := c.api.GetOrg(ctx, &adminv1.GetOrgRequest{OrgId: org})
+	if err != nil {
+		return nil, nil, err
+	}
+	subs, err := c.api.ListSubscriptions(ctx, &adminv1.ListSubscriptionsRequest{OrgId: org})
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, subs.GetSubscriptions(), nil
 }
 
 // orgSub answers a subscription of org: one of another org is not found

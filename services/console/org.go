@@ -6,6 +6,7 @@ import (
 	"time"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/durfmt"
 )
 
 // orgData is an organisation's overview.
@@ -90,7 +91,7 @@ func (c *Console) org(w http.ResponseWriter, r *http.Request, s session) {
 	for _, q := range queues.GetQueues() {
 		row := queueRow{Queue: q}
 		if age := q.GetOldestMessageAge(); age != nil {
-			row.Oldest = shortDuration(age.AsDuration().Round(time.Second))
+			row.Oldest = durfmt.Short(age.AsDuration().Round(time.Second))
 		}
 		d.Queues = append(d.Queues, row)
 	}
@@ -175,16 +176,4 @@ func (c *Console) revokeKey(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	http.Redirect(w, r, path("orgs", org)+"#keys", http.StatusSeeOther)
-}
-
-// shortDuration shows a duration without its zero tails: 5m, not 5m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

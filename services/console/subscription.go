@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/durfmt"
 )
 
 // modes are the delivery modes by the names the forms and URLs use.
@@ -77,7 +78,7 @@ func formOf(sub *adminv1.Subscription) subForm {
 	}
 	f.Headers = strings.Join(lines, "\n")
 	if t := sub.GetTimeout(); t != nil {
-		f.Timeout = shortDuration(t.AsDuration())
+		f.Timeout = durfmt.Short(t.AsDuration())
 	}
 	if sub.GetPayloadFormat() == adminv1.PayloadFormat_PAYLOAD_FORMAT_FLAT {
 		f.PayloadFormat = "flat"
@@ -90,7 +91,7 @@ func formOf(sub *adminv1.Subscription) subForm {
 	}
 	var delays []string
 	for _, d := range sub.GetRetrySchedule() {
-		delays = append(delays, shortDuration(d.AsDuration()))
+		delays = append(delays, durfmt.Short(d.AsDuration()))
 	}
 	f.RetrySchedule = strings.Join(delays, ", ")
 	if n := sub.GetRateLimitPerSecond(); n != 0 {

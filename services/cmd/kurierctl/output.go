@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
+	"kurier.dev/services/internal/durfmt"
 )
 
 // printer writes results as a table for people or as protojson for
@@ -246,7 +247,7 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 			headers = append(headers, h.GetName()+": "+h.GetValue())
 		}
 		add("HEADERS", headers...)
-		add("TIMEOUT", span(s.GetTimeout().AsDuration()))
+		add("TIMEOUT", durfmt.Short(s.GetTimeout().AsDuration()))
 		add("FORMAT", formatWords.word(s.GetPayloadFormat().Number()))
 		add("ORDERING", orderingWords.word(s.GetOrdering().Number()))
 		add("MAX IN FLIGHT", strconv.FormatUint(uint64(s.GetMaxInFlight()), 10))
@@ -259,7 +260,7 @@ func (p *printer) sub(s *adminv1.Subscription) error {
 		}
 		var retries []string
 		for _, d := range s.GetRetrySchedule() {
-			retries = append(retries, span(d.AsDuration()))
+			retries = append(retries, durfmt.Short(d.AsDuration()))
 		}
 		add("RETRY", or(strings.Join(retries, ","), "default"))
 		if sch := s.GetSchedule(); sch.GetDailyAt() != "" {
@@ -454,7 +455,7 @@ func (p *printer) queues(msg proto.Message, qs ...*adminv1.Queue) error {
 	for _, q := range qs {
 		oldest := ""
 		if q.GetOldestMessageAge() != nil {
-			oldest = span(q.GetOldestMessageAge().AsDuration().Round(time.Second))
+			oldest = durfmt.Short(q.GetOldestMessageAge().AsDuration().Round(time.Second))
 		}
 		row(tw, q.GetQueueId(), q.GetOrgId(), when(q.GetCreateTime()), strconv.FormatUint(q.GetDepth(), 10), oldest)
 	}

@@ -211,16 +211,3 @@ func (p *payloadFlags) check(mode adminv1.DeliveryMode) error {
 	}
 	return nil
 }
-
-// span formats a duration without the zero units time.Duration.String
-// adds: 5m rather than 5m0s, 2h rather than 2h0m0s.
-func span(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

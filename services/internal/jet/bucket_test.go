@@ -28,21 +28,8 @@ func TestBucketReadsItsWrites(t *testing.T) {
 	l.Replicas = 3
 	c.Connect(t, l)
 	var kvs []jetstream.KeyValue
-	for i, s := range c.Servers {
-		nc, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kv, err := jet.Bucket(ctx, js, bus.BucketKeys)
-		if err != nil {
-			t.Fatalf("server %d: %v", i, err)
-		}
-		kvs = append(kvs, kv)
+	for _, s := range c.Servers {
+		kvs = append(kvs, keysThrough(t, s))
 	}
 	for i := range 300 {
 		w, r := kvs[i%3], kvs[(i+1)%3]
@@ -64,6 +51,25 @@ func TestBucketReadsItsWrites(t *testing.T) {
 			t.Errorf("%s: %v %v, want ErrKeyNotFound", key, describe(e), err)
 		}
 	}
+}
+
+// keysThrough binds the keys bucket through a connection to server s.
+func keysThrough(t *testing.T, s *server.Server) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := jet.Bucket(context.Background(), js, bus.BucketKeys)
+	if err != nil {
+		t.Fatalf("%s: %v", s.Name(), err)
+	}
+	return kv
 }
 
 func describe(e jetstream.KeyValueEntry) string {
@@ -111,19 +117,7 @@ func TestBucketReadsWithoutLeader(t *testing.T) {
 		}
 		return true
 	})
-	nc, err := nats.Connect(other.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replica, err := jet.Bucket(ctx, js, bus.BucketKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	replica := keysThrough(t, other)
 	if e, err := replica.Get(ctx, "k"); err != nil || e.Revision() != rev {
 		t.Fatalf("before the loss: %v %v", describe(e), err)
 	}
