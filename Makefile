@@ -75,7 +75,7 @@ MODULES := proto services tests
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test chaos vet fmt-check tidy-check ci bench run browser
+.PHONY: build test chaos vet fmt-check tidy-check ci bench run browser promtool
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kurier ./services/cmd/kurier
@@ -113,6 +113,19 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; \
+	fi
+
+# promtool, for the check of every metric against Prometheus' conventions
+# (tests/promtool_test.go), from Debian's prometheus package: that test
+# skips where promtool is missing, so CI (.ci/run) installs it first.
+promtool:
+	@if command -v promtool >/dev/null; then \
+		echo "promtool: found $$(command -v promtool)"; \
+	else \
+		echo "promtool: not found; installing Debian's package (apt-get install prometheus)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; \
 	fi
 
 # With the tag of the compose end-to-end test, so that it is vetted too.

@@ -60,11 +60,14 @@ func newTenant(t *testing.T, k *harness.Kurier, org string) tenant {
 }
 
 // natsIngest posts an event over NATS, answering as over HTTP: the status
-// from Kurier-Status, Retry-After and the JSON.
+// from Kurier-Status, Retry-After, X-Request-Id and the JSON. The request
+// id is made of the event's, so that requests of the same event have the
+// same answers.
 func natsIngest(t *testing.T, nc *nats.Conn, org, key, id string) contract.Answer {
 	t.Helper()
 	m := nats.NewMsg("kurier.ingest." + org)
 	m.Header.Set("Kurier-Key", key)
+	m.Header.Set("X-Request-Id", "nats-"+id)
 	m.Data = []byte(structured(id, "invoice.changed", ""))
 	reply, err := nc.RequestMsg(m, 10*time.Second)
 	if err != nil {
@@ -74,7 +77,7 @@ func natsIngest(t *testing.T, nc *nats.Conn, org, key, id string) contract.Answe
 	if err != nil {
 		t.Fatalf("nats ingest on %s: status %q", org, reply.Header.Get("Kurier-Status"))
 	}
-	h := http.Header{"Content-Type": {"application/json"}}
+	h := http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {reply.Header.Get("X-Request-Id")}}
 	if ra := reply.Header.Get("Retry-After"); ra != "" {
 		h.Set("Retry-After", ra)
 	}
@@ -140,12 +143,15 @@ func TestIsolation(t *testing.T) {
 	} {
 		what := "isolation: " + c.name
 		tr.none(t, what, "", func() {
+			// One request id for both, which the error bodies name.
+			h := maps.Clone(c.h)
+			h["X-Request-Id"] = fmt.Sprintf("isolation-%d", cases)
 			start := time.Now()
-			theirs := contract.Do(t, contract.Request{Method: c.method, URL: k.HTTP + c.theirs, Header: c.h, Body: []byte(c.body)})
+			theirs := contract.Do(t, contract.Request{Method: c.method, URL: k.HTTP + c.theirs, Header: h, Body: []byte(c.body)})
 			if time.Since(start) > 2*time.Second {
 				t.Errorf("%s: took %v: the request waited on bravo's resource", what, time.Since(start))
 			}
-			none := contract.Do(t, contract.Request{Method: c.method, URL: k.HTTP + c.none, Header: c.h, Body: []byte(c.body)})
+			none := contract.Do(t, contract.Request{Method: c.method, URL: k.HTTP + c.none, Header: h, Body: []byte(c.body)})
 			if _, ok := theirs.ErrorForm(); !ok || theirs.Status < 400 || theirs.Status != none.Status || string(theirs.Body) != string(none.Body) {
 				t.Errorf("%s: %d %s; on nothing: %d %s", what, theirs.Status, theirs.Body, none.Status, none.Body)
 			}

@@ -255,6 +255,10 @@ func TestEveryMetricMoves(t *testing.T) {
 		return nil
 	})
 	t.Logf("all %d kurier_ metric families moved (the last %v after the flow)", len(moved), time.Since(start).Round(time.Millisecond))
+
+	// With every family in the scrape, and vectors with their labels.
+	t.Run("promtool", func(t *testing.T) { checkPromtool(t, scrapeBody(t, k.HTTP)) })
+	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, scrapeMetrics(t, k.HTTP)) })
 }
 
 // skipPing makes a due ping of a switched-off ping subscription, which
@@ -374,16 +378,22 @@ func (m metricFamilies) value(name string, labels map[string]string) (float64, b
 	return 0, false
 }
 
-// scrapeMetrics reads /metrics, in Prometheus' text format.
-func scrapeMetrics(t *testing.T, base string) metricFamilies {
+// scrapeBody reads /metrics as served, in Prometheus' text format.
+func scrapeBody(t *testing.T, base string) []byte {
 	t.Helper()
 	a := contract.Do(t, contract.Request{Method: http.MethodGet, URL: base + "/metrics"})
 	if a.Status != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", a.Status, a.Body)
 	}
+	return a.Body
+}
+
+// scrapeMetrics reads /metrics.
+func scrapeMetrics(t *testing.T, base string) metricFamilies {
+	t.Helper()
 	out := metricFamilies{}
 	var cur *metricFamily
-	for line := range strings.Lines(string(a.Body)) {
+	for line := range strings.Lines(string(scrapeBody(t, base))) {
 		line = strings.TrimSuffix(line, "\n")
 		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			f := strings.Fields(rest)

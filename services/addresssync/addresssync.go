@@ -17,10 +17,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/ratelimit"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -107,7 +111,7 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 }
 
 // Routes adds the FE2 API to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux web.Router) {
 	mux.HandleFunc("POST /rest/addressbook/sync", s.observe("sync", s.sync))
 	mux.HandleFunc("DELETE /rest/addressbook/external/persons/{externalDbId}", s.observe("delete", s.delete))
 }
@@ -146,6 +150,10 @@ type Counts struct {
 func (s *Service) observe(call string, serve func(*http.Request) (Counts, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		ctx, span := telemetry.Tracer("kurier.dev/services/addresssync").Start(telemetry.FromHTTP(r.Context(), r.Header),
+			"addressbook "+call, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		r = r.WithContext(ctx)
 		c, err := serve(r)
 		status := http.StatusOK
 		if err != nil {
@@ -156,14 +164,20 @@ func (s *Service) observe(call string, serve func(*http.Request) (Counts, error)
 			}
 			if we == nil || error(we) != err {
 				// It wraps a failure of its own: the answer does not tell it.
-				s.log.Warn("address book "+call+" failed", "status", status, "err", err)
+				s.log.WarnContext(r.Context(), "address book "+call+" failed", "status", status, "err", err)
 			}
-			web.WriteError(w, err)
+			web.WriteError(w, r, err)
 		} else {
-			web.WriteJSON(w, http.StatusOK, c)
+			web.WriteJSON(w, r, http.StatusOK, c)
 			for result, n := range map[string]int{"created": c.Created, "updated": c.Updated, "deleted": c.Deleted,
 				"marked_deleted": c.MarkedDeleted, "unchanged": c.Unchanged} {
 				s.m.persons.WithLabelValues(result).Add(float64(n))
+			}
+		}
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, err.Error())
 			}
 		}
 		s.m.requests.WithLabelValues(call, strconv.Itoa(status)).Inc()

@@ -51,7 +51,7 @@ func (s *Service) record(ctx context.Context, org, source string, c Counts, err 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.book.RecordSync(ctx, org, ls); err != nil {
-		s.log.Warn("the sync's outcome was not kept", "org", org, "err", err)
+		s.log.WarnContext(ctx, "the sync's outcome was not kept", "org", org, "err", err)
 	}
 }
 
@@ -102,7 +102,7 @@ func (s *Service) syncBook(r *http.Request, o tenant.Org) (Counts, string, error
 	if err != nil {
 		return Counts{}, source, unavailable(err)
 	}
-	s.log.Info("address book synced", "org", o.ID, "source", source, "persons", len(list), "created", p.counts.Created,
+	s.log.InfoContext(ctx, "address book synced", "org", o.ID, "source", source, "persons", len(list), "created", p.counts.Created,
 		"updated", p.counts.Updated, "deleted", p.counts.Deleted, "marked_deleted", p.counts.MarkedDeleted)
 	return p.counts, source, nil
 }

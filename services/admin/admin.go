@@ -166,8 +166,8 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 // finish for up to grace.
 func (s *Service) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.observe, s.authUnary),
-		grpc.ChainStreamInterceptor(s.authStream),
+		grpc.ChainUnaryInterceptor(s.requestIDUnary, s.observe, s.authUnary),
+		grpc.ChainStreamInterceptor(s.requestIDStream, s.authStream),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
@@ -241,7 +241,7 @@ func (s *Service) observe(ctx context.Context, req any, info *grpc.UnaryServerIn
 	resp, err := h(ctx, req)
 	if err != nil {
 		if _, ok := status.FromError(err); !ok {
-			s.log.Error("admin call failed", "method", info.FullMethod, "err", err)
+			s.log.ErrorContext(ctx, "admin call failed", "method", info.FullMethod, "err", err)
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}

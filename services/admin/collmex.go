@@ -122,7 +122,7 @@ func (s *Service) ApplyApiNotification(ctx context.Context, req *adminv1.ApplyAp
 		}
 		resp.Subscriptions = append(resp.Subscriptions, pb)
 	}
-	s.log.Info("API_NOTIFICATION applied", "org", org, "created", resp.Created, "updated", resp.Updated, "deleted", resp.Deleted)
+	s.log.InfoContext(ctx, "API_NOTIFICATION applied", "org", org, "created", resp.Created, "updated", resp.Updated, "deleted", resp.Deleted)
 	return resp, nil
 }
 

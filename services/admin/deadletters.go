@@ -133,7 +133,7 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("deliveries queued again", "org", sub.Org, "subscription", sub.ID, "queued", queued)
+	s.log.InfoContext(ctx, "deliveries queued again", "org", sub.Org, "subscription", sub.ID, "queued", queued)
 	return &adminv1.RedeliverResponse{Queued: queued}, nil
 }
 

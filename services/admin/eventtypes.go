@@ -83,7 +83,7 @@ func (s *Service) SetEventTypeSchema(ctx context.Context, req *adminv1.SetEventT
 	if err := s.schemas.Set(ctx, org, typ, text); err != nil {
 		return nil, err
 	}
-	s.log.Info("event type schema set", "org", org, "type", typ, "bytes", len(text))
+	s.log.InfoContext(ctx, "event type schema set", "org", org, "type", typ, "bytes", len(text))
 	return eventTypePB(typ, text), nil
 }
 
@@ -102,6 +102,6 @@ func (s *Service) DeleteEventTypeSchema(ctx context.Context, req *adminv1.Delete
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("event type schema deleted", "org", org, "type", typ)
+	s.log.InfoContext(ctx, "event type schema deleted", "org", org, "type", typ)
 	return eventTypePB(typ, ""), nil
 }

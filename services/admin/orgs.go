@@ -109,7 +109,7 @@ func (s *Service) UpdateOrg(ctx context.Context, req *adminv1.UpdateOrgRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("org updated", "org", o.ID, "fields", strings.Join(paths, ","))
+	s.log.InfoContext(ctx, "org updated", "org", o.ID, "fields", strings.Join(paths, ","))
 	return orgPB(o), nil
 }
 
@@ -140,7 +140,7 @@ func (s *Service) CreateOrg(ctx context.Context, req *adminv1.CreateOrgRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("org created", "org", o.ID)
+	s.log.InfoContext(ctx, "org created", "org", o.ID)
 	return orgPB(o), nil
 }
 
@@ -218,7 +218,7 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 			return nil, fmt.Errorf("purge %s of %s: %w", stream, id, err)
 		}
 	}
-	s.log.Info("org deleted", "org", id)
+	s.log.InfoContext(ctx, "org deleted", "org", id)
 	return &adminv1.DeleteOrgResponse{}, nil
 }
 
@@ -271,7 +271,7 @@ func (s *Service) CreateKey(ctx context.Context, req *adminv1.CreateKeyRequest) 
 	if err := s.tenants.CreateKey(ctx, k); err != nil {
 		return nil, err
 	}
-	s.log.Info("key created", "org", k.Org, "key_id", k.ID)
+	s.log.InfoContext(ctx, "key created", "org", k.Org, "key_id", k.ID)
 	return &adminv1.CreateKeyResponse{Key: keyPB(k), Secret: secret}, nil
 }
 
@@ -302,6 +302,6 @@ func (s *Service) RevokeKey(ctx context.Context, req *adminv1.RevokeKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("key revoked", "org", k.Org, "key_id", k.ID)
+	s.log.InfoContext(ctx, "key revoked", "org", k.Org, "key_id", k.ID)
 	return keyPB(k), nil
 }

@@ -149,7 +149,7 @@ func (s *Service) CreatePerson(ctx context.Context, req *adminv1.CreatePersonReq
 	if err := w.Commit(ctx, []book.Change{b.Change(f.ExternalDbID, &p)}); err != nil {
 		return nil, err
 	}
-	s.log.Info("person created", "org", o.ID)
+	s.log.InfoContext(ctx, "person created", "org", o.ID)
 	return personPB(p), nil
 }
 
@@ -183,7 +183,7 @@ func (s *Service) DeletePerson(ctx context.Context, req *adminv1.DeletePersonReq
 	if err := w.Commit(ctx, []book.Change{b.Change(id, nil)}); err != nil {
 		return nil, err
 	}
-	s.log.Info("person deleted", "org", org)
+	s.log.InfoContext(ctx, "person deleted", "org", org)
 	return &adminv1.DeletePersonResponse{}, nil
 }
 

@@ -49,6 +49,6 @@ func (s *Service) DeleteQueue(ctx context.Context, req *adminv1.DeleteQueueReque
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("queue deleted", "org", req.GetOrgId(), "queue", req.GetQueueId())
+	s.log.InfoContext(ctx, "queue deleted", "org", req.GetOrgId(), "queue", req.GetQueueId())
 	return &adminv1.DeleteQueueResponse{}, nil
 }

@@ -466,7 +466,7 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if err := s.armDigest(ctx, sub, false); err != nil {
 		return nil, err
 	}
-	s.log.Info("subscription created", "org", sub.Org, "subscription", sub.ID, "mode", sub.Mode)
+	s.log.InfoContext(ctx, "subscription created", "org", sub.Org, "subscription", sub.ID, "mode", sub.Mode)
 	pb, err := s.subPB(ctx, sub)
 	if err != nil {
 		return nil, err
@@ -568,7 +568,7 @@ func (s *Service) UpdateSubscription(ctx context.Context, req *adminv1.UpdateSub
 	if err := s.armDigest(ctx, sub, current.DailyAt != sub.DailyAt || current.TimeZone != sub.TimeZone); err != nil {
 		return nil, err
 	}
-	s.log.Info("subscription updated", "org", sub.Org, "subscription", sub.ID)
+	s.log.InfoContext(ctx, "subscription updated", "org", sub.Org, "subscription", sub.ID)
 	return s.subPB(ctx, sub)
 }
 
@@ -583,7 +583,7 @@ func (s *Service) DeleteSubscription(ctx context.Context, req *adminv1.DeleteSub
 	if err := s.dropTimer(ctx, sub.ID); err != nil {
 		return nil, err
 	}
-	s.log.Info("subscription deleted", "org", sub.Org, "subscription", sub.ID)
+	s.log.InfoContext(ctx, "subscription deleted", "org", sub.Org, "subscription", sub.ID)
 	return &adminv1.DeleteSubscriptionResponse{}, nil
 }
 
@@ -663,7 +663,7 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	if err != nil {
 		return sub, err
 	}
-	s.log.Info("subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
+	s.log.InfoContext(ctx, "subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)
 	return sub, nil
 }
 
@@ -685,7 +685,7 @@ func (s *Service) RotateSecret(ctx context.Context, req *adminv1.RotateSecretReq
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	s.log.Info("signing secret rotated", "org", sub.Org, "subscription", sub.ID, "previous_valid_until", sub.PrevUntil)
+	s.log.InfoContext(ctx, "signing secret rotated", "org", sub.Org, "subscription", sub.ID, "previous_valid_until", sub.PrevUntil)
 	return &adminv1.RotateSecretResponse{SigningSecret: secret, PreviousValidUntil: timestamppb.New(sub.PrevUntil)}, nil
 }
 
@@ -727,7 +727,7 @@ func (s *Service) PreviewSubscription(ctx context.Context, req *adminv1.PreviewS
 	// the dispatcher would.
 	pass, err := passes(sub, sample, now)
 	if err != nil {
-		s.log.Info("preview: the filter does not pass the sample", "subscription", sub.ID, "err", err)
+		s.log.InfoContext(ctx, "preview: the filter does not pass the sample", "subscription", sub.ID, "err", err)
 	}
 	matches := pass && slices.Contains(catalog.Expand(sub.EventTypes), sample.Type)
 	if sub.Mode == subs.ModePing {

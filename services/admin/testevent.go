@@ -42,7 +42,7 @@ func (s *Service) SendTestEvent(ctx context.Context, req *adminv1.SendTestEventR
 	case r.Refused != "":
 		return nil, failedPrecondition("subscription_id", "%s", r.Refused)
 	}
-	s.log.Info("test event sent", "org", sub.Org, "subscription", sub.ID, "status", r.Status, "error", r.Error)
+	s.log.InfoContext(ctx, "test event sent", "org", sub.Org, "subscription", sub.ID, "status", r.Status, "error", r.Error)
 	return &adminv1.SendTestEventResponse{
 		EventId: r.EventID, Method: r.Method, Url: r.URL, Status: int32(r.Status), Error: r.Error,
 		Latency: durationpb.New(time.Duration(r.LatencyMS * float64(time.Millisecond))), Response: r.Response,

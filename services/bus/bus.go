@@ -549,6 +549,11 @@ const (
 	// HeaderNotBefore is the legacy lanes' retry time, read when they are
 	// moved into partitions.
 	HeaderNotBefore = "Kurier-Not-Before"
+	// HeaderTraceParent and HeaderTraceState carry the W3C trace context
+	// of a stored event, delivery task, retry or queue message: the span
+	// that stored it, which the next step's span is a child of.
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
 )
 
 // DeliveryTask is the task of delivering an event (its stored bytes) to a
@@ -591,7 +596,7 @@ func Again(m *nats.Msg, sub, subject string, attempts, deferred int, at time.Tim
 	t.Data = m.Data
 	// Only the task's own headers: a delivered message carries the
 	// server's too (Nats-Pin-Id, Nats-Scheduler), which mean nothing here.
-	for _, k := range []string{HeaderEventSeq, HeaderEventTime, HeaderRedelivery} {
+	for _, k := range []string{HeaderEventSeq, HeaderEventTime, HeaderRedelivery, HeaderTraceParent, HeaderTraceState} {
 		if v := m.Header.Get(k); v != "" {
 			t.Header.Set(k, v)
 		}

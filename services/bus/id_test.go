@@ -3,6 +3,7 @@ package bus_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"kurier.dev/services/bus"
 )
@@ -39,5 +40,19 @@ func TestEventIdentity(t *testing.T) {
 	a, b := bus.WebhookID("sub1", "/erp-a", "42"), bus.WebhookID("sub1", "/erp-b", "42")
 	if a == b || a != bus.WebhookID("sub1", "/erp-a", "42") || !strings.HasPrefix(a, "msg_sub1_") || a == bus.WebhookID("sub2", "/erp-a", "42") {
 		t.Errorf("webhook-ids %q, %q", a, b)
+	}
+}
+
+// A task stored again, as a retry or for later, keeps the trace context
+// of the route that made it, so every attempt is in the event's trace.
+func TestAgainKeepsTraceContext(t *testing.T) {
+	task := bus.DeliveryTask("sub1", 7, time.Now(), []byte(`{}`), "")
+	task.Header.Set(bus.HeaderTraceParent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	task.Header.Set(bus.HeaderTraceState, "k=v")
+	retry := bus.Again(task, "sub1", bus.RetrySubject("sub1", bus.RetryKey("sub1", task.Header)), 1, 0, time.Now().Add(time.Minute), "at")
+	for _, k := range []string{bus.HeaderTraceParent, bus.HeaderTraceState} {
+		if got := retry.Header.Get(k); got != task.Header.Get(k) {
+			t.Errorf("retry's %s %q, want %q", k, got, task.Header.Get(k))
+		}
 	}
 }

@@ -32,7 +32,8 @@ var client = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// Do sends r and reads the whole answer.
+// Do sends r and reads the whole answer, checking the exchange against
+// the OpenAPI document (see apiDoc.check).
 func Do(t testing.TB, r Request) Answer {
 	t.Helper()
 	var body io.Reader = bytes.NewReader(r.Body)
@@ -55,21 +56,31 @@ func Do(t testing.TB, r Request) Answer {
 	if err != nil {
 		t.Fatalf("%s %s: read the answer: %v", r.Method, r.URL, err)
 	}
-	return Answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	a := Answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	doc, err := loadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.check(r, a); err != nil {
+		t.Errorf("%s %s: openapi.json: %v", r.Method, r.URL, err)
+	}
+	return a
 }
 
 // APIError is the error form of Kurier's HTTP APIs:
-// {"error":{"code","message","field","index"}}.
+// {"error":{"code","message","field","index","request_id"}}.
 type APIError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field"`
-	Index   *int   `json:"index"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Field     string `json:"field"`
+	Index     *int   `json:"index"`
+	RequestID string `json:"request_id"`
 }
 
 // ErrorForm decodes an answer in the error form. ok is false unless the
-// answer is application/json holding exactly {"error":{…}} with a code and
-// a message, and no other member.
+// answer is application/json holding exactly {"error":{…}} with a code, a
+// message and the request id its X-Request-Id header names, and no other
+// member.
 func (a Answer) ErrorForm() (e APIError, ok bool) {
 	if a.Header.Get("Content-Type") != "application/json" {
 		return e, false
@@ -83,5 +94,5 @@ func (a Answer) ErrorForm() (e APIError, ok bool) {
 	if dec.Decode(&e) != nil {
 		return e, false
 	}
-	return e, e.Code != "" && e.Message != ""
+	return e, e.Code != "" && e.Message != "" && e.RequestID != "" && e.RequestID == a.Header.Get("X-Request-Id")
 }

@@ -33,6 +33,8 @@ func Run(t *testing.T, tg Target) {
 	t.Run("Queue", func(t *testing.T) { QueueAPI(t, tg) })
 	t.Run("AddressBook", func(t *testing.T) { AddressBook(t, tg) })
 	t.Run("Admin", func(t *testing.T) { AdminAPI(t, tg) })
+	t.Run("OpenAPI", func(t *testing.T) { OpenAPI(t, tg) })
+	t.Run("Tracing", func(t *testing.T) { Tracing(t, tg) })
 }
 
 // Org makes an organisation of its own for a suite, with a key of the

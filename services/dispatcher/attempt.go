@@ -14,11 +14,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/stats"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/webhook"
 )
 
@@ -73,6 +77,8 @@ type sender struct {
 // send makes the request and describes it in the log record, whose
 // outcome the caller decides.
 func (s *sender) send(ctx context.Context, c call) (outcome, dlog.Record) {
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, "webhook "+string(c.mode), trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
 	start := time.Now()
 	rec := c.rec
 	rec.Time, rec.Org, rec.Subscription, rec.System, rec.Mode = start.UTC(), c.sub.Org, c.sub.ID, c.sub.System, string(c.mode)
@@ -96,7 +102,28 @@ func (s *sender) send(ctx context.Context, c call) (outcome, dlog.Record) {
 	if o.err != nil {
 		rec.Error = describe(o.err)
 	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("kurier.subscription.id", c.sub.ID), attribute.String("kurier.delivery.mode", string(c.mode)),
+			attribute.Int("kurier.delivery.attempt", rec.Attempt), attribute.String("http.request.method", c.method))
+		if o.status != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", o.status))
+		}
+		if !o.ok() {
+			span.SetStatus(codes.Error, failure(o, rec))
+		}
+	}
+	if !o.ok() {
+		s.log.DebugContext(ctx, "attempt failed", "subscription", c.sub.ID, "mode", string(c.mode), "attempt", rec.Attempt, "status", o.status, "err", rec.Error)
+	}
 	return o, rec
+}
+
+// failure says why an attempt failed, for its span.
+func failure(o outcome, rec dlog.Record) string {
+	if rec.Error != "" {
+		return rec.Error
+	}
+	return "status " + strconv.Itoa(o.status)
 }
 
 func (s *sender) do(ctx context.Context, c call, now time.Time) outcome {
@@ -117,6 +144,8 @@ func (s *sender) do(ctx context.Context, c call, now time.Time) outcome {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("User-Agent", s.userAgent)
+	// The attempt's span, so the receiver's spans join the trace.
+	telemetry.ToHTTP(ctx, req.Header)
 	if err := webhook.Sign(req.Header, c.msgID, now, c.body, c.sub.Secrets(now)...); err != nil {
 		return outcome{err: err}
 	}

@@ -17,6 +17,7 @@ import (
 	"kurier.dev/services/internal/filter"
 	"kurier.dev/services/internal/lease"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/telemetry"
 )
 
 // ordered delivers ordered payload subscriptions strictly in EVENTS'
@@ -201,7 +202,8 @@ func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
 		}
 		attempt := st.Attempts + 1
 		task := bus.DeliveryTask(sub.ID, msg.Sequence, msg.Time, msg.Data, "")
-		retrying, err := o.payloads.deliver(ctx, sub, ev, msg.Sequence, msg.Time, msg.Data, attempt, func(next time.Time) error {
+		// The walk makes no task: its attempt continues the event's trace.
+		retrying, err := o.payloads.deliver(telemetry.FromNATS(ctx, msg.Header), sub, ev, msg.Sequence, msg.Time, msg.Data, attempt, func(next time.Time) error {
 			// The state first: a wake-up before the retry time finds it.
 			var err error
 			if st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next); err != nil {

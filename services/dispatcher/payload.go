@@ -19,6 +19,7 @@ import (
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/payload"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/telemetry"
 )
 
 // DefaultRetrySchedule is the delays between attempts unless a subscription
@@ -56,6 +57,8 @@ func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	sub := e.sub
 	h := m.Headers()
+	// The attempt continues the trace of the route that made the task.
+	ctx = telemetry.FromNATS(ctx, h)
 	seq, stored := origin(m)
 	switch {
 	case !sub.Active:

@@ -10,12 +10,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/telemetry"
 )
+
+const tracerName = "kurier.dev/services/dispatcher"
 
 // router handles EVENTS: it matches an event to its subscriptions and
 // hands it to each one's mode at once: a ping timer, a delivery task, a
@@ -46,8 +52,21 @@ func (r *router) Handle(ctx context.Context, m jetstream.Msg) error {
 	return r.route(ctx, m, md, r.index.match(org, typ))
 }
 
-// route hands an event to each of the subscriptions it matched.
-func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, matched []*entry) error {
+// route hands an event to each of the subscriptions it matched, in a
+// span that continues the trace the event was stored in and that its
+// delivery tasks and queue messages carry on.
+func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, matched []*entry) (err error) {
+	ctx, span := telemetry.Tracer(tracerName).Start(telemetry.FromNATS(ctx, m.Headers()), "route", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer func() {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("messaging.destination.name", m.Subject()),
+				attribute.Int64("kurier.event.seq", int64(md.Sequence.Stream)), attribute.Int("kurier.matched", len(matched)))
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+		}
+		span.End()
+	}()
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	var tasks []*nats.Msg
@@ -61,7 +80,7 @@ func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMe
 		case subs.ModeQueue:
 			step = func() error { return r.queue.put(ctx, e.sub, m, md) }
 		case subs.ModePayload:
-			tasks = append(tasks, task(e.sub, m, md))
+			tasks = append(tasks, task(ctx, e.sub, m, md))
 			continue
 		case subs.ModePing:
 			if r.pings.pingedSince(e, md.Timestamp) {
@@ -130,8 +149,9 @@ func (r *router) catchUp(ctx context.Context, e *entry) error {
 // partition, or with the digest's for a daily one. The message id makes a
 // routed-again event's task a duplicate. An ordered subscription reads its
 // events from EVENTS; its task only wakes it.
-func task(sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
+func task(ctx context.Context, sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
 	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
+	telemetry.ToNATS(ctx, t.Header)
 	if sub.Daily() {
 		t.Subject = bus.DigestSubject(sub.ID)
 	}

@@ -103,8 +103,8 @@ func (g *Gateway) Routes(mux *http.ServeMux) error {
 		p := g.proxy(r.name, target, &http.Transport{
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
-		}, func(w http.ResponseWriter) {
-			web.WriteError(w, &web.Error{Status: http.StatusBadGateway, Code: "unavailable",
+		}, func(w http.ResponseWriter, req *http.Request) {
+			web.WriteError(w, req, &web.Error{Status: http.StatusBadGateway, Code: "unavailable",
 				Message: "no replica of the " + r.name + " service answered", RetryAfter: 1})
 		})
 		for _, path := range r.paths {
@@ -122,7 +122,7 @@ func (g *Gateway) GRPC() http.Handler {
 	}
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
-	return g.proxy("admin", &url.URL{Scheme: "http", Host: g.cfg.Admin}, &http.Transport{Protocols: &h2c}, func(w http.ResponseWriter) {
+	return g.proxy("admin", &url.URL{Scheme: "http", Host: g.cfg.Admin}, &http.Transport{Protocols: &h2c}, func(w http.ResponseWriter, _ *http.Request) {
 		// A gRPC client understands a status in the headers, not an HTTP
 		// error: UNAVAILABLE tells it to retry.
 		w.Header().Set("Content-Type", "application/grpc")
@@ -132,7 +132,7 @@ func (g *Gateway) GRPC() http.Handler {
 	})
 }
 
-func (g *Gateway) proxy(name string, target *url.URL, tr *http.Transport, unavailable func(http.ResponseWriter)) http.Handler {
+func (g *Gateway) proxy(name string, target *url.URL, tr *http.Transport, unavailable func(http.ResponseWriter, *http.Request)) http.Handler {
 	tr.DialContext = (&net.Dialer{Timeout: g.cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -147,8 +147,8 @@ func (g *Gateway) proxy(name string, target *url.URL, tr *http.Transport, unavai
 				return // the client went away
 			}
 			g.failures.WithLabelValues(name).Inc()
-			g.log.Warn("upstream failed", "upstream", name, "path", r.URL.Path, "err", err)
-			unavailable(w)
+			g.log.WarnContext(r.Context(), "upstream failed", "upstream", name, "path", r.URL.Path, "err", err)
+			unavailable(w, r)
 		},
 	}
 }

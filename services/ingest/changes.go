@@ -118,12 +118,12 @@ func (s *Service) getChanges(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var we *web.Error
 		if !errors.As(err, &we) || we.Status >= 500 {
-			s.log.Warn("change feed failed", "err", err)
+			s.log.WarnContext(r.Context(), "change feed failed", "err", err)
 		}
-		web.WriteError(w, err)
+		web.WriteError(w, r, err)
 		return
 	}
-	web.WriteJSON(w, http.StatusOK, res)
+	web.WriteJSON(w, r, http.StatusOK, res)
 }
 
 func (s *Service) serveChanges(r *http.Request) (Changes, error) {
@@ -154,7 +154,7 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 		return Changes{}, unavailable(err)
 	}
 	if err := s.ackPings(ctx, fq, res); err != nil {
-		s.log.Warn("unacked pings not acknowledged", "system", fq.system, "type", fq.typ, "err", err)
+		s.log.WarnContext(ctx, "unacked pings not acknowledged", "system", fq.system, "type", fq.typ, "err", err)
 	}
 	return res, nil
 }
@@ -285,7 +285,7 @@ func (s *Service) readFeed(ctx context.Context, fq feedQuery, after uint64) (Cha
 		}
 		var ev event.Event
 		if err := ev.UnmarshalJSON(m.Data()); err != nil {
-			s.log.Error("undecodable stored event skipped", "seq", md.Sequence.Stream, "err", err)
+			s.log.ErrorContext(ctx, "undecodable stored event skipped", "seq", md.Sequence.Stream, "err", err)
 			last = md.Sequence.Stream
 			return false, nil
 		}

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
 
 // Routes adds the ingest API to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux web.Router) {
 	mux.HandleFunc("POST /v1/events", s.postEvents)
 	mux.HandleFunc("GET /v1/changes", s.getChanges)
 }
@@ -28,23 +29,26 @@ const inflightWait = 2 * time.Second
 
 func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	status, err := s.serveEvents(w, r)
+	ctx, span, traced := startSpan(telemetry.FromHTTP(r.Context(), r.Header), "POST /v1/events", "http")
+	defer span.End()
+	status, err := s.serveEvents(w, r.WithContext(ctx), traced)
 	if err != nil {
 		var we *web.Error
 		if !errors.As(err, &we) || we.Status >= 500 {
-			s.log.Warn("ingest failed", "err", err)
+			s.log.WarnContext(ctx, "ingest failed", "err", err)
 		}
-		web.WriteError(w, err)
+		web.WriteError(w, r, err)
 		status = http.StatusInternalServerError
 		if we != nil {
 			status = we.Status
 		}
 	}
+	endSpan(span, status, err)
 	s.m.requests.WithLabelValues("http", strconv.Itoa(status)).Inc()
 	s.m.latency.WithLabelValues("http").Observe(time.Since(start).Seconds())
 }
 
-func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, error) {
+func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, traced bool) (int, error) {
 	ctx := r.Context()
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
@@ -105,11 +109,11 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) (int, erro
 	if err := s.conform(key.Org, events, mode == event.MediaBatch); err != nil {
 		return 0, err
 	}
-	res, err := s.store(ctx, key.Org, events)
+	res, err := s.store(ctx, key.Org, events, traced)
 	if err != nil {
 		return 0, err
 	}
-	web.WriteJSON(w, http.StatusAccepted, res)
+	web.WriteJSON(w, r, http.StatusAccepted, res)
 	return http.StatusAccepted, nil
 }
 

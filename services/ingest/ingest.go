@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
 
 	"kurier.dev/services/bus"
@@ -23,6 +26,7 @@ import (
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/schema"
 	"kurier.dev/services/internal/subs"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -172,7 +176,13 @@ const attemptWait = 2 * time.Second
 // store publishes the events of an org and waits until the stream has them
 // all. A failure part-way may leave some stored; the sender retries the
 // whole request and those come back as duplicates.
-func (s *Service) store(ctx context.Context, org string, events []event.Event) (Result, error) {
+//
+// Each stored event carries the trace context its routing continues: the
+// request's span when the request's transport brought a traceparent
+// (traced), else, for an event with the CloudEvents distributed-tracing
+// extension, a span of its own in the producer's trace, linked to the
+// request's.
+func (s *Service) store(ctx context.Context, org string, events []event.Event, traced bool) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	msgs := make([]*nats.Msg, len(events))
@@ -181,6 +191,14 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event) (
 		if msgs[i], err = message(org, e); err != nil {
 			return Result{}, err
 		}
+		ectx := ctx
+		if own := telemetry.FromExtensions(ctx, e.Extensions); !traced && own != ctx {
+			var span trace.Span
+			ectx, span = telemetry.Tracer(tracerName).Start(own, "ingest event", trace.WithSpanKind(trace.SpanKindProducer),
+				trace.WithLinks(trace.LinkFromContext(ctx)))
+			defer span.End()
+		}
+		telemetry.ToNATS(ectx, msgs[i].Header)
 	}
 	// An event acknowledged as a duplicate on a second sending was most
 	// likely stored by the first: only the first sending tells.
@@ -259,6 +277,32 @@ func message(org string, e event.Event) (*nats.Msg, error) {
 	m.Data = b
 	m.Header.Set(jetstream.MsgIDHeader, bus.EventMsgID(org, e.Source, e.ID))
 	return m, nil
+}
+
+const tracerName = "kurier.dev/services/ingest"
+
+// startSpan starts the server span of an ingest request over transport,
+// in the trace context ctx carries from the request, and tells whether it
+// carried one.
+func startSpan(ctx context.Context, name, transport string) (context.Context, trace.Span, bool) {
+	traced := trace.SpanContextFromContext(ctx).IsValid()
+	ctx, span := telemetry.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("kurier.ingest.transport", transport))
+	}
+	return ctx, span, traced
+}
+
+// endSpan records a request's answer in its span: a failure of Kurier's,
+// not of the request, is an error.
+func endSpan(span trace.Span, status int, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, err.Error())
+	}
 }
 
 // publishErr turns a failure to store into what the sender is told: the

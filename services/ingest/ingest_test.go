@@ -18,6 +18,7 @@ import (
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/natstest"
 )
@@ -225,7 +226,7 @@ func TestStoreOutlivesStreamLeaderLoss(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // while the events are on their way
 		cluster.Kill(leader)
 	}()
-	res, err := svc.store(ctx, "acme", events)
+	res, err := svc.store(ctx, "acme", events, false)
 	if err != nil {
 		t.Fatalf("store across a leader loss: %v", err)
 	}
@@ -295,14 +296,25 @@ func TestNATSKeyOfAnotherOrg(t *testing.T) {
 		}
 		return secret
 	}
+	// One request id for every ask, so that the answers compare whole.
 	ask := func(secret string) string {
 		t.Helper()
-		resp := request(t, conn, secret, oneEvent)
+		var resp *nats.Msg
+		natstest.WaitForErr(t, 5*time.Second, "an answer", func() (err error) {
+			m := newRequest(secret, oneEvent)
+			m.Header.Set(telemetry.RequestIDHeader, "nats-ask-1")
+			resp, err = conn.NC.RequestMsg(m, time.Second)
+			return err
+		})
+		if id := resp.Header.Get(telemetry.RequestIDHeader); id != "nats-ask-1" {
+			t.Fatalf("the reply's %s: %q", telemetry.RequestIDHeader, id)
+		}
 		return resp.Header.Get(StatusHeader) + " " + string(resp.Data)
 	}
 	_, unknown := tenant.NewSecret()
 	want := ask(unknown)
-	if !strings.HasPrefix(want, `401 {"error":{"code":"unauthenticated"`) || !strings.Contains(want, `"field":"Kurier-Key"`) {
+	if !strings.HasPrefix(want, `401 {"error":{"code":"unauthenticated"`) || !strings.Contains(want, `"field":"Kurier-Key"`) ||
+		!strings.Contains(want, `"request_id":"nats-ask-1"`) {
 		t.Fatalf("an unknown key: %s", want)
 	}
 	for name, secret := range map[string]string{

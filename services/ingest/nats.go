@@ -15,6 +15,7 @@ import (
 
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/event"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -61,9 +62,14 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 	start := time.Now()
 	// Requests taken before shutdown are finished even as ctx ends.
 	ctx = context.WithoutCancel(ctx)
+	// An id as HTTP requests have, for the logs and the reply.
+	id := telemetry.RequestIDOf(m.Header.Get(telemetry.RequestIDHeader))
+	ctx = telemetry.WithRequestID(ctx, id)
+	ctx, span, traced := startSpan(telemetry.FromNATS(ctx, m.Header), "kurier.ingest process", "nats")
+	defer span.End()
 	status, retryAfter := http.StatusAccepted, 0
 	var body []byte
-	res, err := s.ingestMsg(ctx, m)
+	res, err := s.ingestMsg(ctx, m, traced)
 	if err == nil {
 		body, _ = json.Marshal(res)
 	} else {
@@ -72,10 +78,13 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 			we = &web.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 		}
 		if we.Status >= 500 {
-			s.log.Warn("nats ingest failed", "subject", m.Subject, "err", err)
+			s.log.WarnContext(ctx, "nats ingest failed", "subject", m.Subject, "err", err)
 		}
-		status, retryAfter, body = we.Status, we.RetryAfter, we.Body()
+		withID := *we
+		withID.RequestID = id
+		status, retryAfter, body = we.Status, we.RetryAfter, withID.Body()
 	}
+	endSpan(span, status, err)
 	s.m.requests.WithLabelValues("nats", strconv.Itoa(status)).Inc()
 	s.m.latency.WithLabelValues("nats").Observe(time.Since(start).Seconds())
 	if m.Reply == "" {
@@ -83,16 +92,17 @@ func (s *Service) serveMsg(ctx context.Context, m *nats.Msg) {
 	}
 	reply := nats.NewMsg(m.Reply)
 	reply.Header.Set(StatusHeader, strconv.Itoa(status))
+	reply.Header.Set(telemetry.RequestIDHeader, id)
 	if retryAfter > 0 {
 		reply.Header.Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	reply.Data = body
 	if err := m.RespondMsg(reply); err != nil {
-		s.log.Warn("nats ingest reply", "err", err)
+		s.log.WarnContext(ctx, "nats ingest reply", "err", err)
 	}
 }
 
-func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
+func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg, traced bool) (Result, error) {
 	org := bus.IngestOrg(m.Subject)
 	// The subject names the org; a key of another one is answered as an
 	// unknown key, before its rate is counted.
@@ -123,5 +133,5 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg) (Result, error) {
 	if err := s.conform(org, events, batch); err != nil {
 		return Result{}, err
 	}
-	return s.store(ctx, org, events)
+	return s.store(ctx, org, events, traced)
 }

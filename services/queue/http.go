@@ -10,7 +10,12 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"kurier.dev/services/internal/queues"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -22,7 +27,7 @@ const (
 )
 
 // Routes adds the queue API to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux web.Router) {
 	mux.HandleFunc("POST /api/queues", s.handle("create_queue", s.createQueue))
 	mux.HandleFunc("DELETE /api/queues/{queueId}", s.handle("delete_queue", s.deleteQueue))
 	mux.HandleFunc("POST /api/queues/{queueId}/messages", s.handle("post", s.postMessage))
@@ -34,6 +39,10 @@ func (s *Service) Routes(mux *http.ServeMux) {
 // its own successful answer.
 func (s *Service) handle(op string, fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, span := telemetry.Tracer("kurier.dev/services/queue").Start(telemetry.FromHTTP(r.Context(), r.Header),
+			"queue "+op, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		r = r.WithContext(ctx)
 		status := "200"
 		err := fn(w, r)
 		switch {
@@ -43,14 +52,16 @@ func (s *Service) handle(op string, fn func(http.ResponseWriter, *http.Request) 
 		default:
 			var we *web.Error
 			if !errors.As(err, &we) || we.Status >= 500 {
-				s.log.Warn("queue request failed", "op", op, "err", err)
+				s.log.WarnContext(r.Context(), "queue request failed", "op", op, "err", err)
+				span.SetStatus(codes.Error, err.Error())
 			}
-			web.WriteError(w, err)
+			web.WriteError(w, r, err)
 			status = "500"
 			if we != nil {
 				status = strconv.Itoa(we.Status)
 			}
 		}
+		span.SetAttributes(attribute.String("kurier.queue.status", status))
 		s.m.requests.WithLabelValues(op, status).Inc()
 	}
 }
@@ -117,8 +128,8 @@ func (s *Service) createQueue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	s.log.Info("queue created", "org", org, "queue", id)
-	web.WriteJSON(w, http.StatusOK, created{QueueID: id, NotificationURL: s.cfg.PublicURL + "/api/queues/" + id + "/messages", NotificationSecret: secret})
+	s.log.InfoContext(r.Context(), "queue created", "org", org, "queue", id)
+	web.WriteJSON(w, r, http.StatusOK, created{QueueID: id, NotificationURL: s.cfg.PublicURL + "/api/queues/" + id + "/messages", NotificationSecret: secret})
 	return nil
 }
 
@@ -131,7 +142,7 @@ func (s *Service) deleteQueue(w http.ResponseWriter, r *http.Request) error {
 	if err := s.queues.Delete(r.Context(), org, id); err != nil {
 		return storeErr(err)
 	}
-	s.log.Info("queue deleted", "org", org, "queue", id)
+	s.log.InfoContext(r.Context(), "queue deleted", "org", org, "queue", id)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

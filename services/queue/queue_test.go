@@ -14,6 +14,7 @@ import (
 	"kurier.dev/services/contract"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/tenant"
+	"kurier.dev/services/internal/web"
 	"kurier.dev/services/natstest"
 )
 
@@ -42,7 +43,7 @@ func makeKeys(t *testing.T, conn *jet.Conn) keys {
 func serve(t *testing.T, conn *jet.Conn, cfg Config) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(web.RequestIDs(mux, natstest.Log)) // as web.Serve serves it
 	t.Cleanup(srv.Close)
 	cfg.PublicURL = srv.URL
 	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
@@ -135,7 +136,7 @@ func TestStopAnswersWaitingPeeks(t *testing.T) {
 	k := makeKeys(t, conn)
 	cfg := DefaultConfig()
 	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(web.RequestIDs(mux, natstest.Log)) // as web.Serve serves it
 	t.Cleanup(srv.Close)
 	cfg.PublicURL = srv.URL
 	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())

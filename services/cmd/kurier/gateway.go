@@ -12,6 +12,7 @@ import (
 	"kurier.dev/services/internal/config"
 	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/web"
+	"kurier.dev/services/openapi"
 )
 
 // runGateway serves the HTTP APIs and the admin gRPC API of a replicated
@@ -44,11 +45,13 @@ func runGateway(ctx context.Context, args []string) error {
 	mux := http.NewServeMux()
 	web.Health(mux, func(context.Context) error { return nil })
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	// The document of the APIs the gateway forwards to: the same build's.
+	openapi.Routes(mux)
 	if err := gw.Routes(mux); err != nil {
 		return err
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		web.WriteError(w, web.Errf(http.StatusNotFound, "not_found", "", "no service has the path %s", r.URL.Path))
+		web.WriteError(w, r, web.Errf(http.StatusNotFound, "not_found", "", "no service has the path %s", r.URL.Path))
 	})
 
 	hl, err := net.Listen("tcp", httpListen)

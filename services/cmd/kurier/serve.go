@@ -32,6 +32,7 @@ import (
 	"kurier.dev/services/internal/ratelimit"
 	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/web"
+	"kurier.dev/services/openapi"
 	"kurier.dev/services/queue"
 )
 
@@ -181,6 +182,21 @@ func serve(ctx context.Context, r role, args []string) error {
 	if r == "console" {
 		return serveConsole(ctx, s, log)
 	}
+	stopTracing, err := telemetry.Tracing(ctx, string(r))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: it flushes the spans of all the work before it.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: spans not flushed", "err", err)
+		}
+	}()
+	if telemetry.TracingOn(os.Getenv) {
+		log.Info("tracing on: exporting spans over OTLP")
+	}
 
 	url, opts := s.natsURL, []nats.Option(nil)
 	if r == "all" {
@@ -203,10 +219,11 @@ func serve(ctx context.Context, r role, args []string) error {
 	}
 
 	reg := telemetry.Registry()
-	mux := http.NewServeMux()
+	mux := web.NewMux()
 	ready := func(ctx context.Context) error { return bus.Check(ctx, conn.NC, conn.JS, s.limits) }
 	web.Health(mux, ready)
 	mux.Handle("GET /metrics", telemetry.Handler(reg))
+	openapi.Routes(mux)
 	// Listening first lets the queue service name its own address.
 	lis, err := net.Listen("tcp", s.httpListen)
 	if err != nil {
@@ -277,11 +294,16 @@ func serve(ctx context.Context, r role, args []string) error {
 			return err
 		}
 		defer c.Close()
-		c.Routes(mux)
+		// The console's pages are no API: not in the document, so not
+		// among the patterns checked against it.
+		c.Routes(mux.ServeMux)
+	}
+	if err := openapi.Check(mux.Patterns(), func(tag string) bool { return tag == openapi.Process || r.runs(tag) }); err != nil {
+		return err
 	}
 	log.Info("http listening", "addr", lis.Addr().String())
 	runs = append(runs, func(ctx context.Context) error {
-		return web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
+		return web.Serve(ctx, lis, web.Routes(mux.ServeMux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
 	})
 
 	err = runAll(ctx, runs)

@@ -25,6 +25,7 @@ import (
 
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
+	"kurier.dev/services/internal/telemetry"
 	"kurier.dev/services/internal/tenant"
 )
 
@@ -345,6 +346,8 @@ func (s *Store) Post(ctx context.Context, id string, content []byte, msgID strin
 	if msgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
+	// The post's, or the route's, trace context stays with the message.
+	telemetry.ToNATS(ctx, m.Header)
 	ack, err := s.js.PublishMsg(ctx, m)
 	switch {
 	case jet.IsDuplicate(err):

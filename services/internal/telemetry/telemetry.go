@@ -1,4 +1,5 @@
-// Package telemetry sets up structured logs and Prometheus metrics.
+// Package telemetry sets up structured logs, Prometheus metrics and
+// OpenTelemetry traces.
 package telemetry
 
 import (
@@ -25,7 +26,7 @@ func Logger(w io.Writer, level string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(requestIDHandler{traceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})}})
 }
 
 // Registry makes a registry with the Go runtime and process collectors.

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"path"
+	"slices"
 )
 
 var (
@@ -10,6 +11,38 @@ var (
 	errNoMethod  = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Field: "method", Message: "the path does not take this method; Allow names those it takes"}
 	errNotRouted = &Error{Status: http.StatusNotFound, Code: "not_found", Field: "path", Message: "the path has empty, . or .. segments; send it in its plain form"}
 )
+
+// Router is where an API adds its routes: an http.ServeMux, or a Mux
+// that keeps them.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
+
+// Mux is an http.ServeMux that keeps the patterns registered on it, so
+// that a process can tell which routes it serves: ServeMux cannot.
+type Mux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// NewMux makes an empty Mux.
+func NewMux() *Mux { return &Mux{ServeMux: http.NewServeMux()} }
+
+// Handle registers h for pattern, as http.ServeMux does.
+func (m *Mux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers h for pattern, as http.ServeMux does.
+func (m *Mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.ServeMux.HandleFunc(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// Patterns answers the patterns registered through m, in their order.
+func (m *Mux) Patterns() []string { return slices.Clone(m.patterns) }
 
 // Routes answers in the error form what mux would answer in plain text:
 // 404 for a path it has no route for, 405 (with Allow) for a method a path
@@ -20,7 +53,7 @@ var (
 func Routes(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodConnect && cleanPath(r.URL.Path) != r.URL.Path {
-			WriteError(w, errNotRouted)
+			WriteError(w, r, errNotRouted)
 			return
 		}
 		h, pattern := mux.Handler(r)
@@ -33,11 +66,11 @@ func Routes(mux *http.ServeMux) http.Handler {
 		c := &capture{header: http.Header{}}
 		h.ServeHTTP(c, r)
 		if c.status != http.StatusMethodNotAllowed {
-			WriteError(w, errNoRoute)
+			WriteError(w, r, errNoRoute)
 			return
 		}
 		w.Header().Set("Allow", c.header.Get("Allow"))
-		WriteError(w, errNoMethod)
+		WriteError(w, r, errNoMethod)
 	})
 }
 

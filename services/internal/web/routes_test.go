@@ -78,7 +78,7 @@ func TestLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	WriteError(rec, Limit(l, "k", "Authorization"))
+	WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), Limit(l, "k", "Authorization"))
 	resp := rec.Result()
 	if e := errorForm(t, resp); resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || e.Code != "rate_limited" || e.Field != "Authorization" {
 		t.Fatalf("over the limit: %d Retry-After %q %+v", resp.StatusCode, resp.Header.Get("Retry-After"), e)
