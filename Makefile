@@ -86,10 +86,11 @@ run:
 
 # Every test of every module, with the race detector: gotestsum prints each
 # package as it ends, then the output of the tests that failed, and fails
-# as go test does.
+# as go test does. The end-to-end tests spend most of their time waiting
+# on the processes they start, so four run at once on two cores.
 test:
 	$(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format pkgname --format-hide-empty-pkg \
-		--raw-command -- $(GO) test -json -race -count=1 -timeout 15m work
+		--raw-command -- $(GO) test -json -race -count=1 -parallel 4 -timeout 15m work
 
 # The long form of the chaos suite (tests/chaos_test.go): 100,000 events
 # while ingest and dispatcher processes and NATS stream leaders are killed,
