@@ -102,6 +102,11 @@ chaos:
 # Headless Chromium for the console's browser tests (tests/console_test.go),
 # from Debian's package: those tests skip where no browser is found, so CI
 # (.ci/run) installs it first. KURIER_CHROME names a browser of your own.
+# $(call apt-install,<package>): a shell command installing a Debian
+# package, as root or through sudo.
+apt-install = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(1)
+
 BROWSERS := chromium chromium-browser google-chrome
 
 browser:
@@ -111,9 +116,7 @@ browser:
 		echo "browser: found $$found"; \
 	else \
 		echo "browser: no chromium found; installing Debian's package (apt-get install chromium)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; \
+		$(call apt-install,chromium); \
 	fi
 
 # promtool, for the check of every metric against Prometheus' conventions
@@ -124,9 +127,7 @@ promtool:
 		echo "promtool: found $$(command -v promtool)"; \
 	else \
 		echo "promtool: not found; installing Debian's package (apt-get install prometheus)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; \
+		$(call apt-install,prometheus); \
 	fi
 
 # With the tag of the compose end-to-end test, so that it is vetted too.

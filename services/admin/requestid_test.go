@@ -3,14 +3,12 @@ package admin_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,9 +18,9 @@ import (
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/admin"
+	"kurier.dev/services/admin/admintest"
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/telemetry"
-	"kurier.dev/services/natstest"
 )
 
 // logBuffer is the admin service's log, written by its goroutines.
@@ -58,22 +56,9 @@ func (l *logBuffer) has(msg, id string) bool {
 // and streaming calls.
 func TestCallRequestIDs(t *testing.T) {
 	const token = "request-id-token-0123456789"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs logBuffer
-	svc, err := admin.New(ctx, admin.Config{Token: token, Limits: bus.DefaultLimits()}, natstest.Start(t, bus.DefaultLimits()),
-		telemetry.Logger(&logs, "debug"), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- svc.Serve(ctx, lis, time.Second) }()
-	defer func() { cancel(); <-served }()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr, _ := admintest.ServeLogging(t, admin.Config{Token: token, Limits: bus.DefaultLimits()}, telemetry.Logger(&logs, "debug"))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

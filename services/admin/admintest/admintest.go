@@ -4,6 +4,7 @@ package admintest
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -21,10 +22,17 @@ import (
 // records where the service reads them.
 func Serve(t testing.TB, cfg admin.Config) (string, *jet.Conn) {
 	t.Helper()
+	return ServeLogging(t, cfg, natstest.Log)
+}
+
+// ServeLogging is Serve with the service logging to log, for tests that
+// read what it logs.
+func ServeLogging(t testing.TB, cfg admin.Config, log *slog.Logger) (string, *jet.Conn) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	conn := natstest.Start(t, cfg.Limits)
-	svc, err := admin.New(ctx, cfg, conn, natstest.Log, prometheus.NewRegistry())
+	svc, err := admin.New(ctx, cfg, conn, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
