@@ -87,8 +87,10 @@ run:
 # Every test of every module, with the race detector: gotestsum prints each
 # package as it ends, then the output of the tests that failed, and fails
 # as go test does. The end-to-end tests spend most of their time waiting
-# on the processes they start, so four run at once on two cores.
-test:
+# on the processes they start, so four run at once on two cores. The
+# console's browser tests and the metrics check need Chromium and promtool:
+# installed first where they are missing.
+test: browser promtool
 	$(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format pkgname --format-hide-empty-pkg \
 		--raw-command -- $(GO) test -json -race -count=1 -parallel 4 -timeout 15m work
 
