@@ -400,7 +400,7 @@ func queueAuth(t *testing.T, tg Target) {
 	// Posting: the queue's secret, not another queue's, not none.
 	for name, h := range map[string]map[string]string{
 		"no secret":            nil,
-		"wrong secret":         {SecretHeader: "x" + q.NotificationSecret[1:]},
+		"wrong secret":         {SecretHeader: otherFirst(q.NotificationSecret)},
 		"secret in upper case": {SecretHeader: strings.ToUpper(q.NotificationSecret)},
 		"other queue's secret": {SecretHeader: theirs.NotificationSecret},
 		"partner key only":     {PartnerKeyHeader: key},
@@ -630,4 +630,12 @@ func queueAdmin(t *testing.T, tg Target) {
 	if list, err := tg.Admin.ListQueues(ctx, &adminv1.ListQueuesRequest{OrgId: org}); err != nil || len(list.GetQueues()) != 1 || list.GetQueues()[0].GetQueueId() != empty.QueueID {
 		t.Fatalf("ListQueues after DeleteQueue: %v %v", list, err)
 	}
+}
+
+// otherFirst is s with its first character changed.
+func otherFirst(s string) string {
+	if s[0] == 'x' {
+		return "y" + s[1:]
+	}
+	return "x" + s[1:]
 }
