@@ -14,6 +14,7 @@
 package console
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -63,6 +64,8 @@ type Console struct {
 	seal  *sealer
 	pages map[string]*template.Template
 	log   *slog.Logger
+	// stopping is closed by Run when the process stops.
+	stopping chan struct{}
 }
 
 // New connects to the admin API (without I/O: an unreachable API shows on
@@ -92,11 +95,19 @@ func New(cfg Config, log *slog.Logger) (*Console, error) {
 		cc.Close()
 		return nil, err
 	}
-	return &Console{cfg: cfg, api: adminv1.NewAdminServiceClient(cc), cc: cc, seal: seal, pages: pages, log: log}, nil
+	return &Console{cfg: cfg, api: adminv1.NewAdminServiceClient(cc), cc: cc, seal: seal, pages: pages, log: log, stopping: make(chan struct{})}, nil
 }
 
 // Close ends the connection to the admin API.
 func (c *Console) Close() error { return c.cc.Close() }
+
+// Run serves until ctx ends, then ends the live tails: a stop waits for
+// the requests in flight, and a tail would hold it for the whole grace.
+func (c *Console) Run(ctx context.Context) error {
+	<-ctx.Done()
+	close(c.stopping)
+	return nil
+}
 
 // Routes adds the console's pages to mux, under Prefix.
 func (c *Console) Routes(mux *http.ServeMux) {

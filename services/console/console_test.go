@@ -30,7 +30,8 @@ type env struct {
 	client *http.Client
 	// conn is the bus the API reads, for records that only the dispatcher
 	// writes (delivery log, dead letters, statistics).
-	conn *jet.Conn
+	conn    *jet.Conn
+	console *Console
 }
 
 func start(t *testing.T) *env {
@@ -48,7 +49,7 @@ func start(t *testing.T) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
-	return &env{url: srv.URL, api: c.api, conn: conn, client: &http.Client{Jar: jar,
+	return &env{url: srv.URL, api: c.api, conn: conn, console: c, client: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -251,5 +252,35 @@ func TestDeliveryTail(t *testing.T) {
 	}
 	if row.Event != hostile || row.Outcome != "delivered" || row.Subscription != sub || row.SubscriptionTo != "/console/subscriptions/"+sub || row.Status != 200 || row.Time == "" {
 		t.Errorf("tail row %+v", row)
+	}
+}
+
+// TestTailEndsOnStop: a stop ends the live tails at once, so that the
+// server's wait for requests in flight does not last its whole grace.
+func TestTailEndsOnStop(t *testing.T) {
+	e := start(t)
+	payloadSub(t, e, "acme", "ERP")
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- e.console.Run(ctx) }()
+	e.signIn(t)
+	resp, err := e.client.Get(e.url + "/console/orgs/acme/deliveries/tail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("tail: %d", resp.StatusCode)
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	stop()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tail did not end within 5 s of the stop")
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -99,6 +99,8 @@ func (c *Console) tail(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-c.stopping:
+			return
 		case <-beat.C:
 			if !send(": heartbeat\n\n") {
 				return

@@ -297,6 +297,7 @@ func serve(ctx context.Context, r role, args []string) error {
 		// The console's pages are no API: not in the document, so not
 		// among the patterns checked against it.
 		c.Routes(mux.ServeMux)
+		runs = append(runs, c.Run)
 	}
 	if err := openapi.Check(mux.Patterns(), func(tag string) bool { return tag == openapi.Process || r.runs(tag) }); err != nil {
 		return err
@@ -347,7 +348,9 @@ func serveConsole(ctx context.Context, s settings, log *slog.Logger) error {
 		return fmt.Errorf("http listen: %w", err)
 	}
 	log.Info("http listening", "addr", lis.Addr().String(), "admin", s.console.Admin, "admin_tls", s.console.AdminTLS != nil)
-	err = web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
+	err = runAll(ctx, []func(context.Context) error{c.Run, func(ctx context.Context) error {
+		return web.Serve(ctx, lis, web.Routes(mux), s.grace, log, web.HeaderTimeout(s.headerTimeout))
+	}})
 	log.Info("stopped")
 	return err
 }
