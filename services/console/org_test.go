@@ -73,7 +73,7 @@ func TestOrgOverview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := persons.RecordSync(context.Background(), "acme", book.LastSync{Time: time.Now(), Source: "dir", Status: 400,
+	if err := persons.RecordSync(context.Background(), "acme", book.LastSync{Time: time.Now(), Source: "dir", Status: 503,
 		Error: hostile, Field: "personList[3].mobil"}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +110,9 @@ func TestOrgOverview(t *testing.T) {
 		t.Errorf("ping subscription's row:\n%s", r)
 	}
 	for _, want := range []string{
-		"<code>" + q + "</code></td><td>2</td>",                               // the queue's depth
-		"<dt>Persons</dt><dd>1</dd>",                                          // the address book
-		"refused (400)", "personList[3].mobil: " + html.EscapeString(hostile), // the last sync
+		"<code>" + q + "</code></td><td>2</td>",                              // the queue's depth
+		"<dt>Persons</dt><dd>1</dd>",                                         // the address book
+		"failed (503)", "personList[3].mobil: " + html.EscapeString(hostile), // the last sync
 		`href="/console/orgs/acme/deliveries"`, `href="/console/orgs/acme/deadletters"`, `href="/console/orgs/acme/plots/deliveries.svg?window=hour"`,
 		`href="/console/orgs/acme/subscriptions/new?mode=queue"`,
 	} {

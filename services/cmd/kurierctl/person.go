@@ -25,7 +25,8 @@ var personCommands = []*command{
 		synopsis: "person book --org <org-id>",
 		about: "Shows how many persons an organisation's address book holds, and how many a sync\n" +
 			"marked deleted; then how its last sync through the sync API ended: accepted, with\n" +
-			"what it changed, or refused, with why (nothing changed then).",
+			"what it changed, or failed on Kurier's side, with why (nothing changed then). A sync\n" +
+			"refused for what it sent is not kept: its sender was told why.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			org := fs.String("org", "", "the `org-id` whose address book to show (required)")
 			return func(ctx context.Context, s *session, _ []string) error {
@@ -244,11 +245,7 @@ func (p *printer) addressBook(b *adminv1.AddressBook) error {
 			ls.GetCreated(), ls.GetUpdated(), ls.GetDeleted(), ls.GetMarkedDeleted(), ls.GetUnchanged()))
 		return d.print(p.w)
 	}
-	ended := "refused"
-	if ls.GetStatus() >= 500 || ls.GetStatus() == 0 {
-		ended = "failed"
-	}
-	d.add("OUTCOME", fmt.Sprintf("%s (HTTP %d): nothing changed", ended, ls.GetStatus()))
+	d.add("OUTCOME", fmt.Sprintf("failed (HTTP %d): nothing changed", ls.GetStatus()))
 	d.add("ERROR", ls.GetError())
 	if ls.GetField() != "" {
 		d.add("FIELD", ls.GetField())

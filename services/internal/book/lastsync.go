@@ -12,13 +12,15 @@ import (
 
 // LastSync is how an org's last sync ended, kept for the admin API: the
 // sync's client is told in its answer, an operator has no other way to see
-// that a directory's pushes have been refused for days.
+// that a directory's pushes have been failing for days. A sync refused for
+// what it sent is not kept: bad input changes nothing.
 type LastSync struct {
 	Time   time.Time `json:"time"`
 	Source string    `json:"source,omitempty"`
 	// Status is the HTTP status the sync was answered with.
 	Status int `json:"status"`
-	// Error and Field say why it was refused; nothing changed then.
+	// Error and Field say why Kurier could not carry it out; nothing
+	// changed then.
 	Error         string `json:"error,omitempty"`
 	Field         string `json:"field,omitempty"`
 	Created       int    `json:"created,omitempty"`

@@ -4887,8 +4887,8 @@ type AddressBookSync struct {
 	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	// The HTTP status it was answered with.
 	Status int32 `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
-	// Why it was refused or failed (then nothing changed); empty when it
-	// was accepted.
+	// Why Kurier could not carry it out (then nothing changed); empty when
+	// it was accepted. A sync refused for what it sent is not kept.
 	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// The field the error is about, if any (as the sync API names it).
 	Field string `protobuf:"bytes,5,opt,name=field,proto3" json:"field,omitempty"`
