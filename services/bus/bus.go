@@ -554,6 +554,12 @@ const (
 	// that stored it, which the next step's span is a child of.
 	HeaderTraceParent = "traceparent"
 	HeaderTraceState  = "tracestate"
+	// HeaderSubRevision is the revision of the subscription a task was
+	// routed by. The replica owning the task's partition may not have
+	// seen a subscription made a moment ago: until its own view of the
+	// subscriptions has come as far, an unknown one is not yet known
+	// rather than deleted.
+	HeaderSubRevision = "Kurier-Sub-Revision"
 )
 
 // DeliveryTask is the task of delivering an event (its stored bytes) to a

@@ -33,6 +33,8 @@ type entry struct {
 	filter    *filter.Program
 	filterErr error
 	warned    atomic.Bool
+	// rev is the subscription's revision in its bucket.
+	rev uint64
 }
 
 // index holds the active subscriptions by org and event type, and the
@@ -42,6 +44,8 @@ type index struct {
 	byID   map[string]*entry
 	byType map[string][]*entry   // "<org> <type>" -> active subscriptions
 	states map[string]knownState // subscription id -> ping state as last seen
+	// seen is the revision of the last subscription change applied.
+	seen atomic.Uint64
 }
 
 // knownState is a ping state with its revision, a starting point for
@@ -75,6 +79,11 @@ func (x *index) all() []*entry {
 	return out
 }
 
+// caughtUp tells whether every subscription change up to rev has been
+// applied, so that a subscription not known now is deleted (or is not
+// what a task was routed by).
+func (x *index) caughtUp(rev uint64) bool { return x.seen.Load() >= rev }
+
 func (x *index) get(id string) *entry {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -97,7 +106,7 @@ func (x *index) state(id string) (subs.PingState, uint64) {
 // put replaces what the index knows of a subscription (nil: deleted). A
 // changed subscription gets a fresh entry, so nothing known of its timer
 // outlives a change such as switching it off and on.
-func (x *index) put(id string, sub *subs.Subscription) {
+func (x *index) put(id string, sub *subs.Subscription, rev uint64) {
 	// Compiled before the lock: routing goes on meanwhile.
 	var prg *filter.Program
 	var perr error
@@ -127,7 +136,7 @@ func (x *index) put(id string, sub *subs.Subscription) {
 	if sub == nil {
 		return
 	}
-	e := &entry{sub: *sub, filter: prg, filterErr: perr}
+	e := &entry{sub: *sub, filter: prg, filterErr: perr, rev: rev}
 	x.byID[id] = e
 	if !sub.Active {
 		return
@@ -187,8 +196,11 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 	go follow(sw, func(e jetstream.KeyValueEntry, loaded bool) {
 		id, _ := bus.SubOfKey(e.Key())
 		defer changed(id)
+		// After the change is in the index, which it then shows to whoever
+		// finds seen this far.
+		defer x.seen.Store(e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
-			x.put(id, nil)
+			x.put(id, nil, 0)
 			return
 		}
 		var sub subs.Subscription
@@ -197,7 +209,7 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 			return
 		}
 		old := x.get(id)
-		x.put(id, &sub)
+		x.put(id, &sub, e.Revision())
 		if n := x.get(id); loaded && sub.Active && sub.RoutedFrom > 0 && (old == nil || old.sub.RoutedFrom != sub.RoutedFrom) {
 			routable(n)
 		}

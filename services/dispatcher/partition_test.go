@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,4 +491,34 @@ func TestBacklogAloneStaysHeld(t *testing.T) {
 	if stored > 0 {
 		t.Errorf("%d tasks stored again for later with no other subscription waiting", stored)
 	}
+}
+
+// TestTaskBeforeItsSubscriptionIsSeen: a replica that saw a subscription
+// made a moment ago routes an event's task to it before the partition's
+// owner has seen it. The owner waits for its view of the subscriptions to
+// come as far as the task says, then delivers it, rather than drop it as
+// the task of a deleted subscription.
+func TestTaskBeforeItsSubscriptionIsSeen(t *testing.T) {
+	conn, store, rcv, url, _ := setup(t, 1)
+	ctx := context.Background()
+	kv, err := conn.JS.Stream(ctx, "KV_"+store.Bucket().Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := kv.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subscription's revision will be at least the next one.
+	id := subs.NewID()
+	ev := []byte(`{"specversion":"1.0","id":"early-1","source":"/t","type":"doc.changed","subject":"d","data":{}}`)
+	task := bus.DeliveryTask(id, 1, time.Now(), ev, "")
+	task.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(info.State.LastSeq+1, 10))
+	if _, err := conn.JS.PublishMsg(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	// Taken and found unknown a few times meanwhile.
+	time.Sleep(500 * time.Millisecond)
+	payloadSub(t, store, url, "doc.changed", 1, func(s *subs.Subscription) { s.ID, s.URL = id, url+"/"+id })
+	natstest.WaitFor(t, 10*time.Second, "the task delivered", func() bool { return len(rcv.ids(id)) == 1 })
 }

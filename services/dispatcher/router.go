@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMe
 		case subs.ModeQueue:
 			step = func() error { return r.queue.put(ctx, e.sub, m, md) }
 		case subs.ModePayload:
-			tasks = append(tasks, task(ctx, e.sub, m, md))
+			tasks = append(tasks, task(ctx, e, m, md))
 			continue
 		case subs.ModePing:
 			if r.pings.pingedSince(e, md.Timestamp) {
@@ -149,11 +150,12 @@ func (r *router) catchUp(ctx context.Context, e *entry) error {
 // partition, or with the digest's for a daily one. The message id makes a
 // routed-again event's task a duplicate. An ordered subscription reads its
 // events from EVENTS; its task only wakes it.
-func task(ctx context.Context, sub subs.Subscription, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
-	t := bus.DeliveryTask(sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
+func task(ctx context.Context, e *entry, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
+	t := bus.DeliveryTask(e.sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
+	t.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(e.rev, 10))
 	telemetry.ToNATS(ctx, t.Header)
-	if sub.Daily() {
-		t.Subject = bus.DigestSubject(sub.ID)
+	if e.sub.Daily() {
+		t.Subject = bus.DigestSubject(e.sub.ID)
 	}
 	return t
 }
