@@ -71,11 +71,15 @@ check-generated: generate
 # Build, test, checks
 # ---------------------------------------------------------------------------
 
-MODULES := proto services tests
+# deploy/chartcheck is a module of its own, outside go.work (its Helm and
+# Kubernetes dependencies must not move the services' versions): fmt-check
+# and tidy-check cover it through this list; vet and chart-check run it
+# with GOWORK=off.
+MODULES := proto services tests deploy/chartcheck
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test chaos vet fmt-check tidy-check ci bench run browser promtool
+.PHONY: build test chart-check chaos vet fmt-check tidy-check ci bench run browser promtool
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kurier ./services/cmd/kurier
@@ -89,10 +93,20 @@ run:
 # as go test does. The end-to-end tests spend most of their time waiting
 # on the processes they start, so four run at once on two cores. The
 # console's browser tests and the metrics check need Chromium and promtool:
-# installed first where they are missing.
+# installed first where they are missing. Then the Helm chart's check
+# (chart-check), printed alike.
 test: browser promtool
 	$(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format pkgname --format-hide-empty-pkg \
 		--raw-command -- $(GO) test -json -race -count=1 -parallel 4 -timeout 15m work
+	GOWORK=off $(GO) run gotest.tools/gotestsum@$(GOTESTSUM_VERSION) --format pkgname --format-hide-empty-pkg \
+		--raw-command -- $(GO) test -C deploy/chartcheck -json -count=1 ./...
+
+# The Helm chart (deploy/helm/kurier) rendered with its default values and
+# each ci/*-values.yaml, checked against the kurier binary it builds
+# (deploy/chartcheck). Without -race: it checks files and processes, and
+# -race would double its heavy compile.
+chart-check:
+	cd deploy/chartcheck && GOWORK=off $(GO) test -count=1 ./...
 
 # The long form of the chaos suite (tests/chaos_test.go): 100,000 events
 # while ingest and dispatcher processes and NATS stream leaders are killed,
@@ -135,6 +149,7 @@ promtool:
 # With the tag of the compose end-to-end test, so that it is vetted too.
 vet:
 	$(GO) vet -tags compose work
+	cd deploy/chartcheck && GOWORK=off $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "not gofmt-clean:" >&2; echo "$$out" >&2; exit 1; fi
