@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -63,6 +62,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 	rates := fs.String("rates", "100,1000,5000", "event rates of the latency runs, per second")
 	span := fs.Duration("span", 5*time.Second, "length of each latency run")
 	nRetries := fs.Int("retries", 0, "failed deliveries that wait for their retry as scheduled messages during a second round of the latency runs")
+	natsURL := fs.String("nats", "", "a NATS server of its own to run against (its streams are laid down as the services would), instead of one embedded in this process: so that the server's work and garbage collection are not the dispatcher's")
 	replicas := fs.Int("dispatchers", 1, "dispatcher replicas on the same server, each with its own connection and registry; with more than one, each one's share of the deliveries is reported")
 	profile := cpuProfile(fs)
 	if err := fs.Parse(args); err != nil {
@@ -92,11 +92,16 @@ func benchDeliver(ctx context.Context, args []string) error {
 	if *nRetries < 0 {
 		return errors.New("-retries: not negative")
 	}
-	conn, srv, done, err := benchBus(ctx, "")
+	dial, done, err := dialer(ctx, *natsURL)
 	if err != nil {
 		return err
 	}
 	defer done()
+	conn, err := dial("kurier-bench")
+	if err != nil {
+		return err
+	}
+	defer conn.NC.Close()
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		return err
@@ -160,7 +165,7 @@ func benchDeliver(ctx context.Context, args []string) error {
 		}
 	}()
 	for i := range regs {
-		rc, err := jet.Connect("", "kurier-bench-dispatcher-"+strconv.Itoa(i+1), benchLog(), nats.InProcessServer(srv))
+		rc, err := dial("kurier-bench-dispatcher-" + strconv.Itoa(i+1))
 		if err != nil {
 			return err
 		}
