@@ -130,6 +130,24 @@ func RetrySubject(sub, key string) string { return "kurier.retry." + sub + "." +
 
 const RetryWildcard = "kurier.retry.>"
 
+// RetriesConsumer is never read: its pending count is the number of
+// retries waiting (kurier_retries_scheduled), which the server keeps up
+// to date as they are stored and fire. Listing the retries' subjects
+// instead took 0.2 s and an answer of megabytes at 100,000 of them.
+const RetriesConsumer = "retries-waiting"
+
+// RetriesCounter is RetriesConsumer's configuration.
+func RetriesCounter() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       RetriesConsumer,
+		Description:   "Never read: its pending count is the number of payload retries waiting",
+		FilterSubject: RetryWildcard,
+		// A work-queue stream's consumers acknowledge explicitly; this one
+		// takes nothing, so it acknowledges nothing either.
+		AckPolicy: jetstream.AckExplicitPolicy,
+	}
+}
+
 // Subjects of the layout before partitions: a shared consumer on
 // kurier.deliver.<sub> and a lane per subscription. A dispatcher moves
 // what is left on them into partitions.

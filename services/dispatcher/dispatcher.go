@@ -247,6 +247,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := jet.Retry(ctx, s.log, "partition consumers", s.parts.ensure); err != nil {
 		return err
 	}
+	if err := jet.Retry(ctx, s.log, "retries counter", func(ctx context.Context) error {
+		_, err := s.conn.JS.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, bus.RetriesCounter())
+		return err
+	}); err != nil {
+		return err
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -149,4 +150,42 @@ func value(m *dto.Metric) float64 {
 		return float64(m.GetHistogram().GetSampleCount())
 	}
 	return 0
+}
+
+// TestRetriesWaitingCounted: kurier_retries_scheduled is the number of
+// retries waiting as scheduled messages (the pending count of a consumer
+// that is never read), and it falls as they fire.
+func TestRetriesWaitingCounted(t *testing.T) {
+	conn, store := startStore(t, bus.DefaultLimits())
+	rcv := newPosts()
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	reg := prometheus.NewRegistry()
+	svc, _ := start(t, conn, cfg, reg)
+	const n = 3
+	for i := range n {
+		rcv.fail[fmt.Sprintf("doc.changed-%d", i)] = http.StatusInternalServerError
+	}
+	id := payloadSub(t, store, srv.URL, "doc.changed", 10, func(s *subs.Subscription) { s.RetrySchedule = []time.Duration{8 * time.Second} })
+	knows(t, []*Service{svc}, id)
+	publishEvents(t, conn, "doc.changed", n)
+	waiting := func() float64 {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == "kurier_retries_scheduled" {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("kurier_retries_scheduled is not registered")
+		return 0
+	}
+	// The gauge is up to 5 s old.
+	natstest.WaitFor(t, 8*time.Second, "3 retries waiting", func() bool { return waiting() == n })
+	natstest.WaitFor(t, 20*time.Second, "the retries delivered", func() bool { return len(rcv.ids(id)) == n })
+	natstest.WaitFor(t, 8*time.Second, "no retry waiting", func() bool { return waiting() == 0 })
 }

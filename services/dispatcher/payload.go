@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -175,19 +176,22 @@ func (p *payloads) store(ctx context.Context, ts ...*nats.Msg) error {
 	return nil
 }
 
-// scheduled answers how many retries wait, for a gauge: one subject each.
+// scheduled answers how many retries wait, for a gauge: the pending count
+// of the consumer that is never read (bus.RetriesConsumer), at most 5 s old.
 func (p *payloads) scheduled(deliveries jetstream.Stream) func() float64 {
+	var mu sync.Mutex
 	var cached float64
 	var at time.Time
 	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
 		if time.Since(at) < 5*time.Second {
 			return cached
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		info, err := deliveries.Info(ctx, jetstream.WithSubjectFilter(bus.RetryWildcard))
-		if err == nil {
-			cached, at = float64(len(info.State.Subjects)), time.Now()
+		if c, err := deliveries.Consumer(ctx, bus.RetriesConsumer); err == nil {
+			cached, at = float64(c.CachedInfo().NumPending), time.Now()
 		}
 		return cached
 	}
