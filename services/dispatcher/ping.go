@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
@@ -56,7 +58,10 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 			return nil // capped: no ping until the feed is read
 		}
 		at := now.Add(p.cfg.NotifyDelay)
-		err := jet.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at)
+		// The replica that makes the ping may not have seen a subscription
+		// made a moment ago yet: the revision tells it to wait for it.
+		rev := nats.Header{bus.HeaderSubRevision: []string{strconv.FormatUint(e.rev, 10)}}
+		err := jet.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at, rev)
 		if err == nil {
 			p.m.scheduled.Inc()
 			e.pendingUntil = at
@@ -108,6 +113,9 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	seq := md.Sequence.Stream
 	e := p.index.get(id)
+	if e == nil && !p.index.caughtUp(subRevision(m.Headers())) {
+		return again(100*time.Millisecond, nil)
+	}
 	if e == nil || !e.sub.Active || e.sub.Mode != subs.ModePing {
 		p.m.skipped.WithLabelValues("inactive").Inc()
 		return nil

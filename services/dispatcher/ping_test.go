@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"kurier.dev/services/bus"
@@ -77,4 +79,39 @@ func TestHungPingReceiversHoldUpOnlyThemselves(t *testing.T) {
 	if late := rcv.of(healthy)[0].Sub(changed) - cfg.NotifyDelay; late > 2*time.Second {
 		t.Errorf("the healthy ping came %v after its delay, beside %d hung receivers", late, hung)
 	}
+}
+
+// TestPingBeforeItsSubscriptionIsSeen: a ping timer set by a replica that
+// saw a subscription made a moment ago fires on one that has not seen it
+// yet. That one waits for its view of the subscriptions to come as far as
+// the timer says, then pings, rather than skip the ping as the timer of a
+// deleted subscription.
+func TestPingBeforeItsSubscriptionIsSeen(t *testing.T) {
+	ctx := context.Background()
+	conn, store := startStore(t, bus.DefaultLimits())
+	rcv, url := timed(t)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	start(t, conn, cfg, prometheus.NewRegistry())
+	kv, err := conn.JS.Stream(ctx, "KV_"+store.Bucket().Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := kv.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := subs.NewID()
+	due := nats.NewMsg(bus.NotifyDue(id))
+	due.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(info.State.LastSeq+1, 10))
+	if _, err := conn.JS.PublishMsg(ctx, due); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // taken and found unknown a few times meanwhile
+	sub := subs.Subscription{ID: id, Org: "acme", System: "late", EventTypes: []string{"doc.changed"}, URL: url + "/" + id,
+		Mode: subs.ModePing, Active: true, Secret: subs.NewSecret(), Created: time.Now()}
+	if err := store.Create(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the ping", func() bool { return len(rcv.of(id)) == 1 })
 }

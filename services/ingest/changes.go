@@ -196,7 +196,7 @@ func (s *Service) ackPings(ctx context.Context, fq feedQuery, answered Changes) 
 	if newest == nil || newest.Sequence <= through || st.Covers(newest.Time) {
 		return nil
 	}
-	err = jet.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay))
+	err = jet.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay), nil)
 	if err != nil && !errors.Is(err, jet.ErrTimerRunning) {
 		return fmt.Errorf("ping of %s: %w", id, err)
 	}

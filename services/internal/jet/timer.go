@@ -18,9 +18,13 @@ var ErrTimerRunning = errors.New("a timer is already running")
 // turns into one on target at at. It expects no message on subject, which
 // holds one exactly while a timer runs (the server removes it when it
 // fires): so starting costs one write, and of several racing to start the
-// same timer exactly one does; the others get ErrTimerRunning.
-func StartTimer(ctx context.Context, js jetstream.JetStream, subject, target string, at time.Time) error {
+// same timer exactly one does; the others get ErrTimerRunning. The
+// message that fires carries header (which may be nil) as well.
+func StartTimer(ctx context.Context, js jetstream.JetStream, subject, target string, at time.Time, header nats.Header) error {
 	m := nats.NewMsg(subject)
+	for k, v := range header {
+		m.Header[k] = v
+	}
 	// RFC 3339 with nanoseconds: WithScheduleAt would cut to whole seconds
 	// and could fire up to a second early.
 	m.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))

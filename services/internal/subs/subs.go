@@ -134,7 +134,7 @@ func ArmDigest(ctx context.Context, js jetstream.JetStream, sub Subscription, no
 	if err != nil {
 		return err
 	}
-	if err := jet.StartTimer(ctx, js, bus.DigestSched(sub.ID), bus.DigestDue(sub.ID), at); err != nil && !errors.Is(err, jet.ErrTimerRunning) {
+	if err := jet.StartTimer(ctx, js, bus.DigestSched(sub.ID), bus.DigestDue(sub.ID), at, nil); err != nil && !errors.Is(err, jet.ErrTimerRunning) {
 		return err
 	}
 	return nil
