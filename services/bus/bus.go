@@ -580,6 +580,18 @@ const (
 	HeaderSubRevision = "Kurier-Sub-Revision"
 )
 
+// SetSubRevision writes the revision of the subscription a task or ping
+// timer is made for (HeaderSubRevision).
+func SetSubRevision(h nats.Header, rev uint64) { h.Set(HeaderSubRevision, strconv.FormatUint(rev, 10)) }
+
+// SubRevision reads HeaderSubRevision; 0 where there is none (a
+// redelivery, an older task, a timer set by ingest), which asks for no
+// waiting.
+func SubRevision(h nats.Header) uint64 {
+	rev, _ := strconv.ParseUint(h.Get(HeaderSubRevision), 10, 64)
+	return rev
+}
+
 // DeliveryTask is the task of delivering an event (its stored bytes) to a
 // payload subscription. The message id makes the same event's task a
 // duplicate; a redelivery passes a mark that makes it new.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
@@ -79,10 +80,20 @@ func (x *index) all() []*entry {
 	return out
 }
 
-// caughtUp tells whether every subscription change up to rev has been
-// applied, so that a subscription not known now is deleted (or is not
-// what a task was routed by).
-func (x *index) caughtUp(rev uint64) bool { return x.seen.Load() >= rev }
+// current answers the subscription a task or ping timer carrying h was
+// made for, nil if it is deleted. ok is false while this replica has not
+// yet seen it: made a moment ago, and seen first by the replica that made
+// the task (h says which revision it saw), the index has some way to go.
+func (x *index) current(id string, h nats.Header) (e *entry, ok bool) {
+	if e = x.get(id); e == nil && x.seen.Load() < bus.SubRevision(h) {
+		return nil, false
+	}
+	return e, true
+}
+
+// unseenWait is how soon a task or ping whose subscription this replica
+// has not seen yet comes again.
+const unseenWait = 100 * time.Millisecond
 
 func (x *index) get(id string) *entry {
 	x.mu.RLock()

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -493,6 +492,22 @@ func TestBacklogAloneStaysHeld(t *testing.T) {
 	}
 }
 
+// nextSubRevision is a revision that the next subscription made will have
+// or pass: as a task's or timer's, one made by a replica that has seen a
+// subscription this one's index has not.
+func nextSubRevision(t *testing.T, conn *jet.Conn, store *subs.Store) uint64 {
+	t.Helper()
+	kv, err := conn.JS.Stream(context.Background(), "KV_"+store.Bucket().Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := kv.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq + 1
+}
+
 // TestTaskBeforeItsSubscriptionIsSeen: a replica that saw a subscription
 // made a moment ago routes an event's task to it before the partition's
 // owner has seen it. The owner waits for its view of the subscriptions to
@@ -501,19 +516,10 @@ func TestBacklogAloneStaysHeld(t *testing.T) {
 func TestTaskBeforeItsSubscriptionIsSeen(t *testing.T) {
 	conn, store, rcv, url, _ := setup(t, 1)
 	ctx := context.Background()
-	kv, err := conn.JS.Stream(ctx, "KV_"+store.Bucket().Bucket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := kv.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The subscription's revision will be at least the next one.
 	id := subs.NewID()
 	ev := []byte(`{"specversion":"1.0","id":"early-1","source":"/t","type":"doc.changed","subject":"d","data":{}}`)
 	task := bus.DeliveryTask(id, 1, time.Now(), ev, "")
-	task.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(info.State.LastSeq+1, 10))
+	bus.SetSubRevision(task.Header, nextSubRevision(t, conn, store))
 	if _, err := conn.JS.PublishMsg(ctx, task); err != nil {
 		t.Fatal(err)
 	}

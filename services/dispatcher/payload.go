@@ -46,23 +46,15 @@ type payloads struct {
 	room  *room
 }
 
-// subRevision is the revision of the subscription a task was routed by;
-// 0 for a task without one (a redelivery), which then needs none.
-func subRevision(h nats.Header) uint64 {
-	rev, _ := strconv.ParseUint(h.Get(bus.HeaderSubRevision), 10, 64)
-	return rev
-}
-
 // errGone: the task's subscription was deleted, or is no longer a
 // payload one; its tasks go with it.
 var errGone = errors.New("subscription gone")
 
 func (p *payloads) Handle(ctx context.Context, m jetstream.Msg) error {
 	id := bus.TaskSub(m.Subject())
-	e := p.index.get(id)
-	if e == nil && !p.index.caughtUp(subRevision(m.Headers())) {
-		// Made a moment ago, and routed by a replica that saw it first.
-		return again(100*time.Millisecond, nil)
+	e, ok := p.index.current(id, m.Headers())
+	if !ok {
+		return again(unseenWait, nil)
 	}
 	if e == nil || e.sub.Mode != subs.ModePayload {
 		return errGone

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,8 +59,9 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 		at := now.Add(p.cfg.NotifyDelay)
 		// The replica that makes the ping may not have seen a subscription
 		// made a moment ago yet: the revision tells it to wait for it.
-		rev := nats.Header{bus.HeaderSubRevision: []string{strconv.FormatUint(e.rev, 10)}}
-		err := jet.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at, rev)
+		h := nats.Header{}
+		bus.SetSubRevision(h, e.rev)
+		err := jet.StartTimer(ctx, p.js, bus.NotifySched(id), bus.NotifyDue(id), at, h)
 		if err == nil {
 			p.m.scheduled.Inc()
 			e.pendingUntil = at
@@ -112,9 +112,9 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 		return errNoMetadata
 	}
 	seq := md.Sequence.Stream
-	e := p.index.get(id)
-	if e == nil && !p.index.caughtUp(subRevision(m.Headers())) {
-		return again(100*time.Millisecond, nil)
+	e, ok := p.index.current(id, m.Headers())
+	if !ok {
+		return again(unseenWait, nil)
 	}
 	if e == nil || !e.sub.Active || e.sub.Mode != subs.ModePing {
 		p.m.skipped.WithLabelValues("inactive").Inc()

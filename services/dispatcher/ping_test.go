@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,17 +92,9 @@ func TestPingBeforeItsSubscriptionIsSeen(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.AllowPrivate = true
 	start(t, conn, cfg, prometheus.NewRegistry())
-	kv, err := conn.JS.Stream(ctx, "KV_"+store.Bucket().Bucket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := kv.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := subs.NewID()
 	due := nats.NewMsg(bus.NotifyDue(id))
-	due.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(info.State.LastSeq+1, 10))
+	bus.SetSubRevision(due.Header, nextSubRevision(t, conn, store))
 	if _, err := conn.JS.PublishMsg(ctx, due); err != nil {
 		t.Fatal(err)
 	}

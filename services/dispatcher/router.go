@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,7 +151,7 @@ func (r *router) catchUp(ctx context.Context, e *entry) error {
 // events from EVENTS; its task only wakes it.
 func task(ctx context.Context, e *entry, m jetstream.Msg, md *jetstream.MsgMetadata) *nats.Msg {
 	t := bus.DeliveryTask(e.sub.ID, md.Sequence.Stream, md.Timestamp, m.Data(), "")
-	t.Header.Set(bus.HeaderSubRevision, strconv.FormatUint(e.rev, 10))
+	bus.SetSubRevision(t.Header, e.rev)
 	telemetry.ToNATS(ctx, t.Header)
 	if e.sub.Daily() {
 		t.Subject = bus.DigestSubject(e.sub.ID)

@@ -109,30 +109,28 @@ func benchBus(ctx context.Context, listen string) (conn *jet.Conn, srv *server.S
 	return conn, srv, done, nil
 }
 
-// dialer connects to the benchmark's NATS server: the embedded one of
-// benchBus, or, with url set, a server of its own, whose streams are laid
-// down as the services would.
-func dialer(ctx context.Context, url string) (dial func(name string) (*jet.Conn, error), done func(), err error) {
+// dialer is benchBus, or, with url set, the same on a NATS server of its
+// own: conn, with every stream laid down, and dial for further
+// connections, as each replica of a service has its own.
+func dialer(ctx context.Context, url string) (conn *jet.Conn, dial func(name string) (*jet.Conn, error), done func(), err error) {
 	if url == "" {
-		_, srv, done, err := benchBus(ctx, "")
+		conn, srv, done, err := benchBus(ctx, "")
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return func(name string) (*jet.Conn, error) {
+		return conn, func(name string) (*jet.Conn, error) {
 			return jet.Connect("", name, benchLog(), nats.InProcessServer(srv))
 		}, done, nil
 	}
 	dial = func(name string) (*jet.Conn, error) { return jet.Connect(url, name, benchLog()) }
-	conn, err := dial("kurier-bench")
-	if err != nil {
-		return nil, nil, err
+	if conn, err = dial("kurier-bench"); err != nil {
+		return nil, nil, nil, err
 	}
 	if err := bus.Ensure(ctx, conn.JS, bus.DefaultLimits()); err != nil {
 		conn.NC.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	conn.NC.Close()
-	return dial, func() {}, nil
+	return conn, dial, conn.NC.Close, nil
 }
 
 // acked waits for every publication's acknowledgement.

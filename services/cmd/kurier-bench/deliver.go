@@ -92,16 +92,11 @@ func benchDeliver(ctx context.Context, args []string) error {
 	if *nRetries < 0 {
 		return errors.New("-retries: not negative")
 	}
-	dial, done, err := dialer(ctx, *natsURL)
+	conn, dial, done, err := dialer(ctx, *natsURL)
 	if err != nil {
 		return err
 	}
 	defer done()
-	conn, err := dial("kurier-bench")
-	if err != nil {
-		return err
-	}
-	defer conn.NC.Close()
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		return err

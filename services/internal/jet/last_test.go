@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/jet"
@@ -53,28 +49,5 @@ func TestLastMsgs(t *testing.T) {
 	none, err := jet.LastMsgs(ctx, conn.NC, bus.KVStream(bus.BucketPersons), subjects[1:2])
 	if err != nil || len(none) != 0 {
 		t.Fatalf("one absent key: %v, %v", none, err)
-	}
-}
-
-// TestTimerCarriesHeader: the message a timer fires carries the headers it
-// was started with, which the ping's revision rides on.
-func TestTimerCarriesHeader(t *testing.T) {
-	conn := natstest.Start(t, bus.DefaultLimits())
-	ctx := context.Background()
-	h := nats.Header{"Kurier-Test": []string{"carried"}}
-	if err := jet.StartTimer(ctx, conn.JS, bus.NotifySched("s1"), bus.NotifyDue("s1"), time.Now().Add(200*time.Millisecond), h); err != nil {
-		t.Fatal(err)
-	}
-	st, err := conn.JS.Stream(ctx, bus.StreamNotify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fired *jetstream.RawStreamMsg
-	natstest.WaitFor(t, 5*time.Second, "the timer fired", func() bool {
-		fired, err = st.GetLastMsgForSubject(ctx, bus.NotifyDue("s1"))
-		return err == nil
-	})
-	if got := fired.Header.Get("Kurier-Test"); got != "carried" {
-		t.Errorf("the fired message's header is %q, want %q", got, "carried")
 	}
 }
