@@ -77,19 +77,6 @@ else the queue's Service for senders in the cluster.
 {{- end -}}
 
 {{/*
-NetworkPolicy rule "from" peers: both lists, or none (anyone) when either
-is empty, since a port open to anyone for one purpose is open to anyone.
-Called with (list peersA peersB); renders a YAML list or nothing.
-*/}}
-{{- define "kurier.peers" -}}
-{{- $a := index . 0 -}}
-{{- $b := index . 1 -}}
-{{- if and $a $b -}}
-{{- toYaml (concat $a $b) -}}
-{{- end -}}
-{{- end -}}
-
-{{/*
 A map of settings as env entries. Numbers in values files arrive as
 float64, which would print 67108864 as 6.7108864e+07: whole ones print
 as integers.
