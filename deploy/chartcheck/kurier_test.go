@@ -1,9 +1,7 @@
 package chartcheck
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -105,30 +103,48 @@ func roleFlags(t *testing.T, role string) map[string]string {
 // process is a started kurier.
 type process struct {
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	logs   bytes.Buffer
-	addrs  chan map[string]string // the listeners, once all wanted are logged
+	logs   syncBuffer // stderr: JSON lines
 	exited chan struct{}
 }
 
-// startKurier starts kurier with exactly env and waits until it has logged
-// the wanted listeners ("http", "grpc", "nats"), answering their
-// addresses. It is stopped with SIGTERM when the test ends, and its log
-// shown if the test failed.
-func startKurier(t *testing.T, role string, env []string, want ...string) map[string]string {
+// syncBuffer is a buffer the process's output is copied into while the
+// test may read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// freeAddr is a loopback address no one listens on now, for a process to
+// listen on: the test then knows where it is without reading its log.
+func freeAddr(t *testing.T) string {
 	t.Helper()
-	p := &process{addrs: make(chan map[string]string, 1), exited: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), role)
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	stderr, err := p.cmd.StderrPipe()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stdout = io.Discard
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startKurier starts kurier with exactly env and waits until it answers
+// /healthz at httpAddr, its HTTP listener (which env must set). It is
+// stopped with SIGTERM when the test ends, and its log shown if the test
+// failed.
+func startKurier(t *testing.T, role, httpAddr string, env []string) {
+	t.Helper()
+	p := &process{exited: make(chan struct{})}
+	p.cmd = exec.Command(binary(t), role)
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	p.cmd.Stdout, p.cmd.Stderr = io.Discard, &p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go p.readLogs(stderr, want)
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.stop(t)
@@ -136,55 +152,22 @@ func startKurier(t *testing.T, role string, env []string, want ...string) map[st
 			t.Logf("kurier %s log:\n%s", role, p.log())
 		}
 	})
+	up := make(chan error, 1)
+	go func() { up <- getOK(httpAddr, "/healthz", 30*time.Second) }()
 	select {
-	case a := <-p.addrs:
-		return a
+	case err := <-up:
+		if err != nil {
+			t.Fatalf("kurier %s at %s: %v", role, httpAddr, err)
+		}
 	case <-p.exited:
 		t.Fatalf("kurier %s exited at start: %v", role, p.cmd.ProcessState)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("kurier %s logged no %v listener within 30s", role, want)
 	}
-	return nil
-}
-
-// readLogs keeps stderr and reports the listeners' addresses, which
-// kurier logs as JSON lines {"msg":"<name> listening","addr":…}.
-func (p *process) readLogs(r io.Reader, want []string) {
-	found := map[string]string{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		p.mu.Lock()
-		p.logs.Write(sc.Bytes())
-		p.logs.WriteByte('\n')
-		p.mu.Unlock()
-		var rec struct{ Msg, Addr string }
-		if found == nil || json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue
-		}
-		if name, ok := strings.CutSuffix(rec.Msg, " listening"); ok {
-			found[name] = rec.Addr
-		}
-		if hasAll(found, want) {
-			p.addrs <- found
-			found = nil
-		}
-	}
-}
-
-func hasAll(m map[string]string, keys []string) bool {
-	for _, k := range keys {
-		if _, ok := m[k]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func (p *process) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
+	p.logs.mu.Lock()
+	defer p.logs.mu.Unlock()
+	return p.logs.b.String()
 }
 
 // stop ends the process as Kubernetes does: SIGTERM, then SIGKILL.

@@ -223,10 +223,11 @@ func TestProbesLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "chartcheck-admin-token"
-	hub := startKurier(t, "all", []string{
-		"KURIER_NATS_LISTEN=127.0.0.1:0", "KURIER_HTTP_LISTEN=127.0.0.1:0", "KURIER_GRPC_LISTEN=127.0.0.1:0",
+	hub := map[string]string{"http": freeAddr(t), "grpc": freeAddr(t), "nats": freeAddr(t)}
+	startKurier(t, "all", hub["http"], []string{
+		"KURIER_NATS_LISTEN=" + hub["nats"], "KURIER_HTTP_LISTEN=" + hub["http"], "KURIER_GRPC_LISTEN=" + hub["grpc"],
 		"KURIER_DATA_DIR=" + t.TempDir(), "KURIER_ADMIN_TOKEN=" + token,
-	}, "http", "grpc", "nats")
+	})
 	ran := map[string]string{} // what was started, by environment and probes: the value set that did
 	for _, r := range rs {
 		t.Run(r.name, func(t *testing.T) {
@@ -249,10 +250,8 @@ func TestProbesLive(t *testing.T) {
 							t.Logf("%s: %s (%s) left out: its value is not known", c, name, v.from)
 						}
 					}
-					// Where the test's processes are, whatever the chart says;
-					// and the level at which kurier logs its listeners' addresses.
+					// Where the test's NATS and admin API are, whatever the chart says.
 					for name, v := range map[string]string{
-						"KURIER_HTTP_LISTEN": "127.0.0.1:0", "KURIER_GRPC_LISTEN": "127.0.0.1:0", "KURIER_LOG_LEVEL": "info",
 						"KURIER_NATS_URL": "nats://" + hub["nats"], "KURIER_CONSOLE_ADMIN": hub["grpc"], "KURIER_ADMIN_TOKEN": token,
 					} {
 						if _, reads := flags[name]; reads {
@@ -274,11 +273,13 @@ func TestProbesLive(t *testing.T) {
 						t.Skipf("same environment and probes as in value set %s", vs)
 					}
 					ran[key] = r.name
-					want := []string{"http"}
-					if _, ok := flags["KURIER_GRPC_LISTEN"]; ok {
-						want = append(want, "grpc")
+					// Its listeners on free loopback ports, whatever the chart says.
+					addr := freeAddr(t)
+					env = append(env, "KURIER_HTTP_LISTEN="+addr)
+					if _, reads := flags["KURIER_GRPC_LISTEN"]; reads {
+						env = append(env, "KURIER_GRPC_LISTEN="+freeAddr(t))
 					}
-					addr := startKurier(t, c.role, env, want...)["http"]
+					startKurier(t, c.role, addr, env)
 					for _, p := range paths {
 						kind, path, _ := strings.Cut(p, " ")
 						if err := getOK(addr, path, 30*time.Second); err != nil {
