@@ -145,7 +145,7 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 	p.index.setState(id, knownState{st: st, rev: rev})
 	// The timer was set NotifyDelay before it fired, by the change that
 	// started it: the ping's lag starts there.
-	o, rec := p.send.send(ctx, p.request(sub, fmt.Sprintf("ping_%s_%d", id, seq), md.Timestamp.Add(-p.cfg.NotifyDelay)))
+	o, rec := p.send.send(ctx, p.request(sub, fmt.Sprintf("ping_%s_%d", id, st.PingID()), md.Timestamp.Add(-p.cfg.NotifyDelay)))
 	rec.Unacked = st.Unacked
 	started := st.ClaimAt
 	st, rev, err = p.subs.UpdateStateFrom(ctx, id, st, rev, func(st *subs.PingState) error {
@@ -155,7 +155,7 @@ func (p *pinger) Handle(ctx context.Context, m jetstream.Msg) error {
 		}
 		st.Done = max(st.Done, seq)
 		if st.Claim == seq {
-			st.Claim, st.ClaimAt = 0, time.Time{}
+			st.Claim, st.ClaimAt, st.ClaimID = 0, time.Time{}, 0
 		}
 		return nil
 	})
@@ -191,28 +191,33 @@ func (p *pinger) claim(st *subs.PingState, seq uint64, now time.Time) error {
 	if seq <= st.Done {
 		return errCovered
 	}
-	own := false
+	var id uint64 // the ping taken over, if any
 	if st.Claim != 0 {
 		stale := st.ClaimAt.Add(p.cfg.PingTimeout + claimGrace)
 		if now.Before(stale) {
 			return &waitError{until: stale}
 		}
 		// That ping's replica went silent. It may have reached the
-		// receiver as late as its timeout: count it as ending then.
-		own = st.Claim == seq
+		// receiver as late as its timeout: count it as ending then. It is
+		// made again under its own id and not counted again, whichever due
+		// message finds it: the receiver sees it once more at most, and the
+		// count matches the ids it has seen.
+		id = st.PingID()
 		if end := st.ClaimAt.Add(p.cfg.PingTimeout); end.After(st.Last) {
 			st.Last = end
 		}
-		st.Claim, st.ClaimAt = 0, time.Time{}
+		st.Claim, st.ClaimAt, st.ClaimID = 0, time.Time{}, 0
 	}
-	if !own && st.Unacked >= p.cfg.MaxUnacked {
+	if id == 0 && st.Unacked >= p.cfg.MaxUnacked {
 		return errCapped
 	}
 	if next := st.Last.Add(p.cfg.NotifyDelay); now.Before(next) {
 		return &waitError{until: next}
 	}
-	if !own {
+	if id == 0 {
 		st.Unacked++ // every ping made counts, whatever its answer
+	} else if id != seq {
+		st.ClaimID = id
 	}
 	st.Claim, st.ClaimAt = seq, now
 	return nil

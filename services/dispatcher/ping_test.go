@@ -106,3 +106,54 @@ func TestPingBeforeItsSubscriptionIsSeen(t *testing.T) {
 	}
 	natstest.WaitFor(t, 10*time.Second, "the ping", func() bool { return len(rcv.of(id)) == 1 })
 }
+
+// TestSilentReplicasPingIsMadeUnderItsID: a replica claimed a ping, counted
+// it, and went silent; the subscription is at its cap. The next due
+// message takes the claim over and makes that ping, under its webhook-id
+// and without counting it again, so the count matches the pings the
+// receiver tells apart; nor is the ping lost to the cap.
+func TestSilentReplicasPingIsMadeUnderItsID(t *testing.T) {
+	ctx := context.Background()
+	conn, store := startStore(t, bus.DefaultLimits())
+	ids := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids <- r.Header.Get("webhook-id")
+	}))
+	t.Cleanup(srv.Close)
+	cfg := DefaultConfig()
+	cfg.AllowPrivate = true
+	cfg.NotifyDelay = 100 * time.Millisecond
+	cfg.PingTimeout = time.Second
+	cfg.MaxUnacked = 2
+	sub := subs.Subscription{ID: subs.NewID(), Org: "acme", System: "erp", EventTypes: []string{"doc.changed"}, URL: srv.URL,
+		Mode: subs.ModePing, Active: true, Secret: subs.NewSecret(), Created: time.Now()}
+	if err := store.Create(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	const silent = 1 << 40 // the due message the silent replica claimed
+	if _, _, err := store.UpdateState(ctx, sub.ID, func(st *subs.PingState) error {
+		st.Unacked, st.Claim, st.ClaimAt = cfg.MaxUnacked, silent, time.Now().Add(-cfg.PingTimeout-claimGrace)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, conn, cfg, prometheus.NewRegistry())
+	if _, err := conn.JS.PublishMsg(ctx, nats.NewMsg(bus.NotifyDue(sub.ID))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-ids:
+		if want := fmt.Sprintf("ping_%s_%d", sub.ID, uint64(silent)); id != want {
+			t.Errorf("webhook-id %q, want the silent replica's %q", id, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent replica's ping was never made")
+	}
+	natstest.WaitFor(t, 5*time.Second, "the ping recorded", func() bool {
+		st, err := store.State(ctx, sub.ID)
+		return err == nil && st.Claim == 0 && !st.Last.IsZero()
+	})
+	if st, _ := store.State(ctx, sub.ID); st.Unacked != cfg.MaxUnacked {
+		t.Errorf("unacked %d after the taken-over ping, want %d: it was counted when claimed", st.Unacked, cfg.MaxUnacked)
+	}
+}

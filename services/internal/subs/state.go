@@ -33,12 +33,25 @@ type PingState struct {
 	// Claim is the due message a ping is being made for, since ClaimAt.
 	Claim   uint64    `json:"claim,omitempty"`
 	ClaimAt time.Time `json:"claim_at,omitzero"`
+	// ClaimID is the due message whose webhook-id the claimed ping
+	// carries when it differs from Claim: a ping taken over from a replica
+	// that went silent keeps that ping's id, since the receiver may have
+	// it already and Unacked counted it once.
+	ClaimID uint64 `json:"claim_id,omitempty"`
 	// Ordered payload subscriptions: Cursor is the last event (EVENTS
 	// sequence) delivered or given up in order; a failed attempt at the
 	// next one is retried at RetryAt, after Attempts so far.
 	Cursor   uint64    `json:"cursor,omitempty"`
 	Attempts int       `json:"attempts,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
+}
+
+// PingID is the due message whose webhook-id the claimed ping carries.
+func (st PingState) PingID() uint64 {
+	if st.ClaimID != 0 {
+		return st.ClaimID
+	}
+	return st.Claim
 }
 
 // ParseState decodes a stored state.
