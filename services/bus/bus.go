@@ -122,6 +122,10 @@ func TaskSub(subject string) string { return subject[strings.LastIndexByte(subje
 // nothing consumes it but the digest itself.
 func DigestSubject(sub string) string { return "kurier.digest." + sub }
 
+// TailSubject carries the dispatchers' markers that keep DELIVERIES' last
+// block from emptying (jet.KeepTail); nothing reads them.
+const TailSubject = "kurier.tail.deliveries"
+
 // RetrySubject holds the scheduled next attempt of one task, which the
 // server writes on the subscription's DeliverSubject at its time: a task
 // waiting for its retry is a message in the stream, not one out on a
@@ -327,7 +331,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 	}, {
 		Name:        StreamDeliveries,
 		Description: "Payload delivery tasks by partition and subscription, scheduled retries, daily digests' tasks",
-		Subjects:    []string{"kurier.deliver.>", "kurier.retry.>", "kurier.digest.>", LegacyLaneFilter},
+		Subjects:    []string{"kurier.deliver.>", "kurier.retry.>", "kurier.digest.>", TailSubject, LegacyLaneFilter},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
@@ -341,6 +345,8 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		MaxBytes:          l.MaxBytes.Deliveries,
 		Discard:           jetstream.DiscardOld,
 		AllowMsgSchedules: true,
+		// For the dispatchers' tail markers (TailSubject).
+		AllowMsgTTL: true,
 	}, {
 		Name:        StreamDeadLetters,
 		Description: "Payload deliveries whose retries ran out, kept for redelivery",

@@ -253,6 +253,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	wg.Go(func() { jet.KeepTail(ctx, s.conn.JS, bus.TailSubject, s.log) })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

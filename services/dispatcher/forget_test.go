@@ -102,13 +102,9 @@ func TestDeletedSubscriptionsLeaveNothing(t *testing.T) {
 	}
 	once.Do(func() { close(release) }) // the attempts end, failing, after the delete
 	natstest.WaitFor(t, 10*time.Second, "nothing held of deleted subscriptions", func() bool { return heldBy(svc) == held{} })
-	deliveries, err := conn.JS.Stream(ctx, bus.StreamDeliveries)
-	if err != nil {
-		t.Fatal(err)
-	}
 	natstest.WaitFor(t, 10*time.Second, "no task left of deleted subscriptions", func() bool {
-		info, err := deliveries.Info(ctx)
-		return err == nil && info.State.Msgs == 0
+		left, err := tasksLeft(ctx, conn)
+		return err == nil && left == 0
 	})
 	time.Sleep(300 * time.Millisecond) // a state written late would show by now
 	keys, err := store.StateBucket().ListKeys(ctx)

@@ -528,3 +528,16 @@ func TestTaskBeforeItsSubscriptionIsSeen(t *testing.T) {
 	payloadSub(t, store, url, "doc.changed", 1, func(s *subs.Subscription) { s.ID, s.URL = id, url+"/"+id })
 	natstest.WaitFor(t, 10*time.Second, "the task delivered", func() bool { return len(rcv.ids(id)) == 1 })
 }
+
+// tasksLeft counts DELIVERIES' messages but the dispatchers' tail markers.
+func tasksLeft(ctx context.Context, conn *jet.Conn) (uint64, error) {
+	deliveries, err := conn.JS.Stream(ctx, bus.StreamDeliveries)
+	if err != nil {
+		return 0, err
+	}
+	info, err := deliveries.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs - info.State.Subjects[bus.TailSubject], nil
+}

@@ -13,7 +13,6 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"kurier.dev/services/bus"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/testevent"
@@ -111,12 +110,8 @@ func TestTestEvents(t *testing.T) {
 	if st, err := store.State(ctx, fail.ID); err != nil || !st.FailingSince.IsZero() {
 		t.Errorf("a failed test started a failing streak: %+v, %v", st, err)
 	}
-	deliveries, err := conn.JS.Stream(ctx, bus.StreamDeliveries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info, err := deliveries.Info(ctx); err != nil || info.State.Msgs != 0 {
-		t.Errorf("a failed test left tasks: %+v, %v", info.State, err)
+	if left, err := tasksLeft(ctx, conn); err != nil || left != 0 {
+		t.Errorf("a failed test left %d tasks (%v)", left, err)
 	}
 
 	hang := sub("hang", func(s *subs.Subscription) { s.Timeout = time.Second })
