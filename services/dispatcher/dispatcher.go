@@ -253,7 +253,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	wg.Go(func() { jet.KeepTail(ctx, s.conn.JS, bus.TailSubject, s.log) })
+	wg.Go(func() { jet.KeepTail(ctx, s.conn.JS, bus.TailSubject, s.payloads.room.admits, s.log) })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

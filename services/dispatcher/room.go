@@ -81,6 +81,9 @@ func (r *room) take(ctx context.Context, tasks ...*nats.Msg) error {
 	return nil
 }
 
+// admits is take for a message that may as well not be stored.
+func (r *room) admits(ctx context.Context, m *nats.Msg) bool { return r.take(ctx, m) == nil }
+
 func (r *room) look(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, roomLook)
 	info, err := r.stream.Info(ctx)

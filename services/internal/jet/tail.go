@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,18 +24,24 @@ const (
 // block that remembers removals from the older ones stays, with its write
 // buffer, until the buffer expires: at 5,000 tasks/s that held 700 MB of
 // the server's heap (BenchmarkTailKept). A marker in the last block keeps
-// it from emptying; a replica that dies leaves markers that expire.
-func KeepTail(ctx context.Context, js jetstream.JetStream, subject string, log *slog.Logger) {
+// it from emptying; a replica that dies leaves markers that expire. A
+// marker is only written when may (nil: always) allows it, so that one
+// never takes room the stream keeps for something else.
+func KeepTail(ctx context.Context, js jetstream.JetStream, subject string, may func(context.Context, *nats.Msg) bool, log *slog.Logger) {
 	t := time.NewTicker(TailEvery)
 	defer t.Stop()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, TailEvery)
-		_, err := js.Publish(wctx, subject, nil, jetstream.WithMsgTTL(TailTTL))
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			// Nothing depends on one marker; a cluster without a leader
-			// just has none for a while.
-			log.Debug("tail marker not written", "subject", subject, "err", err)
+		m := nats.NewMsg(subject)
+		m.Header.Set(jetstream.MsgTTLHeader, TailTTL.String())
+		if may == nil || may(ctx, m) {
+			wctx, cancel := context.WithTimeout(ctx, TailEvery)
+			_, err := js.PublishMsg(wctx, m)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				// Nothing depends on one marker; a cluster without a
+				// leader just has none for a while.
+				log.Debug("tail marker not written", "subject", subject, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

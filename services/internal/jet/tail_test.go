@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
@@ -24,7 +25,7 @@ func TestTailKept(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		jet.KeepTail(ctx, conn.JS, bus.TailSubject, natstest.Log)
+		jet.KeepTail(ctx, conn.JS, bus.TailSubject, nil, natstest.Log)
 	}()
 	st, err := conn.JS.Stream(context.Background(), bus.StreamDeliveries)
 	if err != nil {
@@ -63,7 +64,7 @@ func BenchmarkTailKept(b *testing.B) {
 				b.Fatal(err)
 			}
 			if kept {
-				go jet.KeepTail(ctx, js, bus.TailSubject, natstest.Log)
+				go jet.KeepTail(ctx, js, bus.TailSubject, nil, natstest.Log)
 			}
 			cons, err := js.CreateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
 				FilterSubject: "kurier.deliver.>", AckPolicy: jetstream.AckExplicitPolicy})
@@ -100,5 +101,33 @@ func BenchmarkTailKept(b *testing.B) {
 			b.ReportMetric(float64(peak)/1e6, "MB-peak-heap")
 			b.ReportMetric(float64(ms.HeapInuse)/1e6, "MB-heap-after")
 		})
+	}
+}
+
+// TestTailWithoutRoom: no marker is written while may refuses it, as the
+// dispatchers' does while DELIVERIES is within its headroom.
+func TestTailWithoutRoom(t *testing.T) {
+	conn := natstest.Start(t, bus.DefaultLimits())
+	ctx, stop := context.WithCancel(context.Background())
+	asked := make(chan struct{}, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		jet.KeepTail(ctx, conn.JS, bus.TailSubject, func(context.Context, *nats.Msg) bool {
+			asked <- struct{}{}
+			return false
+		}, natstest.Log)
+	}()
+	for range 3 {
+		<-asked
+	}
+	stop()
+	<-done
+	st, err := conn.JS.Stream(context.Background(), bus.StreamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.GetLastMsgForSubject(context.Background(), bus.TailSubject); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("a marker was written though refused: %v, %v", m, err)
 	}
 }
