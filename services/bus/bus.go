@@ -259,6 +259,18 @@ type Limits struct {
 	MaxBytes       MaxBytes
 }
 
+// TaskDedupeWindow is how long DELIVERIES recognises a task stored again,
+// at most (the dedupe window, if shorter). A task is stored again when
+// the message that made it comes again: an event whose acknowledgement
+// was lost, 30 s later (the dispatchers' ack wait on EVENTS) or once the
+// NATS servers are back; a failed attempt's retry, likewise. The server
+// keeps every id of the window in memory, about 100 bytes each, and there
+// are tasks for every payload subscription an event matches: an hour of
+// 10,000 deliveries/s would be 36 million ids, 3-5 GB. Ten minutes covers
+// a redelivery after an outage of that length; a task stored again after
+// a longer one is delivered again, under the same webhook-id.
+const TaskDedupeWindow = 10 * time.Minute
+
 // MaxBytes bounds each stream's size on disk (per replica). JetStream
 // reserves the sum on every server that holds a replica, so they must fit
 // in what the servers may store.
@@ -336,7 +348,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		// A redelivered event makes the same task: recognise it.
-		Duplicates: l.DedupeWindow,
+		Duplicates: min(l.DedupeWindow, TaskDedupeWindow),
 		MaxMsgSize: l.MaxMsgBytes,
 		// Retries wait as scheduled messages, so the server drops the
 		// oldest tasks when it is full (it allows only DiscardOld with

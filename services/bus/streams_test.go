@@ -149,3 +149,57 @@ func TestNoRoomFailsFast(t *testing.T) {
 		t.Errorf("gave up after %v", took)
 	}
 }
+
+// TestTaskDedupeWindow: DELIVERIES recognises a task stored again for
+// TaskDedupeWindow, not for the whole dedupe window of events; a stream
+// laid down with the longer window takes the shorter one on the next
+// start, and a dedupe window shorter still applies to both.
+func TestTaskDedupeWindow(t *testing.T) {
+	l := bus.DefaultLimits()
+	conn := natstest.Start(t, l)
+	ctx := context.Background()
+	windows := func() (events, tasks time.Duration) {
+		t.Helper()
+		for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries} {
+			s, err := conn.JS.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == bus.StreamEvents {
+				events = s.CachedInfo().Config.Duplicates
+			} else {
+				tasks = s.CachedInfo().Config.Duplicates
+			}
+		}
+		return events, tasks
+	}
+	for _, cfg := range bus.Streams(l) {
+		if cfg.Name == bus.StreamDeliveries {
+			cfg.Duplicates = l.DedupeWindow // as laid down before
+			if _, err := conn.JS.UpdateStream(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := bus.Ensure(ctx, conn.JS, l); err != nil {
+		t.Fatal(err)
+	}
+	if events, tasks := windows(); events != time.Hour || tasks != bus.TaskDedupeWindow {
+		t.Errorf("dedupe windows %v for events, %v for tasks; want 1h and %v", events, tasks, bus.TaskDedupeWindow)
+	}
+	task := nats.NewMsg(bus.DeliverSubject("s1"))
+	task.Header.Set(jetstream.MsgIDHeader, "s1:7")
+	for i, want := range []bool{false, true} {
+		ack, err := conn.JS.PublishMsg(ctx, task)
+		if err != nil || ack.Duplicate != want {
+			t.Errorf("store %d: %+v, %v; want duplicate %v", i+1, ack, err, want)
+		}
+	}
+	l.DedupeWindow = 2 * time.Minute
+	if err := bus.Ensure(ctx, conn.JS, l); err != nil {
+		t.Fatal(err)
+	}
+	if events, tasks := windows(); events != l.DedupeWindow || tasks != l.DedupeWindow {
+		t.Errorf("dedupe windows %v for events, %v for tasks; want %v for both", events, tasks, l.DedupeWindow)
+	}
+}
