@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
+	"kurier.dev/services/natstest"
 )
 
 // Streams is what every stream of a NATS server holds at one moment, by
@@ -63,20 +64,14 @@ func ReadStreams(t testing.TB, js jetstream.JetStream) Streams {
 // delivery log record does not.
 func tasks(ctx context.Context, t testing.TB, js jetstream.JetStream) StreamState {
 	t.Helper()
-	st, err := js.Stream(ctx, bus.StreamDeliveries)
+	subjects, err := natstest.Tasks(ctx, js)
 	if err != nil {
-		t.Fatalf("read %s: %v", bus.StreamDeliveries, err)
+		t.Fatal(err)
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
-	if err != nil {
-		t.Fatalf("read %s: %v", bus.StreamDeliveries, err)
-	}
-	delete(info.State.Subjects, bus.TailSubject)
 	var out StreamState
-	for _, subj := range slices.Sorted(maps.Keys(info.State.Subjects)) {
-		n := info.State.Subjects[subj]
-		out.Msgs += n
-		out.Subjects += fmt.Sprintf("%s=%d ", subj, n)
+	for _, subj := range slices.Sorted(maps.Keys(subjects)) {
+		out.Msgs += subjects[subj]
+		out.Subjects += fmt.Sprintf("%s=%d ", subj, subjects[subj])
 	}
 	return out
 }
