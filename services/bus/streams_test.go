@@ -158,20 +158,16 @@ func TestTaskDedupeWindow(t *testing.T) {
 	l := bus.DefaultLimits()
 	conn := natstest.Start(t, l)
 	ctx := context.Background()
-	windows := func() (events, tasks time.Duration) {
+	window := func(name string) time.Duration {
 		t.Helper()
-		for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries} {
-			s, err := conn.JS.Stream(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if name == bus.StreamEvents {
-				events = s.CachedInfo().Config.Duplicates
-			} else {
-				tasks = s.CachedInfo().Config.Duplicates
-			}
+		s, err := conn.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return events, tasks
+		return s.CachedInfo().Config.Duplicates
+	}
+	windows := func() (events, tasks time.Duration) {
+		return window(bus.StreamEvents), window(bus.StreamDeliveries)
 	}
 	for _, cfg := range bus.Streams(l) {
 		if cfg.Name == bus.StreamDeliveries {

@@ -495,7 +495,9 @@ func benchDeliver(ctx context.Context, args []string) error {
 			return err
 		}
 		time.Sleep(5 * time.Second)
+		what := "retries waiting"
 		if *succeed {
+			what = "control"
 			fmt.Printf("%-46s none: the control, %s events delivered to 1 more subscription at the first attempt (setup %v)\n",
 				"retries scheduled", thousands(float64(failed.Load())), time.Since(setup).Round(time.Second))
 			retryNote = ", control: " + thousands(float64(*nRetries)) + " events delivered, no retry waiting"
@@ -507,10 +509,6 @@ func benchDeliver(ctx context.Context, args []string) error {
 		with, err := latencyRuns(retryNote)
 		if err != nil {
 			return err
-		}
-		what := "retries waiting"
-		if *succeed {
-			what = "control"
 		}
 		for i, rate := range rateList {
 			fmt.Printf("%-46s p99 %v with, %v without: %+.1f%%\n", fmt.Sprintf("  p99 at %d deliveries/s, %s", rate, what),
