@@ -357,8 +357,9 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		MaxBytes:          l.MaxBytes.Deliveries,
 		Discard:           jetstream.DiscardOld,
 		AllowMsgSchedules: true,
-		// For the dispatchers' tail markers (TailSubject).
-		AllowMsgTTL: true,
+		// The dispatchers' tail markers (TailSubject) roll each other up;
+		// the server allows roll-ups with schedules anyway.
+		AllowRollup: true,
 	}, {
 		Name:        StreamDeadLetters,
 		Description: "Payload deliveries whose retries ran out, kept for redelivery",

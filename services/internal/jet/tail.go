@@ -9,30 +9,30 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Tail markers: how often one is written, and how long each lives.
-const (
-	TailEvery = 500 * time.Millisecond
-	TailTTL   = 5 * time.Second
-)
+// TailEvery is how often a tail marker is written.
+const TailEvery = 500 * time.Millisecond
 
-// KeepTail writes an empty message on subject every TailEvery, each
-// removed by the server TailTTL later, until ctx ends; the stream must
-// allow per-message TTLs. It is for a work-queue stream that removes
-// messages as fast as they come while older ones stay (retries waiting,
-// digests gathering, a slow receiver's backlog). There, nats-server's file
-// store starts a new block each time its last one empties, and an emptied
-// block that remembers removals from the older ones stays, with its write
-// buffer, until the buffer expires: at 5,000 tasks/s that held 700 MB of
-// the server's heap (BenchmarkTailKept). A marker in the last block keeps
-// it from emptying; a replica that dies leaves markers that expire. A
-// marker is only written when may (nil: always) allows it, so that one
-// never takes room the stream keeps for something else.
+// KeepTail writes an empty message on subject every TailEvery until ctx
+// ends, each rolling up the one before, so the stream holds one marker
+// however many replicas write them; the stream must allow roll-ups (one
+// with message schedules does). It is for a work-queue stream that
+// removes messages as fast as they come while older ones stay (retries
+// waiting, digests gathering, a slow receiver's backlog). There,
+// nats-server's file store starts a new block each time its last one
+// empties, and an emptied block that remembers removals from the older
+// ones stays, with its write buffer, until the buffer expires: at 5,000
+// tasks/s that held 700 MB of the server's heap (BenchmarkTailKept). A
+// marker in the last block keeps it from emptying. As markers replace
+// each other, they never change the stream's size, which the dispatchers
+// and a redelivery read to tell whether it is full. A marker is only
+// written when may (nil: always) allows it, so that one never takes room
+// the stream keeps for something else.
 func KeepTail(ctx context.Context, js jetstream.JetStream, subject string, may func(context.Context, *nats.Msg) bool, log *slog.Logger) {
 	t := time.NewTicker(TailEvery)
 	defer t.Stop()
 	for {
 		m := nats.NewMsg(subject)
-		m.Header.Set(jetstream.MsgTTLHeader, TailTTL.String())
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		if may == nil || may(ctx, m) {
 			wctx, cancel := context.WithTimeout(ctx, TailEvery)
 			_, err := js.PublishMsg(wctx, m)

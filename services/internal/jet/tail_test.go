@@ -16,17 +16,16 @@ import (
 	"kurier.dev/services/natstest"
 )
 
-// TestTailKept: while KeepTail runs, DELIVERIES' newest message is a
-// marker again within a moment of any task; once it stops, its markers
-// expire and leave nothing behind.
+// TestTailKept: while KeepTail runs, in two replicas, DELIVERIES' newest
+// message is a marker again within a moment of any task, and the stream
+// holds one marker, so markers never change its size.
 func TestTailKept(t *testing.T) {
 	conn := natstest.Start(t, bus.DefaultLimits())
 	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		jet.KeepTail(ctx, conn.JS, bus.TailSubject, nil, natstest.Log)
-	}()
+	defer stop()
+	for range 2 {
+		go jet.KeepTail(ctx, conn.JS, bus.TailSubject, nil, natstest.Log)
+	}
 	st, err := conn.JS.Stream(context.Background(), bus.StreamDeliveries)
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +38,20 @@ func TestTailKept(t *testing.T) {
 		m, err := st.GetLastMsgForSubject(context.Background(), bus.TailSubject)
 		return err == nil && m.Sequence > task.Sequence
 	})
-	stop()
-	<-done
-	natstest.WaitFor(t, jet.TailTTL+5*time.Second, "the markers expired", func() bool {
-		_, err := st.GetLastMsgForSubject(context.Background(), bus.TailSubject)
-		return errors.Is(err, jetstream.ErrMsgNotFound)
-	})
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := info.State.Bytes
+	time.Sleep(4 * jet.TailEvery)
+	info, err = st.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[bus.TailSubject]; n != 1 || info.State.Msgs != 2 || info.State.Bytes != first {
+		t.Errorf("after 8 markers of two replicas: %d markers, %d messages of %d bytes (%d before), want 1 marker beside the task and the size kept",
+			n, info.State.Msgs, info.State.Bytes, first)
+	}
 }
 
 // BenchmarkTailKept measures the server's heap (the test process's, with
