@@ -41,6 +41,9 @@ type Config struct {
 	Limits bus.Limits
 	// SecretGrace is how long a rotated-out signing secret still signs.
 	SecretGrace time.Duration
+	// NotifyDelay is the dispatcher's: how long after a change its ping
+	// comes, for one owed when a ping subscription is switched on.
+	NotifyDelay time.Duration
 	// Book says how persons changed by hand wait for a sync of their org.
 	Book book.Locking
 	// TLS, when set, is what the gRPC server speaks: plaintext is refused.
@@ -81,6 +84,9 @@ type Service struct {
 func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if cfg.SecretGrace <= 0 {
 		cfg.SecretGrace = 24 * time.Hour
+	}
+	if cfg.NotifyDelay <= 0 {
+		cfg.NotifyDelay = time.Minute
 	}
 	if len(cfg.Token) < 16 {
 		return nil, errors.New("admin: an admin token of at least 16 characters is required (KURIER_ADMIN_TOKEN)")

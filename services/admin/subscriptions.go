@@ -583,6 +583,10 @@ func (s *Service) DeleteSubscription(ctx context.Context, req *adminv1.DeleteSub
 	if err := s.dropTimer(ctx, sub.ID); err != nil {
 		return nil, err
 	}
+	if err := bus.PurgeTasks(ctx, s.deliveries, sub.ID); err != nil {
+		// Gone all the same: the owner of its partition removes them too.
+		s.log.WarnContext(ctx, "tasks of a deleted subscription not removed", "subscription", sub.ID, "err", err)
+	}
 	s.log.InfoContext(ctx, "subscription deleted", "org", sub.Org, "subscription", sub.ID)
 	return &adminv1.DeleteSubscriptionResponse{}, nil
 }
@@ -656,7 +660,9 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	case !active:
 		err = s.dropTimer(ctx, id)
 	case sub.Mode == subs.ModePing:
-		_, err = s.subs.ResetUnacked(ctx, id)
+		// Switched on, it starts afresh; a change stored since it was
+		// may have found the old count at its cap.
+		err = s.subs.AckPings(ctx, s.conn.NC, id, sub.Org, sub.EventTypes, last, s.cfg.NotifyDelay)
 	default:
 		err = s.armDigest(ctx, sub, false)
 	}

@@ -134,6 +134,19 @@ func RetrySubject(sub, key string) string { return "kurier.retry." + sub + "." +
 
 const RetryWildcard = "kurier.retry.>"
 
+// PurgeTasks removes a deleted subscription's tasks from DELIVERIES: in
+// its partition, waiting for a retry and gathered for a digest. Left
+// there, a retry would wait up to a day to be dropped and a digest's tasks
+// for good, each holding the stream's room meanwhile.
+func PurgeTasks(ctx context.Context, deliveries jetstream.Stream, sub string) error {
+	for _, subject := range []string{DeliverSubject(sub), RetrySubject(sub, ">"), DigestSubject(sub)} {
+		if err := deliveries.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("remove tasks on %s: %w", subject, err)
+		}
+	}
+	return nil
+}
+
 // RetriesConsumer is never read: its pending count is the number of
 // retries waiting (kurier_retries_scheduled), which the server keeps up
 // to date as they are stored and fire. Listing the retries' subjects

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
@@ -178,4 +179,53 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 	}
 	d.send.record(rec, outRetry)
 	return wait, false, retry
+}
+
+// undigestAfter is how long after a subscription stopped being daily its
+// digest subject is looked at once more: a replica that had not seen the
+// change yet may have gathered a task there meanwhile.
+const undigestAfter = 5 * time.Second
+
+// undigest moves the tasks gathered for a digest of a subscription that
+// is no longer daily into its partition, where they are delivered as any
+// other (or go to its dead letters if it is off): no digest will send
+// them, and nothing else reads the digest subject.
+func (p *payloads) undigest(ctx context.Context, sub subs.Subscription) error {
+	info, err := p.room.stream.Info(ctx, jetstream.WithSubjectFilter(bus.DigestSubject(sub.ID)))
+	if err != nil {
+		return fmt.Errorf("digest tasks not counted: %w", err)
+	}
+	if len(info.State.Subjects) == 0 {
+		return nil
+	}
+	name := "undigest-" + sub.ID
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: bus.DigestSubject(sub.ID), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("digest tasks not read: %w", err)
+	}
+	defer func() { _ = p.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, name) }()
+	for {
+		tasks, err := fetchAll(cons, 1000)
+		if err != nil {
+			return fmt.Errorf("digest tasks not read: %w", err)
+		}
+		if len(tasks) == 0 {
+			return nil
+		}
+		moved := make([]*nats.Msg, len(tasks))
+		for i, t := range tasks {
+			moved[i] = bus.Again(msgOf(t), sub.ID, bus.DeliverSubject(sub.ID), attemptsOf(t.Headers()), 0, time.Time{}, "undigest")
+		}
+		err = p.store(ctx, moved...)
+		for _, t := range tasks {
+			// Left in place, they are moved at the next change.
+			settle(p.log, t, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -73,12 +73,24 @@ func (o *ordered) wake(ctx context.Context, wg *sync.WaitGroup, sub subs.Subscri
 	}
 }
 
-// run walks until no wake-up came during the last walk.
+// run walks until no wake-up came during the last walk. A walk that
+// fails is walked again after a pause, its tasks kept meanwhile: they
+// would only wake it wakeTries times and then be given up, and no other
+// task may come to wake it.
 func (o *ordered) run(ctx context.Context, id string, w *walkState) {
 	for {
 		through, err := o.walk(ctx, id)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, subs.ErrNotFound) {
 			o.log.Warn("ordered deliveries paused", "subscription", id, "err", err)
+			pause := time.Second
+			if l := (*later)(nil); errors.As(err, &l) && l.wait > 0 {
+				pause = l.wait
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+				continue
+			}
 		}
 		o.mu.Lock()
 		tasks, more := w.tasks, w.again && ctx.Err() == nil
@@ -204,12 +216,16 @@ func (o *ordered) walk(ctx context.Context, id string) (uint64, error) {
 		task := bus.DeliveryTask(sub.ID, msg.Sequence, msg.Time, msg.Data, "")
 		// The walk makes no task: its attempt continues the event's trace.
 		retrying, err := o.payloads.deliver(telemetry.FromNATS(ctx, msg.Header), sub, ev, msg.Sequence, msg.Time, msg.Data, attempt, func(next time.Time) error {
-			// The state first: a wake-up before the retry time finds it.
-			var err error
-			if st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next); err != nil {
+			// The retry first: a state that names a retry time is trusted
+			// to be woken then, and with no retry stored (DELIVERIES
+			// full) nothing would. A wake-up between the two is this
+			// walk's, or waits for its lock.
+			if err := o.payloads.retry(ctx, sub, task, attempt, 0, next); err != nil {
 				return err
 			}
-			return o.payloads.retry(ctx, sub, task, attempt, 0, next)
+			var err error
+			st, rev, err = o.advance(ctx, id, st, rev, cursor, attempt, next)
+			return err
 		})
 		switch {
 		case err != nil:

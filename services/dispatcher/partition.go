@@ -356,8 +356,36 @@ func (ps *partitions) take(work context.Context, p int) (*part, error) {
 			pt.changed(e.sub)
 		}
 	}
+	pt.wg.Go(pt.strays)
 	ps.log.Debug("partition taken", "partition", p)
 	return pt, nil
+}
+
+// strays moves the digest tasks of the partition's subscriptions that are
+// no longer daily into it: one may have changed while no replica owned
+// the partition, and so none moved them then.
+func (pt *part) strays() {
+	ctx, cancel := context.WithTimeout(pt.ctx, 30*time.Second)
+	defer cancel()
+	info, err := pt.ps.deliveries.Info(ctx, jetstream.WithSubjectFilter(bus.DigestSubject("*")))
+	if err != nil {
+		if pt.ctx.Err() == nil {
+			pt.ps.log.Warn("digest tasks not counted", "partition", pt.n, "err", err)
+		}
+		return
+	}
+	for subject := range info.State.Subjects {
+		id := bus.TaskSub(subject)
+		if bus.Partition(id) != pt.n {
+			continue
+		}
+		// One unknown here may be too new to be seen yet: its tasks stay.
+		if e := pt.ps.index.get(id); e != nil && e.sub.Mode == subs.ModePayload && !e.sub.Daily() {
+			if err := pt.ps.payloads.undigest(ctx, e.sub); err != nil && pt.ctx.Err() == nil {
+				pt.ps.log.Warn("digest tasks of a subscription no longer daily not moved", "subscription", id, "err", err)
+			}
+		}
+	}
 }
 
 // changed wakes the walk of a subscription that is, or was until lately,
@@ -381,22 +409,72 @@ func (pt *part) changed(sub subs.Subscription) {
 // changed tells the owner of a changed subscription's partition.
 func (ps *partitions) changed(id string) {
 	e := ps.index.get(id)
-	if e == nil {
-		ps.limits.forget(id)
-		return
-	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	if e == nil {
+		ps.limits.forget(id)
+		if pt := ps.owned[bus.Partition(id)]; pt != nil {
+			pt.purge(id)
+		}
+		return
+	}
 	if pt := ps.owned[bus.Partition(id)]; pt != nil {
 		pt.changed(e.sub)
+		if e.sub.Mode == subs.ModePayload && !e.sub.Daily() {
+			pt.undigest(e.sub)
+		}
 	}
 }
 
-// close hands the partition back: no more reading, the held tasks back to
-// the stream, the requests in flight finished, then the consumer unpinned
-// so that the next owner gets its tasks at once.
+// purge removes a deleted subscription's tasks, as admin does on
+// deleting it: a failed attempt in flight then stores its retry after.
+// ps.mu must be held.
+func (pt *part) purge(id string) {
+	pt.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(pt.ctx, 30*time.Second)
+		defer cancel()
+		if err := bus.PurgeTasks(ctx, pt.ps.deliveries, id); err != nil && pt.ctx.Err() == nil {
+			pt.ps.log.Warn("tasks of a deleted subscription not removed", "subscription", id, "err", err)
+		}
+	})
+}
+
+// undigest moves what a subscription that may have been daily gathered
+// for its digest into the partition, now and once more when every
+// replica has seen it change. ps.mu must be held, so that the partition
+// is not being handed over.
+func (pt *part) undigest(sub subs.Subscription) {
+	pt.wg.Go(func() {
+		for i := range 2 {
+			if i > 0 {
+				select {
+				case <-pt.ctx.Done():
+					return
+				case <-time.After(undigestAfter):
+				}
+			}
+			ctx, cancel := context.WithTimeout(pt.ctx, 30*time.Second)
+			err := pt.ps.payloads.undigest(ctx, sub)
+			cancel()
+			if err != nil && pt.ctx.Err() == nil {
+				pt.ps.log.Warn("digest tasks of a subscription no longer daily not moved", "subscription", sub.ID, "err", err)
+			}
+		}
+	})
+}
+
+// closingWait is how soon a task that reaches a partition being handed
+// over comes again, to its next owner once the pin has moved.
+const closingWait = 250 * time.Millisecond
+
+// close hands the partition back: the held tasks back to the stream, the
+// requests in flight finished, then no more reading and the consumer
+// unpinned so that the next owner gets its tasks at once. It reads on
+// until its requests are over, giving back whatever comes: a replica
+// that stopped pulling would lose the pin after pinTTL, and the next
+// owner would start a subscription's tasks beside its requests still in
+// flight, past their in-flight limit.
 func (pt *part) close() {
-	pt.stopC()
 	pt.mu.Lock()
 	pt.closing = true
 	var held []heldTask
@@ -413,6 +491,7 @@ func (pt *part) close() {
 	}
 	pt.cancel()
 	pt.wg.Wait()
+	pt.stopC()
 	if !pt.got.Load() {
 		return
 	}
@@ -429,6 +508,17 @@ func (pt *part) close() {
 // walk.
 func (pt *part) take(m jetstream.Msg) {
 	pt.got.Store(true)
+	// Counted in pt.wg before close waits for it, so that whatever this
+	// task starts is waited for too.
+	pt.mu.Lock()
+	if pt.closing {
+		pt.mu.Unlock()
+		settle(pt.ps.log, m, again(closingWait, nil))
+		return
+	}
+	pt.wg.Add(1)
+	pt.mu.Unlock()
+	defer pt.wg.Done()
 	id := bus.TaskSub(m.Subject())
 	e := pt.ps.index.get(id)
 	if e == nil || e.sub.Mode != subs.ModePayload || !e.sub.Active || e.sub.Daily() {
@@ -445,7 +535,7 @@ func (pt *part) take(m jetstream.Msg) {
 	pt.mu.Lock()
 	if pt.closing {
 		pt.mu.Unlock()
-		settle(pt.ps.log, m, again(0, nil))
+		settle(pt.ps.log, m, again(closingWait, nil))
 		return
 	}
 	g := pt.gates[id]

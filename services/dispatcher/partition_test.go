@@ -39,6 +39,18 @@ func newPosts() *posts {
 	return &posts{delay: map[string]time.Duration{}, fail: map[string]int{}, tries: map[string]int{}, got: map[string][]string{}, now: map[string]int{}, most: map[string]int{}}
 }
 
+// tried tells whether every one of the event ids had exactly one attempt.
+func (p *posts) tried(ids ...string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		if p.tries[id] != 1 {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *posts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/")
 	var ev struct {
@@ -230,11 +242,7 @@ func TestRetryHoldsNoSlot(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the dispatcher knows it
 	rcv.fail["doc.changed-0"], rcv.fail["doc.changed-1"] = http.StatusBadRequest, http.StatusBadRequest
 	publishEvents(t, conn, "doc.changed", 2)
-	natstest.WaitFor(t, 5*time.Second, "both failed attempts", func() bool {
-		rcv.mu.Lock()
-		defer rcv.mu.Unlock()
-		return rcv.tries["doc.changed-0"] == 1 && rcv.tries["doc.changed-1"] == 1
-	})
+	natstest.WaitFor(t, 5*time.Second, "both failed attempts", func() bool { return rcv.tried("doc.changed-0", "doc.changed-1") })
 	start := time.Now()
 	ev := `{"specversion":"1.0","id":"healthy","source":"/t","type":"doc.changed","subject":"d","data":{}}`
 	if _, err := conn.JS.Publish(context.Background(), bus.EventsSubject("acme", "doc.changed"), []byte(ev)); err != nil {
@@ -372,11 +380,7 @@ func TestOrderedSwitchedOff(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	rcv.fail["doc.changed-1"] = http.StatusInternalServerError
 	publishEvents(t, conn, "doc.changed", 3)
-	natstest.WaitFor(t, 5*time.Second, "the failed attempt", func() bool {
-		rcv.mu.Lock()
-		defer rcv.mu.Unlock()
-		return rcv.tries["doc.changed-1"] == 1
-	})
+	natstest.WaitFor(t, 5*time.Second, "the failed attempt", func() bool { return rcv.tried("doc.changed-1") })
 	st, err := conn.JS.Stream(ctx, bus.StreamEvents)
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,10 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 		if e.pendingUntil = jet.TimerAt(msg.Header); e.pendingUntil.IsZero() {
 			return fmt.Errorf("ping timer of %s has no readable time", id)
 		}
+		// The timer ran when this change was already stored, so it fires
+		// after it, even when its time has passed: the server fires up to a
+		// scheduler tick late, and asking again until then would loop.
+		return nil
 	}
 }
 

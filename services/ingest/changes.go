@@ -17,7 +17,6 @@ import (
 	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
-	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/internal/tenant"
 	"kurier.dev/services/internal/web"
 )
@@ -170,37 +169,8 @@ func (s *Service) ackPings(ctx context.Context, fq feedQuery, answered Changes) 
 	if err != nil || !ok {
 		return err
 	}
-	st, err := s.subs.ResetUnacked(ctx, id)
-	if errors.Is(err, subs.ErrNotFound) {
-		return nil // deleted meanwhile
-	}
-	if err != nil {
-		return fmt.Errorf("reset unacked of %s: %w", id, err)
-	}
 	through, _ := decodeCursor(answered.Cursor)
-	// Read through the leader: a replica behind it could miss the change
-	// that was stored a moment ago.
-	var newest *jetstream.RawStreamMsg
-	for _, t := range catalog.Expand([]string{fq.typ}) {
-		m, err := jet.LeaderGet(ctx, s.conn.NC, bus.StreamEvents, jet.LeaderQuery{LastBySubject: bus.EventsSubject(fq.org, t)})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("newest change: %w", err)
-		}
-		if newest == nil || m.Sequence > newest.Sequence {
-			newest = m
-		}
-	}
-	if newest == nil || newest.Sequence <= through || st.Covers(newest.Time) {
-		return nil
-	}
-	err = jet.StartTimer(ctx, s.conn.JS, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(s.cfg.NotifyDelay), nil)
-	if err != nil && !errors.Is(err, jet.ErrTimerRunning) {
-		return fmt.Errorf("ping of %s: %w", id, err)
-	}
-	return nil
+	return s.subs.AckPings(ctx, s.conn.NC, id, fq.org, []string{fq.typ}, through, s.cfg.NotifyDelay)
 }
 
 func unavailable(err error) error {

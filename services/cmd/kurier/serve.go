@@ -253,7 +253,7 @@ func serve(ctx context.Context, r role, args []string) error {
 				return err
 			}
 		}
-		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace, Book: s.addresssync.Lock, TLS: grpcTLS}, conn, log.With("service", "admin"), reg)
+		svc, err := admin.New(ctx, admin.Config{Token: s.adminToken, Limits: s.limits, SecretGrace: s.secretGrace, NotifyDelay: s.dispatcher.NotifyDelay, Book: s.addresssync.Lock, TLS: grpcTLS}, conn, log.With("service", "admin"), reg)
 		if err != nil {
 			return err
 		}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/catalog"
 	"kurier.dev/services/internal/jet"
 )
 
@@ -159,6 +161,46 @@ func (s *Store) ResetUnacked(ctx context.Context, id string) (PingState, error) 
 		return st, nil
 	}
 	return st, err
+}
+
+// AckPings resets a ping subscription's unacknowledged pings and, when
+// its newest change of types (in org) stored after sequence after is
+// covered by no ping, starts its timer to fire delay from now. A dispatcher that still saw the
+// count at its cap routed such a change without setting a timer, and
+// nothing else would ping for it. The change feed passes the sequence it
+// answered through; switching a subscription on, the last one before.
+// A subscription deleted meanwhile is no error.
+func (s *Store) AckPings(ctx context.Context, nc *nats.Conn, id, org string, types []string, after uint64, delay time.Duration) error {
+	st, err := s.ResetUnacked(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reset unacked of %s: %w", id, err)
+	}
+	// Read through the leader: a replica behind it could miss the change
+	// that was stored a moment ago.
+	var newest *jetstream.RawStreamMsg
+	for _, t := range catalog.Expand(types) {
+		m, err := jet.LeaderGet(ctx, nc, bus.StreamEvents, jet.LeaderQuery{LastBySubject: bus.EventsSubject(org, t)})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("newest change: %w", err)
+		}
+		if newest == nil || m.Sequence > newest.Sequence {
+			newest = m
+		}
+	}
+	if newest == nil || newest.Sequence <= after || st.Covers(newest.Time) {
+		return nil
+	}
+	err = jet.StartTimer(ctx, s.js, bus.NotifySched(id), bus.NotifyDue(id), time.Now().Add(delay), nil)
+	if err != nil && !errors.Is(err, jet.ErrTimerRunning) {
+		return fmt.Errorf("ping of %s: %w", id, err)
+	}
+	return nil
 }
 
 // clockSlack allows for the clocks of Kurier's processes differing from
