@@ -177,7 +177,7 @@ func (s *Service) Run(ctx context.Context) error {
 					return s.router.catchUp(ctx, e)
 				})
 			}()
-		})
+		}, func(id string, st subs.PingState, written time.Time) { s.pings.reopened(wctx, id, st, written) })
 	}); err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type entry struct {
 	// pendingUntil: a ping timer is known to run until then, so changes
 	// before it are covered without asking the stream. Guarded by mu.
 	pendingUntil time.Time
+	// passed is when the newest change stored that this replica passed
+	// over because the unacked count stood at its cap. Guarded by mu.
+	passed time.Time
 	// filter decides which events of its types the subscription gets,
 	// compiled once per revision; filterErr, a stored filter that does
 	// not compile here, lets none through, as a filter failing at run
@@ -173,11 +176,11 @@ func (x *index) setState(id string, k knownState) {
 }
 
 // watch loads both buckets and keeps following them until ctx ends,
-// telling changed of every subscription that changes, and routable of one
+// telling changed of every subscription that changes, routable of one
 // that a change made take events it did not take before (its RoutedFrom
-// moved). It returns once the initial contents are in, so no event is
+// moved), and stated of every state written, with when. It returns once the initial contents are in, so no event is
 // matched against an empty index.
-func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string), routable func(*entry)) error {
+func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, changed func(id string), routable func(*entry), stated func(id string, st subs.PingState, written time.Time)) error {
 	sw, err := store.Bucket().Watch(ctx, bus.SubKeys)
 	if err != nil {
 		return fmt.Errorf("watch subscriptions: %w", err)
@@ -236,6 +239,9 @@ func (x *index) watch(ctx context.Context, store *subs.Store, log *slog.Logger, 
 			k = knownState{st: st, rev: e.Revision()}
 		}
 		x.setState(e.Key(), k)
+		if k.rev != 0 {
+			stated(e.Key(), k.st, e.Created())
+		}
 	})
 	for range 2 {
 		select {

@@ -580,7 +580,17 @@ func (pt *part) fill(id string, g *gate, limit int, lim *rate.Limiter) {
 	if g.inflight == 0 && len(g.held) == 0 {
 		delete(pt.gates, id)
 	}
+	if len(next) == 0 {
+		pt.mu.Unlock()
+		return
+	}
+	// Counted while pt.mu is held and the partition is not closing, so
+	// before close may wait: a wake-up or a change of limits is not inside
+	// a task's count, and what it starts must be waited for before the
+	// partition is handed over.
+	pt.wg.Add(1)
 	pt.mu.Unlock()
+	defer pt.wg.Done()
 	for _, m := range next {
 		pt.start(id, m, true)
 	}

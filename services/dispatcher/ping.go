@@ -41,10 +41,10 @@ func (p *pinger) pingedSince(e *entry, stored time.Time) bool {
 	return st.Covers(stored)
 }
 
-// schedule makes sure a ping is pending for the subscription: either one
-// already is (the change is coalesced into it), or a timer is started that
-// fires NotifyDelay from now.
-func (p *pinger) schedule(ctx context.Context, e *entry) error {
+// schedule makes sure a ping is pending for the subscription after a
+// change stored at stored: either one already is (the change is coalesced
+// into it), or a timer is started that fires NotifyDelay from now.
+func (p *pinger) schedule(ctx context.Context, e *entry, stored time.Time) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id := e.sub.ID
@@ -54,6 +54,7 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 			return nil
 		}
 		if p.index.unackedOf(id) >= p.cfg.MaxUnacked {
+			e.passOver(stored)
 			return nil // capped: no ping until the feed is read
 		}
 		at := now.Add(p.cfg.NotifyDelay)
@@ -86,6 +87,41 @@ func (p *pinger) schedule(ctx context.Context, e *entry) error {
 		// scheduler tick late, and asking again until then would loop.
 		return nil
 	}
+}
+
+// passOver notes a change that got no ping because the count stood at
+// its cap. e.mu must be held.
+func (e *entry) passOver(stored time.Time) {
+	if stored.After(e.passed) {
+		e.passed = stored
+	}
+}
+
+// reopened is told of every ping state written. Who resets the count (the
+// change feed, switching the subscription on) starts a timer for the
+// changes stored until then; a change stored after, which this replica
+// passed over because it had not yet seen the reset, is left to the
+// replica, which starts the timer now.
+func (p *pinger) reopened(ctx context.Context, id string, st subs.PingState, written time.Time) {
+	if st.Unacked >= p.cfg.MaxUnacked {
+		return
+	}
+	e := p.index.get(id)
+	if e == nil || e.sub.Mode != subs.ModePing || !e.sub.Active {
+		return
+	}
+	e.mu.Lock()
+	passed := e.passed
+	e.passed = time.Time{}
+	e.mu.Unlock()
+	if passed.IsZero() || passed.Before(written) || st.Covers(passed) {
+		return
+	}
+	go func() {
+		if err := p.schedule(ctx, e, passed); err != nil && ctx.Err() == nil {
+			p.log.Warn("ping for a change passed over at the cap not set; the next change sets one", "subscription", id, "err", err)
+		}
+	}()
 }
 
 // claimGrace is added to the ping timeout before a claim whose replica

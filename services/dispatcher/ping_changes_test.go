@@ -215,3 +215,50 @@ func TestFailingPingReceiverIsCappedAndCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestPassedOverAtTheCapPingedAfterReset: a change stored after the count
+// was reset, routed by a replica that had not seen the reset yet, got no
+// timer; the reset's writer read EVENTS before it and set none either.
+// The replica starts the timer once it sees the reset. A change stored
+// before the reset is left to the reset's writer.
+func TestPassedOverAtTheCapPingedAfterReset(t *testing.T) {
+	ctx := context.Background()
+	rcv := &pings{at: map[string][]time.Time{}}
+	cfg := DefaultConfig()
+	cfg.MaxUnacked = 1
+	cfg.NotifyDelay = 200 * time.Millisecond
+	conn, store, sub, _, svc := pingFixture(t, cfg, rcv)
+	notify, err := conn.JS.Stream(ctx, bus.StreamNotify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setUnacked := func(n int) {
+		t.Helper()
+		if _, _, err := store.UpdateState(ctx, sub.ID, func(st *subs.PingState) error { st.Unacked = n; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		natstest.WaitFor(t, 5*time.Second, "the count seen", func() bool { return svc.index.unackedOf(sub.ID) == n })
+	}
+	for _, after := range []bool{false, true} {
+		setUnacked(1)
+		stored := time.Now().Add(-time.Second)
+		if after {
+			stored = time.Now().Add(time.Second) // stored after the reset below
+		}
+		if err := svc.pings.schedule(ctx, svc.index.get(sub.ID), stored); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := notify.GetLastMsgForSubject(ctx, bus.NotifySched(sub.ID)); err == nil {
+			t.Fatal("a timer set at the cap")
+		}
+		setUnacked(0)
+		if !after {
+			time.Sleep(500 * time.Millisecond)
+			if n := len(rcv.of(sub.ID)); n != 0 {
+				t.Fatalf("%d pings for a change stored before the reset, which its writer answers for", n)
+			}
+			continue
+		}
+		natstest.WaitFor(t, 5*time.Second, "a ping for the change passed over", func() bool { return len(rcv.of(sub.ID)) == 1 })
+	}
+}

@@ -86,7 +86,7 @@ func (r *router) route(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMe
 			if r.pings.pingedSince(e, md.Timestamp) {
 				continue
 			}
-			step = func() error { return r.pings.schedule(ctx, e) }
+			step = func() error { return r.pings.schedule(ctx, e, md.Timestamp) }
 		default:
 			continue
 		}
@@ -181,8 +181,12 @@ func (r *router) covered(m jetstream.Msg) bool {
 			return false
 		}
 		pending := now.Before(e.pendingUntil)
+		capped := !pending && r.index.unackedOf(e.sub.ID) >= r.maxUnacked
+		if capped {
+			e.passOver(stored)
+		}
 		e.mu.Unlock()
-		if !pending && r.index.unackedOf(e.sub.ID) < r.maxUnacked {
+		if !pending && !capped {
 			return false
 		}
 	}
