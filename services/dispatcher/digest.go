@@ -56,8 +56,8 @@ func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
 	// One consumer per digest being sent, so consumers do not grow with
 	// daily subscriptions; the due message is out to one replica at a
 	// time, so no two digests of a subscription overlap.
-	name := "digest-" + id
-	_ = d.js.DeleteConsumer(ctx, bus.StreamDeliveries, name) // one left by a replica that died
+	name := digestConsumer(id)
+	_ = d.js.DeleteConsumer(ctx, bus.StreamDeliveries, name) // one left by a replica that died, or by undigest
 	cons, err := d.js.CreateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
 		Durable: name, FilterSubject: bus.DigestSubject(id), AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 5 * time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
@@ -181,6 +181,10 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 	return wait, false, retry
 }
 
+// digestConsumer names the consumer that reads a subscription's digest
+// subject, for its digest or to move the tasks out.
+func digestConsumer(sub string) string { return "digest-" + sub }
+
 // undigestAfter is how long after a subscription stopped being daily its
 // digest subject is looked at once more: a replica that had not seen the
 // change yet may have gathered a task there meanwhile.
@@ -198,7 +202,9 @@ func (p *payloads) undigest(ctx context.Context, sub subs.Subscription) error {
 	if len(info.State.Subjects) == 0 {
 		return nil
 	}
-	name := "undigest-" + sub.ID
+	// The digest's name: a work-queue stream refuses two consumers of one
+	// subject, and each removes one the other left behind.
+	name := digestConsumer(sub.ID)
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
 		Durable: name, FilterSubject: bus.DigestSubject(sub.ID), AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
