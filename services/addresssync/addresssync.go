@@ -211,12 +211,26 @@ func (s *Service) org(ctx context.Context, r *http.Request) (tenant.Org, error) 
 	if err := web.Limit(s.limit, key.ID, "Authorization"); err != nil {
 		return tenant.Org{}, err
 	}
-	o, err := s.tenants.Org(ctx, key.Org)
+	return s.current(ctx, key.Org)
+}
+
+var errSyncDisabled = &web.Error{Status: http.StatusServiceUnavailable, Code: "sync_disabled",
+	Message: "the organisation has the address-book sync switched off"}
+
+// current reads the org as it is now, answering 503 if it has the sync
+// switched off. A request reads it again once it holds the book: it may
+// have waited for the lock while the org's settings changed, and deleting
+// an org switches its sync off before it takes the book to delete it.
+func (s *Service) current(ctx context.Context, id string) (tenant.Org, error) {
+	o, err := s.tenants.Org(ctx, id)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return o, errSyncDisabled
+	}
 	if err != nil {
 		return o, unavailable(err)
 	}
 	if !o.AddressbookSync {
-		return o, web.Errf(http.StatusServiceUnavailable, "sync_disabled", "", "the organisation has the address-book sync switched off")
+		return o, errSyncDisabled
 	}
 	return o, nil
 }
@@ -246,8 +260,9 @@ func (s *Service) delete(r *http.Request) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
+	notAllowed := web.Errf(http.StatusForbidden, "deletion_not_allowed", "", "the organisation does not allow deleting persons")
 	if !o.AllowPersonDeletion {
-		return Counts{}, web.Errf(http.StatusForbidden, "deletion_not_allowed", "", "the organisation does not allow deleting persons")
+		return Counts{}, notAllowed
 	}
 	id := r.PathValue("externalDbId")
 	notFound := web.Errf(http.StatusNotFound, "not_found", "externalDbId", "no synced person has this externalDbId")
@@ -255,7 +270,7 @@ func (s *Service) delete(r *http.Request) (Counts, error) {
 	// An id no sync can have brought in, or one the org has no synced
 	// person with, is answered before the lock is taken: a request for
 	// nothing neither waits for nor holds up the org's syncs.
-	if len(id) > book.MaxIDLen || !utf8.ValidString(id) {
+	if !utf8.ValidString(id) || utf8.RuneCountInString(id) > book.MaxIDLen {
 		return Counts{}, notFound
 	}
 	if b, err := s.book.Read(ctx, o.ID, id); err != nil {
@@ -268,6 +283,12 @@ func (s *Service) delete(r *http.Request) (Counts, error) {
 		return Counts{}, err
 	}
 	defer w.Release()
+	if o, err = s.current(ctx, o.ID); err != nil {
+		return Counts{}, err
+	}
+	if !o.AllowPersonDeletion {
+		return Counts{}, notAllowed
+	}
 	b, err := w.Read(ctx, id) // again: a sync may have changed it meanwhile
 	if err != nil {
 		return Counts{}, unavailable(err)

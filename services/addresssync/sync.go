@@ -79,6 +79,9 @@ func (s *Service) syncBook(r *http.Request, o tenant.Org) (Counts, string, error
 		return Counts{}, source, err
 	}
 	defer w.Release()
+	if o, err = s.current(ctx, o.ID); err != nil {
+		return Counts{}, source, err
+	}
 	b, err := w.Book(ctx)
 	if err != nil {
 		return Counts{}, source, unavailable(err)

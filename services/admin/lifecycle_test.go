@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
 	"kurier.dev/services/bus"
+	"kurier.dev/services/internal/book"
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/subs"
 )
@@ -180,5 +184,23 @@ func TestDeletedSubscriptionsTasksGo(t *testing.T) {
 	}
 	if n := left(ids[1]); n != 3 {
 		t.Errorf("%d tasks of the other subscription left, want its 3", n)
+	}
+}
+
+// TestPersonIDsCountedInCharacters: admin takes every person id a sync
+// takes (up to book.MaxIDLen characters, however many bytes), and refuses
+// a longer one naming the field.
+func TestPersonIDsCountedInCharacters(t *testing.T) {
+	ctx, api, _ := busAdmin(t)
+	if _, err := api.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := api.GetPerson(ctx, &adminv1.GetPersonRequest{OrgId: "acme", ExternalDbId: strings.Repeat("ä", book.MaxIDLen)})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("an id of %d characters in %d bytes: %v, want NOT_FOUND", book.MaxIDLen, 2*book.MaxIDLen, err)
+	}
+	_, err = api.GetPerson(ctx, &adminv1.GetPersonRequest{OrgId: "acme", ExternalDbId: strings.Repeat("a", book.MaxIDLen+1)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "external_db_id") {
+		t.Errorf("an id of %d characters: %v, want INVALID_ARGUMENT naming external_db_id", book.MaxIDLen+1, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
@@ -64,7 +65,8 @@ func bookErr(err error) error {
 }
 
 func checkExternalID(id string) error {
-	if id == "" || len(id) > book.MaxIDLen {
+	// Counted in characters, as a sync counts the ids it takes.
+	if id == "" || utf8.RuneCountInString(id) > book.MaxIDLen {
 		return invalid("external_db_id", "is required, at most %d characters", book.MaxIDLen)
 	}
 	return nil

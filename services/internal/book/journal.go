@@ -123,7 +123,10 @@ func (w *Writer) Commit(ctx context.Context, changes []Change) error {
 	after, cancelAfter := w.lease.Guard(context.WithoutCancel(ctx))
 	defer cancelAfter()
 
-	if err := w.writeJournal(gctx, j); err != nil {
+	// Written whole even if the caller goes away: a begun mark still on
+	// its way when the journal is purged would land after, naming chunks
+	// that are gone, and the org's next sync could not recover from it.
+	if err := w.writeJournal(after, j); err != nil {
 		w.purge(after)
 		return w.cause(err)
 	}
@@ -298,6 +301,22 @@ func (w *Writer) undo(ctx context.Context, j *journal) error {
 // the persons it deleted. The events' ids come from the journal, so one
 // sent twice is recognised as a duplicate within the dedupe window.
 func (w *Writer) finish(ctx context.Context, j *journal) error {
+	// A change is finished again when its journal outlived a finish that
+	// had given its ids up, and another org may have claimed one since:
+	// only an id still the org's is given up, expecting the revision read.
+	var released []string
+	for _, c := range j.changes {
+		if c.releases() {
+			released = append(released, c.ID)
+		}
+	}
+	owners := map[string]Owner{}
+	if len(released) > 0 {
+		var err error
+		if owners, err = w.s.Owners(ctx, released); err != nil {
+			return err
+		}
+	}
 	msgs := func(yield func(*nats.Msg, error) bool) {
 		for i := range j.changes {
 			c := &j.changes[i]
@@ -315,7 +334,7 @@ func (w *Writer) finish(ctx context.Context, j *journal) error {
 			if !yield(m, err) {
 				return
 			}
-			if c.releases() && !yield(deletion(bus.PersonOwnerKey(c.ID)), nil) {
+			if o := owners[c.ID]; c.releases() && o.Org == j.org && !yield(expect(deletion(bus.PersonOwnerKey(c.ID)), o.Rev), nil) {
 				return
 			}
 		}
@@ -422,21 +441,35 @@ func (w *Writer) publishAll(ctx context.Context, msgs iter.Seq2[*nats.Msg, error
 	}
 	idle := time.NewTimer(s.timeout)
 	defer idle.Stop()
+	// A caller that goes away (a sync's client hanging up) stops the
+	// sending, not the waiting: what follows a failure is an undo, which
+	// reads the book and must find every write sent landed already. Only
+	// a lease running short ends the wait, as then the next holder undoes.
+	held, release := w.lease.Guard(context.WithoutCancel(ctx))
+	defer release()
+	wait := ctx
 	var sent []jetstream.PubAckFuture // sent[k] is message done+k
 	done := 0
 	await := func() bool {
-		select {
-		case <-sent[0].Ok():
-		case err := <-sent[0].Err():
-			if !jet.IsDuplicate(err) {
-				fail(done, err)
+		for {
+			select {
+			case <-sent[0].Ok():
+			case err := <-sent[0].Err():
+				if !jet.IsDuplicate(err) {
+					fail(done, err)
+				}
+			case <-idle.C:
+				fail(done, fmt.Errorf("no acknowledgement within %v", s.timeout))
+				return false
+			case <-wait.Done():
+				fail(done, wait.Err())
+				if wait == held || w.lease.Check() != nil {
+					return false
+				}
+				wait = held
+				continue
 			}
-		case <-idle.C:
-			fail(done, fmt.Errorf("no acknowledgement within %v", s.timeout))
-			return false
-		case <-ctx.Done():
-			fail(done, ctx.Err())
-			return false
+			break
 		}
 		idle.Reset(s.timeout)
 		sent = sent[1:]
