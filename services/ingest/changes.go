@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -32,6 +34,10 @@ const (
 	// so a query over a long backlog of one hot document stays short.
 	scanFactor = 10
 	minScan    = 10000
+	// feedAttempts and feedBackoff bound the reads of a query that keeps
+	// losing the position to queries at the same time (see serveChanges).
+	feedAttempts = 10
+	feedBackoff  = 10 * time.Millisecond
 )
 
 // Change is one changed document in a feed answer.
@@ -139,11 +145,29 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 	if err != nil {
 		return Changes{}, err
 	}
-	var res Changes
 	// Without a cursor, two queries at once must not both be given the
 	// same changes: the position moves by compare-and-set, and the loser
-	// reads again from where the winner left off.
-	for range 5 {
+	// reads again from where the winner left off. Racing, readers that
+	// keep querying one feed would make one query lose again and again
+	// until it gave up; so the queries of this process take turns, and
+	// only those of other replicas race, which a random pause, longer
+	// after each loss, puts out of step.
+	unlock, err := s.feedsMu.lock(ctx, bus.FeedKey(fq.org, fq.system, fq.typ))
+	if err != nil {
+		return Changes{}, unavailable(err)
+	}
+	defer unlock()
+	var res Changes
+	for attempt := range feedAttempts {
+		if attempt > 0 {
+			pause := time.NewTimer(rand.N(time.Duration(attempt) * feedBackoff))
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+				pause.Stop()
+				return Changes{}, unavailable(ctx.Err())
+			}
+		}
 		res, err = s.queryFeed(ctx, fq)
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 			break
@@ -156,6 +180,48 @@ func (s *Service) serveChanges(r *http.Request) (Changes, error) {
 		s.log.WarnContext(ctx, "unacked pings not acknowledged", "system", fq.system, "type", fq.typ, "err", err)
 	}
 	return res, nil
+}
+
+// feedLocks lets one query at a time of this process read a feed and
+// move its position.
+type feedLocks struct {
+	mu   sync.Mutex // guards held
+	held map[string]*feedLock
+}
+
+type feedLock struct {
+	turn  chan struct{} // holds a value while a query has the feed
+	users int           // queries holding or waiting for it
+}
+
+// lock waits for the feed's turn, or for ctx to end, and answers the
+// function that ends the turn.
+func (f *feedLocks) lock(ctx context.Context, key string) (func(), error) {
+	f.mu.Lock()
+	if f.held == nil {
+		f.held = map[string]*feedLock{}
+	}
+	l := f.held[key]
+	if l == nil {
+		l = &feedLock{turn: make(chan struct{}, 1)}
+		f.held[key] = l
+	}
+	l.users++
+	f.mu.Unlock()
+	release := func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if l.users--; l.users == 0 {
+			delete(f.held, key)
+		}
+	}
+	select {
+	case l.turn <- struct{}{}:
+		return func() { <-l.turn; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 // ackPings resets the unacked counter of the system's ping subscription

@@ -111,7 +111,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, traced boo
 	}
 	res, err := s.store(ctx, key.Org, events, traced)
 	if err != nil {
-		return 0, err
+		return 0, storeErr(err, mode == event.MediaBatch)
 	}
 	web.WriteJSON(w, r, http.StatusAccepted, res)
 	return http.StatusAccepted, nil

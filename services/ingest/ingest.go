@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
@@ -86,6 +87,7 @@ type Service struct {
 	log      *slog.Logger
 	inflight *semaphore.Weighted
 	limit    *ratelimit.Limiter
+	feedsMu  feedLocks
 	m        metrics
 }
 
@@ -128,9 +130,19 @@ func New(ctx context.Context, cfg Config, conn *jet.Conn, log *slog.Logger, reg 
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
+	// store gives up on a publication after attemptWait and sends it
+	// again, so the client gives it up then too (see jet.PublishTimeout):
+	// a few leader losses would otherwise fill the pending budget for
+	// jet.PublishTimeout, and every request meanwhile be refused as
+	// overloaded.
+	pub, err := jetstream.New(conn.NC, jetstream.WithPublishAsyncMaxPending(jet.MaxPending),
+		jetstream.WithPublishAsyncTimeout(attemptWait))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	s := &Service{
 		cfg:      cfg,
-		conn:     conn,
+		conn:     &jet.Conn{NC: conn.NC, JS: pub},
 		tenants:  tenants,
 		subs:     subStore,
 		feeds:    feeds,
@@ -199,6 +211,15 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event, t
 			defer span.End()
 		}
 		telemetry.ToNATS(ectx, msgs[i].Header)
+		// Refused here, before anything is published: the server would
+		// refuse this one alone after the events before it were stored,
+		// and a sender told to retry would be refused for ever. Extension
+		// values and dataschema have no limit of their own short of the
+		// body's.
+		if size, most := msgs[i].Size()-len(msgs[i].Subject), s.maxStored(); size > most {
+			return Result{}, &event.Error{Index: i, Field: "body", TooLarge: true,
+				Message: fmt.Sprintf("the event is %d bytes as stored, at most %d are allowed", size, most)}
+		}
 	}
 	// An event acknowledged as a duplicate on a second sending was most
 	// likely stored by the first: only the first sending tells.
@@ -227,7 +248,8 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event, t
 				switch {
 				case jet.IsDuplicate(err):
 					dup[i] = first
-				case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected):
+				case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) ||
+					errors.Is(err, jetstream.ErrAsyncPublishTimeout):
 					again = append(again, i) // no leader, or no server, at the moment
 				default:
 					timeout.Stop()
@@ -261,6 +283,33 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event, t
 	}
 	s.count(res)
 	return res, nil
+}
+
+// maxStored is the most bytes, headers included, that an event may take
+// as a message: the server's largest payload, or the stream's largest
+// message if that is less.
+func (s *Service) maxStored() int {
+	most := int(s.conn.NC.MaxPayload())
+	if m := int(s.events.CachedInfo().Config.MaxMsgSize); m > 0 && (most <= 0 || m < most) {
+		most = m
+	}
+	if most <= 0 {
+		return math.MaxInt // not connected yet: the publish decides
+	}
+	return most
+}
+
+// storeErr answers a failure of store. An event too large to be stored
+// is the sender's to fix, named by its index only in a batch.
+func storeErr(err error, batch bool) error {
+	var ee *event.Error
+	if !errors.As(err, &ee) {
+		return err
+	}
+	if !batch {
+		ee.Index = -1
+	}
+	return invalid(ee)
 }
 
 func (s *Service) count(r Result) {

@@ -133,5 +133,6 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg, traced bool) (Resu
 	if err := s.conform(org, events, batch); err != nil {
 		return Result{}, err
 	}
-	return s.store(ctx, org, events, traced)
+	res, err := s.store(ctx, org, events, traced)
+	return res, storeErr(err, batch)
 }

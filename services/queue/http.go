@@ -143,6 +143,9 @@ func (s *Service) deleteQueue(w http.ResponseWriter, r *http.Request) error {
 		return storeErr(err)
 	}
 	s.log.InfoContext(r.Context(), "queue deleted", "org", org, "queue", id)
+	// Peeks waiting here on the queue learn at once that it is gone; those
+	// on other replicas at their next look.
+	s.waiters.wake(id)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -239,13 +242,21 @@ func (s *Service) peek(w http.ResponseWriter, r *http.Request) error {
 		defer s.m.waiting.Dec()
 	}
 	deadline := time.Now().Add(timeout)
-	for {
+	for looked := false; ; looked = true {
 		msgs, err := s.queues.Peek(ctx, q.ID, count)
 		if err != nil {
 			return unavailable(err)
 		}
 		if len(msgs) > 0 || timeout == 0 {
 			return writePeek(w, msgs)
+		}
+		// A deleted queue reads as empty: without looking at its record
+		// the peek would wait out its timeout and answer 408, as if the
+		// queue were still there.
+		if looked {
+			if _, err := s.queues.OfOrg(ctx, org, q.ID); err != nil {
+				return storeErr(err)
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {

@@ -21,6 +21,16 @@ type Conn struct {
 	JS jetstream.JetStream
 }
 
+// MaxPending bounds a connection's publications awaiting a stream's
+// answer; past it, publishing waits.
+const MaxPending = 4096
+
+// PublishTimeout ends the wait for a publication's answer. One never
+// answered (a stream leader died holding it) would otherwise stay pending
+// as long as the connection, holding its message and a place of
+// MaxPending: a few leader losses would leave no place for anything.
+const PublishTimeout = 30 * time.Second
+
 // Connect dials NATS and keeps reconnecting for as long as the process
 // lives: a service outlives any one NATS node. Extra options (credentials,
 // TLS, an in-process server) are passed through.
@@ -42,7 +52,7 @@ func Connect(url, name string, log *slog.Logger, opts ...nats.Option) (*Conn, er
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxPending), jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
