@@ -399,19 +399,8 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, hangUp := context.WithCancel(context.Background())
+			hangUp := syncUnanswered(t, dying, key, body)
 			defer hangUp()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, dying+"/rest/addressbook/sync", bytes.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", key)
-			req.Header.Set("Content-Type", "application/json")
-			go func() {
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}()
 			for {
 				m, err := states.NextMsg(30 * time.Second)
 				if err != nil {
@@ -425,17 +414,7 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 			doomed.NC.Close() // the replica dies: its writes and its lock's renewals end
 			killed := time.Now()
 			hangUp()
-			journal := func() uint64 {
-				st, err := e.conn.JS.Stream(context.Background(), bus.StreamSyncJournal)
-				if err != nil {
-					t.Fatal(err)
-				}
-				info, err := st.Info(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				return info.State.Msgs
-			}
+			journal := func() uint64 { return journalLen(t, e.conn) }
 			if journal() == 0 {
 				t.Fatal("the sync ended before the replica died: the test tests nothing")
 			}
@@ -467,4 +446,38 @@ func TestLiveReplicasRecoverSyncOfDeadOne(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syncUnanswered posts a sync of body in the background, its answer
+// unread, and answers the function that hangs up.
+func syncUnanswered(t *testing.T, base, key string, body []byte) context.CancelFunc {
+	t.Helper()
+	ctx, hangUp := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/rest/addressbook/sync", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", key)
+	req.Header.Set("Content-Type", "application/json")
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	return hangUp
+}
+
+// journalLen answers how many messages SYNC_JOURNAL holds: none once every
+// sync has ended.
+func journalLen(t *testing.T, conn *jet.Conn) uint64 {
+	t.Helper()
+	st, err := conn.JS.Stream(context.Background(), bus.StreamSyncJournal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }

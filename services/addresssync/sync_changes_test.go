@@ -1,7 +1,6 @@
 package addresssync
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -169,34 +168,13 @@ func TestSyncUndoneWhenItsClientHangsUp(t *testing.T) {
 	if err := e.conn.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, hangUp := context.WithCancel(context.Background())
+	hangUp := syncUnanswered(t, base, key, body)
 	defer hangUp()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/rest/addressbook/sync", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", key)
-	req.Header.Set("Content-Type", "application/json")
-	go func() {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
 	if _, err := states.NextMsg(30 * time.Second); err != nil { // begun: the writes go out
 		t.Fatal(err)
 	}
 	hangUp()
-	journal := func() uint64 {
-		st, err := e.conn.JS.Stream(context.Background(), bus.StreamSyncJournal)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	journal := func() uint64 { return journalLen(t, e.conn) }
 	natstest.WaitFor(t, 10*time.Second, "the sync to end", func() bool { return journal() == 0 })
 	time.Sleep(200 * time.Millisecond) // any write still on its way lands
 	got, changed := e.persons("acme"), 0

@@ -3,38 +3,14 @@ package queue
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"kurier.dev/services/bus"
 	"kurier.dev/services/contract"
-	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/internal/queues"
-	"kurier.dev/services/internal/web"
 	"kurier.dev/services/natstest"
 )
-
-// serveSvc is serve, answering the service too.
-func serveSvc(t *testing.T, conn *jet.Conn, cfg Config) (string, *Service) {
-	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(web.RequestIDs(mux, natstest.Log))
-	t.Cleanup(srv.Close)
-	cfg.PublicURL = srv.URL
-	svc, err := New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.Routes(mux)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv.URL, svc
-}
 
 // waiting answers how many peeks wait on the service's queues.
 func (s *Service) waitingPeeks() int {

@@ -42,6 +42,13 @@ func makeKeys(t *testing.T, conn *jet.Conn) keys {
 // the test ends, and answers its base URL.
 func serve(t *testing.T, conn *jet.Conn, cfg Config) string {
 	t.Helper()
+	url, _ := serveSvc(t, conn, cfg)
+	return url
+}
+
+// serveSvc is serve, answering the service too.
+func serveSvc(t *testing.T, conn *jet.Conn, cfg Config) (string, *Service) {
+	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(web.RequestIDs(mux, natstest.Log)) // as web.Serve serves it
 	t.Cleanup(srv.Close)
@@ -55,7 +62,7 @@ func serve(t *testing.T, conn *jet.Conn, cfg Config) string {
 	done := make(chan struct{})
 	go func() { _ = svc.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return srv.URL
+	return srv.URL, svc
 }
 
 func start(t *testing.T, cfg Config) (string, keys) {
