@@ -299,12 +299,20 @@ func (s *Store) List(ctx context.Context, org string) ([]Queue, error) {
 }
 
 // Delete removes a queue of org and all its messages. The record goes
-// first, so that the queue answers as absent at once.
+// first, so that the queue answers as absent at once. A delete that
+// failed after that left the id in the org's set: done again, it finishes.
 func (s *Store) Delete(ctx context.Context, org, id string) error {
-	if _, err := s.OfOrg(ctx, org, id); err != nil {
+	if _, err := s.OfOrg(ctx, org, id); errors.Is(err, ErrNotFound) {
+		set, _, serr := s.set(ctx, org)
+		if serr != nil {
+			return serr
+		}
+		if _, left := set[id]; !left {
+			return err
+		}
+	} else if err != nil {
 		return err
-	}
-	if err := s.kv.Purge(ctx, bus.QueueKey(id)); err != nil {
+	} else if err := s.kv.Purge(ctx, bus.QueueKey(id)); err != nil {
 		return fmt.Errorf("delete queue %s: %w", id, err)
 	}
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(bus.QueueSubject(id))); err != nil {

@@ -196,3 +196,31 @@ func TestPeekReplicatedIsBatched(t *testing.T) {
 		t.Fatalf("a peek of an empty queue made %d leader reads and %d direct reads, want 1 and 0", l, d)
 	}
 }
+
+// TestDeleteFinishesOneThatFailedHalfWay: a delete that removed the
+// queue's record but failed to purge its messages answered an error; the
+// delete done again removes the messages and the id from the org's set,
+// instead of answering that the queue is not there and leaving both.
+func TestDeleteFinishesOneThatFailedHalfWay(t *testing.T) {
+	ctx := context.Background()
+	s, _ := single(t)
+	q := newQueue(t, s)
+	if _, err := s.Post(ctx, q.ID, []byte(`{"a":1}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kv.Purge(ctx, bus.QueueKey(q.ID)); err != nil { // as far as the failed delete got
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "acme", q.ID); err != nil {
+		t.Fatalf("the delete done again: %v", err)
+	}
+	if n := held(t, s, q.ID); n != 0 {
+		t.Errorf("%d messages left of the deleted queue", n)
+	}
+	if set, _, err := s.set(ctx, "acme"); err != nil || len(set) != 0 {
+		t.Errorf("the org's set after the delete: %v %v", set, err)
+	}
+	if err := s.Delete(ctx, "acme", q.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a third delete: %v, want ErrNotFound", err)
+	}
+}
