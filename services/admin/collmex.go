@@ -140,6 +140,9 @@ func (s *Service) createPing(ctx context.Context, org, system, typ, url string, 
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return "", storeErr(err)
 	}
+	if err := s.undoIfOrgGone(ctx, sub); err != nil {
+		return "", err
+	}
 	created[sub.ID] = sub.Secret
 	return sub.ID, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -169,17 +170,8 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	if _, err := s.org(ctx, id); err != nil {
 		return nil, err
 	}
-	subList, err := s.subList.List(ctx, id)
-	if err != nil {
+	if err := s.deleteSubs(ctx, id, time.Time{}); err != nil {
 		return nil, err
-	}
-	for _, sub := range subList {
-		if _, err := s.subs.Delete(ctx, sub.ID); err != nil && !errors.Is(err, subs.ErrNotFound) {
-			return nil, err
-		}
-		if err := s.dropTimer(ctx, sub.ID); err != nil {
-			return nil, err
-		}
 	}
 	if err := s.queues.DeleteOrg(ctx, id); err != nil {
 		return nil, err
@@ -209,7 +201,25 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 		}
 		return nil, err
 	}
-	for stream, filter := range map[string]string{bus.StreamEvents: bus.EventsOrgFilter(id), bus.StreamDeliveryLog: bus.DeliveryLogFilter(id, ""), bus.StreamStats: bus.StatsFilter(bus.StatsHour, id, ""), bus.StreamStatsMinute: bus.StatsFilter(bus.StatsMinute, id, "")} {
+	// A key or subscription made while this ran, after the listings
+	// above, found the org still there when it looked again (orgGone) and
+	// is listed now; made no later than the org went, it was the deleted
+	// org's, while an org made again under the id keeps its own.
+	gone := s.now()
+	if err := s.deleteSubs(ctx, id, gone); err != nil {
+		return nil, err
+	}
+	if keys, err = s.tenantList.Keys(ctx, id); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if !k.Created.After(gone) {
+			if err := s.tenants.DeleteKey(ctx, k.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for stream, filter := range map[string]string{bus.StreamEvents: bus.EventsOrgFilter(id), bus.StreamDeliveryLog: bus.DeliveryLogFilter(id, ""), bus.StreamDeadLetters: bus.DeadSubject(id, "*"), bus.StreamStats: bus.StatsFilter(bus.StatsHour, id, ""), bus.StreamStatsMinute: bus.StatsFilter(bus.StatsMinute, id, "")} {
 		st, err := s.conn.JS.Stream(ctx, stream)
 		if err == nil {
 			err = st.Purge(ctx, jetstream.WithPurgeSubject(filter))
@@ -220,6 +230,39 @@ func (s *Service) DeleteOrg(ctx context.Context, req *adminv1.DeleteOrgRequest) 
 	}
 	s.log.InfoContext(ctx, "org deleted", "org", id)
 	return &adminv1.DeleteOrgResponse{}, nil
+}
+
+// deleteSubs deletes an org's subscriptions made no later than before,
+// or all of them when it is zero.
+func (s *Service) deleteSubs(ctx context.Context, org string, before time.Time) error {
+	list, err := s.subList.List(ctx, org)
+	if err != nil {
+		return err
+	}
+	for _, sub := range list {
+		if !before.IsZero() && sub.Created.After(before) {
+			continue
+		}
+		if _, err := s.subs.Delete(ctx, sub.ID); err != nil && !errors.Is(err, subs.ErrNotFound) {
+			return err
+		}
+		if err := s.dropTimer(ctx, sub.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orgGone looks again, after a key or subscription was written for an
+// org, whether the org is still there: a delete of it may have listed
+// what it has before the write, so what is made for an org found gone
+// must be undone by its maker.
+func (s *Service) orgGone(ctx context.Context, id string) error {
+	_, err := s.tenants.Org(ctx, id)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return notFound("org", id)
+	}
+	return err
 }
 
 var scopes = map[adminv1.KeyScope]tenant.Scope{
@@ -269,6 +312,14 @@ func (s *Service) CreateKey(ctx context.Context, req *adminv1.CreateKeyRequest) 
 	k := tenant.Key{ID: id, Org: req.GetOrgId(), Scopes: granted, Description: req.GetDescription(),
 		Hash: tenant.HashSecret(secret), Created: s.now().UTC()}
 	if err := s.tenants.CreateKey(ctx, k); err != nil {
+		return nil, err
+	}
+	if err := s.orgGone(ctx, k.Org); err != nil {
+		// The secret is never answered, so a key left by a failed purge
+		// authenticates no one.
+		if perr := s.tenants.DeleteKey(ctx, k.ID); perr != nil {
+			s.log.WarnContext(ctx, "key of a deleted org not removed", "org", k.Org, "key_id", k.ID, "err", perr)
+		}
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "key created", "org", k.Org, "key_id", k.ID)

@@ -31,6 +31,9 @@ const (
 	maxSystem  = 20   // Collmex: System C20
 	maxPingURL = 255  // Collmex: URL C255
 	maxURL     = 2048 // payload and queue receivers
+	// maxEventTypes keeps a subscription of the longest names well
+	// within the largest record the subscriptions bucket stores (1 MiB).
+	maxEventTypes = 1000
 )
 
 var modes = map[adminv1.DeliveryMode]subs.Mode{
@@ -60,6 +63,9 @@ func checkSystem(v string) error {
 func eventTypes(in []string) ([]string, error) {
 	if len(in) == 0 {
 		return nil, invalid("event_types", "at least one event type is required")
+	}
+	if len(in) > maxEventTypes {
+		return nil, invalid("event_types", "at most %d event types", maxEventTypes)
 	}
 	var out []string
 	for _, t := range in {
@@ -463,6 +469,9 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return nil, storeErr(err)
 	}
+	if err := s.undoIfOrgGone(ctx, sub); err != nil {
+		return nil, err
+	}
 	if err := s.armDigest(ctx, sub, false); err != nil {
 		return nil, err
 	}
@@ -472,6 +481,20 @@ func (s *Service) CreateSubscription(ctx context.Context, req *adminv1.CreateSub
 		return nil, err
 	}
 	return &adminv1.CreateSubscriptionResponse{Subscription: pb, SigningSecret: sub.Secret}, nil
+}
+
+// undoIfOrgGone deletes a subscription just made for an org deleted
+// meanwhile, which would otherwise deliver the events of an org made again
+// under its id.
+func (s *Service) undoIfOrgGone(ctx context.Context, sub subs.Subscription) error {
+	err := s.orgGone(ctx, sub.Org)
+	if status.Code(err) != codes.NotFound {
+		return err
+	}
+	if _, derr := s.subs.Delete(ctx, sub.ID); derr != nil && !errors.Is(derr, subs.ErrNotFound) {
+		return derr
+	}
+	return err
 }
 
 // eventsLast answers the last sequence in EVENTS.
@@ -624,6 +647,28 @@ func (s *Service) SetSubscriptionActive(ctx context.Context, req *adminv1.SetSub
 	return s.subPB(ctx, sub)
 }
 
+// switchedOn does what a switch on needs beyond the write: a ping
+// subscription starts afresh (a change stored since the switch may have
+// found the old count at its cap), a daily one's digest timer is set. Of a
+// switch off it checks that no switch on was stored after it, whose timer
+// the switch off's drop may have taken away.
+func (s *Service) switchedOn(ctx context.Context, sub subs.Subscription, last uint64) error {
+	if !sub.Active {
+		now, err := s.subs.Get(ctx, sub.ID)
+		if errors.Is(err, subs.ErrNotFound) || (err == nil && !now.Active) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		sub, last = now, now.RoutedFrom
+	}
+	if sub.Mode == subs.ModePing {
+		return s.subs.AckPings(ctx, s.conn.NC, sub.ID, sub.Org, sub.EventTypes, last, s.cfg.NotifyDelay)
+	}
+	return s.armDigest(ctx, sub, false)
+}
+
 // setActive switches a subscription. Switching a ping subscription on
 // resets its unacked counter, as Collmex does when a notification is
 // deactivated and activated again; switching it off drops its pending ping.
@@ -638,8 +683,12 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 			return before, err
 		}
 	}
+	// Whether this call switched it is known only as it is written: a
+	// switch the other way may be stored between the read above and this
+	// write, and the timers must follow what was stored.
+	switched := false
 	sub, err := s.subs.Update(ctx, id, func(sub *subs.Subscription) error {
-		if sub.Active == active {
+		if switched = sub.Active != active; !switched {
 			return nil
 		}
 		sub.Active = active
@@ -653,20 +702,15 @@ func (s *Service) setActive(ctx context.Context, id string, active bool) (subs.S
 	if err != nil {
 		return sub, storeErr(err)
 	}
-	if before.Active == active {
+	if !switched {
 		return sub, nil
 	}
-	switch {
-	case !active:
-		err = s.dropTimer(ctx, id)
-	case sub.Mode == subs.ModePing:
-		// Switched on, it starts afresh; a change stored since it was
-		// may have found the old count at its cap.
-		err = s.subs.AckPings(ctx, s.conn.NC, id, sub.Org, sub.EventTypes, last, s.cfg.NotifyDelay)
-	default:
-		err = s.armDigest(ctx, sub, false)
+	if !active {
+		if err := s.dropTimer(ctx, id); err != nil {
+			return sub, err
+		}
 	}
-	if err != nil {
+	if err := s.switchedOn(ctx, sub, last); err != nil {
 		return sub, err
 	}
 	s.log.InfoContext(ctx, "subscription switched", "org", sub.Org, "subscription", sub.ID, "active", active)

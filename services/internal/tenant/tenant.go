@@ -217,12 +217,20 @@ func (s *Store) DeleteOrg(ctx context.Context, id string, keys []Key) error {
 		return err
 	}
 	for _, k := range keys {
-		if err := s.keys.Purge(ctx, k.ID); err != nil {
-			return fmt.Errorf("delete key %s: %w", k.ID, err)
+		if err := s.DeleteKey(ctx, k.ID); err != nil {
+			return err
 		}
 	}
 	if err := s.orgs.Purge(ctx, id); err != nil {
 		return fmt.Errorf("delete org %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteKey removes a key, as deleting its org does.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	if err := s.keys.Purge(ctx, id); err != nil {
+		return fmt.Errorf("delete key %s: %w", id, err)
 	}
 	return nil
 }
