@@ -116,7 +116,6 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 	if err := s.deliveriesRoom(ctx); err != nil {
 		return nil, err
 	}
-	mark := "r" + strconv.FormatInt(s.now().UnixNano(), 36)
 	var queued uint32
 	switch what := req.GetWhat().(type) {
 	case *adminv1.RedeliverRequest_DeliveryId, *adminv1.RedeliverRequest_AllDeadLetters:
@@ -124,9 +123,9 @@ func (s *Service) Redeliver(ctx context.Context, req *adminv1.RedeliverRequest) 
 		if _, all := what.(*adminv1.RedeliverRequest_AllDeadLetters); all && !req.GetAllDeadLetters() {
 			return nil, invalid("all_dead_letters", "must be true when given")
 		}
-		queued, err = s.redeliverDead(ctx, sub, one, mark)
+		queued, err = s.redeliverDead(ctx, sub, one)
 	case *adminv1.RedeliverRequest_Events:
-		queued, err = s.redeliverEvents(ctx, sub, what.Events, mark)
+		queued, err = s.redeliverEvents(ctx, sub, what.Events, "r"+strconv.FormatInt(s.now().UnixNano(), 36))
 	default:
 		return nil, invalid("what", "name a delivery_id, all_dead_letters or an events time range")
 	}
@@ -155,27 +154,51 @@ func (s *Service) deliveriesRoom(ctx context.Context) error {
 
 // redeliverDead moves dead letters (one, or all when id is empty) back
 // into the subscription's queue, with the webhook-id they had.
-func (s *Service) redeliverDead(ctx context.Context, sub subs.Subscription, id, mark string) (uint32, error) {
+func (s *Service) redeliverDead(ctx context.Context, sub subs.Subscription, id string) (uint32, error) {
 	dead, err := bus.Stream(ctx, s.conn.JS, bus.StreamDeadLetters)
 	if err != nil {
 		return 0, err
 	}
+	// Dead letters stored after the call began are not its to move: among
+	// them are those its own tasks become when they die again at once (a
+	// switched-off subscription's), which it would queue and remove again
+	// for as long as it read.
+	last := dead.CachedInfo().State.LastSeq
 	var queued uint32
 	var seqs []uint64
+	found, seen := false, map[string]bool{}
 	token := ""
-	for {
+	for ended := false; !ended; {
 		next, err := s.readStream(ctx, bus.StreamDeadLetters, bus.DeadSubject(sub.Org, sub.ID), maxPage, token, nil, func(m jetstream.Msg) error {
 			d, err := deadLetter(m)
-			if err != nil || (id != "" && d.GetDeliveryId() != id) {
+			if err != nil {
 				return err
 			}
+			if d.GetSequence() > last {
+				ended = true
+				return nil
+			}
+			if ended || (id != "" && d.GetDeliveryId() != id) {
+				return nil
+			}
+			found = true
+			seqs = append(seqs, d.GetSequence())
+			if seen[d.GetDeliveryId()] {
+				return nil // the same delivery died twice: one is sent
+			}
+			seen[d.GetDeliveryId()] = true
 			seq, _ := strconv.ParseUint(m.Headers().Get(bus.HeaderEventSeq), 10, 64)
 			stored, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(bus.HeaderEventTime))
-			if _, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, seq, stored, m.Data(), mark)); err != nil {
+			// The task's id is the letter's own, so that two calls at once,
+			// or one made again after it failed half-way, queue it once.
+			mark := "d" + strconv.FormatUint(d.GetSequence(), 36)
+			ack, err := s.conn.JS.PublishMsg(ctx, bus.DeliveryTask(sub.ID, seq, stored, m.Data(), mark))
+			if err != nil {
 				return fmt.Errorf("queue again: %w", err)
 			}
-			seqs = append(seqs, d.GetSequence())
-			queued++
+			if !ack.Duplicate {
+				queued++
+			}
 			return nil
 		})
 		if err != nil {
@@ -186,11 +209,12 @@ func (s *Service) redeliverDead(ctx context.Context, sub subs.Subscription, id, 
 		}
 		token = next
 	}
-	if id != "" && queued == 0 {
+	if id != "" && !found {
 		return 0, notFound("dead letter", id)
 	}
 	for _, seq := range seqs {
-		if err := dead.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		// ErrMsgDeleteUnsuccessful: a call at the same time removed it.
+		if err := dead.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
 			return queued, fmt.Errorf("remove dead letter %d: %w", seq, err)
 		}
 	}
@@ -222,10 +246,12 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 			return 0, fmt.Errorf("filter of %s: %w", sub.ID, err)
 		}
 	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}
+	if err := s.rangeFits(ctx, cfg, until); err != nil {
+		return 0, err
+	}
 	var queued uint32
-	_, _, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
-	}, maxRedeliver, func(m jetstream.Msg) (bool, error) {
+	_, _, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, cfg, maxRedeliver, func(m jetstream.Msg) (bool, error) {
 		md, err := m.Metadata()
 		if err != nil || md.Timestamp.After(until) {
 			return true, nil
@@ -250,4 +276,33 @@ func (s *Service) redeliverEvents(ctx context.Context, sub subs.Subscription, r 
 		return queued, err
 	}
 	return queued, nil
+}
+
+// rangeFits refuses a range of more events than one call may queue before
+// any is queued, naming where to split it: cut short at the limit, the
+// rest of the range would be left out with nobody told.
+func (s *Service) rangeFits(ctx context.Context, cfg jetstream.OrderedConsumerConfig, until time.Time) error {
+	pending, _, err := jet.Read(ctx, s.conn.JS, bus.StreamEvents, cfg, 0, nil)
+	if err != nil || pending <= maxRedeliver {
+		return err
+	}
+	var n int
+	var cut time.Time
+	_, _, err = jet.Read(ctx, s.conn.JS, bus.StreamEvents, cfg, maxRedeliver+1, func(m jetstream.Msg) (bool, error) {
+		md, err := m.Metadata()
+		if err != nil || md.Timestamp.After(until) {
+			return true, err
+		}
+		if n++; n > maxRedeliver {
+			cut = md.Timestamp
+		}
+		return false, nil
+	})
+	if err != nil || cut.IsZero() {
+		return err
+	}
+	// until is inclusive: the first part ends just before the event that
+	// did not fit, the next begins with it.
+	return invalid("events", "the range holds more than %d events of the subscription's types, more than one call queues: nothing was queued; redeliver it in parts, the first until %s, the next since %s",
+		maxRedeliver, cut.Add(-time.Nanosecond).UTC().Format(time.RFC3339Nano), cut.UTC().Format(time.RFC3339Nano))
 }

@@ -185,10 +185,18 @@ type journal struct {
 	log  *slog.Logger
 	in   chan dlog.Record
 	done chan struct{}
+	// stop is closed by close; from then on a batch the log cannot take
+	// is tried until giveUp, no longer.
+	stop   chan struct{}
+	giveUp time.Time
 }
 
+// journalGrace bounds how long a stopping dispatcher keeps trying to log
+// what it holds while the log cannot take it.
+const journalGrace = 10 * time.Second
+
 func newJournal(js jetstream.JetStream, log *slog.Logger) *journal {
-	return &journal{js: js, log: log, in: make(chan dlog.Record, 4096), done: make(chan struct{})}
+	return &journal{js: js, log: log, in: make(chan dlog.Record, 4096), done: make(chan struct{}), stop: make(chan struct{})}
 }
 
 // add queues a record; a full queue holds the delivery back.
@@ -196,6 +204,7 @@ func (j *journal) add(rec dlog.Record) { j.in <- rec }
 
 // close writes what is queued and stops; nothing may be added after it.
 func (j *journal) close() {
+	close(j.stop)
 	close(j.in)
 	<-j.done
 }
@@ -226,11 +235,47 @@ func (j *journal) run() {
 			}
 			msgs = append(msgs, m)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := jet.PublishAll(ctx, j.js, msgs); err != nil {
-			j.log.Warn("deliveries not logged", "records", len(msgs), "err", err)
+		j.write(msgs)
+	}
+}
+
+// write stores a batch, trying again for as long as the log cannot take
+// it (NATS away for a moment, a stream without a leader): dropped, those
+// attempts would be missing from the log for good. Records queue up
+// behind it meanwhile, and a full queue holds the deliveries back, so
+// memory stays bounded. Only what was not stored is sent again.
+func (j *journal) write(msgs []*nats.Msg) {
+	for wait := 100 * time.Millisecond; len(msgs) > 0; wait = min(2*wait, 5*time.Second) {
+		limit := jet.PublishTimeout
+		select {
+		case <-j.stop:
+			if j.giveUp.IsZero() {
+				j.giveUp = time.Now().Add(journalGrace)
+			}
+			if limit = time.Until(j.giveUp); limit <= 0 {
+				j.log.Warn("deliveries not logged", "records", len(msgs))
+				return
+			}
+		default:
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		failed, err := jet.PublishEach(ctx, j.js, msgs)
 		cancel()
+		if err == nil {
+			return
+		}
+		msgs = failed
+		j.log.Warn("deliveries not logged yet, trying again", "records", len(msgs), "err", err)
+		if !j.giveUp.IsZero() {
+			time.Sleep(min(wait, max(time.Until(j.giveUp), 0)))
+			continue
+		}
+		pause := time.NewTimer(wait)
+		select {
+		case <-pause.C:
+		case <-j.stop: // the next round sets when to give up
+			pause.Stop()
+		}
 	}
 }
 

@@ -41,7 +41,7 @@ type tally struct {
 
 	// Only the flushing goroutine uses these.
 	seq    uint64
-	unsent []*nats.Msg // a flush that failed, sent again under the same ids
+	unsent []*nats.Msg // rollups no stream confirmed, sent again under the same ids
 
 	stop, done chan struct{}
 }
@@ -135,7 +135,9 @@ func (t *tally) flush(all bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := jet.PublishAll(ctx, t.js, msgs)
+	// Only what was not stored is kept: a stored rollup sent again after
+	// its stream's dedupe window would be stored, and counted, twice.
+	msgs, err := jet.PublishEach(ctx, t.js, msgs)
 	if err == nil {
 		t.unsent = nil
 		return

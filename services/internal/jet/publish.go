@@ -53,33 +53,52 @@ const publishWindow = 256
 // round trip for many, where a synchronous publish waits for each. A
 // duplicate counts as stored. It answers the first failure.
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
+	_, err := PublishEach(ctx, js, msgs)
+	return err
+}
+
+// PublishEach is PublishAll that also answers the messages no stream
+// confirmed, so that a caller sends again only those: one stored and sent
+// again after its stream's dedupe window would be stored twice.
+func PublishEach(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) ([]*nats.Msg, error) {
+	var failed []*nats.Msg
+	var first error
+	fail := func(m *nats.Msg, err error) {
+		failed = append(failed, m)
+		if first == nil {
+			first = fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+	}
 	for len(msgs) > 0 {
-		n := min(len(msgs), publishWindow)
-		futures := make([]jetstream.PubAckFuture, 0, n)
-		var failed error
-		for _, m := range msgs[:n] {
+		chunk := msgs[:min(len(msgs), publishWindow)]
+		msgs = msgs[len(chunk):]
+		futures := make([]jetstream.PubAckFuture, len(chunk))
+		for i, m := range chunk {
+			if ctx.Err() != nil {
+				fail(m, ctx.Err())
+				continue
+			}
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
-				failed = fmt.Errorf("publish %s: %w", m.Subject, err)
-				break
+				fail(m, err)
+				continue
 			}
-			futures = append(futures, f)
+			futures[i] = f
 		}
-		for _, f := range futures {
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
-				if failed == nil && !IsDuplicate(err) {
-					failed = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+				if !IsDuplicate(err) {
+					fail(chunk[i], err)
 				}
 			case <-ctx.Done():
-				return ctx.Err()
+				fail(chunk[i], ctx.Err())
 			}
 		}
-		if failed != nil {
-			return failed
-		}
-		msgs = msgs[n:]
 	}
-	return nil
+	return failed, first
 }
