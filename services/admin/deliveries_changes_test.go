@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,7 +24,7 @@ import (
 	"kurier.dev/services/admin"
 	"kurier.dev/services/admin/admintest"
 	"kurier.dev/services/bus"
-	"kurier.dev/services/dispatcher"
+	"kurier.dev/services/dispatcher/dispatchertest"
 	"kurier.dev/services/internal/dlog"
 	"kurier.dev/services/internal/event"
 	"kurier.dev/services/internal/jet"
@@ -45,26 +43,6 @@ func changesAdmin(t *testing.T) (context.Context, adminv1.AdminServiceClient, *j
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+changesToken), adminv1.NewAdminServiceClient(cc), conn
-}
-
-// runDispatcher runs a real dispatcher on conn until the test ends.
-func runDispatcher(t *testing.T, conn *jet.Conn) {
-	t.Helper()
-	cfg := dispatcher.DefaultConfig()
-	cfg.AllowPrivate = true
-	d, err := dispatcher.New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("dispatcher: %v", err)
-		}
-	})
 }
 
 // hooks is a receiver on loopback that counts each webhook-id it gets.
@@ -173,7 +151,7 @@ func TestRedeliverSwitchedOffKeepsEveryDeadLetter(t *testing.T) {
 	if _, err := api.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: sub, Active: false}); err != nil {
 		t.Fatal(err)
 	}
-	runDispatcher(t, conn)
+	dispatchertest.Run(t, conn)
 	// One first, to know the dispatcher delivers the partition and counts
 	// the subscription off.
 	bury(t, conn, sub, "warm-up")
@@ -246,7 +224,7 @@ func TestRedeliverRacingCallsDeliverOnce(t *testing.T) {
 	if _, err := api.RotateSecret(ctx, &adminv1.RotateSecretRequest{SubscriptionId: sub}); err != nil {
 		t.Fatal(err)
 	}
-	runDispatcher(t, conn)
+	dispatchertest.Run(t, conn)
 	const n = 300
 	ids := make([]string, n)
 	for i := range ids {

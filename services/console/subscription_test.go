@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"errors"
 	"html"
 	"io"
 	"net/http"
@@ -12,31 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/dispatcher"
+	"kurier.dev/services/dispatcher/dispatchertest"
 	"kurier.dev/services/natstest"
 )
 
 // dispatch runs a dispatcher on the env's bus, which sends test events.
 func (e *env) dispatch(t *testing.T) {
 	t.Helper()
-	cfg := dispatcher.DefaultConfig()
-	cfg.AllowPrivate = true
-	d, err := dispatcher.New(context.Background(), cfg, e.conn, natstest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("dispatcher: %v", err)
-		}
-	})
+	dispatchertest.Run(t, e.conn)
 }
 
 // shownSecret answers the secret a page shows once.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/dispatcher"
+	"kurier.dev/services/dispatcher/dispatchertest"
 	"kurier.dev/services/internal/subs"
 	"kurier.dev/services/natstest"
 )
@@ -41,21 +38,7 @@ func TestSubTest(t *testing.T) {
 
 	ctlAt(t, addr, "sub", "test", id).fails(t, 1, "no dispatcher is running")
 
-	cfg := dispatcher.DefaultConfig()
-	cfg.AllowPrivate = true
-	d, err := dispatcher.New(context.Background(), cfg, conn, natstest.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("dispatcher: %v", err)
-		}
-	})
+	dispatchertest.Run(t, conn)
 	natstest.WaitFor(t, 10*time.Second, "a dispatcher answering tests", func() bool {
 		return ctlAt(t, addr, "sub", "test", id, "-o", "json").code == 0
 	})
@@ -70,6 +53,7 @@ func TestSubTest(t *testing.T) {
 
 	queue := subs.Subscription{ID: subs.NewID(), Org: "acme", System: "q", EventTypes: []string{"invoice.changed"}, Mode: subs.ModeQueue,
 		QueueID: "q1", Active: true, Created: time.Now()}
+	ctx := context.Background()
 	store, err := subs.Open(ctx, conn.JS)
 	if err != nil {
 		t.Fatal(err)
