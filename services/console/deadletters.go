@@ -71,7 +71,11 @@ func (c *Console) redeliver(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	req := &adminv1.RedeliverRequest{SubscriptionId: subID}
-	_, isRange := r.PostForm["from"]
+	// Either field makes it a range: a form that lost from must not
+	// become the widest redelivery there is.
+	_, hasFrom := r.PostForm["from"]
+	_, hasTo := r.PostForm["to"]
+	isRange := hasFrom || hasTo
 	switch one := r.PostFormValue("delivery_id"); {
 	case one != "":
 		req.What = &adminv1.RedeliverRequest_DeliveryId{DeliveryId: one}

@@ -164,6 +164,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusBadRequest, "login", session{}, loginData{Error: "Enter the admin token."})
 		return
 	}
+	// gRPC metadata carries printable ASCII only: any other token cannot
+	// be the admin token, and the call would fail before reaching the API.
+	if strings.IndexFunc(token, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		c.render(w, r, http.StatusUnauthorized, "login", session{}, loginData{Error: "That is not the admin token."})
+		return
+	}
 	s := session{Token: token, Expires: time.Now().Add(c.cfg.SessionTTL), CSRF: randomToken()}
 	if _, err := c.api.ListOrgs(call(r, s), &adminv1.ListOrgsRequest{}); err != nil {
 		if status.Code(err) == codes.Unauthenticated {

@@ -95,11 +95,18 @@ func (c *Console) tail(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
+	// The session was checked once, at the start: a tail that outlived it
+	// would go on showing the org's deliveries to a browser signed out by
+	// time. Ending it here makes the client reconnect, to a 401.
+	expired := time.NewTimer(time.Until(s.Expires))
+	defer expired.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case <-c.stopping:
+			return
+		case <-expired.C:
 			return
 		case <-beat.C:
 			if !send(": heartbeat\n\n") {

@@ -63,7 +63,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, traced boo
 	if err != nil {
 		return 0, err
 	}
-	limit := s.maxStructured()
+	limit := s.cfg.MaxStructured()
 	switch mode {
 	case event.MediaBatch:
 		limit = s.cfg.MaxBatchBytes

@@ -69,10 +69,10 @@ func DefaultConfig() Config {
 // envelope is the room a structured event may take beside its data.
 const envelope = 16 << 10
 
-// maxStructured bounds the body of one structured event: room for the
+// MaxStructured bounds the body of one structured event: room for the
 // most data, base64-encoded in data_base64, and the envelope.
-func (s *Service) maxStructured() int {
-	return base64.StdEncoding.EncodedLen(s.cfg.MaxData) + envelope
+func (c Config) MaxStructured() int {
+	return base64.StdEncoding.EncodedLen(c.MaxData) + envelope
 }
 
 // Service is the ingest service.

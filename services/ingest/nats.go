@@ -120,8 +120,8 @@ func (s *Service) ingestMsg(ctx context.Context, m *nats.Msg, traced bool) (Resu
 		}
 		events, err = event.DecodeBatch(m.Data, s.cfg.MaxBatchEvents, lim)
 	} else {
-		if len(m.Data) > s.maxStructured() {
-			return Result{}, tooLarge("body", s.maxStructured())
+		if len(m.Data) > s.cfg.MaxStructured() {
+			return Result{}, tooLarge("body", s.cfg.MaxStructured())
 		}
 		var e event.Event
 		e, err = event.Decode(m.Data, lim)

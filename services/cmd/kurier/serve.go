@@ -80,7 +80,7 @@ func bind(r role, set *config.Set, s *settings) {
 			set.String(&s.console.Admin, "console-admin", "KURIER_CONSOLE_ADMIN", "127.0.0.1:9090", "host:port of the admin API, the console's only backend")
 			set.String(&s.consoleCA, "console-admin-ca", "KURIER_CONSOLE_ADMIN_CA", "", "CA certificates (PEM) to check the admin API's certificate against; turns TLS on")
 		}
-		set.String(&s.console.Key, "console-key", "KURIER_CONSOLE_KEY", "", "key that seals the console's session cookies; replicas that share it share sessions (default: a random one, and sessions end with the process)")
+		set.Secret(&s.console.Key, "console-key", "KURIER_CONSOLE_KEY", "key that seals the console's session cookies; replicas that share it share sessions (default: a random one, and sessions end with the process)")
 		set.Duration(&s.console.SessionTTL, "console-session-ttl", "KURIER_CONSOLE_SESSION_TTL", s.console.SessionTTL, "how long a sign-in to the console lasts")
 		set.Bool(&s.console.Secure, "console-secure", "KURIER_CONSOLE_SECURE", false, "mark the console's session cookie Secure on plain HTTP, behind a proxy that ends TLS")
 	}
@@ -94,13 +94,13 @@ func bind(r role, set *config.Set, s *settings) {
 		set.String(&s.natsURL, "nats-url", "KURIER_NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
 		set.String(&s.natsAuth.Creds, "nats-creds", "KURIER_NATS_CREDS", "", "NATS credentials file (user JWT and NKey seed)")
 		set.String(&s.natsAuth.User, "nats-user", "KURIER_NATS_USER", "", "NATS user name")
-		set.String(&s.natsAuth.Password, "nats-password", "KURIER_NATS_PASSWORD", "", "NATS password")
-		set.String(&s.natsAuth.Token, "nats-token", "KURIER_NATS_TOKEN", "", "NATS authentication token")
+		set.Secret(&s.natsAuth.Password, "nats-password", "KURIER_NATS_PASSWORD", "NATS password")
+		set.Secret(&s.natsAuth.Token, "nats-token", "KURIER_NATS_TOKEN", "NATS authentication token")
 		set.String(&s.natsAuth.TLSCert, "nats-tls-cert", "KURIER_NATS_TLS_CERT", "", "client certificate (PEM) for NATS servers that verify clients")
 		set.String(&s.natsAuth.TLSKey, "nats-tls-key", "KURIER_NATS_TLS_KEY", "", "key of the client certificate (PEM)")
 		set.String(&s.natsAuth.TLSCA, "nats-tls-ca", "KURIER_NATS_TLS_CA", "", "CA certificates (PEM) to verify the NATS servers with; turns TLS on")
 	}
-	set.Int(&s.limits.Replicas, "replicas", "KURIER_REPLICAS", s.limits.Replicas, "replicas of every stream and bucket (1, 3 or 5)")
+	set.Count(&s.limits.Replicas, "replicas", "KURIER_REPLICAS", s.limits.Replicas, 1, "replicas of every stream and bucket (1, 3 or 5)")
 	set.Duration(&s.limits.EventsMaxAge, "events-max-age", "KURIER_EVENTS_MAX_AGE", s.limits.EventsMaxAge, "how long events are kept")
 	set.Duration(&s.limits.DedupeWindow, "dedupe-window", "KURIER_DEDUPE_WINDOW", s.limits.DedupeWindow, "how long a resent event id is recognised as a duplicate")
 	set.Duration(&s.limits.LogMaxAge, "log-max-age", "KURIER_LOG_MAX_AGE", s.limits.LogMaxAge, "how long delivery attempts are kept")
@@ -117,7 +117,7 @@ func bind(r role, set *config.Set, s *settings) {
 	set.Bytes(&mb.StatsMinutes, "stats-minutes-max-bytes", "KURIER_STATS_MINUTES_MAX_BYTES", mb.StatsMinutes, "bytes of delivery statistics by minute (STATS_MINUTES), for the last hour; the oldest go first")
 	if r.runs("admin") {
 		set.String(&s.grpcListen, "grpc-listen", "KURIER_GRPC_LISTEN", ":9090", "gRPC address of the admin API")
-		set.String(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "", "bearer token of the admin API")
+		set.Secret(&s.adminToken, "admin-token", "KURIER_ADMIN_TOKEN", "bearer token of the admin API")
 		set.Duration(&s.secretGrace, "secret-rotation-grace", "KURIER_SECRET_ROTATION_GRACE", 24*time.Hour, "how long a rotated-out signing secret still signs")
 		set.String(&s.grpcTLSCert, "grpc-tls-cert", "KURIER_GRPC_TLS_CERT", "", "certificate (PEM) of the admin API; with it, the API speaks TLS only")
 		set.String(&s.grpcTLSKey, "grpc-tls-key", "KURIER_GRPC_TLS_KEY", "", "key of the admin API's certificate (PEM)")
@@ -127,20 +127,20 @@ func bind(r role, set *config.Set, s *settings) {
 		set.Duration(&s.dispatcher.NotifyDelay, "notify-delay", "KURIER_NOTIFY_DELAY", s.dispatcher.NotifyDelay, "delay of a ping after a change, and the least time between two pings")
 	}
 	if r.runs("dispatcher") {
-		set.Int(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
+		set.Count(&s.dispatcher.MaxUnacked, "notify-max-unacked", "KURIER_NOTIFY_MAX_UNACKED", s.dispatcher.MaxUnacked, 1, "unacknowledged pings after which a subscription gets none until its system reads the change feed")
 		set.Duration(&s.dispatcher.PingTimeout, "ping-timeout", "KURIER_PING_TIMEOUT", s.dispatcher.PingTimeout, "how long a ping may take")
 		set.Duration(&s.dispatcher.DisableAfter, "disable-after", "KURIER_DISABLE_AFTER", s.dispatcher.DisableAfter, "switch a payload subscription off once every delivery has failed for this long")
 		set.Duration(&s.dispatcher.StatsInterval, "stats-interval", "KURIER_STATS_INTERVAL", s.dispatcher.StatsInterval, "how often delivery statistics are written, and so how late they may be")
 		set.Bool(&s.dispatcher.AllowPrivate, "allow-private-targets", "KURIER_ALLOW_PRIVATE_TARGETS", false, "let webhooks reach loopback and private addresses (local receivers)")
 	}
 	if r.runs("ingest") {
-		set.Int(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, "bytes of data one event may carry")
+		set.Count(&s.ingest.MaxData, "max-event-data", "KURIER_MAX_EVENT_DATA", s.ingest.MaxData, 1, "bytes of data one event may carry")
 	}
 	// Every role lays down the QUEUES stream, so every role knows its limit.
-	set.Int(&s.limits.QueueMaxMsgs, "queue-max-messages", "KURIER_QUEUE_MAX_MESSAGES", s.limits.QueueMaxMsgs, "messages one pull queue holds; a full queue refuses more with 429")
+	set.Count(&s.limits.QueueMaxMsgs, "queue-max-messages", "KURIER_QUEUE_MAX_MESSAGES", s.limits.QueueMaxMsgs, 1, "messages one pull queue holds; a full queue refuses more with 429")
 	if r.runs("queue") {
 		set.String(&s.queue.PublicURL, "public-url", "KURIER_PUBLIC_URL", "", "base URL at which senders reach the queue API, for notificationURL (default http://<HTTP listen address>)")
-		set.Int(&s.queue.MaxPerOrg, "queue-max-per-org", "KURIER_QUEUE_MAX_PER_ORG", s.queue.MaxPerOrg, "queues one org may have (at most 10000)")
+		set.Count(&s.queue.MaxPerOrg, "queue-max-per-org", "KURIER_QUEUE_MAX_PER_ORG", s.queue.MaxPerOrg, 1, "queues one org may have (at most 10000)")
 		set.Duration(&s.queue.MaxTimeout, "queue-max-timeout", "KURIER_QUEUE_MAX_TIMEOUT", s.queue.MaxTimeout, "the longest a peek may wait for a message")
 	}
 	// The admin service changes address books by hand, under the same lock as a sync.
@@ -149,13 +149,37 @@ func bind(r role, set *config.Set, s *settings) {
 		set.Duration(&s.addresssync.Lock.TTL, "sync-lock-ttl", "KURIER_SYNC_LOCK_TTL", s.addresssync.Lock.TTL, "how long the lock of a replica that died outlives it, holding up syncs of its org")
 	}
 	if r.runs("ingest") || r.runs("queue") || r.runs("addresssync") {
-		set.Int(&s.rate.PerSecond, "rate-limit", "KURIER_RATE_LIMIT", ratelimit.Default.PerSecond, "requests per second one API key, or one queue's senders, may make to this process's APIs; 0 for no limit")
-		set.Int(&s.rate.Burst, "rate-burst", "KURIER_RATE_BURST", ratelimit.Default.Burst, "requests one API key may make at once before the rate limit applies")
+		set.Count(&s.rate.PerSecond, "rate-limit", "KURIER_RATE_LIMIT", ratelimit.Default.PerSecond, 0, "requests per second one API key, or one queue's senders, may make to this process's APIs; 0 for no limit")
+		set.Count(&s.rate.Burst, "rate-burst", "KURIER_RATE_BURST", ratelimit.Default.Burst, 1, "requests one API key may make at once before the rate limit applies")
 	}
 	if r.runs("addresssync") {
-		set.Int(&s.addresssync.MaxBody, "sync-max-body", "KURIER_SYNC_MAX_BODY", s.addresssync.MaxBody, "bytes of an address-book sync request")
+		set.Count(&s.addresssync.MaxBody, "sync-max-body", "KURIER_SYNC_MAX_BODY", s.addresssync.MaxBody, 1, "bytes of an address-book sync request")
 		set.Duration(&s.addresssync.RecoveryInterval, "sync-recovery-interval", "KURIER_SYNC_RECOVERY_INTERVAL", s.addresssync.RecoveryInterval, "how often each replica finishes or undoes the syncs of replicas that died, once their locks have expired")
 	}
+}
+
+// check refuses settings that each parse but together, or with the
+// server's own limits, cannot work: JetStream refuses such a stream, and
+// ensure would retry it for ever instead of ending the start.
+func (s *settings) check(r role) error {
+	switch strings.ToLower(s.logLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("KURIER_LOG_LEVEL (--log-level) %q: must be debug, info, warn or error", s.logLevel)
+	}
+	if r == "console" {
+		return nil
+	}
+	if s.limits.DedupeWindow > s.limits.EventsMaxAge {
+		return fmt.Errorf("KURIER_DEDUPE_WINDOW (--dedupe-window) %v: must not exceed KURIER_EVENTS_MAX_AGE (--events-max-age) %v, how long events are kept", s.limits.DedupeWindow, s.limits.EventsMaxAge)
+	}
+	// EVENTS stores no message larger than MaxMsgBytes.
+	if r.runs("ingest") {
+		if most := s.ingest.MaxStructured(); most > int(s.limits.MaxMsgBytes) {
+			return fmt.Errorf("KURIER_MAX_EVENT_DATA (--max-event-data) %d: an event carrying that much is larger than the %d bytes EVENTS stores of one message", s.ingest.MaxData, s.limits.MaxMsgBytes)
+		}
+	}
+	return nil
 }
 
 // serve runs the services of a role until ctx ends, then stops them in
@@ -166,6 +190,9 @@ func serve(ctx context.Context, r role, args []string) error {
 	set := config.New("kurier " + string(r))
 	bind(r, set, &s)
 	if stop, err := parse(set, args); stop {
+		return err
+	}
+	if err := s.check(r); err != nil {
 		return err
 	}
 	if r == "admin" && s.adminToken == "" {

@@ -47,16 +47,48 @@ func (s *Set) String(p *string, name, env, def, usage string) {
 	s.fs.StringVar(p, name, def, withEnv(usage, env))
 }
 
-// Int defines an integer setting.
-func (s *Set) Int(p *int, name, env string, def int, usage string) {
+// Secret defines a string setting whose value is never shown: usage
+// output (-h, or after a mistyped flag) gives no default for it.
+func (s *Set) Secret(p *string, name, env, usage string) {
+	s.String(p, name, env, "", usage)
+	s.fs.Lookup(name).DefValue = ""
+}
+
+// Count defines an integer setting of at least min, from the environment
+// as from a flag.
+func (s *Set) Count(p *int, name, env string, def, min int, usage string) {
+	*p = def
+	c := &count{p: p, min: min}
 	if v, ok := s.env(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
+		if err := c.Set(v); err != nil {
 			s.bad(env, v, err)
 		}
-		def = n
 	}
-	s.fs.IntVar(p, name, def, withEnv(usage, env))
+	s.fs.Var(c, name, withEnv(usage, env))
+}
+
+type count struct {
+	p   *int
+	min int
+}
+
+func (c *count) String() string {
+	if c == nil || c.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*c.p)
+}
+
+func (c *count) Set(v string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	switch {
+	case err != nil:
+		return errors.New("must be a whole number")
+	case n < c.min:
+		return fmt.Errorf("must be at least %d", c.min)
+	}
+	*c.p = n
+	return nil
 }
 
 // Bool defines a switch: true, false, 1 or 0.
@@ -71,20 +103,37 @@ func (s *Set) Bool(p *bool, name, env string, def bool, usage string) {
 	s.fs.BoolVar(p, name, def, withEnv(usage, env))
 }
 
-// Duration defines a duration setting such as "90s" or "1m".
+// Duration defines a positive duration setting such as "90s" or "1m":
+// every duration Kurier takes is a wait, a lifetime or an interval, which
+// zero or less would turn off or make fire at once.
 func (s *Set) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	*p = def
 	if v, ok := s.env(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
+		if err := (*duration)(p).Set(v); err != nil {
 			s.bad(env, v, err)
 		}
-		def = d
 	}
-	s.fs.DurationVar(p, name, def, withEnv(usage, env))
+	s.fs.Var((*duration)(p), name, withEnv(usage, env))
+}
+
+type duration time.Duration
+
+func (d *duration) String() string { return time.Duration(*d).String() }
+
+func (d *duration) Set(v string) error {
+	n, err := time.ParseDuration(strings.TrimSpace(v))
+	switch {
+	case err != nil:
+		return errors.New(`must be a duration such as "90s", "15m" or "24h"`)
+	case n <= 0:
+		return errors.New("must be positive")
+	}
+	*d = duration(n)
+	return nil
 }
 
 // Bytes defines a positive size in bytes: a whole number, optionally
-// followed by K, M, G or T (each may be followed by "iB" or "B"), which are
+// followed by K, M, G or T (each may be followed by "i", "iB" or "B"), which are
 // powers of 1024 as in nats-server's configuration.
 func (s *Set) Bytes(p *int64, name, env string, def int64, usage string) {
 	*p = def
@@ -101,10 +150,10 @@ type byteSize int64
 // units are the suffixes a size may have, by their upper-case spelling.
 var units = map[string]int64{
 	"": 1, "B": 1,
-	"K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
-	"M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
-	"G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
-	"T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
+	"K": 1 << 10, "KB": 1 << 10, "KI": 1 << 10, "KIB": 1 << 10,
+	"M": 1 << 20, "MB": 1 << 20, "MI": 1 << 20, "MIB": 1 << 20,
+	"G": 1 << 30, "GB": 1 << 30, "GI": 1 << 30, "GIB": 1 << 30,
+	"T": 1 << 40, "TB": 1 << 40, "TI": 1 << 40, "TIB": 1 << 40,
 }
 
 func (b *byteSize) String() string {

@@ -67,7 +67,7 @@ func TestStringPrecedence(t *testing.T) {
 	}
 }
 
-func TestIntPrecedence(t *testing.T) {
+func TestCountPrecedence(t *testing.T) {
 	values := map[string]string{"default": "1", "ENV": "22", "FLAG": "333", "OTHER": "4"}
 	want := map[string]int{"default": 1, "env": 22, "flag": 333}
 	for _, tt := range precedenceCases {
@@ -75,7 +75,7 @@ func TestIntPrecedence(t *testing.T) {
 			setEnv(t, "KURIER_TEST_INT", values[tt.env], tt.unset)
 			s := newSet()
 			var got int
-			s.Int(&got, "x", "KURIER_TEST_INT", 1, "an int")
+			s.Count(&got, "x", "KURIER_TEST_INT", 1, 0, "an int")
 			if err := s.Parse(subst(tt.args, values)); err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -196,7 +196,7 @@ func TestSeveralSettings(t *testing.T) {
 		name    string
 	)
 	s.String(&addr, "addr", "KURIER_TEST_ADDR", ":8080", "listen address")
-	s.Int(&workers, "workers", "KURIER_TEST_WORKERS", 2, "workers")
+	s.Count(&workers, "workers", "KURIER_TEST_WORKERS", 2, 0, "workers")
 	s.Duration(&timeout, "timeout", "KURIER_TEST_TIMEOUT", 5*time.Second, "timeout")
 	s.String(&name, "name", "", "kurier", "no variable")
 	if err := s.Parse([]string{"-workers=16", "rest", "-addr=:1"}); err != nil {
@@ -225,10 +225,10 @@ func TestMalformedEnv(t *testing.T) {
 		value  string
 		define func(s *config.Set, env string)
 	}{
-		{"int abc", "abc", func(s *config.Set, env string) { var v int; s.Int(&v, "n", env, 3, "") }},
-		{"int float", "1.5", func(s *config.Set, env string) { var v int; s.Int(&v, "n", env, 3, "") }},
-		{"int empty", "", func(s *config.Set, env string) { var v int; s.Int(&v, "n", env, 3, "") }},
-		{"int overflow", "99999999999999999999", func(s *config.Set, env string) { var v int; s.Int(&v, "n", env, 3, "") }},
+		{"int abc", "abc", func(s *config.Set, env string) { var v int; s.Count(&v, "n", env, 3, 0, "") }},
+		{"int float", "1.5", func(s *config.Set, env string) { var v int; s.Count(&v, "n", env, 3, 0, "") }},
+		{"int empty", "", func(s *config.Set, env string) { var v int; s.Count(&v, "n", env, 3, 0, "") }},
+		{"int overflow", "99999999999999999999", func(s *config.Set, env string) { var v int; s.Count(&v, "n", env, 3, 0, "") }},
 		{"duration abc", "abc", func(s *config.Set, env string) { var v time.Duration; s.Duration(&v, "d", env, time.Second, "") }},
 		{"duration without unit", "90", func(s *config.Set, env string) { var v time.Duration; s.Duration(&v, "d", env, time.Second, "") }},
 	}
@@ -259,8 +259,8 @@ func TestMalformedEnvNamesTheRightVariable(t *testing.T) {
 	setEnv(t, "KURIER_BAD", "five", false)
 	s := newSet()
 	var a, b int
-	s.Int(&a, "a", "KURIER_GOOD", 0, "")
-	s.Int(&b, "b", "KURIER_BAD", 0, "")
+	s.Count(&a, "a", "KURIER_GOOD", 0, 0, "")
+	s.Count(&b, "b", "KURIER_BAD", 0, 0, "")
 	err := s.Parse(nil)
 	if err == nil {
 		t.Fatal("Parse gave no error")
@@ -275,7 +275,7 @@ func TestBadFlag(t *testing.T) {
 		s := newSet()
 		var n int
 		var d time.Duration
-		s.Int(&n, "n", "", 0, "")
+		s.Count(&n, "n", "", 0, 0, "")
 		s.Duration(&d, "d", "", 0, "")
 		if err := s.Parse(args); err == nil {
 			t.Errorf("Parse(%q): no error", args)
@@ -290,7 +290,7 @@ func TestUsageNamesVariable(t *testing.T) {
 	s := newSet()
 	var port int
 	var name string
-	s.Int(&port, "port", "KURIER_TEST_PORT", 8080, "port to listen on")
+	s.Count(&port, "port", "KURIER_TEST_PORT", 8080, 0, "port to listen on")
 	s.String(&name, "name", "", "x", "a name")
 	f := s.FlagSet().Lookup("port")
 	if f == nil {
