@@ -3,38 +3,11 @@ package console
 import (
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"kurier.dev/services/admin"
-	"kurier.dev/services/admin/admintest"
-	"kurier.dev/services/bus"
-	"kurier.dev/services/natstest"
 )
-
-// startTTL is start with a session lifetime of ttl.
-func startTTL(t *testing.T, ttl time.Duration) *env {
-	t.Helper()
-	addr, conn := admintest.Serve(t, admin.Config{Token: testToken, Limits: bus.DefaultLimits()})
-	cfg := DefaultConfig()
-	cfg.Admin, cfg.SessionTTL = addr, ttl
-	c, err := New(cfg, natstest.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	mux := http.NewServeMux()
-	c.Routes(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	jar, _ := cookiejar.New(nil)
-	return &env{url: srv.URL, api: c.api, conn: conn, console: c, client: &http.Client{Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
 
 // TestTailEndsWithSession: a live tail opened near the end of a session
 // ends when the session does; it does not stream on for as long as the
@@ -43,14 +16,8 @@ func TestTailEndsWithSession(t *testing.T) {
 	e := startTTL(t, 3*time.Second)
 	payloadSub(t, e, "acme", "ERP")
 	e.signIn(t)
-	resp, err := e.client.Get(e.url + "/console/orgs/acme/deliveries/tail")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := e.openTail(t, "acme")
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("tail: %d", resp.StatusCode)
-	}
 	ended := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
 	select {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -36,9 +37,15 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	return startTTL(t, DefaultConfig().SessionTTL)
+}
+
+// startTTL is start with a session lifetime of ttl.
+func startTTL(t *testing.T, ttl time.Duration) *env {
+	t.Helper()
 	addr, conn := admintest.Serve(t, admin.Config{Token: testToken, Limits: bus.DefaultLimits()})
 	cfg := DefaultConfig()
-	cfg.Admin = addr
+	cfg.Admin, cfg.SessionTTL = addr, ttl
 	c, err := New(cfg, natstest.Log)
 	if err != nil {
 		t.Fatal(err)

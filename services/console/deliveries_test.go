@@ -264,14 +264,8 @@ func TestTailEndsOnStop(t *testing.T) {
 	ran := make(chan error, 1)
 	go func() { ran <- e.console.Run(ctx) }()
 	e.signIn(t)
-	resp, err := e.client.Get(e.url + "/console/orgs/acme/deliveries/tail")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := e.openTail(t, "acme")
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("tail: %d", resp.StatusCode)
-	}
 	ended := make(chan error, 1)
 	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
 	stop()
@@ -283,4 +277,18 @@ func TestTailEndsOnStop(t *testing.T) {
 	if err := <-ran; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// openTail opens an org's live tail, which must answer 200.
+func (e *env) openTail(t *testing.T, org string) *http.Response {
+	t.Helper()
+	resp, err := e.client.Get(e.url + "/console/orgs/" + org + "/deliveries/tail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("tail: %d", resp.StatusCode)
+	}
+	return resp
 }
