@@ -523,6 +523,15 @@ var ErrNoRoom = errors.New("the streams' byte limits add up to more than the NAT
 // no room for.
 const errNoStorage jetstream.ErrorCode = 10047
 
+// ErrRefused: the NATS server finds a stream's configuration invalid, as
+// a dedupe window longer than the stream's age or settings that contradict
+// one the stream has. Waiting does not change that either.
+var ErrRefused = errors.New("the NATS server refuses the stream's configuration")
+
+// errInvalidConfig is the error code of a stream configuration the server
+// refuses.
+const errInvalidConfig jetstream.ErrorCode = 10052
+
 // Ensure creates or updates every stream and bucket, and the dispatchers'
 // consumer of EVENTS, so whichever service starts first lays them down and
 // a changed replica count or size limit is applied.
@@ -534,6 +543,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errNoStorage {
 			return fmt.Errorf("stream %s of %d bytes: %w (%w)", cfg.Name, cfg.MaxBytes, ErrNoRoom, err)
+		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errInvalidConfig {
+			return fmt.Errorf("stream %s: %w (%w)", cfg.Name, ErrRefused, err)
 		}
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)

@@ -132,21 +132,33 @@ func TestEventsFull(t *testing.T) {
 	}
 }
 
-// TestNoRoomFailsFast: limits the server has no room for are an error at
-// once, not retried for ever as a cluster that is forming would be.
+// TestNoRoomFailsFast: limits the server has no room for, or a stream
+// configuration it refuses, are an error at once, not retried for ever
+// as a cluster that is forming would be.
 func TestNoRoomFailsFast(t *testing.T) {
 	conn := natstest.Start(t, bus.DefaultLimits())
-	l := bus.DefaultLimits()
-	l.MaxBytes.Events = 1 << 60
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	err := jet.Retry(ctx, natstest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
-	if !errors.Is(err, bus.ErrNoRoom) || !strings.Contains(err.Error(), bus.StreamEvents) {
-		t.Fatalf("got %v, want ErrNoRoom naming %s", err, bus.StreamEvents)
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("gave up after %v", took)
+	for _, tt := range []struct {
+		name  string
+		limit func(*bus.Limits)
+		want  error
+	}{
+		{"no room", func(l *bus.Limits) { l.MaxBytes.Events = 1 << 60 }, bus.ErrNoRoom},
+		{"refused", func(l *bus.Limits) { l.DedupeWindow = 2 * l.EventsMaxAge }, bus.ErrRefused},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := bus.DefaultLimits()
+			tt.limit(&l)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := jet.Retry(ctx, natstest.Log, "streams", func(ctx context.Context) error { return bus.Ensure(ctx, conn.JS, l) })
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), bus.StreamEvents) {
+				t.Fatalf("got %v, want %v naming %s", err, tt.want, bus.StreamEvents)
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("gave up after %v", took)
+			}
+		})
 	}
 }
 
