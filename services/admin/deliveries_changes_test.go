@@ -12,17 +12,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "kurier.dev/proto/kurier/admin/v1"
-	"kurier.dev/services/admin"
-	"kurier.dev/services/admin/admintest"
 	"kurier.dev/services/bus"
 	"kurier.dev/services/dispatcher/dispatchertest"
 	"kurier.dev/services/internal/dlog"
@@ -30,20 +25,6 @@ import (
 	"kurier.dev/services/internal/jet"
 	"kurier.dev/services/natstest"
 )
-
-const changesToken = "changes-token-0123456789abcdef0123456789abcdef"
-
-// changesAdmin is the real admin service on its own embedded server.
-func changesAdmin(t *testing.T) (context.Context, adminv1.AdminServiceClient, *jet.Conn) {
-	t.Helper()
-	addr, conn := admintest.Serve(t, admin.Config{Token: changesToken, Limits: bus.DefaultLimits()})
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+changesToken), adminv1.NewAdminServiceClient(cc), conn
-}
 
 // hooks is a receiver on loopback that counts each webhook-id it gets.
 type hooks struct {
@@ -145,7 +126,7 @@ func deadLetters(t *testing.T, ctx context.Context, api adminv1.AdminServiceClie
 // each once; a call reading more than a page of them must not read those
 // that its own tasks became meanwhile.
 func TestRedeliverSwitchedOffKeepsEveryDeadLetter(t *testing.T) {
-	ctx, api, conn := changesAdmin(t)
+	ctx, api, conn := busAdmin(t)
 	h := newHooks(t)
 	sub := payloadSub(t, ctx, api, h.url)
 	if _, err := api.SetSubscriptionActive(ctx, &adminv1.SetSubscriptionActiveRequest{SubscriptionId: sub, Active: false}); err != nil {
@@ -212,7 +193,7 @@ func TestRedeliverSwitchedOffKeepsEveryDeadLetter(t *testing.T) {
 // each dead letter is delivered once, with the webhook-id it had, the
 // calls' queued counts add up to the dead letters, and none is left.
 func TestRedeliverRacingCallsDeliverOnce(t *testing.T) {
-	ctx, api, conn := changesAdmin(t)
+	ctx, api, conn := busAdmin(t)
 	h := newHooks(t)
 	sub := payloadSub(t, ctx, api, "https://erp.example/hook")
 	if _, err := api.UpdateSubscription(ctx, &adminv1.UpdateSubscriptionRequest{
@@ -288,7 +269,7 @@ func TestRedeliverRangeBeyondLimit(t *testing.T) {
 		t.Skip("stores 100,001 events")
 	}
 	const limit = 100000 // admin's maxRedeliver
-	ctx, api, conn := changesAdmin(t)
+	ctx, api, conn := busAdmin(t)
 	sub := payloadSub(t, ctx, api, "https://erp.example/hook")
 	since := time.Now().Add(-time.Minute)
 	msgs := make([]*nats.Msg, 0, limit+1)
@@ -357,7 +338,7 @@ func TestRedeliverRangeBeyondLimit(t *testing.T) {
 // consumer of the log behind, and a tail of one org never sends
 // another's records.
 func TestTailEndsWithItsClient(t *testing.T) {
-	ctx, api, conn := changesAdmin(t)
+	ctx, api, conn := busAdmin(t)
 	sub := payloadSub(t, ctx, api, "https://erp.example/hook")
 	if _, err := api.CreateOrg(ctx, &adminv1.CreateOrgRequest{OrgId: "acme2"}); err != nil {
 		t.Fatal(err)

@@ -541,13 +541,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		_, err := js.CreateOrUpdateStream(cctx, cfg)
 		cancel()
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errNoStorage {
+		errors.As(err, &apiErr)
+		switch {
+		case apiErr != nil && apiErr.ErrorCode == errNoStorage:
 			return fmt.Errorf("stream %s of %d bytes: %w (%w)", cfg.Name, cfg.MaxBytes, ErrNoRoom, err)
-		}
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errInvalidConfig {
+		case apiErr != nil && apiErr.ErrorCode == errInvalidConfig:
 			return fmt.Errorf("stream %s: %w (%w)", cfg.Name, ErrRefused, err)
-		}
-		if err != nil {
+		case err != nil:
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}

@@ -56,16 +56,13 @@ func (d *digests) Handle(ctx context.Context, m jetstream.Msg) error {
 	// One consumer per digest being sent, so consumers do not grow with
 	// daily subscriptions; the due message is out to one replica at a
 	// time, so no two digests of a subscription overlap.
-	name := digestConsumer(id)
-	_ = d.js.DeleteConsumer(ctx, bus.StreamDeliveries, name) // one left by a replica that died, or by undigest
-	cons, err := d.js.CreateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
-		Durable: name, FilterSubject: bus.DigestSubject(id), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 5 * time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
-	})
+	cfg := digestConsumer(id, 5*time.Minute)
+	_ = d.js.DeleteConsumer(ctx, bus.StreamDeliveries, cfg.Durable) // one left by a replica that died, or by undigest
+	cons, err := d.js.CreateConsumer(ctx, bus.StreamDeliveries, cfg)
 	if err != nil {
 		return again(5*time.Second, fmt.Errorf("digest queue: %w", err))
 	}
-	defer func() { _ = d.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, name) }()
+	defer func() { _ = d.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, cfg.Durable) }()
 	for part := 0; ; part++ {
 		// Each POST counts against the subscription's rate.
 		if err := await(ctx, d.limits, sub); err != nil {
@@ -181,9 +178,15 @@ func (d *digests) post(ctx context.Context, sub subs.Subscription, tasks []jetst
 	return wait, false, retry
 }
 
-// digestConsumer names the consumer that reads a subscription's digest
-// subject, for its digest or to move the tasks out.
-func digestConsumer(sub string) string { return "digest-" + sub }
+// digestConsumer is the consumer that reads a subscription's digest
+// subject, for its digest or to move the tasks out, each taking them for
+// ackWait.
+func digestConsumer(sub string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: "digest-" + sub, FilterSubject: bus.DigestSubject(sub), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: ackWait, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
+	}
+}
 
 // undigestAfter is how long after a subscription stopped being daily its
 // digest subject is looked at once more: a replica that had not seen the
@@ -202,17 +205,19 @@ func (p *payloads) undigest(ctx context.Context, sub subs.Subscription) error {
 	if len(info.State.Subjects) == 0 {
 		return nil
 	}
+	return p.moveDigest(ctx, sub)
+}
+
+// moveDigest is undigest for a subscription known to have gathered tasks.
+func (p *payloads) moveDigest(ctx context.Context, sub subs.Subscription) error {
 	// The digest's name: a work-queue stream refuses two consumers of one
 	// subject, and each removes one the other left behind.
-	name := digestConsumer(sub.ID)
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
-		Durable: name, FilterSubject: bus.DigestSubject(sub.ID), AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Minute, MaxAckPending: -1, InactiveThreshold: 10 * time.Minute,
-	})
+	cfg := digestConsumer(sub.ID, time.Minute)
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.StreamDeliveries, cfg)
 	if err != nil {
 		return fmt.Errorf("digest tasks not read: %w", err)
 	}
-	defer func() { _ = p.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, name) }()
+	defer func() { _ = p.js.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamDeliveries, cfg.Durable) }()
 	for {
 		tasks, err := fetchAll(cons, 1000)
 		if err != nil {

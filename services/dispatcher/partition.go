@@ -381,7 +381,7 @@ func (pt *part) strays() {
 		}
 		// One unknown here may be too new to be seen yet: its tasks stay.
 		if e := pt.ps.index.get(id); e != nil && e.sub.Mode == subs.ModePayload && !e.sub.Daily() {
-			if err := pt.ps.payloads.undigest(ctx, e.sub); err != nil && pt.ctx.Err() == nil {
+			if err := pt.ps.payloads.moveDigest(ctx, e.sub); err != nil && pt.ctx.Err() == nil {
 				pt.ps.log.Warn("digest tasks of a subscription no longer daily not moved", "subscription", id, "err", err)
 			}
 		}

@@ -198,6 +198,7 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event, t
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	msgs := make([]*nats.Msg, len(events))
+	most := s.maxStored()
 	for i, e := range events {
 		var err error
 		if msgs[i], err = message(org, e); err != nil {
@@ -216,7 +217,7 @@ func (s *Service) store(ctx context.Context, org string, events []event.Event, t
 		// and a sender told to retry would be refused for ever. Extension
 		// values and dataschema have no limit of their own short of the
 		// body's.
-		if size, most := msgs[i].Size()-len(msgs[i].Subject), s.maxStored(); size > most {
+		if size := msgs[i].Size() - len(msgs[i].Subject); size > most {
 			return Result{}, &event.Error{Index: i, Field: "body", TooLarge: true,
 				Message: fmt.Sprintf("the event is %d bytes as stored, at most %d are allowed", size, most)}
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 // Tasks reads what DELIVERIES holds, as messages per subject, but the
-// dispatchers' tail markers, which come and go by themselves.
+// dispatchers' tail marker, which stays while they run and after.
 func Tasks(ctx context.Context, js jetstream.JetStream) (map[string]uint64, error) {
 	st, err := js.Stream(ctx, bus.StreamDeliveries)
 	if err != nil {

@@ -165,9 +165,9 @@ func (s *Store) ResetUnacked(ctx context.Context, id string) (PingState, error) 
 
 // AckPings resets a ping subscription's unacknowledged pings and, when
 // its newest change of types (in org) stored after sequence after is
-// covered by no ping, starts its timer to fire delay from now. A dispatcher that still saw the
-// count at its cap routed such a change without setting a timer, and
-// nothing else would ping for it. The change feed passes the sequence it
+// covered by no ping, starts its timer to fire delay from now. A
+// dispatcher that still saw the count at its cap routed such a change
+// without setting a timer, and nothing else would ping for it. The change feed passes the sequence it
 // answered through; switching a subscription on, the last one before.
 // A subscription deleted meanwhile is no error.
 func (s *Store) AckPings(ctx context.Context, nc *nats.Conn, id, org string, types []string, after uint64, delay time.Duration) error {
